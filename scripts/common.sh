@@ -1,0 +1,78 @@
+# Shared by scripts/test.sh and scripts/run.sh: installs what the project needs on a
+# Debian/Ubuntu machine, doing nothing when it is already there. Source it; don't run it.
+
+# System packages: the C libraries the build links, and the tools the tests use.
+SIDECAST_APT_PACKAGES=(libhiredis-dev libjansson-dev libmsgpack-dev redis-server socat jq)
+
+step() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "error: need root (or sudo) to run: $*" >&2
+        return 1
+    fi
+}
+
+missing_apt_packages() {
+    local pkg
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
+            printf '%s\n' "$pkg"
+        fi
+    done
+}
+
+_apt_updated=0
+ensure_apt_packages() {
+    local missing
+    missing=$(missing_apt_packages "$@")
+    if [ -z "$missing" ]; then
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: missing packages and no apt-get: $(echo $missing)" >&2
+        return 1
+    fi
+    if [ "$_apt_updated" -eq 0 ]; then
+        step "apt-get update"
+        as_root apt-get update -qq
+        _apt_updated=1
+    fi
+    step "apt-get install $(echo $missing)"
+    # shellcheck disable=SC2086
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+ensure_system_packages() {
+    step "checking system packages"
+    ensure_apt_packages "${SIDECAST_APT_PACKAGES[@]}"
+}
+
+# Creates .venv (gitignored) with the test requirements. A stamp holding the hash of the
+# requirements file makes a second run skip pip entirely.
+ensure_venv() {
+    local requirements=scripts/requirements-test.txt
+    local stamp=.venv/.requirements.sha256
+    local want
+    want=$(sha256sum "$requirements" | cut -d' ' -f1)
+    if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        step "python venv up to date"
+        return 0
+    fi
+    if [ ! -x .venv/bin/python ]; then
+        step "creating python venv .venv"
+        if ! python3 -m venv .venv 2>/dev/null; then
+            # Debian's own python3 ships venv/ensurepip separately.
+            rm -rf .venv
+            ensure_apt_packages python3-venv
+            python3 -m venv .venv
+        fi
+    fi
+    step "installing python test packages"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    printf '%s\n' "$want" >"$stamp"
+}
