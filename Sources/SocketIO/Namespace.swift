@@ -1,0 +1,65 @@
+import SidecastJSON
+
+/// A namespace's sockets and rooms on this node. Confined to the server's loop.
+///
+/// Rooms live here rather than in an adapter: a room's members are sockets of this node and
+/// share their lifetime. The cluster adapter decides which nodes a broadcast reaches; the
+/// namespace decides which of its own sockets.
+public final class Namespace {
+    public let name: String
+    unowned let server: SocketIOServer
+    public private(set) var sockets: [String: SocketIOSocket] = [:]
+    /// Room name → ids of member sockets. A socket's own id is a room too.
+    public private(set) var rooms: [String: Set<String>] = [:]
+    private var nextAckID = 0
+
+    init(name: String, server: SocketIOServer) {
+        self.name = name
+        self.server = server
+    }
+
+    /// Ack ids count per namespace, as in Node, so a broadcast can share one id among its targets.
+    func makeAckID() -> Int {
+        defer { nextAckID += 1 }
+        return nextAckID
+    }
+
+    func insert(_ socket: SocketIOSocket) {
+        sockets[socket.id] = socket
+    }
+
+    func removeSocket(_ socket: SocketIOSocket) {
+        sockets.removeValue(forKey: socket.id)
+    }
+
+    func add(_ socketID: String, to room: String) {
+        rooms[room, default: []].insert(socketID)
+    }
+
+    func remove(_ socketID: String, from room: String) {
+        guard var members = rooms[room] else { return }
+        members.remove(socketID)
+        rooms[room] = members.isEmpty ? nil : members
+    }
+
+    /// The local sockets a broadcast with `options` reaches: members of any of `rooms` (every
+    /// socket when empty), minus members of any room in `except`.
+    public func sockets(matching options: BroadcastOptions) -> [SocketIOSocket] {
+        let excluded = options.except.reduce(into: Set<String>()) { result, room in
+            if let members = rooms[room] { result.formUnion(members) }
+        }
+        if options.rooms.isEmpty {
+            if excluded.isEmpty { return Array(sockets.values) }
+            return sockets.values.filter { !excluded.contains($0.id) }
+        }
+        var seen = Set<String>()
+        var result: [SocketIOSocket] = []
+        for room in options.rooms {
+            guard let members = rooms[room] else { continue }
+            for id in members where !excluded.contains(id) && seen.insert(id).inserted {
+                if let socket = sockets[id] { result.append(socket) }
+            }
+        }
+        return result
+    }
+}

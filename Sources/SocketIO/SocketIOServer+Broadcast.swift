@@ -1,0 +1,84 @@
+import EngineIO
+import NIOCore
+import SidecastJSON
+
+/// Operations on the local sockets a `BroadcastOptions` selects. Adapters call these: the local
+/// adapter directly, the cluster adapter for what other nodes ask of this one.
+extension SocketIOServer {
+    /// Sends `packet` to every matching local socket. The packet is encoded once and the same
+    /// bytes go to every recipient.
+    public func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
+        guard let namespace = namespaces[options.namespace] else { return }
+        let targets = namespace.sockets(matching: options)
+        guard !targets.isEmpty else { return }
+        let messages = encodeMessages(packet)
+        for socket in targets {
+            socket.send(messages)
+        }
+    }
+
+    /// Sends `packet` with one shared ack id to every matching socket. `onAck` runs once per
+    /// socket that answers; the return value is how many sockets were asked. Answers that come
+    /// after `cancel` is called are ignored.
+    public func broadcastWithAck(
+        _ packet: SocketIOPacket,
+        options: BroadcastOptions,
+        onAck: @escaping (_ socketID: String, _ args: [JSONValue]) -> Void
+    ) -> (count: Int, cancel: () -> Void) {
+        guard let namespace = namespaces[options.namespace] else { return (0, {}) }
+        let targets = namespace.sockets(matching: options)
+        guard !targets.isEmpty else { return (0, {}) }
+        var packet = packet
+        let ackID = namespace.makeAckID()
+        packet.id = ackID
+        let messages = encodeMessages(packet)
+        for socket in targets {
+            let socketID = socket.id
+            socket.awaitAck(ackID) { result in
+                if case .success(let args) = result { onAck(socketID, args) }
+            }
+            socket.send(messages)
+        }
+        let cancel: () -> Void = { [weak namespace] in
+            for socket in targets where namespace?.sockets[socket.id] === socket {
+                socket.cancelAwaitedAck(ackID)
+            }
+        }
+        return (targets.count, cancel)
+    }
+
+    /// `socketsJoin`: matching sockets join every room in `rooms`.
+    public func addSockets(_ options: BroadcastOptions, rooms: [String]) {
+        guard let namespace = namespaces[options.namespace] else { return }
+        for socket in namespace.sockets(matching: options) {
+            for room in rooms { socket.join(room) }
+        }
+    }
+
+    /// `socketsLeave`: matching sockets leave every room in `rooms`.
+    public func removeSockets(_ options: BroadcastOptions, rooms: [String]) {
+        guard let namespace = namespaces[options.namespace] else { return }
+        for socket in namespace.sockets(matching: options) {
+            for room in rooms { socket.leave(room) }
+        }
+    }
+
+    /// `disconnectSockets`: matching sockets leave the namespace, or close their connection.
+    public func disconnectSockets(_ options: BroadcastOptions, close: Bool) {
+        guard let namespace = namespaces[options.namespace] else { return }
+        for socket in namespace.sockets(matching: options) {
+            socket.disconnect(close: close)
+        }
+    }
+
+    /// `fetchSockets`: the matching local sockets.
+    public func fetchSockets(_ options: BroadcastOptions) -> [SocketIOSocket] {
+        namespaces[options.namespace]?.sockets(matching: options) ?? []
+    }
+
+    /// Every room of a namespace on this node, sockets' own-id rooms included (as Node's `allRooms`).
+    public func allRooms(namespace name: String) -> Set<String> {
+        guard let namespace = namespaces[name] else { return [] }
+        return Set(namespace.rooms.keys)
+    }
+}

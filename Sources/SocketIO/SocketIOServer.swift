@@ -1,0 +1,83 @@
+import EngineIO
+import Logging
+import NIOCore
+import SidecastJSON
+
+/// The Socket.IO v5 server on top of an Engine.IO server: namespaces, sockets, rooms and acks.
+///
+/// All state is confined to `eventLoop`, the same loop the Engine.IO server runs on; like Node's
+/// single thread, that keeps rooms and sockets free of locks.
+public final class SocketIOServer {
+    public let configuration: SocketIOServerConfiguration
+    public let eventLoop: EventLoop
+    public let logger: Logger
+    /// Learns about connects, events and disconnects. Held weakly: the bridge owns the server.
+    public weak var sink: SocketEventSink?
+    public private(set) var namespaces: [String: Namespace] = [:]
+    private let encoder = SocketIOPacketEncoder()
+
+    public init(configuration: SocketIOServerConfiguration, eventLoop: EventLoop, logger: Logger) {
+        self.configuration = configuration
+        self.eventLoop = eventLoop
+        self.logger = logger
+    }
+
+    /// The namespace called `name`, created on first use.
+    public func namespace(named name: String) -> Namespace {
+        if let existing = namespaces[name] { return existing }
+        let created = Namespace(name: name, server: self)
+        namespaces[name] = created
+        return created
+    }
+
+    /// The connected socket with this id in namespace `nsp`, if it is on this node.
+    public func socket(id: String, namespace nsp: String) -> SocketIOSocket? {
+        namespaces[nsp]?.sockets[id]
+    }
+
+    /// Encodes a packet once into Engine.IO messages that any number of sessions can send.
+    public func encodeMessages(_ packet: SocketIOPacket) -> [EngineIOMessage] {
+        let (text, attachments) = encoder.encode(packet)
+        var messages = [EngineIOMessage.text(text)]
+        messages.reserveCapacity(1 + attachments.count)
+        for attachment in attachments { messages.append(.binary(attachment)) }
+        return messages
+    }
+
+    /// Closes every client, as on shutdown; sockets leave with `reason`.
+    public func closeAll(reason: DisconnectReason) {
+        for namespace in namespaces.values {
+            for socket in Array(namespace.sockets.values) {
+                socket.connection.close(reason: reason)
+            }
+        }
+    }
+
+    /// Socket ids look like Node's: 20 URL-safe characters from a random source.
+    static func makeSocketID() -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        var generator = SystemRandomNumberGenerator()
+        var bytes = [UInt8](repeating: 0, count: 20)
+        for i in bytes.indices { bytes[i] = alphabet[Int(generator.next(upperBound: UInt(alphabet.count)))] }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension SocketIOServer: EngineIOServerDelegate {
+    public func sessionDidOpen(_ session: EngineIOSession) {
+        session.userData = SocketIOConnection(server: self, session: session)
+    }
+
+    public func session(_ session: EngineIOSession, didReceiveText text: String) {
+        (session.userData as? SocketIOConnection)?.receive(text: text)
+    }
+
+    public func session(_ session: EngineIOSession, didReceiveBinary data: ByteBuffer) {
+        (session.userData as? SocketIOConnection)?.receive(binary: data)
+    }
+
+    public func session(_ session: EngineIOSession, didCloseWith reason: EngineIOCloseReason) {
+        (session.userData as? SocketIOConnection)?.sessionClosed(reason: DisconnectReason(reason))
+        session.userData = nil
+    }
+}

@@ -1,0 +1,162 @@
+import EngineIO
+import NIOCore
+import SidecastJSON
+
+/// One client's membership of one namespace (`socket` in Node). Confined to the server's loop.
+///
+/// Its `id` is distinct from the Engine.IO session id: a client connected to two namespaces has
+/// two sockets over one session.
+public final class SocketIOSocket {
+    /// Why an acknowledgement the server asked for never came.
+    public enum AckFailure: Error, Sendable {
+        case timeout
+        case disconnected
+    }
+
+    public let id: String
+    public let namespace: Namespace
+    public let handshake: SocketHandshake
+    /// Free-form data a backend attached (Socket.IO's `socket.data`).
+    public var data: JSONValue
+    public private(set) var rooms: Set<String> = []
+    public private(set) var isConnected = true
+
+    unowned let connection: SocketIOConnection
+    /// Acks the client asked for and nobody answered yet: an answer is sent at most once.
+    private var ackIDsOwedToClient: Set<Int> = []
+    /// Acks we asked the client for, by packet id.
+    private var awaitedAcks: [Int: AwaitedAck] = [:]
+
+    private struct AwaitedAck {
+        var callback: (Result<[JSONValue], AckFailure>) -> Void
+        var timeout: Scheduled<Void>?
+    }
+
+    init(id: String, namespace: Namespace, connection: SocketIOConnection, data: JSONValue) {
+        self.id = id
+        self.namespace = namespace
+        self.connection = connection
+        self.handshake = connection.handshake
+        self.data = data
+    }
+
+    /// The Engine.IO session this socket rides on.
+    public var session: EngineIOSession { connection.session }
+
+    /// Sends an event to this socket alone.
+    public func emit(_ event: String, _ args: [JSONValue]) {
+        send(SocketIOPacket(type: .event, namespace: namespace.name, data: .array([.string(event)] + args)))
+    }
+
+    /// Sends an event and waits for the client's acknowledgement for at most `timeout`.
+    public func emit(
+        _ event: String,
+        _ args: [JSONValue],
+        timeout: TimeAmount,
+        callback: @escaping (Result<[JSONValue], AckFailure>) -> Void
+    ) {
+        guard isConnected else {
+            callback(.failure(.disconnected))
+            return
+        }
+        let ackID = namespace.makeAckID()
+        let timer = namespace.server.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+            self?.resolveAck(ackID, .failure(.timeout))
+        }
+        awaitedAcks[ackID] = AwaitedAck(callback: callback, timeout: timer)
+        send(SocketIOPacket(type: .event, namespace: namespace.name, id: ackID, data: .array([.string(event)] + args)))
+    }
+
+    /// Answers an acknowledgement the client asked for. Returns `false` when no such ack is owed
+    /// (unknown id, or already answered): the client never sees a second answer.
+    @discardableResult
+    public func sendAck(_ ackID: Int, _ args: [JSONValue]) -> Bool {
+        guard isConnected, ackIDsOwedToClient.remove(ackID) != nil else { return false }
+        send(SocketIOPacket(type: .ack, namespace: namespace.name, id: ackID, data: .array(args)))
+        return true
+    }
+
+    public func join(_ room: String) {
+        guard isConnected, rooms.insert(room).inserted else { return }
+        namespace.add(id, to: room)
+    }
+
+    public func leave(_ room: String) {
+        guard rooms.remove(room) != nil else { return }
+        namespace.remove(id, from: room)
+    }
+
+    /// Server-side disconnect. With `close`, the client's whole connection goes too (every namespace).
+    public func disconnect(close: Bool = false) {
+        guard isConnected else { return }
+        if close {
+            connection.close(reason: .forcedServerClose)
+        } else {
+            send(SocketIOPacket(type: .disconnect, namespace: namespace.name))
+            connection.remove(self, reason: .serverNamespaceDisconnect)
+        }
+    }
+
+    func send(_ packet: SocketIOPacket) {
+        guard isConnected else { return }
+        session.send(namespace.server.encodeMessages(packet))
+    }
+
+    func send(_ messages: [EngineIOMessage]) {
+        guard isConnected else { return }
+        session.send(messages)
+    }
+
+    /// Registers that a broadcast asked this socket for an ack with the namespace-wide `ackID`.
+    func awaitAck(_ ackID: Int, callback: @escaping (Result<[JSONValue], AckFailure>) -> Void) {
+        awaitedAcks[ackID] = AwaitedAck(callback: callback, timeout: nil)
+    }
+
+    func cancelAwaitedAck(_ ackID: Int) {
+        awaitedAcks.removeValue(forKey: ackID)?.timeout?.cancel()
+    }
+
+    func received(_ packet: SocketIOPacket) {
+        switch packet.type {
+        case .event, .binaryEvent:
+            guard case .array(let payload) = packet.data, let first = payload.first else { return }
+            let event: String
+            switch first {
+            case .string(let name): event = name
+            case .int(let n): event = String(n)
+            case .double(let d): event = String(d)
+            default: return
+            }
+            if let ackID = packet.id { ackIDsOwedToClient.insert(ackID) }
+            namespace.server.sink?.socket(self, didReceiveEvent: event, args: Array(payload.dropFirst()), ackID: packet.id)
+        case .ack, .binaryAck:
+            guard let ackID = packet.id else { return }
+            resolveAck(ackID, .success(packet.data?.arrayValue ?? []))
+        case .disconnect:
+            connection.remove(self, reason: .clientNamespaceDisconnect)
+        case .connect, .connectError:
+            break
+        }
+    }
+
+    private func resolveAck(_ ackID: Int, _ result: Result<[JSONValue], AckFailure>) {
+        guard let awaited = awaitedAcks.removeValue(forKey: ackID) else { return }
+        awaited.timeout?.cancel()
+        awaited.callback(result)
+    }
+
+    /// Leaves every room and fails pending acks; called once when the socket goes away.
+    func closed() {
+        guard isConnected else { return }
+        isConnected = false
+        for room in rooms { namespace.remove(id, from: room) }
+        rooms.removeAll()
+        ackIDsOwedToClient.removeAll()
+        let awaited = awaitedAcks
+        awaitedAcks.removeAll()
+        for (_, ack) in awaited {
+            ack.timeout?.cancel()
+            ack.callback(.failure(.disconnected))
+        }
+    }
+}
