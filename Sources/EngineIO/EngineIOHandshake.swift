@@ -1,0 +1,95 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// What the client sent when it opened the session: the Socket.IO handshake object is built
+/// from it. Headers keep the request's order, names as sent, and repeated names.
+public struct EngineIOHandshake: Sendable {
+    public var headers: [(name: String, value: String)]
+    /// Decoded query parameters of the first request; a repeated name keeps its last value,
+    /// like `Object.fromEntries(url.searchParams)` in the Node server.
+    public var query: [String: String]
+    /// The peer's IP address, without the port.
+    public var remoteAddress: String?
+    /// The request URI as sent, e.g. "/socket.io/?EIO=4&transport=polling&t=x".
+    public var url: String
+    /// When the session was opened, in milliseconds since the Unix epoch.
+    public var issued: Int64
+    /// Always false: the server speaks plain TCP.
+    public var secure: Bool
+
+    init(head: HTTPRequestHead, query: [String: String], remoteAddress: SocketAddress?) {
+        self.headers = head.headers.map { (name: $0.name, value: $0.value) }
+        self.query = query
+        self.remoteAddress = remoteAddress?.ipAddress
+        self.url = head.uri
+        self.issued = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        self.secure = false
+    }
+}
+
+/// The parts of a request URI the server routes on.
+struct EngineIORequestURI: Equatable {
+    var path: Substring
+    var query: [String: String]
+
+    init(_ uri: String) {
+        if let mark = uri.firstIndex(of: "?") {
+            self.path = uri[..<mark]
+            self.query = Self.parseQuery(uri[uri.index(after: mark)...])
+        } else {
+            self.path = uri[...]
+            self.query = [:]
+        }
+    }
+
+    /// `application/x-www-form-urlencoded` decoding as `URLSearchParams` does it: "+" is a
+    /// space, bad percent escapes are kept literally, a fragment ends the query.
+    static func parseQuery(_ query: Substring) -> [String: String] {
+        var result: [String: String] = [:]
+        let query = query.prefix { $0 != "#" }
+        for pair in query.split(separator: "&", omittingEmptySubsequences: true) {
+            let name: Substring
+            let value: Substring
+            if let equals = pair.firstIndex(of: "=") {
+                name = pair[..<equals]
+                value = pair[pair.index(after: equals)...]
+            } else {
+                name = pair
+                value = ""
+            }
+            result[decodeComponent(name)] = decodeComponent(value)
+        }
+        return result
+    }
+
+    private static func decodeComponent(_ component: Substring) -> String {
+        let utf8 = Array(component.utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(utf8.count)
+        var index = 0
+        while index < utf8.count {
+            let byte = utf8[index]
+            if byte == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else if byte == UInt8(ascii: "%"), index + 2 < utf8.count,
+                      let high = hexValue(utf8[index + 1]), let low = hexValue(utf8[index + 2]) {
+                bytes.append(high << 4 | low)
+                index += 2
+            } else {
+                bytes.append(byte)
+            }
+            index += 1
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
