@@ -28,6 +28,7 @@ public protocol Adapter: AnyObject {
 public struct SocketDetails: Sendable, Hashable {
     public var id: String
     public var namespace: String
+    /// Every room of the socket, its own id first (as `socket.rooms` iterates in Node).
     public var rooms: [String]
     public var handshake: JSONValue
     public var data: JSONValue
@@ -44,7 +45,7 @@ public struct SocketDetails: Sendable, Hashable {
         self.init(
             id: socket.id,
             namespace: socket.namespace.name,
-            rooms: socket.rooms.sorted(),
+            rooms: [socket.id] + socket.rooms.subtracting([socket.id]).sorted(),
             handshake: socket.handshake.json,
             data: socket.data
         )

@@ -11,7 +11,6 @@ public enum DisconnectReason: String, Sendable {
     case serverShuttingDown = "server shutting down"
     case clientNamespaceDisconnect = "client namespace disconnect"
     case serverNamespaceDisconnect = "server namespace disconnect"
-    case forcedServerClose = "forced server close"
 
     init(_ reason: EngineIOCloseReason) {
         switch reason {

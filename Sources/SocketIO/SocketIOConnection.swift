@@ -75,18 +75,18 @@ final class SocketIOConnection {
             guard let self, !self.isClosed, self.pendingConnects.removeValue(forKey: name) == socketID else { return }
             switch decision {
             case .accept(let data):
-                self.open(socketID: socketID, namespace: name, data: data ?? .null)
+                self.open(socketID: socketID, namespace: name, auth: auth, data: data ?? .null)
             case .reject(let message, let data):
                 self.sendConnectError(namespace: name, message: message, data: data)
             }
         }
     }
 
-    private func open(socketID: String, namespace name: String, data: JSONValue) {
+    private func open(socketID: String, namespace name: String, auth: JSONValue?, data: JSONValue) {
         connectTimeout?.cancel()
         connectTimeout = nil
         let namespace = server.namespace(named: name)
-        let socket = SocketIOSocket(id: socketID, namespace: namespace, connection: self, data: data)
+        let socket = SocketIOSocket(id: socketID, namespace: namespace, connection: self, auth: auth, data: data)
         sockets[name] = socket
         namespace.insert(socket)
         socket.join(socketID)

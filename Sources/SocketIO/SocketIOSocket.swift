@@ -16,6 +16,8 @@ public final class SocketIOSocket {
     public let id: String
     public let namespace: Namespace
     public let handshake: SocketHandshake
+    /// The CONNECT packet's payload as the client sent it, `nil` when absent.
+    public let auth: JSONValue?
     /// Free-form data a backend attached (Socket.IO's `socket.data`).
     public var data: JSONValue
     public private(set) var rooms: Set<String> = []
@@ -32,8 +34,9 @@ public final class SocketIOSocket {
         var timeout: Scheduled<Void>?
     }
 
-    init(id: String, namespace: Namespace, connection: SocketIOConnection, data: JSONValue) {
+    init(id: String, namespace: Namespace, connection: SocketIOConnection, auth: JSONValue?, data: JSONValue) {
         self.id = id
+        self.auth = auth
         self.namespace = namespace
         self.connection = connection
         self.handshake = connection.handshake
@@ -61,7 +64,8 @@ public final class SocketIOSocket {
         }
         let ackID = namespace.makeAckID()
         let timer = namespace.server.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
-            self?.resolveAck(ackID, .failure(.timeout))
+            guard let self else { return }
+            self.resolveAck(ackID, .failure(.timeout))
         }
         awaitedAcks[ackID] = AwaitedAck(callback: callback, timeout: timer)
         send(SocketIOPacket(type: .event, namespace: namespace.name, id: ackID, data: .array([.string(event)] + args)))
@@ -90,7 +94,10 @@ public final class SocketIOSocket {
     public func disconnect(close: Bool = false) {
         guard isConnected else { return }
         if close {
-            connection.close(reason: .forcedServerClose)
+            // As `socket.disconnect(true)` in Node: no DISCONNECT packet, the transport closes;
+            // this socket leaves as asked, the connection's other sockets with "forced close".
+            connection.remove(self, reason: .serverNamespaceDisconnect)
+            connection.close(reason: .forcedClose)
         } else {
             send(SocketIOPacket(type: .disconnect, namespace: namespace.name))
             connection.remove(self, reason: .serverNamespaceDisconnect)

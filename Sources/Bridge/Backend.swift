@@ -1,0 +1,62 @@
+import NIOCore
+import SidecastJSON
+
+/// One attached backend connection, after its `hello`. Confined to the bridge's event loop.
+final class Backend {
+    let id: Int
+    let group: String
+    let namespaces: Set<String>
+    let authorizes: Bool
+    private let channel: Channel
+    /// Authorization requests (by `req`) this backend was asked and has not answered.
+    var pendingAuthorizations: Set<Int> = []
+    private(set) var isAttached = true
+
+    init(id: Int, hello: BackendCommand.Hello, channel: Channel) {
+        self.id = id
+        self.group = hello.group
+        self.namespaces = Set(hello.namespaces)
+        self.authorizes = hello.authorize
+        self.channel = channel
+    }
+
+    /// Writes one message as an NDJSON line.
+    func send(_ message: JSONValue) {
+        send(line: Self.line(message, allocator: channel.allocator))
+    }
+
+    /// Writes a line that is already encoded, with its "\n": one encoding serves every group.
+    /// Lines are flushed at once: a backend waits on each of them.
+    func send(line: ByteBuffer) {
+        guard isAttached else { return }
+        channel.writeAndFlush(line, promise: nil)
+    }
+
+    /// Writes the line and then closes the connection.
+    func sendAndClose(_ message: JSONValue) {
+        guard isAttached else { return }
+        isAttached = false
+        let channel = self.channel
+        channel.writeAndFlush(Self.line(message, allocator: channel.allocator)).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    static func line(_ message: JSONValue, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 256)
+        message.write(to: &buffer)
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        return buffer
+    }
+
+    /// Whether the backend's socket buffer has room; false means it is not keeping up.
+    var isWritable: Bool { channel.isWritable }
+
+    func detached() {
+        isAttached = false
+    }
+
+    func close() {
+        channel.close(promise: nil)
+    }
+}

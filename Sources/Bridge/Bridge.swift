@@ -1,0 +1,367 @@
+import Adapter
+import Logging
+import NIOCore
+import SidecastJSON
+import SocketIO
+
+/// Connects the Socket.IO server to backend processes speaking NDJSON (proto/PROTOCOL.md).
+///
+/// Client activity flows to backends as `connect`/`event`/`disconnect` lines, one copy per
+/// group; backend commands flow to clients through the adapter, so they reach every node of a
+/// cluster. Confined to the Socket.IO server's event loop.
+public final class Bridge {
+    public let configuration: BridgeConfiguration
+    let logger: Logger
+    private let server: SocketIOServer
+    private let adapter: Adapter
+    private let eventLoop: EventLoop
+
+    private var groups: [String: BackendGroup] = [:]
+    private var nextBackendID = 0
+    private var nextReq = 1
+    private var authorizations: [Int: PendingAuthorization] = [:]
+    private var isShuttingDown = false
+
+    /// A connection waiting for an authorizing backend's `accept` or `reject`.
+    private struct PendingAuthorization {
+        var request: ConnectRequest
+        var decide: (ConnectDecision) -> Void
+        var timer: Scheduled<Void>
+        /// The backend asked; `nil` while queued in a group in grace.
+        var backend: Backend?
+    }
+
+    public init(configuration: BridgeConfiguration, server: SocketIOServer, adapter: Adapter, logger: Logger) {
+        self.configuration = configuration
+        self.server = server
+        self.adapter = adapter
+        self.eventLoop = server.eventLoop
+        self.logger = logger
+        server.sink = self
+    }
+
+    /// Adds the NDJSON framing and the backend handler to an accepted Unix-socket channel.
+    /// Call on the event loop, inside the bootstrap's child channel initializer.
+    public func configureBackendChannel(_ channel: Channel) throws {
+        let handlers: [ChannelHandler] = [
+            ByteToMessageHandler(NDJSONFrameDecoder(maxLineLength: configuration.maxLineLength)),
+            BackendChannelHandler(bridge: self),
+        ]
+        try channel.pipeline.syncOperations.addHandlers(handlers)
+    }
+
+    /// Number of attached backends, over all groups.
+    public var backendCount: Int { groups.values.reduce(0) { $0 + $1.backends.count } }
+
+    /// Tells every backend that sidecast stops, then closes their connections.
+    public func shutdown() {
+        isShuttingDown = true
+        for (req, pending) in authorizations {
+            pending.timer.cancel()
+            authorizations.removeValue(forKey: req)
+            pending.decide(.reject(message: "server shutting down", data: nil))
+        }
+        for group in groups.values {
+            group.graceTimer?.cancel()
+            for backend in group.backends { backend.sendAndClose(BackendMessage.shutdown) }
+        }
+    }
+
+    // MARK: Backends attaching and leaving
+
+    func attach(_ hello: BackendCommand.Hello, channel: Channel) -> Backend {
+        nextBackendID += 1
+        let backend = Backend(id: nextBackendID, hello: hello, channel: channel)
+        backend.send(BackendMessage.welcome(node: configuration.nodeID))
+        let group: BackendGroup
+        if let existing = groups[hello.group] {
+            group = existing
+        } else {
+            group = BackendGroup(name: hello.group, queueLimit: configuration.graceQueueLimit, logger: logger)
+            groups[hello.group] = group
+        }
+        logger.info("backend attached", metadata: [
+            "backend": "\(backend.id)", "group": "\(hello.group)",
+            "nsps": "\(hello.namespaces.joined(separator: ","))", "authorize": "\(hello.authorize)",
+        ])
+        group.attach(backend)
+        let waiting = group.pendingAuthorizations
+        group.pendingAuthorizations.removeAll()
+        for req in waiting { dispatchAuthorization(req) }
+        return backend
+    }
+
+    func detach(_ backend: Backend) {
+        backend.detached()
+        guard let group = groups[backend.group] else { return }
+        group.detach(backend)
+        logger.info("backend detached", metadata: ["backend": "\(backend.id)", "group": "\(group.name)"])
+        if group.isInGrace && !isShuttingDown {
+            logger.warning("group has no backend; queueing its messages", metadata: [
+                "group": "\(group.name)", "grace": "\(configuration.backendGrace.nanoseconds / 1_000_000) ms",
+            ])
+            group.graceTimer = eventLoop.assumeIsolated().scheduleTask(in: configuration.backendGrace) { [weak self, weak group] in
+                guard let self, let group, group.isInGrace else { return }
+                group.expire()
+                self.groups.removeValue(forKey: group.name)
+                let orphaned = group.pendingAuthorizations
+                group.pendingAuthorizations.removeAll()
+                for req in orphaned { self.dispatchAuthorization(req) }
+                self.logger.warning("group forgotten after its grace period", metadata: ["group": "\(group.name)"])
+            }
+        }
+        for req in backend.pendingAuthorizations {
+            authorizations[req]?.backend = nil
+            dispatchAuthorization(req)
+        }
+        backend.pendingAuthorizations.removeAll()
+    }
+
+    // MARK: Commands from backends
+
+    func handle(_ request: BackendRequest, from backend: Backend) {
+        let id = request.id
+        do {
+            switch request.command {
+            case .hello:
+                throw BridgeError.badMessage("hello was already said on this connection")
+            case .ack(let sid, let nsp, let ack, let args):
+                try requireNamespace(nsp)
+                guard let socket = server.socket(id: sid, namespace: nsp), socket.sendAck(ack, args) else {
+                    if id != nil { throw BridgeError(code: "unknown_ack", message: "ack \(ack) of \(sid) in \(nsp) is not pending") }
+                    return
+                }
+                succeed(id, backend)
+            case .emit(let emit):
+                try self.emit(emit, id: id, backend: backend)
+            case .join(let selector, let nsp, let rooms):
+                try requireNamespace(nsp)
+                switch selector {
+                case .socket(let sid):
+                    let socket = try localSocket(sid, nsp)
+                    for room in rooms { socket.join(room) }
+                case .rooms(let inRooms, let except, let local):
+                    adapter.addSockets(options(nsp, inRooms, except, local: local), rooms: rooms)
+                }
+                succeed(id, backend)
+            case .leave(let selector, let nsp, let rooms):
+                try requireNamespace(nsp)
+                switch selector {
+                case .socket(let sid):
+                    let socket = try localSocket(sid, nsp)
+                    for room in rooms where room != sid { socket.leave(room) }
+                case .rooms(let inRooms, let except, let local):
+                    adapter.removeSockets(options(nsp, inRooms, except, local: local), rooms: rooms)
+                }
+                succeed(id, backend)
+            case .disconnect(let selector, let nsp, let close):
+                try requireNamespace(nsp)
+                switch selector {
+                case .socket(let sid):
+                    try localSocket(sid, nsp).disconnect(close: close)
+                case .rooms(let inRooms, let except, let local):
+                    adapter.disconnectSockets(options(nsp, inRooms, except, local: local), close: close)
+                }
+                succeed(id, backend)
+            case .fetch(let nsp, let inRooms, let except, let local),
+                .count(let nsp, let inRooms, let except, let local),
+                .rooms(let nsp, let inRooms, let except, let local):
+                try requireNamespace(nsp)
+                query(request.command, options(nsp, inRooms, except, local: local), id: id, backend: backend)
+            case .accept(let req, let data):
+                try resolveAuthorization(req, by: backend, .accept(data: data.isNull ? nil : data))
+                succeed(id, backend)
+            case .reject(let req, let message, let data):
+                try resolveAuthorization(req, by: backend, .reject(message: message, data: data))
+                succeed(id, backend)
+            }
+        } catch let error as BridgeError {
+            report(error, id: id, line: request.command.type, to: backend)
+        } catch {
+            report(BridgeError(code: "internal", message: "\(error)"), id: id, line: request.command.type, to: backend)
+        }
+    }
+
+    /// Answers a failed command: a `reply` when it had an `id`, an `error` line otherwise.
+    func report(_ error: BridgeError, id: JSONValue?, line: String, to backend: Backend) {
+        logger.debug("backend command failed", metadata: ["backend": "\(backend.id)", "code": "\(error.code)", "line": "\(line)"])
+        if let id {
+            backend.send(BackendMessage.reply(id: id, error: error))
+        } else {
+            backend.send(BackendMessage.error(error, line: line))
+        }
+    }
+
+    private func succeed(_ id: JSONValue?, _ backend: Backend, _ fields: [(String, JSONValue)] = []) {
+        guard let id else { return }
+        backend.send(BackendMessage.reply(id: id, fields: fields))
+    }
+
+    private func emit(_ emit: BackendCommand.Emit, id: JSONValue?, backend: Backend) throws {
+        try requireNamespace(emit.namespace)
+        let packet = SocketIOPacket(type: .event, namespace: emit.namespace, data: .array([.string(emit.event)] + emit.args))
+        let options = options(emit.namespace, emit.to, emit.except, local: emit.local, volatile: emit.volatile)
+        guard let timeoutMS = emit.ackTimeout, let id else {
+            adapter.broadcast(packet, options: options)
+            return succeed(id, backend)
+        }
+        let timeout = TimeAmount.milliseconds(timeoutMS)
+        if emit.to.count == 1, emit.except.isEmpty, let socket = server.socket(id: emit.to[0], namespace: emit.namespace) {
+            socket.emit(emit.event, emit.args, timeout: timeout) { result in
+                switch result {
+                case .success(let args):
+                    backend.send(BackendMessage.reply(id: id, fields: [("args", .array(args))]))
+                case .failure(.timeout):
+                    backend.send(BackendMessage.reply(id: id, error: BridgeError(code: "timeout", message: "the client did not answer within \(timeoutMS) ms")))
+                case .failure(.disconnected):
+                    backend.send(BackendMessage.reply(id: id, error: BridgeError(code: "timeout", message: "the client disconnected before answering")))
+                }
+            }
+            return
+        }
+        adapter.broadcastWithAck(packet, options: options, timeout: timeout) { result in
+            let responses: JSONValue = .array(result.responses.map { ["sid": .string($0.socketID), "args": .array($0.args)] })
+            if result.timedOut {
+                let error = BridgeError(
+                    code: "timeout",
+                    message: "\(result.responses.count) of \(result.expected) clients answered within \(timeoutMS) ms"
+                )
+                backend.send(BackendMessage.reply(id: id, error: error, fields: [("responses", responses)]))
+            } else {
+                backend.send(BackendMessage.reply(id: id, fields: [("responses", responses)]))
+            }
+        }
+    }
+
+    private func query(_ command: BackendCommand, _ options: BroadcastOptions, id: JSONValue?, backend: Backend) {
+        adapter.fetchSockets(options) { result in
+            guard let id else { return }
+            switch result {
+            case .failure(let error):
+                backend.send(BackendMessage.reply(id: id, error: Self.bridgeError(error)))
+            case .success(let sockets):
+                switch command {
+                case .count:
+                    backend.send(BackendMessage.reply(id: id, fields: [("count", .int(Int64(sockets.count)))]))
+                case .rooms:
+                    var rooms = Set<String>()
+                    for socket in sockets { rooms.formUnion(socket.rooms.filter { $0 != socket.id }) }
+                    backend.send(BackendMessage.reply(id: id, fields: [("rooms", .array(rooms.sorted().map { .string($0) }))]))
+                default:
+                    backend.send(BackendMessage.reply(id: id, fields: [("sockets", .array(sockets.map(\.json)))]))
+                }
+            }
+        }
+    }
+
+    private static func bridgeError(_ error: AdapterError) -> BridgeError {
+        switch error {
+        case .timeout: .timeout
+        case .unavailable(let why): BridgeError(code: "timeout", message: why)
+        }
+    }
+
+    private func options(
+        _ nsp: String,
+        _ rooms: [String],
+        _ except: [String],
+        local: Bool,
+        volatile: Bool = false
+    ) -> BroadcastOptions {
+        BroadcastOptions(namespace: nsp, rooms: Set(rooms), except: Set(except), volatile: volatile, local: local)
+    }
+
+    private func requireNamespace(_ nsp: String) throws {
+        guard namespaceExists(nsp) else { throw BridgeError.unknownNamespace(nsp) }
+    }
+
+    private func localSocket(_ sid: String, _ nsp: String) throws -> SocketIOSocket {
+        guard let socket = server.socket(id: sid, namespace: nsp) else { throw BridgeError.unknownSid(sid, nsp) }
+        return socket
+    }
+
+    // MARK: Authorization
+
+    private func requiresAuthorization(_ nsp: String) -> Bool {
+        groups.values.contains { $0.authorizingNamespaces.contains(nsp) }
+    }
+
+    /// Asks an authorizing backend about `req`, or parks it in a group in grace.
+    private func dispatchAuthorization(_ req: Int) {
+        guard var pending = authorizations[req] else { return }
+        let nsp = pending.request.namespace
+        let attached = groups.values.sorted { $0.name < $1.name }.compactMap {
+            $0.authorizer(for: nsp, socketID: pending.request.socketID)
+        }
+        if !attached.isEmpty {
+            let backend = attached[BackendGroup.stableIndex(pending.request.socketID, count: attached.count)]
+            pending.backend = backend
+            authorizations[req] = pending
+            backend.pendingAuthorizations.insert(req)
+            let request = pending.request
+            backend.send(BackendMessage.connect(
+                sid: request.socketID, namespace: nsp, auth: request.auth,
+                handshake: request.handshake.json, data: .null, req: req
+            ))
+        } else if let waiting = groups.values.first(where: { $0.isInGrace && $0.authorizingNamespaces.contains(nsp) }) {
+            waiting.pendingAuthorizations.append(req)
+        } else {
+            finishAuthorization(req, .accept(data: nil))
+        }
+    }
+
+    private func resolveAuthorization(_ req: Int, by backend: Backend, _ decision: ConnectDecision) throws {
+        guard let pending = authorizations[req], pending.backend === backend else {
+            throw BridgeError(code: "unknown_req", message: "authorization request \(req) is not pending for this backend")
+        }
+        backend.pendingAuthorizations.remove(req)
+        finishAuthorization(req, decision)
+    }
+
+    private func finishAuthorization(_ req: Int, _ decision: ConnectDecision) {
+        guard let pending = authorizations.removeValue(forKey: req) else { return }
+        pending.timer.cancel()
+        pending.backend?.pendingAuthorizations.remove(req)
+        pending.decide(decision)
+    }
+}
+
+extension Bridge: SocketEventSink {
+    public func namespaceExists(_ namespace: String) -> Bool {
+        configuration.namespaces.contains(namespace) || groups.values.contains { $0.namespaces.contains(namespace) }
+    }
+
+    public func authorize(_ request: ConnectRequest, decide: @escaping (ConnectDecision) -> Void) {
+        guard !isShuttingDown else { return decide(.reject(message: "server shutting down", data: nil)) }
+        guard requiresAuthorization(request.namespace) else { return decide(.accept(data: nil)) }
+        let req = nextReq
+        nextReq += 1
+        let timer = eventLoop.assumeIsolated().scheduleTask(in: configuration.authorizationTimeout) { [weak self] in
+            guard let self else { return }
+            self.logger.info("authorization timed out", metadata: ["nsp": "\(request.namespace)", "socket": "\(request.socketID)"])
+            self.finishAuthorization(req, .reject(message: "authorization timeout", data: nil))
+        }
+        authorizations[req] = PendingAuthorization(request: request, decide: decide, timer: timer, backend: nil)
+        dispatchAuthorization(req)
+    }
+
+    public func socketDidConnect(_ socket: SocketIOSocket) {
+        forEachGroup(serving: socket.namespace.name) { $0.deliver(.connect(socket)) }
+    }
+
+    public func socket(_ socket: SocketIOSocket, didReceiveEvent event: String, args: [JSONValue], ackID: Int?) {
+        let message = BackendMessage.event(sid: socket.id, namespace: socket.namespace.name, event: event, args: args, ack: ackID)
+        let line = Backend.line(message, allocator: ByteBufferAllocator())
+        forEachGroup(serving: socket.namespace.name) { $0.deliver(.event(socket, line)) }
+    }
+
+    public func socket(_ socket: SocketIOSocket, didDisconnectWith reason: DisconnectReason) {
+        let message = BackendMessage.disconnect(sid: socket.id, namespace: socket.namespace.name, reason: reason)
+        let line = Backend.line(message, allocator: ByteBufferAllocator())
+        forEachGroup(serving: socket.namespace.name) { $0.deliver(.disconnect(socket, line)) }
+    }
+
+    private func forEachGroup(serving namespace: String, _ body: (BackendGroup) -> Void) {
+        for group in groups.values where group.namespaces.contains(namespace) { body(group) }
+    }
+}

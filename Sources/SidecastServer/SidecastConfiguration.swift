@@ -1,0 +1,23 @@
+import NIOCore
+
+/// Everything `sidecast` can be told at start, with the defaults of its flags.
+public struct SidecastConfiguration: Sendable {
+    public var host = "0.0.0.0"
+    public var port = 3000
+    /// Where Socket.IO is served, as Socket.IO's `path` option.
+    public var path = "/socket.io/"
+    /// The backends' Unix socket.
+    public var socketPath = "sidecast.sock"
+    public var socketMode: UInt16 = 0o660
+    /// Allowed CORS origins; empty sends no CORS headers, `*` allows any.
+    public var corsOrigins: [String] = []
+    public var pingInterval: TimeAmount = .milliseconds(25_000)
+    public var pingTimeout: TimeAmount = .milliseconds(20_000)
+    public var connectTimeout: TimeAmount = .milliseconds(45_000)
+    public var maxPayload = 1_000_000
+    /// Namespaces that exist even with no backend attached.
+    public var namespaces: Set<String> = ["/"]
+    public var backendGrace: TimeAmount = .seconds(10)
+
+    public init() {}
+}
