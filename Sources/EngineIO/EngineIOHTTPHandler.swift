@@ -1,0 +1,250 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOWebSocket
+
+/// Serves the HTTP side of Engine.IO on one connection: handshakes, long-poll GETs, POSTed
+/// payloads, CORS preflights and errors. Requests come one at a time (NIO's pipelining
+/// handler holds back the next request until the response is written), so a keep-alive
+/// connection can carry any number of polls. Removed from the pipeline when the connection
+/// is upgraded to WebSocket.
+final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum State {
+        case idle
+        /// The answer was decided from the head; it is sent once the request is complete.
+        case answerAtEnd(Answer)
+        case handshake(HTTPRequestHead, query: [String: String])
+        case poll(EngineIOSession)
+        case post(EngineIOSession, body: ByteBuffer)
+        /// A POST was refused before its end (413): the rest of its body is dropped.
+        case discardingBody
+        /// A GET waits for the session to send packets.
+        case awaitingPoll(EngineIOSession)
+    }
+
+    private enum Answer {
+        case error(EngineIOError)
+        case notFound
+        case preflight(HTTPHeaders)
+        case serviceUnavailable
+    }
+
+    private let server: EngineIOServer
+    private var context: ChannelHandlerContext?
+    private var state: State = .idle
+    private var keepAlive = true
+    private var version = HTTPVersion.http1_1
+    /// CORS headers for the request being served.
+    private var corsHeaders = HTTPHeaders()
+
+    init(server: EngineIOServer) {
+        self.server = server
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch Self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.requestHead(head)
+        case .body(let chunk):
+            self.requestBody(chunk)
+        case .end:
+            self.requestEnd()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        switch self.state {
+        case .awaitingPoll(let session), .post(let session, _):
+            self.state = .idle
+            session.pollingConnectionDidClose(self)
+        case .idle, .answerAtEnd, .handshake, .poll, .discardingBody:
+            break
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A WebSocket request refused in `shouldUpgrade` is still delivered here and answered
+        // with its Engine.IO error; NIO's report of the refusal is expected, not a fault.
+        if error is NIOWebSocketUpgradeError { return }
+        self.server.logger.debug("HTTP connection error", metadata: ["error": "\(error)"])
+        context.fireErrorCaught(error)
+    }
+
+    // MARK: - Request parts
+
+    private func requestHead(_ head: HTTPRequestHead) {
+        self.version = head.version
+        self.keepAlive = head.isKeepAlive
+        self.corsHeaders = HTTPHeaders()
+        self.server.logger.debug("handling HTTP request", metadata: ["method": "\(head.method.rawValue)", "uri": "\(head.uri)"])
+
+        guard head.uri.hasPrefix(self.server.configuration.path) else {
+            self.state = .answerAtEnd(.notFound)
+            return
+        }
+        self.corsHeaders = self.server.cors.responseHeaders(for: head.headers)
+        if self.server.cors.isEnabled && head.method == .OPTIONS {
+            self.state = .answerAtEnd(.preflight(self.server.cors.preflightHeaders(for: head.headers)))
+            return
+        }
+
+        let query = EngineIORequestURI(head.uri).query
+        // An upgrade request reaches this handler only when NIO did not upgrade: it was refused
+        // by `shouldUpgrade`, or it is not the first request of its connection.
+        let isUpgrade = head.headers[canonicalForm: "upgrade"].contains { $0.lowercased() == "websocket" }
+        switch self.server.route(method: head.method, query: query, isUpgrade: isUpgrade) {
+        case .failure(let error):
+            self.state = .answerAtEnd(.error(error))
+        case .success(.handshake):
+            if self.server.isShuttingDown {
+                self.state = .answerAtEnd(.serviceUnavailable)
+            } else if isUpgrade {
+                self.state = .answerAtEnd(.error(.badRequest))
+            } else {
+                self.state = .handshake(head, query: query)
+            }
+        case .success(.session(let session)):
+            if isUpgrade {
+                self.state = .answerAtEnd(.error(.badRequest))
+                return
+            }
+            switch head.method {
+            case .GET:
+                self.state = .poll(session)
+            case .POST:
+                // Binary payloads are base64 text in v4: an octet-stream body is refused.
+                if head.headers.first(name: "content-type") == "application/octet-stream" {
+                    session.rejectPost(self)
+                    self.state = .answerAtEnd(.error(.badRequest))
+                } else if let error = session.beginPost(self) {
+                    self.state = .answerAtEnd(.error(error))
+                } else {
+                    self.state = .post(session, body: ByteBuffer())
+                }
+            default:
+                self.state = .answerAtEnd(.error(.badRequest))
+            }
+        }
+    }
+
+    private func requestBody(_ chunk: ByteBuffer) {
+        guard case .post(let session, var body) = self.state else { return }
+        // Leave the state while appending so the buffer is not shared and copied.
+        self.state = .discardingBody
+        guard body.readableBytes + chunk.readableBytes <= self.server.configuration.maxPayload else {
+            self.server.logger.info("polling payload over maxPayload", metadata: ["sid": "\(session.id)"])
+            self.keepAlive = false
+            self.respond(status: .payloadTooLarge, headers: self.corsHeaders)
+            session.rejectPost(self)
+            return
+        }
+        if body.readableBytes == 0 {
+            body = chunk
+        } else {
+            body.writeImmutableBuffer(chunk)
+        }
+        self.state = .post(session, body: body)
+    }
+
+    private func requestEnd() {
+        let state = self.state
+        self.state = .idle
+        switch state {
+        case .answerAtEnd(.error(let error)):
+            self.respond(error)
+        case .answerAtEnd(.notFound):
+            self.respond(status: .notFound, headers: HTTPHeaders())
+        case .answerAtEnd(.preflight(let headers)):
+            self.respond(status: .noContent, headers: headers, contentLength: false)
+        case .answerAtEnd(.serviceUnavailable):
+            self.respond(status: .serviceUnavailable, headers: self.corsHeaders)
+        case .handshake(let head, let query):
+            self.server.openPollingSession(head: head, query: query, remoteAddress: self.context?.remoteAddress,
+                                           firstPoll: self)
+        case .poll(let session):
+            self.startPoll(on: session)
+        case .post(let session, let body):
+            if let error = session.finishPost(self, body: body) {
+                self.respond(error)
+            } else {
+                var headers = self.corsHeaders
+                headers.add(name: "Content-Type", value: "text/html")
+                headers.add(name: "Cache-Control", value: "no-store")
+                self.respond(status: .ok, headers: headers, body: [ByteBuffer(string: "ok")], length: 2)
+            }
+        case .idle, .discardingBody, .awaitingPoll:
+            break
+        }
+    }
+
+    // MARK: - Polling
+
+    /// Hands this request to the session as its long-poll; the session answers it now or later
+    /// through `respondToPoll`.
+    func startPoll(on session: EngineIOSession) {
+        self.state = .awaitingPoll(session)
+        if let error = session.handlePoll(self) {
+            self.state = .idle
+            self.respond(error)
+        }
+    }
+
+    /// Answers the pending long-poll with one payload holding `messages`.
+    func respondToPoll(with messages: [EngineIOMessage]) {
+        guard case .awaitingPoll = self.state else { return }
+        self.state = .idle
+        let payload = EngineIOMessage.pollingPayload(messages)
+        var headers = self.corsHeaders
+        headers.add(name: "Content-Type", value: "text/plain; charset=UTF-8")
+        headers.add(name: "Cache-Control", value: "no-store")
+        self.respond(status: .ok, headers: headers, body: payload.parts, length: payload.length)
+    }
+
+    // MARK: - Responses
+
+    private func respond(_ error: EngineIOError) {
+        self.server.logger.debug("request error", metadata: ["code": "\(error.rawValue)", "message": "\(error.message)"])
+        var headers = self.corsHeaders
+        headers.add(name: "Content-Type", value: "application/json")
+        let body = ByteBuffer(string: error.body)
+        self.respond(status: error.status, headers: headers, body: [body], length: body.readableBytes)
+    }
+
+    private func respond(status: HTTPResponseStatus, headers: HTTPHeaders, body: [ByteBuffer] = [], length: Int = 0,
+                         contentLength: Bool = true) {
+        guard let context = self.context else { return }
+        var head = HTTPResponseHead(version: self.version, status: status, headers: headers)
+        if contentLength {
+            head.headers.add(name: "Content-Length", value: String(length))
+        }
+        if !self.keepAlive {
+            head.headers.add(name: "Connection", value: "close")
+        } else if self.version.major == 1 && self.version.minor == 0 {
+            head.headers.add(name: "Connection", value: "keep-alive")
+        }
+        context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
+        for part in body {
+            context.write(Self.wrapOutboundOut(.body(.byteBuffer(part))), promise: nil)
+        }
+        if self.keepAlive {
+            context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(Self.wrapOutboundOut(.end(nil))).whenComplete { _ in
+                loopBoundContext.value.close(promise: nil)
+            }
+        }
+    }
+}

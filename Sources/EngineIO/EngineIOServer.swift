@@ -1,0 +1,216 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOWebSocket
+
+/// Why a session ended, with the Node server's reason strings (Socket.IO passes them on as
+/// disconnect reasons).
+public enum EngineIOCloseReason: String, Sendable {
+    case transportClose = "transport close"
+    case transportError = "transport error"
+    case pingTimeout = "ping timeout"
+    case parseError = "parse error"
+    case forcedClose = "forced close"
+    case serverShuttingDown = "server shutting down"
+}
+
+/// Implemented by the Socket.IO layer. All calls happen on the server's event loop.
+public protocol EngineIOServerDelegate: AnyObject {
+    func sessionDidOpen(_ session: EngineIOSession)
+    /// A text message; `text` is the payload after the "4" type digit.
+    func session(_ session: EngineIOSession, didReceiveText text: String)
+    func session(_ session: EngineIOSession, didReceiveBinary data: ByteBuffer)
+    /// Called exactly once per session, after which the session sends nothing more.
+    func session(_ session: EngineIOSession, didCloseWith reason: EngineIOCloseReason)
+}
+
+/// An Engine.IO v4 server: owns the session table, the configuration and the timers, and sets
+/// up the HTTP/WebSocket handlers of accepted connections. Confined to one event loop: every
+/// connection given to `configureChildChannel` must live on `eventLoop` (bootstrap it with a
+/// one-loop group, or run one server per loop).
+public final class EngineIOServer {
+    public let configuration: EngineIOConfiguration
+    public let eventLoop: EventLoop
+    let logger: Logger
+    let cors: CORSPolicy
+    /// Held weakly: the Socket.IO layer owns the server, not the other way round.
+    public weak var delegate: EngineIOServerDelegate?
+
+    private var sessions: [String: EngineIOSession] = [:]
+    private(set) var isShuttingDown = false
+
+    public init(configuration: EngineIOConfiguration, eventLoop: EventLoop, logger: Logger) {
+        self.configuration = configuration
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.cors = CORSPolicy(origins: configuration.corsOrigins)
+    }
+
+    /// Sessions in the table, including ones closed by the server that still wait for a
+    /// polling request to carry their close packet.
+    public var sessionCount: Int { self.sessions.count }
+
+    /// Adds the HTTP/WebSocket handlers to a freshly accepted child channel. Call it on
+    /// `eventLoop`, synchronously, from the bootstrap's `childChannelInitializer`.
+    public func configureChildChannel(_ channel: Channel) throws {
+        precondition(channel.eventLoop === self.eventLoop, "Engine.IO connections must run on the server's event loop")
+        let httpHandler = EngineIOHTTPHandler(server: self)
+        var upgrade: NIOHTTPServerUpgradeConfiguration?
+        if self.configuration.transports.contains(.websocket) {
+            let server = NIOLoopBound(self, eventLoop: self.eventLoop)
+            let boundHTTPHandler = NIOLoopBound(httpHandler, eventLoop: self.eventLoop)
+            let upgrader = NIOWebSocketServerUpgrader(
+                maxFrameSize: self.configuration.maxPayload,
+                automaticErrorHandling: true,
+                shouldUpgrade: { channel, head in
+                    channel.eventLoop.makeSucceededFuture(server.value.upgradeResponseHeaders(for: head))
+                },
+                upgradePipelineHandler: { channel, head in
+                    channel.eventLoop.makeCompletedFuture {
+                        try server.value.didUpgrade(channel: channel, head: head)
+                    }
+                }
+            )
+            // Runs before the WebSocket handlers are added: the polling handler has no job left.
+            upgrade = (upgraders: [upgrader], completionHandler: { context in
+                context.pipeline.syncOperations.removeHandler(boundHTTPHandler.value, promise: nil)
+            })
+        }
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withServerUpgrade: upgrade)
+        try channel.pipeline.syncOperations.addHandler(httpHandler)
+    }
+
+    /// Closes every session with `reason`: a pending long-poll gets the close packet "1", a
+    /// WebSocket gets a close frame. Polling sessions with no request pending are dropped at
+    /// once rather than kept until their next poll. From now on handshakes get HTTP 503.
+    public func closeAll(reason: EngineIOCloseReason) {
+        self.isShuttingDown = true
+        for session in Array(self.sessions.values) {
+            session.close(reason: reason)
+            session.finishClosing()
+        }
+    }
+
+    // MARK: - Routing
+
+    /// What a valid request addresses.
+    enum RequestTarget {
+        case handshake(EngineIOTransportKind)
+        case session(EngineIOSession)
+    }
+
+    /// Validates a request like the Node server's `verify` followed by its handshake's
+    /// protocol check, in the same order, so a request with several faults gets the same
+    /// error code as from Node.
+    func route(method: HTTPMethod, query: [String: String], isUpgrade: Bool) -> Result<RequestTarget, EngineIOError> {
+        guard let name = query["transport"], let transport = EngineIOTransportKind(rawValue: name),
+              self.configuration.transports.contains(transport)
+        else {
+            return .failure(.unknownTransport)
+        }
+        // An empty sid counts as absent, as in Node.
+        if let sid = query["sid"], !sid.isEmpty {
+            guard let session = self.sessions[sid] else { return .failure(.unknownSid) }
+            if !isUpgrade && session.transport != transport { return .failure(.badRequest) }
+            return .success(.session(session))
+        }
+        guard method == .GET else { return .failure(.badHandshakeMethod) }
+        if transport == .websocket && !isUpgrade { return .failure(.badRequest) }
+        guard query["EIO"] == "4" else { return .failure(.unsupportedProtocolVersion) }
+        return .success(.handshake(transport))
+    }
+
+    /// `shouldUpgrade` of the WebSocket upgrader: nil leaves the request to the HTTP handler,
+    /// which answers it with the matching error.
+    private func upgradeResponseHeaders(for head: HTTPRequestHead) -> HTTPHeaders? {
+        guard !self.isShuttingDown, head.uri.hasPrefix(self.configuration.path) else { return nil }
+        let uri = EngineIORequestURI(head.uri)
+        guard uri.query["transport"] == EngineIOTransportKind.websocket.rawValue else { return nil }
+        switch self.route(method: head.method, query: uri.query, isUpgrade: true) {
+        case .success(.handshake):
+            return HTTPHeaders()
+        case .success(.session(let session)) where session.canUpgrade:
+            return HTTPHeaders()
+        case .success(.session), .failure:
+            return nil
+        }
+    }
+
+    private func didUpgrade(channel: Channel, head: HTTPRequestHead) throws {
+        let webSocket = WebSocketTransportHandler(logger: self.logger)
+        try channel.pipeline.syncOperations.addHandlers(
+            NIOWebSocketFrameAggregator(
+                minNonFinalFragmentSize: 0,
+                maxAccumulatedFrameCount: 1024,
+                maxAccumulatedFrameSize: self.configuration.maxPayload
+            ),
+            webSocket
+        )
+        let uri = EngineIORequestURI(head.uri)
+        if let sid = uri.query["sid"], !sid.isEmpty {
+            guard let session = self.sessions[sid], session.canUpgrade else {
+                self.logger.debug("upgrade attempt for closed or upgrading session", metadata: ["sid": "\(sid)"])
+                webSocket.close()
+                return
+            }
+            webSocket.session = session
+            session.beginUpgrade(webSocket)
+        } else {
+            let handshake = EngineIOHandshake(head: head, query: uri.query, remoteAddress: channel.remoteAddress)
+            let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake, webSocket: webSocket)
+            webSocket.session = session
+            self.register(session)
+            self.delegate?.sessionDidOpen(session)
+        }
+    }
+
+    // MARK: - Sessions
+
+    /// Opens a polling session whose first long-poll is the handshake request itself, so the
+    /// open packet is its answer; the delegate hears of the session after that, like Node's
+    /// "connection" event.
+    func openPollingSession(head: HTTPRequestHead, query: [String: String], remoteAddress: SocketAddress?,
+                            firstPoll: EngineIOHTTPHandler) {
+        let handshake = EngineIOHandshake(head: head, query: query, remoteAddress: remoteAddress)
+        let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake)
+        self.register(session)
+        firstPoll.startPoll(on: session)
+        if session.isOpen {
+            self.delegate?.sessionDidOpen(session)
+        }
+    }
+
+    private func register(_ session: EngineIOSession) {
+        self.sessions[session.id] = session
+        self.logger.debug("session opened", metadata: ["sid": "\(session.id)", "transport": "\(session.transport.rawValue)"])
+        session.open(upgrades: session.transport == .polling && self.configuration.transports.contains(.websocket)
+                     ? [.websocket] : [])
+    }
+
+    func remove(_ session: EngineIOSession) {
+        if self.sessions[session.id] === session {
+            self.sessions[session.id] = nil
+        }
+    }
+
+    func session(id: String) -> EngineIOSession? { self.sessions[id] }
+
+    /// 20 URL-safe characters from 15 random bytes, the shape of the Node server's base64id.
+    private func makeSessionID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        while true {
+            var raw = ByteBuffer()
+            for _ in 0..<15 { raw.writeInteger(UInt8.random(in: .min ... .max, using: &generator)) }
+            var encoded = ByteBuffer()
+            Base64.encode(raw.readableBytesView, into: &encoded)
+            let id = String(decoding: encoded.readableBytesView.map { byte -> UInt8 in
+                switch byte {
+                case UInt8(ascii: "+"): UInt8(ascii: "-")
+                case UInt8(ascii: "/"): UInt8(ascii: "_")
+                default: byte
+                }
+            }, as: UTF8.self)
+            if self.sessions[id] == nil { return id }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// The WebSocket transport of one session (or of an upgrade in progress): turns complete
+/// frames into packets for the session and packets into frames, answers ping frames and the
+/// close handshake. Sits behind NIO's frame decoder and `NIOWebSocketFrameAggregator`.
+final class WebSocketTransportHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    /// The session this WebSocket serves or is upgrading; cleared once the connection is gone.
+    var session: EngineIOSession?
+    private let logger: Logger
+    private var context: ChannelHandlerContext?
+    private var closeSent = false
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = Self.unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text:
+            let packet = EngineIOPacket(text: frame.unmaskedData)
+            self.session?.webSocket(self, didReceive: packet)
+        case .binary:
+            self.session?.webSocket(self, didReceive: .binary(frame.unmaskedData))
+        case .ping:
+            guard !self.closeSent else { return }
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(Self.wrapOutboundOut(pong), promise: nil)
+        case .connectionClose:
+            self.answerClose(frame, context: context)
+        default:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let session = self.session
+        self.session = nil
+        session?.webSocketDidClose(self)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        self.logger.info("websocket error", metadata: ["error": "\(error)"])
+        let session = self.session
+        self.session = nil
+        session?.webSocketDidFail(self)
+        self.close(code: .messageTooLarge)
+    }
+
+    /// Writes each message as its own frame, text or binary.
+    func write(_ messages: some Collection<EngineIOMessage>) {
+        guard !self.closeSent, let context = self.context else { return }
+        for message in messages {
+            let frame = switch message.storage {
+            case .text(let buffer): WebSocketFrame(fin: true, opcode: .text, data: buffer)
+            case .binary(let data): WebSocketFrame(fin: true, opcode: .binary, data: data)
+            }
+            context.write(Self.wrapOutboundOut(frame), promise: nil)
+        }
+        context.flush()
+    }
+
+    /// Sends a close frame after what was written before, then closes the connection.
+    func close(code: WebSocketErrorCode = .normalClosure) {
+        guard !self.closeSent, let context = self.context else { return }
+        self.closeSent = true
+        var data = context.channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: code)
+        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(Self.wrapOutboundOut(frame)).whenComplete { _ in
+            loopBoundContext.value.close(promise: nil)
+        }
+    }
+
+    /// The client started the close handshake: echo its status code and close.
+    private func answerClose(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        if self.closeSent {
+            context.close(promise: nil)
+            return
+        }
+        self.closeSent = true
+        var data = frame.unmaskedData
+        let code = data.readSlice(length: 2) ?? ByteBuffer()
+        let reply = WebSocketFrame(fin: true, opcode: .connectionClose, data: code)
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(Self.wrapOutboundOut(reply)).whenComplete { _ in
+            loopBoundContext.value.close(promise: nil)
+        }
+    }
+}
