@@ -104,6 +104,11 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         // An upgrade request reaches this handler only when NIO did not upgrade: it was refused
         // by `shouldUpgrade`, or it is not the first request of its connection.
         let isUpgrade = head.headers[canonicalForm: "upgrade"].contains { $0.lowercased() == "websocket" }
+        if isUpgrade {
+            // NIO's HTTP decoder parses nothing after an upgrade request, so the connection
+            // cannot carry another request: close it after the answer, as Node's `abortUpgrade`.
+            self.keepAlive = false
+        }
         switch self.server.route(method: head.method, query: query, isUpgrade: isUpgrade) {
         case .failure(let error):
             self.state = .answerAtEnd(.error(error))

@@ -61,7 +61,7 @@ public final class EngineIOServer {
             let boundHTTPHandler = NIOLoopBound(httpHandler, eventLoop: self.eventLoop)
             let upgrader = NIOWebSocketServerUpgrader(
                 maxFrameSize: self.configuration.maxPayload,
-                automaticErrorHandling: true,
+                automaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
                     channel.eventLoop.makeSucceededFuture(server.value.upgradeResponseHeaders(for: head))
                 },

@@ -53,12 +53,19 @@ final class WebSocketTransportHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    /// Frame errors arrive here first (the upgrader's automatic error handling is off), so
+    /// the session learns of a "transport error" before the connection goes away.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         self.logger.info("websocket error", metadata: ["error": "\(error)"])
         let session = self.session
         self.session = nil
         session?.webSocketDidFail(self)
-        self.close(code: .messageTooLarge)
+        switch error {
+        case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
+            self.close(code: .messageTooLarge)
+        default:
+            self.close(code: .protocolError)
+        }
     }
 
     /// Writes each message as its own frame, text or binary.

@@ -15,6 +15,7 @@ final class RecordingDelegate: EngineIOServerDelegate {
     var binaries: [[UInt8]] = []
     var closed: [(sid: String, reason: EngineIOCloseReason)] = []
     var echo = true
+    var onText: ((EngineIOSession, String) -> Void)?
 
     func sessionDidOpen(_ session: EngineIOSession) {
         self.opened.append(session)
@@ -23,6 +24,7 @@ final class RecordingDelegate: EngineIOServerDelegate {
     func session(_ session: EngineIOSession, didReceiveText text: String) {
         self.texts.append(text)
         if self.echo { session.send(.text(text)) }
+        self.onText?(session, text)
     }
 
     func session(_ session: EngineIOSession, didReceiveBinary data: ByteBuffer) {
