@@ -8,6 +8,11 @@ import SocketIO
 /// (the Redis adapter) are interchangeable. Every call and every completion happens on the
 /// Socket.IO server's event loop.
 public protocol Adapter: AnyObject {
+    /// Learns what other nodes send that is not for clients (server-side emits).
+    var delegate: AdapterDelegate? { get set }
+    /// Starts listening for a namespace's cluster traffic; the bridge calls it for every
+    /// namespace that comes to exist. Calling it again for the same namespace does nothing.
+    func serve(namespace: String)
     func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions)
     /// Emits with one ack id to every matching socket on every node and collects the answers
     /// until all have answered or `timeout` passes.
@@ -22,6 +27,41 @@ public protocol Adapter: AnyObject {
     func disconnectSockets(_ options: BroadcastOptions, close: Bool)
     func fetchSockets(_ options: BroadcastOptions, completion: @escaping (Result<[SocketDetails], AdapterError>) -> Void)
     func allRooms(namespace: String, completion: @escaping (Result<Set<String>, AdapterError>) -> Void)
+    /// Sends an event to the servers (not the clients) of every other node. With `ackTimeout`,
+    /// collects one answer per node until all answered or the timeout passes.
+    func serverSideEmit(
+        namespace: String,
+        event: String,
+        args: [JSONValue],
+        ackTimeout: TimeAmount?,
+        completion: @escaping (ServerSideEmitResult) -> Void
+    )
+}
+
+/// The layer above an adapter (the bridge) implements this to hear from other nodes.
+public protocol AdapterDelegate: AnyObject {
+    /// Another node's `serverSideEmit`. `reply` is set when that node waits for an answer;
+    /// call it at most once. Only its first argument crosses nodes, as in Socket.IO.
+    func adapter(
+        didReceiveServerSideEmit event: String,
+        args: [JSONValue],
+        namespace: String,
+        from node: String,
+        reply: ((JSONValue) -> Void)?
+    )
+}
+
+/// The answers to a `serverSideEmit` with acknowledgement, one per other node.
+public struct ServerSideEmitResult: Sendable {
+    public var responses: [JSONValue]
+    public var expected: Int
+    public var timedOut: Bool
+
+    public init(responses: [JSONValue], expected: Int, timedOut: Bool) {
+        self.responses = responses
+        self.expected = expected
+        self.timedOut = timedOut
+    }
 }
 
 /// A socket as any node can describe it (`fetchSockets` results cross hosts as plain data).

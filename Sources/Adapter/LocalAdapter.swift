@@ -5,10 +5,13 @@ import SocketIO
 /// The single-node adapter: every operation is the Socket.IO server's own local one.
 public final class LocalAdapter: Adapter {
     private let server: SocketIOServer
+    public weak var delegate: AdapterDelegate?
 
     public init(server: SocketIOServer) {
         self.server = server
     }
+
+    public func serve(namespace: String) {}
 
     public func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
         server.broadcast(packet, options: options)
@@ -54,6 +57,17 @@ public final class LocalAdapter: Adapter {
 
     public func allRooms(namespace: String, completion: @escaping (Result<Set<String>, AdapterError>) -> Void) {
         completion(.success(server.allRooms(namespace: namespace)))
+    }
+
+    /// A single node has no other node to tell: the emit reaches nobody and waits for no one.
+    public func serverSideEmit(
+        namespace: String,
+        event: String,
+        args: [JSONValue],
+        ackTimeout: TimeAmount?,
+        completion: @escaping (ServerSideEmitResult) -> Void
+    ) {
+        completion(ServerSideEmitResult(responses: [], expected: 0, timedOut: false))
     }
 }
 

@@ -39,6 +39,12 @@ public enum BackendCommand: Hashable, Sendable {
     case rooms(namespace: String, in: [String], except: [String], local: Bool)
     case accept(req: Int, data: JSONValue)
     case reject(req: Int, message: String, data: JSONValue?)
+    /// Replaces a local socket's data (Socket.IO's `socket.data`), seen by `fetch` on any node.
+    case data(sid: String, namespace: String, data: JSONValue)
+    /// An event for the backends of every other node (Socket.IO's `serverSideEmit`).
+    case serverEmit(namespace: String, event: String, args: [JSONValue])
+    /// Answers a `serverEvent` that carried an `ack` number.
+    case serverAck(ack: Int, args: [JSONValue])
 
     /// The line's `type`, as the protocol spells it.
     public var type: String {
@@ -54,6 +60,9 @@ public enum BackendCommand: Hashable, Sendable {
         case .rooms: "rooms"
         case .accept: "accept"
         case .reject: "reject"
+        case .data: "data"
+        case .serverEmit: "serverEmit"
+        case .serverAck: "serverAck"
         }
     }
 
@@ -179,6 +188,15 @@ private struct Fields {
         case "reject":
             let data = members["data"]
             return .reject(req: try ackNumber("req"), message: try string("message"), data: data?.isNull == true ? nil : data)
+        case "data":
+            guard let data = members["data"] else { throw .missingField("data", in: type) }
+            return .data(sid: try string("sid"), namespace: try namespace(), data: data)
+        case "serverEmit":
+            let nsp = try optionalString("nsp") ?? "/"
+            try checkNamespace(nsp)
+            return .serverEmit(namespace: nsp, event: try string("event"), args: try optionalArray("args") ?? [])
+        case "serverAck":
+            return .serverAck(ack: try ackNumber("ack"), args: try optionalArray("args") ?? [])
         default:
             throw .unknownType(type)
         }

@@ -9,6 +9,8 @@ enum GroupItem {
     /// An `event` line, encoded once for every group.
     case event(SocketIOSocket, ByteBuffer)
     case disconnect(SocketIOSocket, ByteBuffer)
+    /// A line about no socket (a `serverEvent`): any backend serving the namespace takes it.
+    case line(namespace: String, ByteBuffer)
 }
 
 /// Backends that share the work for their namespaces: each socket is handled by one of them.
@@ -101,6 +103,9 @@ final class BackendGroup {
             guard let backend = backend(for: socket) else { return drop(1, because: "no backend serves the namespace") }
             backend.send(line: line)
             members.removeValue(forKey: socket.id)
+        case .line(let namespace, let line):
+            guard let backend = pick(namespace) else { return drop(1, because: "no backend serves the namespace") }
+            backend.send(line: line)
         }
     }
 

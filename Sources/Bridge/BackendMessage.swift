@@ -93,5 +93,20 @@ enum BackendMessage {
         ]
     }
 
+    static func serverEvent(namespace: String, event: String, args: [JSONValue], node: String, ack: Int?) -> JSONValue {
+        var message: JSONValue = [
+            "type": "serverEvent",
+            "nsp": .string(namespace),
+            "event": .string(event),
+            "args": .array(args),
+            "node": .string(node),
+        ]
+        if let ack, case .object(var members) = message {
+            members["ack"] = .int(Int64(ack))
+            message = .object(members)
+        }
+        return message
+    }
+
     static let shutdown: JSONValue = ["type": "shutdown"]
 }

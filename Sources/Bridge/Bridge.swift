@@ -20,6 +20,9 @@ public final class Bridge {
     private var nextBackendID = 0
     private var nextReq = 1
     private var authorizations: [Int: PendingAuthorization] = [:]
+    /// Other nodes' server-side emits waiting for a backend's `serverAck`, by ack number.
+    private var serverAcks: [Int: (reply: (JSONValue) -> Void, timer: Scheduled<Void>)] = [:]
+    private var nextServerAck = 0
     private var isShuttingDown = false
 
     /// A connection waiting for an authorizing backend's `accept` or `reject`.
@@ -38,6 +41,8 @@ public final class Bridge {
         self.eventLoop = server.eventLoop
         self.logger = logger
         server.sink = self
+        adapter.delegate = self
+        for namespace in configuration.namespaces { adapter.serve(namespace: namespace) }
     }
 
     /// Adds the NDJSON framing and the backend handler to an accepted Unix-socket channel.
@@ -80,6 +85,7 @@ public final class Bridge {
             group = BackendGroup(name: hello.group, queueLimit: configuration.graceQueueLimit, logger: logger)
             groups[hello.group] = group
         }
+        for namespace in hello.namespaces { adapter.serve(namespace: namespace) }
         logger.info("backend attached", metadata: [
             "backend": "\(backend.id)", "group": "\(hello.group)",
             "nsps": "\(hello.namespaces.joined(separator: ","))", "authorize": "\(hello.authorize)",
@@ -174,6 +180,20 @@ public final class Bridge {
             case .reject(let req, let message, let data):
                 try resolveAuthorization(req, by: backend, .reject(message: message, data: data))
                 succeed(id, backend)
+            case .data(let sid, let nsp, let data):
+                try requireNamespace(nsp)
+                try localSocket(sid, nsp).data = data
+                succeed(id, backend)
+            case .serverEmit(let nsp, let event, let args):
+                serverEmit(nsp, event, args, id: id, backend: backend)
+            case .serverAck(let ack, let args):
+                guard let pending = serverAcks.removeValue(forKey: ack) else {
+                    if id != nil { throw BridgeError(code: "unknown_ack", message: "server ack \(ack) is not pending") }
+                    return
+                }
+                pending.timer.cancel()
+                pending.reply(args.first ?? .null)
+                succeed(id, backend)
             }
         } catch let error as BridgeError {
             report(error, id: id, line: request.command.type, to: backend)
@@ -226,6 +246,20 @@ public final class Bridge {
                     code: "timeout",
                     message: "\(result.responses.count) of \(result.expected) clients answered within \(timeoutMS) ms"
                 )
+                backend.send(BackendMessage.reply(id: id, error: error, fields: [("responses", responses)]))
+            } else {
+                backend.send(BackendMessage.reply(id: id, fields: [("responses", responses)]))
+            }
+        }
+    }
+
+    private func serverEmit(_ nsp: String, _ event: String, _ args: [JSONValue], id: JSONValue?, backend: Backend) {
+        let timeout = id == nil ? nil : configuration.requestsTimeout
+        adapter.serverSideEmit(namespace: nsp, event: event, args: args, ackTimeout: timeout) { result in
+            guard let id else { return }
+            let responses: JSONValue = .array(result.responses)
+            if result.timedOut {
+                let error = BridgeError(code: "timeout", message: "\(result.responses.count) of \(result.expected) nodes answered in time")
                 backend.send(BackendMessage.reply(id: id, error: error, fields: [("responses", responses)]))
             } else {
                 backend.send(BackendMessage.reply(id: id, fields: [("responses", responses)]))
@@ -323,6 +357,31 @@ public final class Bridge {
         pending.timer.cancel()
         pending.backend?.pendingAuthorizations.remove(req)
         pending.decide(decision)
+    }
+}
+
+extension Bridge: AdapterDelegate {
+    public func adapter(
+        didReceiveServerSideEmit event: String,
+        args: [JSONValue],
+        namespace: String,
+        from node: String,
+        reply: ((JSONValue) -> Void)?
+    ) {
+        var ack: Int?
+        if let reply {
+            let number = nextServerAck
+            nextServerAck += 1
+            let timer = eventLoop.assumeIsolated().scheduleTask(in: configuration.requestsTimeout) { [weak self] in
+                guard let self else { return }
+                self.serverAcks.removeValue(forKey: number)
+            }
+            serverAcks[number] = (reply, timer)
+            ack = number
+        }
+        let message = BackendMessage.serverEvent(namespace: namespace, event: event, args: args, node: node, ack: ack)
+        let line = Backend.line(message, allocator: ByteBufferAllocator())
+        forEachGroup(serving: namespace) { $0.deliver(.line(namespace: namespace, line)) }
     }
 }
 

@@ -10,6 +10,8 @@ public struct BridgeConfiguration: Sendable {
     public var backendGrace: TimeAmount = .seconds(10)
     public var helloTimeout: TimeAmount = .seconds(10)
     public var authorizationTimeout: TimeAmount = .seconds(10)
+    /// How long another node waits for a `serverAck` (`--requests-timeout`).
+    public var requestsTimeout: TimeAmount = .seconds(5)
     public var maxLineLength = 16 * 1024 * 1024
     /// Messages a group in grace may queue.
     public var graceQueueLimit = 10_000
