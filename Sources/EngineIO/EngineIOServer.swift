@@ -193,8 +193,6 @@ public final class EngineIOServer {
         }
     }
 
-    func session(id: String) -> EngineIOSession? { self.sessions[id] }
-
     /// 20 URL-safe characters from 15 random bytes, the shape of the Node server's base64id.
     private func makeSessionID() -> String {
         var generator = SystemRandomNumberGenerator()

@@ -165,7 +165,8 @@ public final class EngineIOSession {
             return
         }
         self.server.remove(self)
-        self.server.logger.debug("session closed", metadata: ["sid": "\(self.id)", "reason": "\(reason.rawValue)"])
+        let level: Logger.Level = reason == .parseError || reason == .transportError ? .info : .debug
+        self.server.logger.log(level: level, "session closed", metadata: ["sid": "\(self.id)", "reason": "\(reason.rawValue)"])
         self.server.delegate?.session(self, didCloseWith: reason)
     }
 
@@ -208,8 +209,10 @@ public final class EngineIOSession {
             self.log("got pong")
             self.schedulePing()
         case .text(let payload):
+            self.log("got message of \(payload.readableBytes) bytes")
             self.server.delegate?.session(self, didReceiveText: String(buffer: payload))
         case .binary(let data):
+            self.log("got binary message of \(data.readableBytes) bytes")
             self.server.delegate?.session(self, didReceiveBinary: data)
         case .close:
             self.log("got close packet")

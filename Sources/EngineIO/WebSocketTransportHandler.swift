@@ -57,15 +57,18 @@ final class WebSocketTransportHandler: ChannelInboundHandler {
     /// the session learns of a "transport error" before the connection goes away.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         self.logger.info("websocket error", metadata: ["error": "\(error)"])
+        // Detach first: the close below may end the connection at once, which must not
+        // count as a clean "transport close". The status is sent before the session's own
+        // close could send a normal one.
         let session = self.session
         self.session = nil
-        session?.webSocketDidFail(self)
         switch error {
         case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
             self.close(code: .messageTooLarge)
         default:
             self.close(code: .protocolError)
         }
+        session?.webSocketDidFail(self)
     }
 
     /// Writes each message as its own frame, text or binary.

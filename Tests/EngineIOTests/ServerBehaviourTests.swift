@@ -112,6 +112,7 @@ final class ServerBehaviourTests: XCTestCase {
         let test = TestServer { $0.maxPayload = 10 }
         let (connection, _) = try test.openWebSocketSession()
         try connection.sendText("4" + String(repeating: "x", count: 10))
+        XCTAssertEqual(try connection.readFrames(), [TestFrame(opcode: TestFrame.closeOpcode, payload: [0x03, 0xF1])])
         XCTAssertFalse(connection.isActive)
         XCTAssertEqual(test.delegate.closed.map(\.reason), [.transportError])
         XCTAssertEqual(test.server.sessionCount, 0)
