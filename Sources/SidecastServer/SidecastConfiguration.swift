@@ -18,6 +18,12 @@ public struct SidecastConfiguration: Sendable {
     /// Namespaces that exist even with no backend attached.
     public var namespaces: Set<String> = ["/"]
     public var backendGrace: TimeAmount = .seconds(10)
+    /// The Redis server shared by the cluster; `nil` runs a standalone node.
+    public var redisURL: String?
+    /// Prefix of every Redis channel, as the Node adapter's `key` option.
+    public var redisPrefix = "socket.io"
+    /// How long cluster requests (fetch, count, acks across nodes) wait for other nodes.
+    public var requestsTimeout: TimeAmount = .milliseconds(5_000)
 
     public init() {}
 }

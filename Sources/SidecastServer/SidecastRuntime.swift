@@ -34,6 +34,7 @@ final class SidecastRuntime {
         var bridgeConfiguration = BridgeConfiguration(nodeID: nodeID)
         bridgeConfiguration.namespaces = configuration.namespaces
         bridgeConfiguration.backendGrace = configuration.backendGrace
+        bridgeConfiguration.requestsTimeout = configuration.requestsTimeout
         bridge = Bridge(configuration: bridgeConfiguration, server: socketIO, adapter: adapter, logger: logger)
     }
 

@@ -61,6 +61,15 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(help: "Seconds a backend group's messages wait for a backend to (re)attach. (env: SIDECAST_BACKEND_GRACE)")
     var backendGrace: Double = Environment.double("BACKEND_GRACE") ?? 10
 
+    @Option(help: "Redis URL shared by the cluster: redis://[user:password@]host:port[/db] or unix:///path. None runs a standalone node. (env: SIDECAST_REDIS)")
+    var redis: String = Environment.string("REDIS") ?? ""
+
+    @Option(help: "Prefix of the Redis channels, as the Socket.IO Redis adapter's key option. (env: SIDECAST_REDIS_PREFIX)")
+    var redisPrefix: String = Environment.string("REDIS_PREFIX") ?? "socket.io"
+
+    @Option(help: "Milliseconds cluster requests (fetch, count, acks across nodes) wait for other nodes. (env: SIDECAST_REQUESTS_TIMEOUT)")
+    var requestsTimeout: Int64 = Environment.int64("REQUESTS_TIMEOUT") ?? 5_000
+
     @Option(help: "trace, debug, info, notice, warning, error or critical. (env: SIDECAST_LOG_LEVEL)")
     var logLevel: String = Environment.string("LOG_LEVEL") ?? "info"
 
@@ -79,6 +88,8 @@ struct SidecastCommand: AsyncParsableCommand {
         }
         guard maxPayload > 0 else { throw ValidationError("--max-payload must be positive") }
         guard backendGrace >= 0 else { throw ValidationError("--backend-grace must not be negative") }
+        guard requestsTimeout > 0 else { throw ValidationError("--requests-timeout must be positive") }
+        guard !redisPrefix.isEmpty else { throw ValidationError("--redis-prefix must not be empty") }
     }
 
     func run() async throws {
@@ -103,6 +114,9 @@ struct SidecastCommand: AsyncParsableCommand {
         configuration.maxPayload = maxPayload
         configuration.namespaces = namespaces.isEmpty ? ["/"] : Set(namespaces)
         configuration.backendGrace = .nanoseconds(Int64(backendGrace * 1_000_000_000))
+        configuration.redisURL = redis.isEmpty ? nil : redis
+        configuration.redisPrefix = redisPrefix
+        configuration.requestsTimeout = .milliseconds(requestsTimeout)
 
         let sidecast = Sidecast(configuration: configuration, logger: logger)
         let group = ServiceGroup(
