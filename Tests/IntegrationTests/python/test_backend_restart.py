@@ -1,0 +1,108 @@
+"""Backends going away: restart inside the grace period loses nothing, sockets move within a
+group, the grace period ends, and other groups are never affected."""
+
+import time
+import unittest
+
+from harness import TIMEOUT, SidecastTestCase
+
+
+class RestartTests(SidecastTestCase):
+    sidecast_flags = ("--backend-grace", "5")
+
+    def test_restart_inside_grace_loses_no_event(self):
+        early, early_connect = self.connected_client()
+        early_sid = early_connect["sid"]
+        self.backend.close()
+        self.backend.wait_closed()
+
+        for i in range(5):
+            early.emit("during", i)
+        pending_ack = early.call_async("question", "still there?")
+        late = self.client()
+        late_sid = late.sid()
+        late.emit("during", "late")
+        early.close()
+        early.wait_for("disconnect")
+
+        restarted = self.sidecast.backend(self)
+        resumed = restarted.expect_connect(sid=early_sid)
+        self.assertIs(resumed.get("resumed"), True)
+        self.assertEqual(resumed["handshake"], early_connect["handshake"])
+        self.assertEqual([restarted.expect_event("during", sid=early_sid)["args"] for _ in range(5)],
+                         [[i] for i in range(5)])
+        question = restarted.expect_event("question", sid=early_sid)
+        # python-engineio may close the WebSocket before its DISCONNECT packet is written.
+        self.assertIn(restarted.expect("disconnect", sid=early_sid)["reason"],
+                      ("client namespace disconnect", "transport close"))
+        fresh = restarted.expect_connect(sid=late_sid)
+        self.assertNotIn("resumed", fresh)
+        self.assertEqual(restarted.expect_event("during", sid=late_sid)["args"], ["late"])
+        self.assertFalse(pending_ack.done())
+        self.assertIn("ack", question)
+
+    def test_queued_ack_is_answered_after_restart(self):
+        client, connect = self.connected_client()
+        self.backend.close()
+        self.backend.wait_closed()
+        reply = client.call_async("question", 1)
+        restarted = self.sidecast.backend(self)
+        restarted.expect_connect(sid=connect["sid"])
+        restarted.ack(restarted.expect_event("question", sid=connect["sid"]), "answer")
+        self.assertEqual(reply.result(TIMEOUT), ("answer",))
+
+    def test_socket_moves_to_another_backend_of_the_group(self):
+        second = self.sidecast.backend(self)
+        client = self.client()
+        sid = client.sid()
+        # Sticky: exactly one of the two backends got the socket.
+        owner, other = None, None
+        deadline = time.monotonic() + TIMEOUT
+        while owner is None and time.monotonic() < deadline:
+            for candidate, rest in ((self.backend, second), (second, self.backend)):
+                if any(m.get("type") == "connect" and m.get("sid") == sid for m in candidate.inbox.pending()):
+                    owner, other = candidate, rest
+            time.sleep(0.01)
+        self.assertIsNotNone(owner, "no backend got the connect")
+        owner.expect_connect(sid=sid)
+        other.assert_no("connect", within=0.2, sid=sid)
+        client.emit("before", 1)
+        owner.expect_event("before", sid=sid)
+        other.assert_no("event", within=0.2, sid=sid)
+
+        owner.close()
+        client.emit("after", 2)
+        moved = other.expect_connect(sid=sid)
+        self.assertIs(moved.get("resumed"), True)
+        self.assertEqual(other.expect_event("after", sid=sid)["args"], [2])
+
+    def test_other_groups_are_not_affected(self):
+        audit = self.sidecast.backend(self, group="audit")
+        client = self.client()
+        sid = client.sid()
+        self.backend.expect_connect(sid=sid)
+        audit.expect_connect(sid=sid)
+        self.backend.close()
+        client.emit("e", 1)
+        self.assertEqual(audit.expect_event("e", sid=sid)["args"], [1])
+
+
+class GraceEndTests(SidecastTestCase):
+    sidecast_flags = ("--backend-grace", "1")
+
+    def test_events_are_dropped_after_the_grace_period(self):
+        client, connect = self.connected_client()
+        self.backend.close()
+        self.backend.wait_closed()
+        client.emit("lost", 1)
+        time.sleep(2.5)  # the grace period must pass: there is no event to wait for
+        restarted = self.sidecast.backend(self)
+        client.emit("kept", 2)
+        newcomer = self.client()
+        restarted.expect_connect(sid=newcomer.sid())
+        restarted.expect_event("kept", sid=connect["sid"])
+        restarted.assert_no("event", within=0.2, event="lost")
+
+
+if __name__ == "__main__":
+    unittest.main()
