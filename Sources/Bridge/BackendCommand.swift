@@ -145,10 +145,7 @@ private struct Fields {
         case "ack":
             return .ack(sid: try string("sid"), namespace: try namespace(), ack: try ackNumber("ack"), args: try array("args"))
         case "emit":
-            let event = try string("event")
-            guard !event.isEmpty, !BackendCommand.reservedEvents.contains(event) else {
-                throw .badMessage("\"\(event)\" is not an event name a client can receive")
-            }
+            let event = try eventName()
             var ackTimeout: Int64?
             if let ack = members["ack"], !ack.isNull {
                 guard case .object(let options) = ack, let timeout = options["timeout"]?.intValue, timeout >= 1 else {
@@ -194,12 +191,20 @@ private struct Fields {
         case "serverEmit":
             let nsp = try optionalString("nsp") ?? "/"
             try checkNamespace(nsp)
-            return .serverEmit(namespace: nsp, event: try string("event"), args: try optionalArray("args") ?? [])
+            return .serverEmit(namespace: nsp, event: try eventName(), args: try optionalArray("args") ?? [])
         case "serverAck":
             return .serverAck(ack: try ackNumber("ack"), args: try optionalArray("args") ?? [])
         default:
             throw .unknownType(type)
         }
+    }
+
+    private func eventName() throws(BridgeError) -> String {
+        let event = try string("event")
+        guard !event.isEmpty, !BackendCommand.reservedEvents.contains(event) else {
+            throw .badMessage("\"\(event)\" is a reserved event name")
+        }
+        return event
     }
 
     private func namespace() throws(BridgeError) -> String {

@@ -19,7 +19,7 @@ public struct BridgeError: Error, Hashable, Sendable, CustomStringConvertible {
         .init(code: "missing_field", message: "\"\(type)\" needs the field \"\(field)\"")
     }
     static func badField(_ field: String, _ expected: String) -> BridgeError {
-        .init(code: "bad_field", message: "field \"\(field)\" must be \(expected)")
+        .init(code: "bad_message", message: "field \"\(field)\" must be \(expected)")
     }
     static func unknownSid(_ sid: String, _ nsp: String) -> BridgeError {
         .init(code: "unknown_sid", message: "no socket \"\(sid)\" in namespace \"\(nsp)\" on this node")

@@ -100,7 +100,7 @@ final class BackendRequestTests: XCTestCase {
         XCTAssertEqual(failure(#"{"type":"emit","nsp":"nope","event":"m"}"#)?.error.code, "bad_message")
         XCTAssertEqual(failure(#"{"type":"emit","nsp":"/","event":"connect"}"#)?.error.code, "bad_message")
         XCTAssertEqual(failure(#"{"type":"emit","nsp":"/","event":"m","ack":{"timeout":5}}"#)?.error.code, "missing_field")
-        XCTAssertEqual(failure(#"{"type":"emit","nsp":"/","event":"m","to":"room"}"#)?.error.code, "bad_field")
+        XCTAssertEqual(failure(#"{"type":"emit","nsp":"/","event":"m","to":"room"}"#)?.error.code, "bad_message")
         XCTAssertEqual(failure(#"{"type":"emit","nsp":"/","event":"m","args":[{"$binary":"!!"}]}"#)?.error.code, "bad_json")
         XCTAssertEqual(failure(#"{"type":"hello","version":1,"nsps":[]}"#)?.error.code, "bad_message")
     }
