@@ -1,18 +1,19 @@
+private import CJansson
 import NIOCore
 
-// Printing is done in Swift rather than with jansson's `json_dumps`: building a jansson tree
-// costs one allocation per value plus a malloc'd output string, and jansson prints reals with 17
-// significant digits (0.1 as 0.10000000000000001). Writing straight into a `ByteBuffer` lets a
-// Socket.IO or Engine.IO frame be built with one allocation, and numbers come out exactly as
-// `JSON.stringify` prints them. The output is compact, keeps member order and escapes every
-// control character, so it never holds a raw newline (safe for NDJSON).
+// Printing builds a jansson tree and lets `json_dump_callback` append its output straight into
+// the caller's `ByteBuffer`, so a Socket.IO or Engine.IO frame needs no intermediate C string.
+// The output is compact, keeps member order and escapes every control character, so it never
+// holds a raw newline (safe for NDJSON).
 
 extension JSONValue {
-    /// Compact JSON, as `JSON.stringify(value)` would print it.
+    /// Compact JSON text for this value.
     ///
-    /// Numbers follow JavaScript: `.double(1)` prints `1` (so it parses back as `.int(1)`),
-    /// `.double(1e21)` prints `1e+21`, NaN and infinities print `null`. `.binary` prints as
-    /// `{"$binary":"<base64>"}`, the bridge's spelling.
+    /// Whole doubles of magnitude below 2^53 print as integers, as `JSON.stringify` prints them
+    /// (`.double(1)` prints `1` and parses back as `.int(1)`; `-0.0` prints `0`). Other doubles
+    /// print with 17 significant digits, the fewest that read back as the same double for every
+    /// value (`0.1` prints `0.10000000000000001`, `1e21` prints `1e21`). NaN and infinities
+    /// print `null`. `.binary` prints as `{"$binary":"<base64>"}`, the bridge's spelling.
     public func jsonString() -> String {
         var buffer = ByteBuffer()
         write(to: &buffer)
@@ -21,138 +22,90 @@ extension JSONValue {
 
     /// Appends exactly the bytes of `jsonString()` to `buffer`.
     public func write(to buffer: inout ByteBuffer) {
-        write(to: &buffer) { bytes, buffer in
-            buffer.writeStaticString(#"{"$binary":""#)
-            Base64.encode(bytes, into: &buffer)
-            buffer.writeStaticString(#""}"#)
-        }
+        write(to: &buffer, binary: Self.base64Object)
     }
 
-    /// Appends compact JSON, letting `writeBinary` spell each `.binary` value (depth first, in
-    /// output order). Socket.IO uses this to put attachment placeholders in their place.
-    public func write(to buffer: inout ByteBuffer, binary writeBinary: (ByteBuffer, inout ByteBuffer) -> Void) {
+    /// Appends compact JSON in which each `.binary` is printed as the value `replacement`
+    /// returns for it; `replacement` is called depth first, in output order. Socket.IO uses this
+    /// to put attachment placeholders in their place. A `.binary` inside a replacement prints as
+    /// `{"$binary":"<base64>"}`.
+    public func write(to buffer: inout ByteBuffer, binary replacement: (ByteBuffer) -> JSONValue) {
+        let root = makeJansson(binary: replacement)
+        defer { json_decref(root) }
+        let flags = Int(JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
+        let result = withUnsafeMutablePointer(to: &buffer) { json_dump_callback(root, appendToByteBuffer, $0, flags) }
+        // The callback never fails, so only jansson running out of memory can end up here.
+        precondition(result == 0, "jansson failed to print a JSON value")
+    }
+
+    /// The bridge's spelling of binary data.
+    private static func base64Object(_ bytes: ByteBuffer) -> JSONValue {
+        .object(["$binary": .string(Base64.encode(bytes))])
+    }
+
+    /// A new jansson value (one reference, owned by the caller) holding this value.
+    private func makeJansson(binary replacement: (ByteBuffer) -> JSONValue) -> UnsafeMutablePointer<json_t> {
+        let json: UnsafeMutablePointer<json_t>?
         switch self {
         case .null:
-            buffer.writeStaticString("null")
+            json = json_null()
         case .bool(let value):
-            buffer.writeStaticString(value ? "true" : "false")
+            json = value ? json_true() : json_false()
         case .int(let value):
-            buffer.writeString(String(value))
+            json = json_integer(value)
         case .double(let value):
-            writeJavaScriptNumber(value, to: &buffer)
+            if !value.isFinite {
+                // jansson refuses non-finite reals; JSON.stringify prints them as null.
+                json = json_null()
+            } else if value.rounded(.towardZero) == value, value.magnitude < 9_007_199_254_740_992 {
+                json = json_integer(Int64(value))
+            } else {
+                json = json_real(value)
+            }
         case .string(let value):
-            writeJSONString(value, to: &buffer)
+            json = withUTF8Pointer(value) { json_stringn_nocheck($0, $1) }
         case .array(let elements):
-            buffer.writeInteger(UInt8(ascii: "["))
-            for (index, element) in elements.enumerated() {
-                if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
-                element.write(to: &buffer, binary: writeBinary)
+            json = json_array()
+            for element in elements {
+                // `_new` takes over the element's reference, also when it fails.
+                guard json_array_append_new(json, element.makeJansson(binary: replacement)) == 0 else {
+                    preconditionFailure("jansson failed to grow an array")
+                }
             }
-            buffer.writeInteger(UInt8(ascii: "]"))
         case .object(let members):
-            buffer.writeInteger(UInt8(ascii: "{"))
-            for (index, member) in members.enumerated() {
-                if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
-                writeJSONString(member.key, to: &buffer)
-                buffer.writeInteger(UInt8(ascii: ":"))
-                member.value.write(to: &buffer, binary: writeBinary)
+            json = json_object()
+            for (key, value) in members {
+                let member = value.makeJansson(binary: replacement)
+                // Swift strings are valid UTF-8, so jansson's check can be skipped.
+                guard withUTF8Pointer(key, { json_object_setn_new_nocheck(json, $0, $1, member) }) == 0 else {
+                    preconditionFailure("jansson failed to grow an object")
+                }
             }
-            buffer.writeInteger(UInt8(ascii: "}"))
         case .binary(let bytes):
-            writeBinary(bytes, &buffer)
+            json = replacement(bytes).makeJansson(binary: Self.base64Object)
         }
+        guard let json else { preconditionFailure("jansson could not allocate a value") }
+        return json
     }
 }
 
-private func writeJSONString(_ string: String, to buffer: inout ByteBuffer) {
+/// Calls `body` with the UTF-8 bytes of `string` (which may hold NUL) and their count.
+private func withUTF8Pointer<Result>(_ string: String, _ body: (UnsafePointer<CChar>, Int) -> Result) -> Result {
     var string = string
-    string.withUTF8 { writeJSONString(UnsafeRawBufferPointer($0), to: &buffer) }
+    return string.withUTF8 { utf8 in
+        UnsafeRawBufferPointer(utf8).withMemoryRebound(to: CChar.self) { chars in
+            guard let base = chars.baseAddress else {
+                let empty: StaticString = ""
+                return UnsafeRawPointer(empty.utf8Start).withMemoryRebound(to: CChar.self, capacity: 1) { body($0, 0) }
+            }
+            return body(base, chars.count)
+        }
+    }
 }
 
-/// Escapes what `JSON.stringify` escapes: the quote, the backslash and control characters.
-private func writeJSONString(_ utf8: UnsafeRawBufferPointer, to buffer: inout ByteBuffer) {
-    let hexDigits: StaticString = "0123456789abcdef"
-    buffer.writeInteger(UInt8(ascii: "\""))
-    var runStart = 0
-    for index in 0..<utf8.count {
-        let byte = utf8[index]
-        guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: utf8[runStart..<index]))
-        runStart = index + 1
-        switch byte {
-        case UInt8(ascii: "\""): buffer.writeStaticString(#"\""#)
-        case UInt8(ascii: "\\"): buffer.writeStaticString(#"\\"#)
-        case 0x08: buffer.writeStaticString(#"\b"#)
-        case 0x09: buffer.writeStaticString(#"\t"#)
-        case 0x0A: buffer.writeStaticString(#"\n"#)
-        case 0x0C: buffer.writeStaticString(#"\f"#)
-        case 0x0D: buffer.writeStaticString(#"\r"#)
-        default:
-            buffer.writeStaticString(#"\u00"#)
-            buffer.writeInteger(hexDigits.utf8Start[Int(byte >> 4)])
-            buffer.writeInteger(hexDigits.utf8Start[Int(byte & 0x0F)])
-        }
-    }
-    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: utf8[runStart...]))
-    buffer.writeInteger(UInt8(ascii: "\""))
-}
-
-/// ECMAScript's Number::toString: the shortest digits that read back as the same double
-/// (Swift's `description` finds those), laid out without an exponent from 1e-7 up to 1e21.
-private func writeJavaScriptNumber(_ value: Double, to buffer: inout ByteBuffer) {
-    guard value.isFinite else {
-        buffer.writeStaticString("null")
-        return
-    }
-    // Whole numbers below 2^53 print all their digits; this also turns -0 into "0".
-    if value.rounded(.towardZero) == value, value.magnitude < 9_007_199_254_740_992 {
-        buffer.writeString(String(Int64(value)))
-        return
-    }
-    var digits: [UInt8] = []
-    var exponent = 0
-    var pointSeen = false
-    let description = value.magnitude.description
-    var mantissa = description[...]
-    if let e = description.firstIndex(of: "e") {
-        exponent = Int(description[description.index(after: e)...]) ?? 0
-        mantissa = description[..<e]
-    }
-    for byte in mantissa.utf8 {
-        if byte == UInt8(ascii: ".") {
-            pointSeen = true
-        } else {
-            digits.append(byte)
-            if !pointSeen { exponent += 1 }
-        }
-    }
-    // Now value = 0.DIGITS × 10^exponent; normalise so DIGITS has no leading or trailing zeros.
-    while digits.first == UInt8(ascii: "0") {
-        digits.removeFirst()
-        exponent -= 1
-    }
-    while digits.last == UInt8(ascii: "0") { digits.removeLast() }
-
-    if value < 0 { buffer.writeInteger(UInt8(ascii: "-")) }
-    let count = digits.count
-    if count <= exponent, exponent <= 21 {
-        buffer.writeBytes(digits)
-        buffer.writeRepeatingByte(UInt8(ascii: "0"), count: exponent - count)
-    } else if 0 < exponent, exponent <= 21 {
-        buffer.writeBytes(digits[..<exponent])
-        buffer.writeInteger(UInt8(ascii: "."))
-        buffer.writeBytes(digits[exponent...])
-    } else if -6 < exponent, exponent <= 0 {
-        buffer.writeStaticString("0.")
-        buffer.writeRepeatingByte(UInt8(ascii: "0"), count: -exponent)
-        buffer.writeBytes(digits)
-    } else {
-        buffer.writeInteger(digits[0])
-        if count > 1 {
-            buffer.writeInteger(UInt8(ascii: "."))
-            buffer.writeBytes(digits[1...])
-        }
-        buffer.writeStaticString(exponent - 1 < 0 ? "e-" : "e+")
-        buffer.writeString(String((exponent - 1).magnitude))
-    }
+/// `json_dump_callback`'s output function; `context` points to the `ByteBuffer` to append to.
+private func appendToByteBuffer(_ bytes: UnsafePointer<CChar>?, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int32 {
+    guard let context else { return -1 }
+    context.assumingMemoryBound(to: ByteBuffer.self).pointee.writeBytes(UnsafeRawBufferPointer(start: bytes, count: count))
+    return 0
 }

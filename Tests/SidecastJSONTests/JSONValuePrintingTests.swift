@@ -17,28 +17,42 @@ final class JSONValuePrintingTests: XCTestCase {
         XCTAssertEqual(value.jsonString(), #"{"z":[1,"two",null,{}],"a":{"nested":[]},"m":true}"#)
     }
 
-    func testDoublesPrintAsJavaScriptDoes() {
+    func testWholeDoublesPrintAsIntegersAsInJavaScript() {
         let cases: [(Double, String)] = [
-            (1, "1"), (-1, "-1"), (0, "0"), (-0.0, "0"), (0.1, "0.1"), (1.5, "1.5"), (-2.25, "-2.25"),
-            (123.456, "123.456"), (1e16, "10000000000000000"), (1e20, "100000000000000000000"),
-            (1e21, "1e+21"), (1.5e21, "1.5e+21"), (0.000001, "0.000001"), (0.0000001, "1e-7"),
-            (1.25e-7, "1.25e-7"), (0.001234, "0.001234"), (1_152_921_504_606_846_976, "1152921504606847000"),
-            (9_007_199_254_740_991, "9007199254740991"), (.leastNonzeroMagnitude, "5e-324"),
-            (1.7976931348623157e308, "1.7976931348623157e+308"), (1 / 3, "0.3333333333333333"),
-            (.nan, "null"), (.infinity, "null"), (-.infinity, "null"),
+            (1, "1"), (-1, "-1"), (0, "0"), (-0.0, "0"), (1e15, "1000000000000000"),
+            (9_007_199_254_740_991, "9007199254740991"), (-9_007_199_254_740_991, "-9007199254740991"),
         ]
         for (value, expected) in cases {
             XCTAssertEqual(JSONValue.double(value).jsonString(), expected, "\(value)")
         }
     }
 
+    func testNonFiniteDoublesPrintAsNull() {
+        for value in [Double.nan, .infinity, -.infinity] {
+            XCTAssertEqual(JSONValue.double(value).jsonString(), "null", "\(value)")
+        }
+        XCTAssertEqual(JSONValue.array([.double(.nan), 1]).jsonString(), "[null,1]")
+    }
+
     func testDoublesRoundTripTheirValue() throws {
-        for value in [0.1, 1.0 / 3, 2.5e-300, 1e300, 123_456.789, -9.87654321e-5, 1e20, 2e22] {
-            let parsed = try JSONValue(parsing: JSONValue.double(value).jsonString())
-            switch parsed {
-            case .double(let d): XCTAssertEqual(d, value)
-            case .int(let i): XCTAssertEqual(Double(i), value)
-            default: XCTFail("\(parsed)")
+        let values: [Double] = [
+            0.1, 1.5, -2.25, 123.456, 0.1 + 0.2, 1.0 / 3, 2.5e-300, 1e300, 123_456.789, -9.87654321e-5,
+            1e20, 1e21, 1.5e21, 2e22, 0.000001, 1e-7, 1.25e-7, 0.001234, 1_152_921_504_606_846_976,
+            9_007_199_254_740_992, .leastNonzeroMagnitude, .leastNormalMagnitude, .greatestFiniteMagnitude,
+            -.greatestFiniteMagnitude, .pi, -.ulpOfOne,
+        ]
+        for value in values {
+            let text = JSONValue.double(value).jsonString()
+            XCTAssertEqual(try JSONValue(parsing: text), .double(value), text)
+        }
+        for _ in 0..<1000 {
+            let value = Double(bitPattern: .random(in: 0..<0x7FF0_0000_0000_0000))
+            let text = JSONValue.double(value).jsonString()
+            let parsed = try JSONValue(parsing: text)
+            if case .int(let i) = parsed {
+                XCTAssertEqual(Double(i), value, text)
+            } else {
+                XCTAssertEqual(parsed, .double(value), text)
             }
         }
     }
@@ -46,9 +60,10 @@ final class JSONValuePrintingTests: XCTestCase {
     func testStringEscapes() {
         XCTAssertEqual(JSONValue.string("a\"b\\c/d").jsonString(), #""a\"b\\c/d""#)
         XCTAssertEqual(JSONValue.string("\u{8}\u{C}\n\r\t").jsonString(), #""\b\f\n\r\t""#)
-        XCTAssertEqual(JSONValue.string("\u{0}\u{1}\u{1F}\u{7F}").jsonString(), "\"\\u0000\\u0001\\u001f\u{7F}\"")
+        XCTAssertEqual(JSONValue.string("\u{0}\u{1}\u{1F}\u{7F}").jsonString(), "\"\\u0000\\u0001\\u001F\u{7F}\"")
         XCTAssertEqual(JSONValue.string("héllo 😀 \u{2028}").jsonString(), "\"héllo 😀 \u{2028}\"")
         XCTAssertEqual(JSONValue.object(["k\"\n": 1]).jsonString(), #"{"k\"\n":1}"#)
+        XCTAssertEqual(JSONValue.object(["\u{0}k": "\u{0}"]).jsonString(), #"{"\u0000k":"\u0000"}"#)
     }
 
     func testOutputNeverContainsARawNewline() {
@@ -72,12 +87,18 @@ final class JSONValuePrintingTests: XCTestCase {
         let value: JSONValue = [.binary(ByteBuffer(bytes: [1])), ["k": .binary(ByteBuffer(bytes: [2])), "j": [.binary(ByteBuffer(bytes: [3]))]]]
         var seen: [ByteBuffer] = []
         var buffer = ByteBuffer()
-        value.write(to: &buffer) { bytes, buffer in
-            buffer.writeString("#\(seen.count)")
+        value.write(to: &buffer) { bytes in
             seen.append(bytes)
+            return ["n": .int(Int64(seen.count - 1))]
         }
-        XCTAssertEqual(String(buffer: buffer), #"[#0,{"k":#1,"j":[#2]}]"#)
+        XCTAssertEqual(String(buffer: buffer), #"[{"n":0},{"k":{"n":1},"j":[{"n":2}]}]"#)
         XCTAssertEqual(seen, [ByteBuffer(bytes: [1]), ByteBuffer(bytes: [2]), ByteBuffer(bytes: [3])])
+    }
+
+    func testBinaryInsideAReplacementPrintsAsBase64Object() {
+        var buffer = ByteBuffer()
+        JSONValue.array([.binary(ByteBuffer(bytes: [1]))]).write(to: &buffer) { bytes in ["inner": .binary(bytes)] }
+        XCTAssertEqual(String(buffer: buffer), #"[{"inner":{"$binary":"AQ=="}}]"#)
     }
 
     func testRoundTrips() throws {

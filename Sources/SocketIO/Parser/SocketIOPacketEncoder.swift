@@ -55,11 +55,9 @@ public struct SocketIOPacketEncoder: Sendable {
         if let data = packet.data, !data.isNull {
             if attachmentCount > 0 {
                 attachments.reserveCapacity(attachmentCount)
-                data.write(to: &buffer) { bytes, buffer in
-                    buffer.writeStaticString(#"{"_placeholder":true,"num":"#)
-                    buffer.writeString(String(attachments.count))
-                    buffer.writeInteger(UInt8(ascii: "}"))
-                    attachments.append(bytes)
+                data.write(to: &buffer) { bytes in
+                    defer { attachments.append(bytes) }
+                    return ["_placeholder": true, "num": .int(Int64(attachments.count))]
                 }
             } else {
                 data.write(to: &buffer)
