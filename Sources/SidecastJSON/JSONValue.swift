@@ -5,7 +5,7 @@ import OrderedCollections
 ///
 /// Every layer above the C wrappers speaks `JSONValue`: Socket.IO event arguments, bridge
 /// lines and (later) Redis adapter payloads. Parsing and printing go through jansson; see
-/// `JSONValue+Jansson.swift`. Binary data has no JSON spelling of its own, so each wire format
+/// `JSONValue+Parsing.swift` and `JSONValue+Printing.swift`. Binary data has no JSON spelling of its own, so each wire format
 /// chooses one: Socket.IO replaces it with attachment placeholders, the bridge writes
 /// `{"$binary":"<base64>"}`, msgpack uses its `bin` type.
 public enum JSONValue: Sendable, Hashable {
