@@ -17,20 +17,17 @@ enum BackendMessage {
         req: Int? = nil,
         resumed: Bool = false
     ) -> JSONValue {
-        var message: JSONValue = [
+        JSONValue.object([
             "type": "connect",
             "sid": .string(sid),
             "nsp": .string(namespace),
             "auth": auth ?? .null,
             "handshake": handshake,
             "data": data,
-        ]
-        if case .object(var members) = message {
-            if let req { members["req"] = .int(Int64(req)) }
-            if resumed { members["resumed"] = true }
-            message = .object(members)
-        }
-        return message
+        ]).adding([
+            ("req", req.map { .int(Int64($0)) }),
+            ("resumed", resumed ? true : nil),
+        ])
     }
 
     static func connect(_ socket: SocketIOSocket, resumed: Bool) -> JSONValue {
@@ -45,44 +42,39 @@ enum BackendMessage {
     }
 
     static func event(sid: String, namespace: String, event: String, args: [JSONValue], ack: Int?) -> JSONValue {
-        var message: JSONValue = [
+        JSONValue.object([
             "type": "event",
             "sid": .string(sid),
             "nsp": .string(namespace),
             "event": .string(event),
             "args": .array(args),
-        ]
-        if let ack, case .object(var members) = message {
-            members["ack"] = .int(Int64(ack))
-            message = .object(members)
-        }
-        return message
+        ]).adding([("ack", ack.map { .int(Int64($0)) })])
     }
 
     static func disconnect(sid: String, namespace: String, reason: DisconnectReason) -> JSONValue {
         ["type": "disconnect", "sid": .string(sid), "nsp": .string(namespace), "reason": .string(reason.rawValue)]
     }
 
+    static func serverEvent(namespace: String, event: String, args: [JSONValue], node: String, ack: Int?) -> JSONValue {
+        JSONValue.object([
+            "type": "serverEvent",
+            "nsp": .string(namespace),
+            "event": .string(event),
+            "args": .array(args),
+            "node": .string(node),
+        ]).adding([("ack", ack.map { .int(Int64($0)) })])
+    }
+
     /// A successful `reply`; `fields` sit beside `ok`.
     static func reply(id: JSONValue, fields: [(String, JSONValue)] = []) -> JSONValue {
-        var message: JSONValue = ["type": "reply", "id": id, "ok": true]
-        if case .object(var members) = message {
-            for (key, value) in fields { members[key] = value }
-            message = .object(members)
-        }
-        return message
+        JSONValue.object(["type": "reply", "id": id, "ok": true]).adding(fields.map { ($0, $1) })
     }
 
     static func reply(id: JSONValue, error: BridgeError, fields: [(String, JSONValue)] = []) -> JSONValue {
-        var message: JSONValue = [
+        JSONValue.object([
             "type": "reply", "id": id, "ok": false,
             "error": ["code": .string(error.code), "message": .string(error.message)],
-        ]
-        if case .object(var members) = message {
-            for (key, value) in fields { members[key] = value }
-            message = .object(members)
-        }
-        return message
+        ]).adding(fields.map { ($0, $1) })
     }
 
     static func error(_ error: BridgeError, line: String) -> JSONValue {
@@ -93,20 +85,14 @@ enum BackendMessage {
         ]
     }
 
-    static func serverEvent(namespace: String, event: String, args: [JSONValue], node: String, ack: Int?) -> JSONValue {
-        var message: JSONValue = [
-            "type": "serverEvent",
-            "nsp": .string(namespace),
-            "event": .string(event),
-            "args": .array(args),
-            "node": .string(node),
-        ]
-        if let ack, case .object(var members) = message {
-            members["ack"] = .int(Int64(ack))
-            message = .object(members)
-        }
-        return message
-    }
-
     static let shutdown: JSONValue = ["type": "shutdown"]
+}
+
+extension JSONValue {
+    /// This object with the given members appended; `nil` values are left out.
+    fileprivate func adding(_ fields: [(String, JSONValue?)]) -> JSONValue {
+        guard case .object(var members) = self else { return self }
+        for case (let key, let value?) in fields { members[key] = value }
+        return .object(members)
+    }
 }
