@@ -23,6 +23,9 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         case discardingBody
         /// A GET waits for the session to send packets.
         case awaitingPoll(EngineIOSession)
+        /// A POST's body went to the session, which answers it now or, if its reading is
+        /// paused, later.
+        case awaitingPostAnswer(EngineIOSession)
     }
 
     private enum Answer {
@@ -65,7 +68,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     func channelInactive(context: ChannelHandlerContext) {
         switch self.state {
-        case .awaitingPoll(let session), .post(let session, _):
+        case .awaitingPoll(let session), .post(let session, _), .awaitingPostAnswer(let session):
             self.state = .idle
             session.pollingConnectionDidClose(self)
         case .idle, .answerAtEnd, .handshake, .poll, .discardingBody:
@@ -181,15 +184,9 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         case .poll(let session):
             self.startPoll(on: session)
         case .post(let session, let body):
-            if let error = session.finishPost(self, body: body) {
-                self.respond(error)
-            } else {
-                var headers = self.corsHeaders
-                headers.add(name: "Content-Type", value: "text/html")
-                headers.add(name: "Cache-Control", value: "no-store")
-                self.respond(status: .ok, headers: headers, body: [ByteBuffer(string: "ok")], length: 2)
-            }
-        case .idle, .discardingBody, .awaitingPoll:
+            self.state = .awaitingPostAnswer(session)
+            session.finishPost(self, body: body)
+        case .idle, .discardingBody, .awaitingPoll, .awaitingPostAnswer:
             break
         }
     }
@@ -215,6 +212,20 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         headers.add(name: "Content-Type", value: "text/plain; charset=UTF-8")
         headers.add(name: "Cache-Control", value: "no-store")
         self.respond(status: .ok, headers: headers, body: payload.parts, length: payload.length)
+    }
+
+    /// Answers the POST handed to the session with "ok", or with `error`.
+    func respondToPost(_ error: EngineIOError?) {
+        guard case .awaitingPostAnswer = self.state else { return }
+        self.state = .idle
+        if let error {
+            self.respond(error)
+        } else {
+            var headers = self.corsHeaders
+            headers.add(name: "Content-Type", value: "text/html")
+            headers.add(name: "Cache-Control", value: "no-store")
+            self.respond(status: .ok, headers: headers, body: [ByteBuffer(string: "ok")], length: 2)
+        }
     }
 
     // MARK: - Responses

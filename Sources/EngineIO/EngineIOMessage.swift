@@ -47,6 +47,14 @@ public struct EngineIOMessage: Sendable, Hashable {
     static let noop = packet(.noop)
     static let close = packet(.close)
 
+    /// The bytes this packet takes in a polling payload, separator excluded.
+    var pollingLength: Int {
+        switch self.storage {
+        case .text(let buffer): buffer.readableBytes
+        case .binary(let data): 1 + Base64.encodedLength(of: data.readableBytes)
+        }
+    }
+
     /// Encodes messages as one polling payload, record-separated, binary as "b"+base64. Text
     /// buffers are returned as they are, so a broadcast buffer goes out uncopied.
     static func pollingPayload(_ messages: some Collection<EngineIOMessage>) -> (parts: [ByteBuffer], length: Int) {

@@ -17,6 +17,12 @@ public final class EngineIOSession {
     private var state: State
     /// Packets waiting for the next long-poll; always empty on WebSocket.
     private var outbox: [EngineIOMessage] = []
+    /// The polling size of the outbox's packets, separators left out; kept as packets come and
+    /// go so `bufferedBytes` costs nothing per send.
+    private var outboxPacketBytes = 0
+    /// A POST whose packets or "ok" wait for `resumeReading()`. Outside `State` because it
+    /// outlives an upgrade completed meanwhile.
+    private var heldPost: HeldPost?
     /// The next ping while waiting out the interval, the ping timeout after a ping was sent.
     private var heartbeatTimer: Scheduled<Void>?
 
@@ -35,6 +41,14 @@ public final class EngineIOSession {
         /// The POST whose body is being received.
         var activePost: EngineIOHTTPHandler?
         var upgrade: Upgrade?
+    }
+
+    /// A POST body decoded but not fully delivered, or delivered while reading was paused.
+    private struct HeldPost {
+        var post: EngineIOHTTPHandler
+        var packets: ArraySlice<EngineIOPacket>
+        /// Whether the body ended with a malformed packet: the session fails after the others.
+        var malformed: Bool
     }
 
     /// A WebSocket opened with this session's sid, not yet confirmed with the "5" packet.
@@ -72,6 +86,62 @@ public final class EngineIOSession {
         }
     }
 
+    // MARK: - Flow control
+
+    /// Whether `pauseReading()` is in force.
+    public private(set) var isReadingPaused = false
+
+    /// Stops taking input from this client until `resumeReading()`, so an upper layer that
+    /// cannot deliver its events keeps its memory bounded. Idempotent: calls do not nest.
+    ///
+    /// - WebSocket: the connection's read requests are held back, so the socket is no longer
+    ///   read and the kernel buffers push back on the client. Frames from bytes the channel had
+    ///   already read (the last read event's, a few reads at most) wait in the transport handler.
+    /// - Polling: the POST being received, or the next one, gets its "ok" only after
+    ///   `resumeReading()`; a polling client sends one POST at a time, so it waits. If the
+    ///   pause comes while a POST's packets are being delivered (from a delegate callback),
+    ///   the packets of that body not yet delivered wait too.
+    ///
+    /// No message reaches the delegate while paused, and none is dropped: waiting ones are
+    /// delivered in order on resume. The state outlives the upgrade to WebSocket; closing
+    /// works as usual (waiting input is then discarded, and a waiting POST gets its "ok",
+    /// like Node answering a POST for a closed socket). Heartbeat answers are input too: a
+    /// client paused for longer than about pingInterval + pingTimeout is closed with "ping
+    /// timeout", as in Node when a socket is paused.
+    public func pauseReading() {
+        guard !self.isReadingPaused else { return }
+        self.isReadingPaused = true
+        if case .websocket(let webSocket) = self.state {
+            webSocket.pauseReading()
+        }
+    }
+
+    /// Delivers the input that waited during `pauseReading()` and takes input again. A no-op
+    /// when not paused. The delegate may pause again from the callbacks it gets meanwhile.
+    public func resumeReading() {
+        guard self.isReadingPaused else { return }
+        self.isReadingPaused = false
+        self.deliverHeldPost()
+        if !self.isReadingPaused, case .websocket(let webSocket) = self.state {
+            webSocket.resumeReading()
+        }
+    }
+
+    /// Bytes queued for this client and not yet written to its socket: the polling payload
+    /// waiting for the next long-poll, or on WebSocket the bytes the channel still buffers
+    /// (written but not yet taken by the kernel). Cheap to read; nothing is tracked per send
+    /// on WebSocket.
+    public var bufferedBytes: Int {
+        switch self.state {
+        case .polling, .closing:
+            self.outboxPacketBytes + max(self.outbox.count - 1, 0)
+        case .websocket(let webSocket):
+            webSocket.bufferedBytes
+        case .closed:
+            0
+        }
+    }
+
     // MARK: - Sending
 
     public func send(_ message: EngineIOMessage) {
@@ -88,6 +158,9 @@ public final class EngineIOSession {
         switch self.state {
         case .polling(var polling):
             self.outbox.append(contentsOf: messages)
+            for message in messages {
+                self.outboxPacketBytes += message.pollingLength
+            }
             if let poll = polling.pendingPoll {
                 polling.pendingPoll = nil
                 self.state = .polling(polling)
@@ -101,11 +174,17 @@ public final class EngineIOSession {
     }
 
     private func flushOutbox(to poll: EngineIOHTTPHandler, appending last: EngineIOMessage? = nil) {
-        var messages = self.outbox
-        self.outbox = []
+        var messages = self.takeOutbox()
         if let last { messages.append(last) }
         self.log("flushing \(messages.count) packet(s) to polling")
         poll.respondToPoll(with: messages)
+    }
+
+    private func takeOutbox() -> [EngineIOMessage] {
+        let messages = self.outbox
+        self.outbox = []
+        self.outboxPacketBytes = 0
+        return messages
     }
 
     // MARK: - Lifecycle
@@ -133,6 +212,7 @@ public final class EngineIOSession {
             self.finishClosing()
         }
         self.state = .closing(timeout: timeout)
+        self.answerHeldPost()
         self.log("closing; waiting for a poll to deliver the close packet")
         self.server.delegate?.session(self, didCloseWith: reason)
     }
@@ -142,7 +222,7 @@ public final class EngineIOSession {
         guard case .closing(let timeout) = self.state else { return }
         timeout.cancel()
         self.state = .closed
-        self.outbox = []
+        _ = self.takeOutbox()
         self.server.remove(self)
     }
 
@@ -155,7 +235,7 @@ public final class EngineIOSession {
         case .polling(let polling):
             self.state = .closed
             self.cancelTimers(of: polling)
-            self.outbox = []
+            _ = self.takeOutbox()
             polling.pendingPoll?.respondToPoll(with: [clientClosed ? .noop : .close])
         case .websocket(let webSocket):
             self.state = .closed
@@ -164,6 +244,7 @@ public final class EngineIOSession {
         case .closing, .closed:
             return
         }
+        self.answerHeldPost()
         self.server.remove(self)
         let level: Logger.Level = reason == .parseError || reason == .transportError ? .info : .debug
         self.server.logger.log(level: level, "session closed", metadata: ["sid": "\(self.id)", "reason": "\(reason.rawValue)"])
@@ -279,28 +360,51 @@ public final class EngineIOSession {
         }
     }
 
-    /// The complete body of a POST begun with `beginPost`. Returns the error to answer it
-    /// with; the packets before a malformed one are still handled.
-    func finishPost(_ post: EngineIOHTTPHandler, body: ByteBuffer) -> EngineIOError? {
+    /// The complete body of a POST begun with `beginPost`. The POST is answered through
+    /// `respondToPost`: at once, or after `resumeReading()` when reading is paused. The
+    /// packets before a malformed one are still handled.
+    func finishPost(_ post: EngineIOHTTPHandler, body: ByteBuffer) {
         switch self.state {
         case .polling(var polling) where polling.activePost === post:
             polling.activePost = nil
             self.state = .polling(polling)
         case .closing:
-            return nil
+            post.respondToPost(nil)
+            return
         case .polling, .websocket, .closed:
-            return .badRequest
+            post.respondToPost(.badRequest)
+            return
         }
         self.log("received polling payload of \(body.readableBytes) bytes")
         let (packets, malformed) = EngineIOPacket.decodePayload(body)
-        for packet in packets where self.isOpen {
+        self.heldPost = HeldPost(post: post, packets: packets[...], malformed: malformed)
+        self.deliverHeldPost()
+    }
+
+    /// Hands the held POST's packets to the delegate while reading is not paused, then answers
+    /// the POST. Taken out of `heldPost` while delivering, so a pause and resume from a
+    /// callback does not deliver the same packets twice.
+    private func deliverHeldPost() {
+        guard var held = self.heldPost else { return }
+        self.heldPost = nil
+        while !self.isReadingPaused, self.isOpen, let packet = held.packets.popFirst() {
             self.handle(packet)
         }
-        if malformed && self.isOpen {
+        if self.isReadingPaused && self.isOpen {
+            self.heldPost = held
+        } else if held.malformed && self.isOpen {
             self.terminate(.parseError, clientClosed: false)
-            return .badRequest
+            held.post.respondToPost(.badRequest)
+        } else {
+            held.post.respondToPost(nil)
         }
-        return nil
+    }
+
+    /// Answers a held POST of a session that closes; its undelivered packets are dropped.
+    private func answerHeldPost() {
+        guard let held = self.heldPost else { return }
+        self.heldPost = nil
+        held.post.respondToPost(nil)
     }
 
     /// A POST that cannot be accepted (body over `maxPayload`, binary content type):
@@ -316,6 +420,12 @@ public final class EngineIOSession {
     /// The connection of a pending GET or an unfinished POST went away: "transport error",
     /// like Node's "poll connection closed prematurely".
     func pollingConnectionDidClose(_ handler: EngineIOHTTPHandler) {
+        if let held = self.heldPost, held.post === handler {
+            self.heldPost = nil
+            self.log("held polling connection closed prematurely")
+            self.terminate(.transportError, clientClosed: false)
+            return
+        }
         guard case .polling(var polling) = self.state else { return }
         if polling.pendingPoll === handler {
             polling.pendingPoll = nil
@@ -377,11 +487,12 @@ public final class EngineIOSession {
                 polling.upgrade?.timeout.cancel()
                 self.state = .websocket(webSocket)
                 self.transport = .websocket
+                if self.isReadingPaused {
+                    webSocket.pauseReading()
+                }
                 polling.pendingPoll?.respondToPoll(with: [.noop])
                 if !self.outbox.isEmpty {
-                    let messages = self.outbox
-                    self.outbox = []
-                    webSocket.write(messages)
+                    webSocket.write(self.takeOutbox())
                 }
             default:
                 self.abandonUpgrade(of: webSocket)

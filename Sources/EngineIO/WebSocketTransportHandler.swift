@@ -4,9 +4,12 @@ import NIOWebSocket
 
 /// The WebSocket transport of one session (or of an upgrade in progress): turns complete
 /// frames into packets for the session and packets into frames, answers ping frames and the
-/// close handshake. Sits behind NIO's frame decoder and `NIOWebSocketFrameAggregator`.
-final class WebSocketTransportHandler: ChannelInboundHandler {
+/// close handshake. Sits behind NIO's frame decoder and `NIOWebSocketFrameAggregator`, last in
+/// the pipeline, so it sees the channel's read requests first and can hold them back while the
+/// session's reading is paused, as NIO's `BackPressureHandler` does.
+final class WebSocketTransportHandler: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
     /// The session this WebSocket serves or is upgrading; cleared once the connection is gone.
@@ -14,6 +17,13 @@ final class WebSocketTransportHandler: ChannelInboundHandler {
     private let logger: Logger
     private var context: ChannelHandlerContext?
     private var closeSent = false
+    private var isReadingPaused = false
+    /// A read request held back while paused, passed on at resume.
+    private var readHeldBack = false
+    /// Frames the channel had already read when reading was paused, delivered at resume from
+    /// `nextHeldFrame` on. Empty, without storage, unless paused.
+    private var heldFrames: [WebSocketFrame] = []
+    private var nextHeldFrame = 0
 
     init(logger: Logger) {
         self.logger = logger
@@ -25,10 +35,63 @@ final class WebSocketTransportHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        self.heldFrames = []
+        self.nextHeldFrame = 0
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = Self.unwrapInboundIn(data)
+        if self.isReadingPaused || self.nextHeldFrame < self.heldFrames.count {
+            self.heldFrames.append(frame)
+        } else {
+            self.process(frame, context: context)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.isReadingPaused {
+            self.readHeldBack = true
+        } else {
+            context.read()
+        }
+    }
+
+    // MARK: - Flow control
+
+    func pauseReading() {
+        self.isReadingPaused = true
+    }
+
+    /// Delivers the held frames until done or paused again, then lets the channel read.
+    func resumeReading() {
+        guard self.isReadingPaused, let context = self.context else { return }
+        self.isReadingPaused = false
+        // Indexes rather than removeFirst: linear in the frames held, and a pause and resume
+        // from a callback carries on from the next frame.
+        while !self.isReadingPaused && self.nextHeldFrame < self.heldFrames.count {
+            let frame = self.heldFrames[self.nextHeldFrame]
+            self.nextHeldFrame += 1
+            self.process(frame, context: context)
+        }
+        if self.nextHeldFrame == self.heldFrames.count {
+            self.heldFrames = []
+            self.nextHeldFrame = 0
+        }
+        if !self.isReadingPaused && self.readHeldBack {
+            self.readHeldBack = false
+            context.read()
+        }
+    }
+
+    /// Bytes written to the channel and not yet taken by the kernel.
+    var bufferedBytes: Int {
+        guard let options = self.context?.channel.syncOptions else { return 0 }
+        return (try? options.getOption(.bufferedWritableBytes)) ?? 0
+    }
+
+    // MARK: - Frames
+
+    private func process(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
         switch frame.opcode {
         case .text:
             let packet = EngineIOPacket(text: frame.unmaskedData)
@@ -45,6 +108,8 @@ final class WebSocketTransportHandler: ChannelInboundHandler {
             break
         }
     }
+
+    // MARK: - Connection events
 
     func channelInactive(context: ChannelHandlerContext) {
         let session = self.session
