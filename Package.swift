@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Imports point one way only:
-//   SidecastJSON → EngineIO → SocketIO → Adapter → Bridge → SidecastServer → sidecast
+//   EngineIO → SocketIO (+ SidecastJSON) → Adapter (+ Redis) → Bridge → SidecastServer → sidecast
 // Each C library is wrapped by exactly one Swift module.
 let package = Package(
     name: "sidecast",
@@ -53,7 +53,9 @@ let package = Package(
             dependencies: [
                 "SocketIO",
                 "SidecastJSON",
+                "CMsgpack",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -110,6 +112,15 @@ let package = Package(
                 "SidecastJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "AdapterTests",
+            dependencies: [
+                "Adapter",
+                "SocketIO",
+                "SidecastJSON",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import NIOCore
 import SidecastJSON
+import SocketIO
 
 /// One attached backend connection, after its `hello`. Confined to the bridge's event loop.
 final class Backend {
@@ -10,6 +11,8 @@ final class Backend {
     private let channel: Channel
     /// Authorization requests (by `req`) this backend was asked and has not answered.
     var pendingAuthorizations: Set<Int> = []
+    /// Sockets whose clients stopped being read because this backend fell behind, by id.
+    private var pausedSockets: [String: SocketIOSocket] = [:]
     private(set) var isAttached = true
 
     init(id: Int, hello: BackendCommand.Hello, channel: Channel) {
@@ -47,6 +50,23 @@ final class Backend {
         message.write(to: &buffer)
         buffer.writeInteger(UInt8(ascii: "\n"))
         return buffer
+    }
+
+    /// Sends a line produced by `socket`'s client. When the backend can't keep up, that client
+    /// stops being read until the backend drains its buffer: memory stays bounded by the
+    /// channel's high-water mark plus one read per stalled client, never an unbounded queue.
+    func send(line: ByteBuffer, from socket: SocketIOSocket) {
+        send(line: line)
+        if isAttached, !channel.isWritable, pausedSockets.updateValue(socket, forKey: socket.id) == nil {
+            socket.pauseReading()
+        }
+    }
+
+    /// Resumes every client paused on this backend; called when it drained or went away.
+    func resumePausedSockets() {
+        let paused = pausedSockets
+        pausedSockets.removeAll()
+        for socket in paused.values { socket.resumeReading() }
     }
 
     /// Whether the backend's socket buffer has room; false means it is not keeping up.

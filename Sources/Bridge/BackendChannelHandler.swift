@@ -71,6 +71,13 @@ final class BackendChannelHandler: ChannelInboundHandler {
         }
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if case .attached(let backend) = state, context.channel.isWritable {
+            backend.resumePausedSockets()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         switch state {
         case .awaitingHello(let timer):

@@ -97,7 +97,7 @@ final class BackendGroup {
             backend.send(BackendMessage.connect(socket, resumed: false))
         case .event(let socket, let line):
             guard let backend = backend(for: socket) else { return drop(1, because: "no backend serves the namespace") }
-            backend.send(line: line)
+            backend.send(line: line, from: socket)
         case .disconnect(let socket, let line):
             guard members[socket.id] != nil else { return }
             guard let backend = backend(for: socket) else { return drop(1, because: "no backend serves the namespace") }

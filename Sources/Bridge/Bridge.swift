@@ -99,6 +99,7 @@ public final class Bridge {
 
     func detach(_ backend: Backend) {
         backend.detached()
+        backend.resumePausedSockets()
         guard let group = groups[backend.group] else { return }
         group.detach(backend)
         logger.info("backend detached", metadata: ["backend": "\(backend.id)", "group": "\(group.name)"])

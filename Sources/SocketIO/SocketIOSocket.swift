@@ -46,6 +46,16 @@ public final class SocketIOSocket {
     /// The Engine.IO session this socket rides on.
     public var session: EngineIOSession { connection.session }
 
+    /// Stops reading from this socket's client connection (every namespace it joined) until
+    /// `resumeReading()`: how a slow consumer of its events pushes back on the client.
+    public func pauseReading() {
+        session.pauseReading()
+    }
+
+    public func resumeReading() {
+        session.resumeReading()
+    }
+
     /// Sends an event to this socket alone.
     public func emit(_ event: String, _ args: [JSONValue]) {
         send(SocketIOPacket(type: .event, namespace: namespace.name, data: .array([.string(event)] + args)))
