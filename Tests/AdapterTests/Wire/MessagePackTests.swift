@@ -92,7 +92,7 @@ final class MessagePackTests: XCTestCase {
         assertDecodes("cd ffff", 65535)
         assertDecodes("ce ffffffff", 4_294_967_295)
         assertDecodes("cf 7fffffffffffffff", .int(.max))
-        assertDecodes("cf ffffffffffffffff", .double(18_446_744_073_709_551_615))  // above Int64.max
+        assertDecodes("cf ffffffffffffffff", .double(Double(UInt64.max)))  // above Int64.max: 2^64 as a double
         assertDecodes("d0 80", -128)
         assertDecodes("d1 8000", -32768)
         assertDecodes("d2 80000000", -2_147_483_648)
