@@ -1,0 +1,336 @@
+import Logging
+import NIOCore
+
+/// A Redis client that survives Redis outages: one link for commands and publishes, one for
+/// subscriptions (RESP2 cannot mix them), each reconnecting on its own with backoff.
+///
+/// While Redis is unreachable, publishes wait in a bounded outbox and go out in order once both
+/// links are back; other commands fail at once with ``RedisClientError/notConnected``.
+/// Subscriptions are remembered and restored on every reconnect.
+///
+/// Confined to one event loop (the caller's); call every method on it. The loop must come from a
+/// `MultiThreadedEventLoopGroup`, which NIO's socket bootstraps need.
+public final class RedisClient {
+    public typealias MessageHandler = (_ channel: String, _ message: ByteBuffer) -> Void
+    public typealias PatternMessageHandler = (_ pattern: String, _ channel: String, _ message: ByteBuffer) -> Void
+
+    private enum State {
+        case idle
+        case running
+        case shuttingDown(EventLoopFuture<Void>)
+        case shutDown
+    }
+
+    public let eventLoop: EventLoop
+    /// Called on the event loop when ``isConnected`` changes.
+    public var onStateChange: ((Bool) -> Void)?
+
+    private let configuration: RedisClientConfiguration
+    private let logger: Logger
+    private let commandLink: RedisLink
+    private let subscriptionLink: RedisLink
+    private var state: State = .idle
+    private var outbox: RedisOutbox
+    /// Drops since the last reconnect, reported once the link is back.
+    private var droppedThisOutage = 0
+
+    /// The command link's channel while it is up.
+    private var commandChannel: Channel?
+    /// The subscription link's channel from the moment subscriptions are restored on it, so a
+    /// subscribe made while the restore is in flight still reaches Redis.
+    private var subscriptionChannel: Channel?
+    private var subscriptionsReady = false
+    private var reportedConnected = false
+    private var flushScheduled = false
+
+    private var channelHandlers: [String: MessageHandler] = [:]
+    private var patternHandlers: [String: PatternMessageHandler] = [:]
+
+    public init(configuration: RedisClientConfiguration, eventLoop: EventLoop, logger: Logger) {
+        self.configuration = configuration
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.outbox = RedisOutbox(limit: configuration.outboxLimit)
+        self.commandLink = RedisLink(role: .commands, configuration: configuration, eventLoop: eventLoop, logger: logger)
+        self.subscriptionLink = RedisLink(role: .subscriptions, configuration: configuration, eventLoop: eventLoop, logger: logger)
+        self.commandLink.delegate = self
+        self.subscriptionLink.delegate = self
+    }
+
+    /// Both links are up and every subscription is active on Redis.
+    public var isConnected: Bool {
+        self.commandChannel != nil && self.subscriptionsReady
+    }
+
+    /// Publishes dropped because the outbox was full, over the client's lifetime.
+    public var droppedPublishes: Int { self.outbox.dropped }
+
+    /// Publishes waiting for Redis.
+    public var outboxCount: Int { self.outbox.count }
+
+    /// Starts connecting both links and returns at once; failures are retried in the background.
+    public func start() {
+        self.eventLoop.preconditionInEventLoop()
+        guard case .idle = self.state else { return }
+        self.state = .running
+        self.commandLink.start()
+        self.subscriptionLink.start()
+    }
+
+    /// Sends what the outbox holds if Redis is reachable, waits for Redis to have handled it,
+    /// then closes both links. Publishes still queued are dropped (and logged).
+    public func shutdown() -> EventLoopFuture<Void> {
+        self.eventLoop.preconditionInEventLoop()
+        switch self.state {
+        case .shuttingDown(let future):
+            return future
+        case .shutDown:
+            return self.eventLoop.makeSucceededVoidFuture()
+        case .idle, .running:
+            break
+        }
+        let drained = self.drainForShutdown()
+        let future = drained.assumeIsolated()
+            .flatMap { () -> EventLoopFuture<Void> in
+                let links = [self.commandLink.close(), self.subscriptionLink.close()]
+                return EventLoopFuture.andAllComplete(links, on: self.eventLoop)
+            }
+            .map {
+                if self.outbox.count > 0 {
+                    self.logger.warning("Redis client shut down with undelivered publishes", metadata: ["redis.undelivered": "\(self.outbox.count)"])
+                    _ = self.outbox.removeAll()
+                }
+                self.state = .shutDown
+            }
+            .nonisolated()
+        self.state = .shuttingDown(future)
+        return future
+    }
+
+    /// Publishes now if Redis is reachable, otherwise queues the message in the outbox.
+    public func publish(_ channel: String, _ message: ByteBuffer) {
+        self.eventLoop.preconditionInEventLoop()
+        switch self.state {
+        case .idle, .running:
+            break
+        case .shuttingDown, .shutDown:
+            self.logger.debug("publish after shutdown dropped", metadata: ["redis.channel": "\(channel)"])
+            return
+        }
+        if self.isConnected, let connection = self.commandChannel {
+            self.write(.publish(channel, message), to: connection)
+        } else {
+            self.enqueue(channel: channel, message: message)
+        }
+    }
+
+    /// Sends a command and returns Redis's reply (an error reply is a ``RedisReply/error(_:)`` value);
+    /// fails at once with ``RedisClientError/notConnected`` while the command link is down.
+    public func send(_ arguments: [ByteBuffer]) -> EventLoopFuture<RedisReply> {
+        self.eventLoop.preconditionInEventLoop()
+        switch self.state {
+        case .running:
+            break
+        case .idle:
+            return self.eventLoop.makeFailedFuture(RedisClientError.notConnected)
+        case .shuttingDown, .shutDown:
+            return self.eventLoop.makeFailedFuture(RedisClientError.shutDown)
+        }
+        guard !arguments.isEmpty else {
+            return self.eventLoop.makeFailedFuture(RedisClientError.emptyCommand)
+        }
+        guard let connection = self.commandChannel else {
+            return self.eventLoop.makeFailedFuture(RedisClientError.notConnected)
+        }
+        let reply = self.eventLoop.makePromise(of: RedisReply.self)
+        // A write that never reaches the command handler (the channel just closed) fails here.
+        connection.writeAndFlush(RedisCommandRequest(command: RedisCommand(arguments), reply: reply)).whenFailure {
+            reply.fail($0)
+        }
+        return reply.futureResult
+    }
+
+    /// Sends a command given as text arguments, for example `send("PUBSUB", "NUMSUB", "room")`.
+    public func send(_ command: String, _ arguments: String...) -> EventLoopFuture<RedisReply> {
+        self.send(([command] + arguments).map { ByteBuffer(string: $0) })
+    }
+
+    /// Subscribes to a channel, replacing an earlier handler for it; kept across reconnects.
+    public func subscribe(_ channel: String, handler: @escaping MessageHandler) {
+        self.eventLoop.preconditionInEventLoop()
+        if self.channelHandlers.updateValue(handler, forKey: channel) == nil {
+            self.sendSubscriptionCommand(["SUBSCRIBE", channel])
+        }
+    }
+
+    /// Subscribes to a glob-style pattern, replacing an earlier handler for it; kept across reconnects.
+    public func psubscribe(_ pattern: String, handler: @escaping PatternMessageHandler) {
+        self.eventLoop.preconditionInEventLoop()
+        if self.patternHandlers.updateValue(handler, forKey: pattern) == nil {
+            self.sendSubscriptionCommand(["PSUBSCRIBE", pattern])
+        }
+    }
+
+    public func unsubscribe(_ channel: String) {
+        self.eventLoop.preconditionInEventLoop()
+        if self.channelHandlers.removeValue(forKey: channel) != nil {
+            self.sendSubscriptionCommand(["UNSUBSCRIBE", channel])
+        }
+    }
+
+    public func punsubscribe(_ pattern: String) {
+        self.eventLoop.preconditionInEventLoop()
+        if self.patternHandlers.removeValue(forKey: pattern) != nil {
+            self.sendSubscriptionCommand(["PUNSUBSCRIBE", pattern])
+        }
+    }
+
+    // MARK: - Publishing
+
+    private func enqueue(channel: String, message: ByteBuffer) {
+        if !self.outbox.append(channel: channel, message: message) {
+            if self.droppedThisOutage == 0 {
+                self.logger.warning(
+                    "Redis outbox is full; dropping the oldest publishes until Redis is back",
+                    metadata: ["redis.outbox-limit": "\(self.outbox.limit)"]
+                )
+            }
+            self.droppedThisOutage += 1
+        }
+    }
+
+    /// Writes now and flushes once per event loop tick, so a burst of publishes shares a syscall.
+    private func write(_ command: RedisCommand, to connection: Channel) {
+        connection.write(RedisCommandRequest(command: command, reply: nil), promise: nil)
+        guard !self.flushScheduled else { return }
+        self.flushScheduled = true
+        self.eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            connection.flush()
+        }
+    }
+
+    private func flushOutbox(to connection: Channel) {
+        if self.droppedThisOutage > 0 {
+            self.logger.warning(
+                "dropped publishes while Redis was unreachable",
+                metadata: ["redis.dropped": "\(self.droppedThisOutage)", "redis.dropped-total": "\(self.outbox.dropped)"]
+            )
+            self.droppedThisOutage = 0
+        }
+        let queued = self.outbox.removeAll()
+        guard !queued.isEmpty else { return }
+        self.logger.info("sending publishes queued while Redis was unreachable", metadata: ["redis.queued": "\(queued.count)"])
+        for entry in queued {
+            connection.write(RedisCommandRequest(command: .publish(entry.channel, entry.message), reply: nil), promise: nil)
+        }
+        connection.flush()
+    }
+
+    /// Flushes the outbox and waits for a PING to come back: Redis answers in order, so by then
+    /// it has handled every publish written before.
+    private func drainForShutdown() -> EventLoopFuture<Void> {
+        guard let connection = self.commandChannel else {
+            return self.eventLoop.makeSucceededVoidFuture()
+        }
+        self.flushOutbox(to: connection)
+        let done = self.eventLoop.makePromise(of: Void.self)
+        let timeout = self.eventLoop.scheduleTask(in: self.configuration.connectTimeout) {
+            done.fail(RedisClientError.timedOut)
+        }
+        self.send("PING").whenComplete { _ in
+            timeout.cancel()
+            done.succeed()
+        }
+        return done.futureResult.recover { _ in }
+    }
+
+    // MARK: - Subscriptions
+
+    private func sendSubscriptionCommand(_ arguments: [String]) {
+        self.subscriptionChannel?.writeAndFlush(RedisCommand(arguments), promise: nil)
+    }
+
+    /// Swaps the command handler used for AUTH/SELECT for the pub/sub handler, restores every
+    /// subscription, and completes once Redis answered the PING written after them.
+    private func prepareSubscriptions(on channel: Channel) -> EventLoopFuture<Void> {
+        let ready = channel.eventLoop.makePromise(of: Void.self)
+        do {
+            let pipeline = channel.pipeline.syncOperations
+            let commandHandler = try pipeline.handler(type: RedisCommandHandler.self)
+            pipeline.removeHandler(commandHandler, promise: nil)
+            try pipeline.addHandler(RedisPubSubHandler(ready: ready) { [weak self] message in
+                self?.deliver(message)
+            })
+        } catch {
+            ready.fail(error)
+            return ready.futureResult
+        }
+        self.subscriptionChannel = channel
+        channel.closeFuture.assumeIsolated().whenComplete { _ in
+            if self.subscriptionChannel === channel { self.subscriptionChannel = nil }
+        }
+        if !self.channelHandlers.isEmpty {
+            channel.write(RedisCommand(["SUBSCRIBE"] + self.channelHandlers.keys.sorted()), promise: nil)
+        }
+        if !self.patternHandlers.isEmpty {
+            channel.write(RedisCommand(["PSUBSCRIBE"] + self.patternHandlers.keys.sorted()), promise: nil)
+        }
+        channel.writeAndFlush(RedisCommand(["PING"]), promise: nil)
+        return ready.futureResult
+    }
+
+    private func deliver(_ message: RedisPubSubMessage) {
+        switch message {
+        case .message(let channel, let payload):
+            self.channelHandlers[channel]?(channel, payload)
+        case .patternMessage(let pattern, let channel, let payload):
+            self.patternHandlers[pattern]?(pattern, channel, payload)
+        }
+    }
+
+    // MARK: - Connectivity
+
+    private func connectivityChanged() {
+        let connected = self.isConnected
+        guard connected != self.reportedConnected else { return }
+        self.reportedConnected = connected
+        if connected, let connection = self.commandChannel {
+            self.flushOutbox(to: connection)
+        }
+        self.onStateChange?(connected)
+    }
+}
+
+extension RedisClient: RedisLinkDelegate {
+    func linkPrepare(_ link: RedisLink, channel: Channel) -> EventLoopFuture<Void> {
+        switch link.role {
+        case .commands:
+            return channel.eventLoop.makeSucceededVoidFuture()
+        case .subscriptions:
+            return self.prepareSubscriptions(on: channel)
+        }
+    }
+
+    func linkDidConnect(_ link: RedisLink, channel: Channel) {
+        switch link.role {
+        case .commands:
+            self.commandChannel = channel
+        case .subscriptions:
+            self.subscriptionChannel = channel
+            self.subscriptionsReady = true
+        }
+        self.connectivityChanged()
+    }
+
+    func linkDidDisconnect(_ link: RedisLink) {
+        switch link.role {
+        case .commands:
+            self.commandChannel = nil
+        case .subscriptions:
+            self.subscriptionChannel = nil
+            self.subscriptionsReady = false
+        }
+        self.connectivityChanged()
+    }
+}
