@@ -46,12 +46,25 @@ public struct RedisBroadcast: Sendable, Hashable {
     }
 
     public func encode(into buffer: inout ByteBuffer) {
-        let message: JSONValue = [.string(uid), packet.redisJSON, options]
+        let message: JSONValue = [.string(uid), packet.redisJSON, optionsJSON]
         MessagePack.encode(message, into: &buffer)
     }
 
-    private var options: JSONValue {
+    /// `opts` as the adapter writes it: `{rooms, except, flags}`.
+    var optionsJSON: JSONValue {
         ["rooms": RedisWire.roomArray(rooms), "except": RedisWire.roomArray(except), "flags": .object(flags.members)]
+    }
+
+    /// Builds a broadcast from the decoded `packet` and `opts` members.
+    init(uid: String, packetJSON: JSONValue, optionsJSON: JSONValue) throws(RedisWireError) {
+        guard case .object(let options) = optionsJSON else { throw .malformed("\"opts\" is not an object") }
+        self.init(
+            uid: uid,
+            packet: try SocketIOPacket(redisJSON: packetJSON),
+            rooms: try RedisWire.rooms(options["rooms"], "rooms"),
+            except: try RedisWire.rooms(options["except"], "except"),
+            flags: try RedisBroadcastFlags(options["flags"])
+        )
     }
 
     public static func decode(_ bytes: ByteBuffer) throws(RedisWireError) -> RedisBroadcast {
@@ -84,13 +97,7 @@ public struct RedisBroadcast: Sendable, Hashable {
         case .malformed(let reason):
             throw .malformed(reason)
         case .parts(let uid, let packet, let options):
-            return RedisBroadcast(
-                uid: uid,
-                packet: try SocketIOPacket(redisJSON: packet),
-                rooms: try RedisWire.rooms(options["rooms"], "rooms"),
-                except: try RedisWire.rooms(options["except"], "except"),
-                flags: try RedisBroadcastFlags(options["flags"])
-            )
+            return try RedisBroadcast(uid: uid, packetJSON: packet, optionsJSON: options)
         }
     }
 

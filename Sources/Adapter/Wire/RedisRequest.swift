@@ -129,11 +129,7 @@ public enum RedisRequest: Sendable, Hashable {
             members["requestId"] = .string(requestId)
             members["type"] = type
             members["packet"] = broadcast.packet.redisJSON
-            members["opts"] = [
-                "rooms": RedisWire.roomArray(broadcast.rooms),
-                "except": RedisWire.roomArray(broadcast.except),
-                "flags": .object(broadcast.flags.members),
-            ]
+            members["opts"] = broadcast.optionsJSON
             return MessagePack.encode(.object(members))
         }
         return RedisWire.json(.object(members))
@@ -179,13 +175,10 @@ public enum RedisRequest: Sendable, Hashable {
             )
         case .broadcast:
             guard let packet = members["packet"] else { throw .malformed("\"packet\" is missing") }
-            guard case .object(let options)? = members["opts"] else { throw .malformed("\"opts\" is not an object") }
-            let broadcast = RedisBroadcast(
+            let broadcast = try RedisBroadcast(
                 uid: try RedisWire.string(members, "uid"),
-                packet: try SocketIOPacket(redisJSON: packet),
-                rooms: try RedisWire.rooms(options["rooms"], "rooms"),
-                except: try RedisWire.rooms(options["except"], "except"),
-                flags: try RedisBroadcastFlags(options["flags"])
+                packetJSON: packet,
+                optionsJSON: members["opts"] ?? .null
             )
             return .broadcastWithAck(requestId: try RedisWire.string(members, "requestId"), broadcast: broadcast)
         case .sockets, .broadcastClientCount, .broadcastAck:
