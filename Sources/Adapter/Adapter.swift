@@ -105,7 +105,9 @@ public struct SocketDetails: Sendable, Hashable {
 /// The answers collected by `broadcastWithAck`.
 public struct BroadcastAckResult: Sendable {
     public struct Response: Sendable, Hashable {
-        public var socketID: String
+        /// The answering socket; `nil` for a socket of another node, whose answers cross
+        /// Redis without their sender, as in the Node adapter.
+        public var socketID: String?
         public var args: [JSONValue]
     }
 

@@ -23,17 +23,18 @@ public final class LocalAdapter: Adapter {
         timeout: TimeAmount,
         completion: @escaping (BroadcastAckResult) -> Void
     ) {
-        let collector = AckCollector(completion: completion)
+        let request = BroadcastAckRequest(completion: completion)
         let (count, cancel) = server.broadcastWithAck(packet, options: options) { socketID, args in
-            collector.add(.init(socketID: socketID, args: args))
+            request.add(.init(socketID: socketID, args: args))
         }
-        collector.expect(count)
-        guard !collector.isDone else { return }
+        request.nodeReported(clientCount: count)
+        request.expect(nodes: 1)
+        guard !request.isDone else { return }
         let timer = server.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
             cancel()
-            collector.finish(timedOut: true)
+            request.finish(timedOut: true)
         }
-        collector.onFinish = { timer.cancel() }
+        request.onFinish = { timer.cancel() }
     }
 
     public func addSockets(_ options: BroadcastOptions, rooms: [String]) {
@@ -68,41 +69,5 @@ public final class LocalAdapter: Adapter {
         completion: @escaping (ServerSideEmitResult) -> Void
     ) {
         completion(ServerSideEmitResult(responses: [], expected: 0, timedOut: false))
-    }
-}
-
-/// Gathers ack answers until the expected number arrived or a timeout finishes it early.
-final class AckCollector {
-    private var responses: [BroadcastAckResult.Response] = []
-    private var expected: Int?
-    private let completion: (BroadcastAckResult) -> Void
-    private(set) var isDone = false
-    var onFinish: (() -> Void)?
-
-    init(completion: @escaping (BroadcastAckResult) -> Void) {
-        self.completion = completion
-    }
-
-    func add(_ response: BroadcastAckResult.Response) {
-        guard !isDone else { return }
-        responses.append(response)
-        finishIfComplete()
-    }
-
-    func expect(_ count: Int) {
-        expected = (expected ?? 0) + count
-        finishIfComplete()
-    }
-
-    func finish(timedOut: Bool) {
-        guard !isDone else { return }
-        isDone = true
-        onFinish?()
-        onFinish = nil
-        completion(BroadcastAckResult(responses: responses, expected: expected ?? responses.count, timedOut: timedOut))
-    }
-
-    private func finishIfComplete() {
-        if let expected, responses.count >= expected { finish(timedOut: false) }
     }
 }

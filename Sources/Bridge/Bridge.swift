@@ -241,7 +241,7 @@ public final class Bridge {
             return
         }
         adapter.broadcastWithAck(packet, options: options, timeout: timeout) { result in
-            let responses: JSONValue = .array(result.responses.map { ["sid": .string($0.socketID), "args": .array($0.args)] })
+            let responses: JSONValue = .array(result.responses.map { ["sid": $0.socketID.map { .string($0) } ?? .null, "args": .array($0.args)] })
             if result.timedOut {
                 let error = BridgeError(
                     code: "timeout",

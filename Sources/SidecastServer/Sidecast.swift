@@ -38,12 +38,18 @@ public struct Sidecast: Service {
         let configuration = self.configuration
         let logger = self.logger
         let nodeID = self.nodeID
-        let runtime = try await loop.submit {
-            NIOLoopBound(
-                SidecastRuntime(configuration: configuration, nodeID: nodeID, eventLoop: loop, logger: logger),
-                eventLoop: loop
-            )
-        }.get()
+        let runtime: NIOLoopBound<SidecastRuntime>
+        do {
+            runtime = try await loop.submit {
+                NIOLoopBound(
+                    try SidecastRuntime(configuration: configuration, nodeID: nodeID, eventLoop: loop, logger: logger),
+                    eventLoop: loop
+                )
+            }.get()
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
 
         let clients: Channel
         let backends: Channel
@@ -75,13 +81,14 @@ public struct Sidecast: Service {
             "node": "\(nodeID)",
             "clients": "http://\(configuration.host):\(clients.localAddress?.port ?? configuration.port)\(configuration.path)",
             "backends": "\(configuration.socketPath)",
+            "redis": "\(configuration.redisURL.map { _ in "on" } ?? "off (standalone)")",
         ])
 
         try? await gracefulShutdown()
 
         logger.info("sidecast shutting down")
         try? await clients.close()
-        try? await loop.submit { runtime.value.shutdown() }.get()
+        try? await loop.flatSubmit { runtime.value.shutdown() }.get()
         // Close frames, DISCONNECT packets and the backends' `shutdown` lines are flushed by the
         // loop; give them a moment to leave before the loop stops.
         try? await Task.sleep(for: .milliseconds(200))

@@ -3,6 +3,7 @@ import Bridge
 import EngineIO
 import Logging
 import NIOCore
+import Redis
 import SocketIO
 
 /// The object graph of one running node, built and used on its single event loop.
@@ -12,10 +13,12 @@ import SocketIO
 final class SidecastRuntime {
     let engineIO: EngineIOServer
     let socketIO: SocketIOServer
-    let adapter: LocalAdapter
+    let adapter: Adapter
     let bridge: Bridge
+    /// The cluster link; `nil` on a standalone node.
+    let redis: RedisClient?
 
-    init(configuration: SidecastConfiguration, nodeID: String, eventLoop: EventLoop, logger: Logger) {
+    init(configuration: SidecastConfiguration, nodeID: String, eventLoop: EventLoop, logger: Logger) throws {
         var engineConfiguration = EngineIOConfiguration()
         engineConfiguration.path = configuration.path
         engineConfiguration.pingInterval = configuration.pingInterval
@@ -29,19 +32,42 @@ final class SidecastRuntime {
         socketIO = SocketIOServer(configuration: socketConfiguration, eventLoop: eventLoop, logger: logger)
         engineIO.delegate = socketIO
 
-        adapter = LocalAdapter(server: socketIO)
+        if let url = configuration.redisURL {
+            let redisURL: RedisURL
+            do {
+                redisURL = try RedisURL(url)
+            } catch {
+                throw SidecastStartError(description: "--redis \(url): \(error)")
+            }
+            let redis = RedisClient(configuration: RedisClientConfiguration(url: redisURL), eventLoop: eventLoop, logger: logger)
+            self.redis = redis
+            adapter = RedisAdapter(
+                server: socketIO,
+                redis: redis,
+                uid: nodeID,
+                prefix: configuration.redisPrefix,
+                requestsTimeout: configuration.requestsTimeout,
+                logger: logger
+            )
+        } else {
+            redis = nil
+            adapter = LocalAdapter(server: socketIO)
+        }
 
         var bridgeConfiguration = BridgeConfiguration(nodeID: nodeID)
         bridgeConfiguration.namespaces = configuration.namespaces
         bridgeConfiguration.backendGrace = configuration.backendGrace
         bridgeConfiguration.requestsTimeout = configuration.requestsTimeout
         bridge = Bridge(configuration: bridgeConfiguration, server: socketIO, adapter: adapter, logger: logger)
+        redis?.start()
     }
 
-    /// Closes every client with "server shutting down", then tells the backends.
-    func shutdown() {
+    /// Closes every client with "server shutting down", tells the backends, then lets the
+    /// Redis outbox drain.
+    func shutdown() -> EventLoopFuture<Void> {
         socketIO.closeAll(reason: .serverShuttingDown)
         engineIO.closeAll(reason: .serverShuttingDown)
         bridge.shutdown()
+        return redis?.shutdown() ?? engineIO.eventLoop.makeSucceededVoidFuture()
     }
 }

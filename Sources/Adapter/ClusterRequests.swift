@@ -1,0 +1,110 @@
+import SidecastJSON
+
+/// Collects the answers to an emit with acknowledgements, over one node or many.
+///
+/// Complete when every node expected reported how many clients it asked and every one of those
+/// clients answered (how Socket.IO's `BroadcastOperator` decides); a timeout may end it first.
+final class BroadcastAckRequest {
+    private var responses: [BroadcastAckResult.Response] = []
+    private var expectedClients = 0
+    private var reportedNodes = 0
+    private var expectedNodes: Int?
+    private let completion: (BroadcastAckResult) -> Void
+    private(set) var isDone = false
+    var onFinish: (() -> Void)?
+
+    init(completion: @escaping (BroadcastAckResult) -> Void) {
+        self.completion = completion
+    }
+
+    func add(_ response: BroadcastAckResult.Response) {
+        guard !isDone else { return }
+        responses.append(response)
+        finishIfComplete()
+    }
+
+    /// A node (this one included) says how many of its clients it asked.
+    func nodeReported(clientCount: Int) {
+        reportedNodes += 1
+        expectedClients += clientCount
+        finishIfComplete()
+    }
+
+    /// How many nodes will report, this one included.
+    func expect(nodes: Int) {
+        expectedNodes = nodes
+        finishIfComplete()
+    }
+
+    func finish(timedOut: Bool) {
+        guard !isDone else { return }
+        isDone = true
+        onFinish?()
+        onFinish = nil
+        completion(BroadcastAckResult(responses: responses, expected: expectedClients, timedOut: timedOut))
+    }
+
+    private func finishIfComplete() {
+        if let expectedNodes, reportedNodes >= expectedNodes, responses.count >= expectedClients {
+            finish(timedOut: false)
+        }
+    }
+}
+
+/// A `fetchSockets` across nodes: this node's sockets, then each other node's.
+final class FetchRequest {
+    let namespace: String
+    let expected: Int
+    var answered = 1
+    var sockets: [SocketDetails]
+    let completion: (Result<[SocketDetails], AdapterError>) -> Void
+
+    init(namespace: String, expected: Int, sockets: [SocketDetails], completion: @escaping (Result<[SocketDetails], AdapterError>) -> Void) {
+        self.namespace = namespace
+        self.expected = expected
+        self.sockets = sockets
+        self.completion = completion
+    }
+}
+
+/// An `allRooms` across nodes.
+final class AllRoomsRequest {
+    let expected: Int
+    var answered = 1
+    var rooms: Set<String>
+    let completion: (Result<Set<String>, AdapterError>) -> Void
+
+    init(expected: Int, rooms: Set<String>, completion: @escaping (Result<Set<String>, AdapterError>) -> Void) {
+        self.expected = expected
+        self.rooms = rooms
+        self.completion = completion
+    }
+}
+
+/// A `serverSideEmit` waiting for one answer from each other node.
+final class ServerSideEmitRequest {
+    private let expected: Int
+    private var responses: [JSONValue] = []
+    private let completion: (ServerSideEmitResult) -> Void
+    private var isDone = false
+    var onFinish: (() -> Void)?
+
+    init(expected: Int, completion: @escaping (ServerSideEmitResult) -> Void) {
+        self.expected = expected
+        self.completion = completion
+    }
+
+    func add(_ response: JSONValue) {
+        guard !isDone else { return }
+        responses.append(response)
+        if responses.count >= expected { finish(timedOut: false) }
+    }
+
+    func finish(timedOut: Bool) {
+        guard !isDone else { return }
+        isDone = true
+        onFinish?()
+        onFinish = nil
+        completion(ServerSideEmitResult(responses: responses, expected: expected, timedOut: timedOut))
+    }
+}
