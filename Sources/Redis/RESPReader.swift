@@ -54,7 +54,7 @@ final class RESPReader {
             return .integer(Int64(value.integer))
         case REDIS_REPLY_ARRAY:
             return .array((0..<value.elements).map { index in
-                convert(value.element[index]!, allocator: allocator)
+                value.element[index].map { convert($0, allocator: allocator) } ?? .null
             })
         default:
             return .null

@@ -22,7 +22,8 @@ final class RedisLink {
 
     enum State {
         case idle
-        case connecting
+        /// The channel is known once TCP is up, while AUTH, SELECT and the delegate's setup run.
+        case connecting(Channel?)
         case connected(Channel)
         case disconnected(backoff: TimeAmount, retry: Scheduled<Void>)
         case shuttingDown(EventLoopPromise<Void>)
@@ -52,11 +53,6 @@ final class RedisLink {
         self.backoff = configuration.minBackoff
     }
 
-    var isConnected: Bool {
-        if case .connected = self.state { return true }
-        return false
-    }
-
     func start() {
         guard case .idle = self.state else { return }
         self.connect()
@@ -72,9 +68,11 @@ final class RedisLink {
             retry.cancel()
             self.state = .shutDown
             return self.eventLoop.makeSucceededVoidFuture()
-        case .connecting:
+        case .connecting(let channel):
+            // The attempt fails once the channel closes (or right after TCP connects) and completes the promise.
             let promise = self.eventLoop.makePromise(of: Void.self)
             self.state = .shuttingDown(promise)
+            channel?.close(promise: nil)
             return promise.futureResult
         case .connected(let channel):
             let promise = self.eventLoop.makePromise(of: Void.self)
@@ -87,7 +85,12 @@ final class RedisLink {
     }
 
     private func connect() {
-        self.state = .connecting
+        switch self.state {
+        case .idle, .disconnected:
+            self.state = .connecting(nil)
+        case .connecting, .connected, .shuttingDown, .shutDown:
+            return
+        }
         let logger = self.logger
         let bootstrap = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(self.configuration.connectTimeout)
@@ -108,7 +111,14 @@ final class RedisLink {
             connected = bootstrap.connect(host: url.host ?? "localhost", port: url.port)
         }
         connected.assumeIsolated()
-            .flatMap { channel in self.setUp(channel) }
+            .flatMap { channel in
+                guard case .connecting = self.state else {
+                    channel.close(promise: nil)
+                    return channel.eventLoop.makeFailedFuture(RedisClientError.shutDown)
+                }
+                self.state = .connecting(channel)
+                return self.setUp(channel)
+            }
             .whenComplete { result in self.connectAttemptCompleted(result) }
     }
 

@@ -1,4 +1,6 @@
+import Foundation
 import NIOCore
+import NIOPosix
 import XCTest
 
 @testable import Redis
@@ -219,5 +221,54 @@ final class RedisClientIntegrationTests: RedisIntegrationTestCase {
             XCTAssertEqual($0 as? RedisClientError, .shutDown)
         }
         XCTAssertFalse(try self.run(publisher) { $0.isConnected })
+    }
+
+    func testPendingCommandsFailWhenRedisDies() throws {
+        let server = try self.makeServer()
+        let (client, _) = try self.makeClient("redis://127.0.0.1:\(server.port)")
+        try self.waitUntilConnected(client)
+        let blocked = try self.run(client) { $0.send("BLPOP", "never-filled", "0") }
+        let queuedBehind = try self.run(client) { $0.send("PING") }
+        eventually { (try? server.cli("CLIENT", "LIST"))?.contains("cmd=blpop") == true }
+        server.kill()
+        XCTAssertThrowsError(try blocked.wait()) { XCTAssertEqual($0 as? RedisClientError, .connectionClosed) }
+        XCTAssertThrowsError(try queuedBehind.wait()) { XCTAssertEqual($0 as? RedisClientError, .connectionClosed) }
+        try self.waitUntilConnected(client, false)
+    }
+
+    func testSilentServerTimesOutTheHandshakeAndIsRetried() throws {
+        let silent = try ServerBootstrap(group: self.group)
+            .childChannelInitializer { $0.eventLoop.makeSucceededVoidFuture() }
+            .bind(host: "127.0.0.1", port: 0)
+            .wait()
+        defer { try? silent.close().wait() }
+        let port = try XCTUnwrap(silent.localAddress?.port)
+        let (client, _) = try self.makeClient("redis://:pw@127.0.0.1:\(port)", connectTimeout: .milliseconds(100))
+        eventually { self.logs.count(.debug, "Redis connection attempt failed") >= 4 }
+        let warnings = self.logs.lines.filter { $0.level == .warning }
+        XCTAssertEqual(warnings.count, 2)
+        for warning in warnings {
+            XCTAssertEqual(warning.metadata["error"], "\(RedisClientError.timedOut)")
+        }
+        XCTAssertFalse(try self.run(client) { $0.isConnected })
+    }
+
+    func testShutdownWhileRedisIsDownCompletesAndReportsUndelivered() throws {
+        let server = try self.makeServer(start: false)
+        let (client, inbox) = try self.makeClient("redis://127.0.0.1:\(server.port)")
+        try self.publish(client, "room", ["lost-1", "lost-2"])
+        eventually { self.logs.count(.debug, "Redis connection attempt failed") >= 2 }
+        try self.loop.flatSubmit { client.value.shutdown() }.wait()
+        let report = try XCTUnwrap(self.logs.lines.first { $0.message == "Redis client shut down with undelivered publishes" })
+        XCTAssertEqual(report.metadata["redis.undelivered"], "2")
+        XCTAssertEqual(try self.run(client) { $0.outboxCount }, 0)
+        try self.publish(client, "room", ["after-shutdown"])
+        XCTAssertEqual(try self.run(client) { $0.outboxCount }, 0)
+
+        // Nothing retries after shutdown: a server started now sees no client.
+        try server.start()
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertEqual(try server.cli("CLIENT", "LIST").split(separator: "\n").count, 1)
+        XCTAssertEqual(try self.states(inbox), [])
     }
 }

@@ -95,13 +95,18 @@ class RedisIntegrationTestCase: XCTestCase {
 
     /// A started client with test-sized backoff, and the inbox that records its state changes
     /// from before it starts.
-    func makeClient(_ url: String, outboxLimit: Int = 10_000, logger: Logger? = nil) throws -> (NIOLoopBound<RedisClient>, NIOLoopBound<Inbox>) {
+    func makeClient(
+        _ url: String,
+        outboxLimit: Int = 10_000,
+        connectTimeout: TimeAmount = .seconds(2),
+        logger: Logger? = nil
+    ) throws -> (NIOLoopBound<RedisClient>, NIOLoopBound<Inbox>) {
         let configuration = RedisClientConfiguration(
             url: try RedisURL(url),
             outboxLimit: outboxLimit,
             minBackoff: .milliseconds(10),
             maxBackoff: .milliseconds(200),
-            connectTimeout: .seconds(2)
+            connectTimeout: connectTimeout
         )
         let loop = self.loop!
         let logger = logger ?? self.logs.logger
