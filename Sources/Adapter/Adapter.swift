@@ -34,7 +34,7 @@ public protocol Adapter: AnyObject {
         event: String,
         args: [JSONValue],
         ackTimeout: TimeAmount?,
-        completion: @escaping (ServerSideEmitResult) -> Void
+        completion: @escaping (Result<ServerSideEmitResult, AdapterError>) -> Void
     )
 }
 

@@ -66,8 +66,8 @@ public final class LocalAdapter: Adapter {
         event: String,
         args: [JSONValue],
         ackTimeout: TimeAmount?,
-        completion: @escaping (ServerSideEmitResult) -> Void
+        completion: @escaping (Result<ServerSideEmitResult, AdapterError>) -> Void
     ) {
-        completion(ServerSideEmitResult(responses: [], expected: 0, timedOut: false))
+        completion(.success(ServerSideEmitResult(responses: [], expected: 0, timedOut: false)))
     }
 }

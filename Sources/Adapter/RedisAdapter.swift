@@ -194,22 +194,26 @@ public final class RedisAdapter: Adapter {
         event: String,
         args: [JSONValue],
         ackTimeout: TimeAmount?,
-        completion: @escaping (ServerSideEmitResult) -> Void
+        completion: @escaping (Result<ServerSideEmitResult, AdapterError>) -> Void
     ) {
         let channels = channels(namespace)
         let data: [JSONValue] = [.string(event)] + args
         guard ackTimeout != nil else {
             redis.publish(channels.request, RedisRequest.serverSideEmit(uid: uid, requestId: nil, data: data).encode())
-            return completion(ServerSideEmitResult(responses: [], expected: 0, timedOut: false))
+            return completion(.success(ServerSideEmitResult(responses: [], expected: 0, timedOut: false)))
         }
         serverCount(channels) { [weak self] nodes in
             guard let self else { return }
-            let others = ((try? nodes.get()) ?? 1) - 1
+            let others: Int
+            switch nodes {
+            case .failure(let error): return completion(.failure(error))
+            case .success(let count): others = count - 1
+            }
             guard others > 0 else {
-                return completion(ServerSideEmitResult(responses: [], expected: 0, timedOut: nodes.isFailure))
+                return completion(.success(ServerSideEmitResult(responses: [], expected: 0, timedOut: false)))
             }
             let requestID = Self.makeRequestID()
-            let request = ServerSideEmitRequest(expected: others, completion: completion)
+            let request = ServerSideEmitRequest(expected: others) { completion(.success($0)) }
             self.track(requestID, .serverSideEmit(request), what: "serverSideEmit") { request.finish(timedOut: true) }
             request.onFinish = { [weak self] in self?.finish(requestID) }
             self.redis.publish(channels.request, RedisRequest.serverSideEmit(uid: self.uid, requestId: requestID, data: data).encode())
@@ -414,12 +418,5 @@ public final class RedisAdapter: Adapter {
         let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
         var generator = SystemRandomNumberGenerator()
         return String(decoding: (0..<6).map { _ in alphabet[Int(generator.next(upperBound: UInt(alphabet.count)))] }, as: UTF8.self)
-    }
-}
-
-extension Result {
-    fileprivate var isFailure: Bool {
-        if case .failure = self { return true }
-        return false
     }
 }

@@ -258,12 +258,14 @@ public final class Bridge {
         let timeout = id == nil ? nil : configuration.requestsTimeout
         adapter.serverSideEmit(namespace: nsp, event: event, args: args, ackTimeout: timeout) { result in
             guard let id else { return }
-            let responses: JSONValue = .array(result.responses)
-            if result.timedOut {
+            switch result {
+            case .failure(let error):
+                backend.send(BackendMessage.reply(id: id, error: Self.bridgeError(error)))
+            case .success(let result) where result.timedOut:
                 let error = BridgeError(code: "timeout", message: "\(result.responses.count) of \(result.expected) nodes answered in time")
-                backend.send(BackendMessage.reply(id: id, error: error, fields: [("responses", responses)]))
-            } else {
-                backend.send(BackendMessage.reply(id: id, fields: [("responses", responses)]))
+                backend.send(BackendMessage.reply(id: id, error: error, fields: [("responses", .array(result.responses))]))
+            case .success(let result):
+                backend.send(BackendMessage.reply(id: id, fields: [("responses", .array(result.responses))]))
             }
         }
     }
@@ -292,7 +294,7 @@ public final class Bridge {
     private static func bridgeError(_ error: AdapterError) -> BridgeError {
         switch error {
         case .timeout: .timeout
-        case .unavailable(let why): BridgeError(code: "timeout", message: why)
+        case .unavailable(let why): BridgeError(code: "unavailable", message: why)
         }
     }
 
