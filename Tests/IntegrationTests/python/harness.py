@@ -29,7 +29,7 @@ import websocket
 SIDECAST_BIN = os.environ.get("SIDECAST_BIN")
 VERBOSE = os.environ.get("SIDECAST_TEST_VERBOSE") == "1"
 TIMEOUT = float(os.environ.get("SIDECAST_TEST_WAIT", "5"))
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.realpath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
 
