@@ -164,7 +164,7 @@ def main():
             if not waiting:
                 log("waiting for sidecast at", path)
                 waiting = True
-        except (ConnectionError, ValueError) as error:
+        except (OSError, ValueError) as error:
             log("connection lost:", error)
         time.sleep(1)
 

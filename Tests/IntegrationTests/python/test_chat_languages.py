@@ -1,0 +1,190 @@
+"""The chat backend of examples/ in each language (Python, Node, Go, shell) runs as a real process
+next to sidecast and passes the same scripted session, driven by python-socketio clients: a client
+without a token is rejected, messages reach the room with an ack, "who" lists the room through a
+`fetch`, "left" follows a disconnect, and the backend attaches again when sidecast restarts.
+
+A language whose toolchain is absent is skipped (the reason is printed), except under CI=true,
+where every toolchain must be there."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import socketio
+
+from harness import REPO, Client, start_process, start_sidecast, wait_until
+
+EXAMPLES = os.path.join(REPO, "examples")
+IN_CI = os.environ.get("CI") == "true"
+ATTACHED = "attached to sidecast node"
+
+
+def require_tools(*tools):
+    absent = [tool for tool in tools if shutil.which(tool) is None]
+    if not absent:
+        return
+    reason = f"{', '.join(absent)} not installed"
+    if IN_CI:
+        raise AssertionError(f"{reason}, but CI=true: scripts/common.sh should install it")
+    print(f"skipping: {reason}", file=sys.stderr, flush=True)
+    raise unittest.SkipTest(reason)
+
+
+class ChatSession:
+    """Mixin: a subclass names its toolchain in `tools` and its process in `command(path)`.
+
+    The backend reaches sidecast through a symbolic link, so that a test can point it at a
+    restarted sidecast (each harness sidecast has a socket of its own)."""
+
+    tools = ()
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        require_tools(*cls.tools)
+
+    def setUp(self):
+        self.sidecast = start_sidecast(self)
+        links = tempfile.TemporaryDirectory(prefix="sidecast-chat-")
+        self.addCleanup(links.cleanup)
+        self.link = os.path.join(links.name, "sidecast.sock")
+        os.symlink(self.sidecast.socket_path, self.link)
+        self.backend_process = start_process(self.command(self.link), f"chat-{self.language}", cwd=REPO)
+        self.addCleanup(self.stop_backend)
+        self.wait_attached(1)
+
+    def stop_backend(self):
+        self.backend_process.terminate()
+        try:
+            self.backend_process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.backend_process.kill()
+            self.backend_process.wait()
+            raise AssertionError(f"the {self.language} backend ignored SIGTERM for 10 s")
+
+    def wait_attached(self, times):
+        """Waits until the backend has logged its `times`-th welcome from sidecast."""
+        def attached():
+            if self.backend_process.poll() is not None:
+                raise AssertionError(f"the {self.language} backend exited "
+                                     f"with status {self.backend_process.returncode}")
+            return sum(ATTACHED in line for line in self.backend_process.log_lines) >= times
+        wait_until(attached, timeout=30, message=f"the {self.language} backend to attach")
+
+    def chat_client(self, room="lobby", token="secret"):
+        client = Client(f"{self.sidecast.url}/?room={room}", auth={"token": token})
+        self.addCleanup(client.close)
+        client.connect()
+        self.assertEqual(client.wait_for("joined"), ({"sid": client.sid()},))
+        return client
+
+    def assert_rejected(self, auth):
+        client = Client(self.sidecast.url, auth=auth)
+        self.addCleanup(client.close)
+        with self.assertRaises(socketio.exceptions.ConnectionError):
+            client.connect()
+        self.assertEqual(client.wait_for("connect_error"), ({"message": "missing token"},))
+
+    def test_client_without_token_is_rejected(self):
+        self.assert_rejected(None)
+        self.assert_rejected({"token": ""})
+        self.assert_rejected({"name": "ann"})
+
+    def test_chat_session(self):
+        ann = self.chat_client()
+        bob = self.chat_client()
+        self.assertEqual(ann.wait_for("joined"), ({"sid": bob.sid()},))
+        kitchen = self.chat_client(room="kitchen")
+
+        self.assertEqual(ann.call("message", "hello bob"), ({"ok": True},))
+        expected = ({"from": ann.sid(), "text": "hello bob"},)
+        self.assertEqual(bob.wait_for("message"), expected)
+        self.assertEqual(ann.wait_for("message"), expected)
+
+        # Quotes, a newline and characters outside ASCII survive each language's JSON handling.
+        text = 'she said "ça va?"\n\tnaïve ✓ 🎉'
+        self.assertEqual(bob.call("message", text), ({"ok": True},))
+        self.assertEqual(ann.wait_for("message"), ({"from": bob.sid(), "text": text},))
+        self.assertEqual(bob.wait_for("message"), ({"from": bob.sid(), "text": text},))
+
+        (who,) = bob.call("who")
+        self.assertEqual(sorted(who), sorted([ann.sid(), bob.sid()]))
+        self.assertEqual(kitchen.call("who"), ([kitchen.sid()],))
+
+        ann_sid = ann.sid()
+        ann.close()
+        self.assertEqual(bob.wait_for("left"), ({"sid": ann_sid},))
+        self.assertEqual(bob.call("who"), ([bob.sid()],))
+        kitchen.assert_no("message", within=0.3)
+        kitchen.assert_no("joined", within=0)
+        kitchen.assert_no("left", within=0)
+
+    def test_attaches_again_when_sidecast_restarts(self):
+        self.sidecast.stop()
+        wait_until(lambda: any("sidecast closed the connection" in line
+                               for line in self.backend_process.log_lines),
+                   message=f"the {self.language} backend to notice that sidecast stopped")
+        self.sidecast = start_sidecast(self)
+        os.unlink(self.link)
+        os.symlink(self.sidecast.socket_path, self.link)
+        self.wait_attached(2)
+
+        self.assert_rejected(None)
+        ann = self.chat_client()
+        self.assertEqual(ann.call("message", "back again"), ({"ok": True},))
+        self.assertEqual(ann.wait_for("message"), ({"from": ann.sid(), "text": "back again"},))
+        self.assertEqual(ann.call("who"), ([ann.sid()],))
+
+
+class PythonChatTests(ChatSession, unittest.TestCase):
+    language = "python"
+
+    def command(self, path):
+        return [sys.executable, os.path.join(EXAMPLES, "python", "chat.py"), path]
+
+
+class NodeChatTests(ChatSession, unittest.TestCase):
+    language = "node"
+    tools = ("node",)
+
+    def command(self, path):
+        return ["node", os.path.join(EXAMPLES, "node", "chat.js"), path]
+
+
+class GoChatTests(ChatSession, unittest.TestCase):
+    """Built once with `go build`, so that compiling does not count against the attach wait."""
+
+    language = "go"
+    tools = ("go",)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        build = tempfile.TemporaryDirectory(prefix="sidecast-chat-go-")
+        cls.addClassCleanup(build.cleanup)
+        cls.binary = os.path.join(build.name, "chat")
+        env = dict(os.environ, GOPROXY="off", GOFLAGS="-mod=mod")
+        if not (env.get("GOCACHE") or env.get("XDG_CACHE_HOME") or env.get("HOME")):
+            env["GOCACHE"] = os.path.join(build.name, "cache")
+        result = subprocess.run(["go", "build", "-o", cls.binary, "."], cwd=os.path.join(EXAMPLES, "go"),
+                                env=env, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise AssertionError(f"go build failed:\n{result.stdout}{result.stderr}")
+
+    def command(self, path):
+        return [self.binary, path]
+
+
+class ShellChatTests(ChatSession, unittest.TestCase):
+    language = "shell"
+    tools = ("bash", "socat", "jq")
+
+    def command(self, path):
+        return ["bash", os.path.join(EXAMPLES, "shell", "chat.sh"), path]
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,257 @@
+// Command chat is a chat backend for sidecast, using only the Go standard library.
+//
+// Usage: go run . [SOCKET_PATH]
+// The socket path defaults to $SIDECAST_SOCKET, then ./sidecast.sock.
+//
+// What it does (see proto/PROTOCOL.md for the messages):
+//   - serves namespace "/" and authorizes connections: a client must send auth {"token": ...};
+//   - on connect, joins the socket to the room named by the query parameter `room` (default
+//     "lobby") and emits "joined" to that room;
+//   - event "message" [text]: emits "message" {"from": sid, "text": text} to the room and
+//     answers the ack with {"ok": true} when the client asked for one;
+//   - event "who": answers the ack with the list of sids in the room (a `fetch` request);
+//   - on disconnect, emits "left" to the room;
+//   - reconnects every second while sidecast is away.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+const (
+	namespace   = "/"
+	defaultRoom = "lobby"
+)
+
+// message is one NDJSON line, in either direction.
+type message = map[string]any
+
+// connection is one attachment to sidecast: line framing, and replies matched to requests by id.
+type connection struct {
+	conn    net.Conn
+	lines   *bufio.Reader
+	nextID  int
+	pending map[string]func(reply message) // request id -> callback
+}
+
+func (c *connection) send(m message) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = c.conn.Write(append(data, '\n'))
+	return err
+}
+
+// request sends a command with an id; callback runs when sidecast answers it. The read loop
+// keeps running meanwhile: never wait for a reply inside a handler, or it could never be read.
+func (c *connection) request(m message, callback func(reply message)) error {
+	c.nextID++
+	m["id"] = c.nextID
+	c.pending[fmt.Sprint(c.nextID)] = callback
+	return c.send(m)
+}
+
+// receive returns the next message from sidecast; io.EOF when the connection closed.
+func (c *connection) receive() (message, error) {
+	for {
+		line, err := c.lines.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 {
+			decoder := json.NewDecoder(bytes.NewReader(line))
+			decoder.UseNumber() // keeps ack and req numbers exactly as sidecast wrote them
+			var m message
+			if decodeErr := decoder.Decode(&m); decodeErr != nil {
+				return nil, decodeErr
+			}
+			return m, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// chat is the application: it reacts to sidecast's messages on one connection.
+type chat struct {
+	conn  *connection
+	rooms map[string]string // sid -> the chat room it joined
+}
+
+func (ch *chat) emit(room, event string, args ...any) error {
+	return ch.conn.send(message{"type": "emit", "nsp": namespace, "event": event, "args": args, "to": []string{room}})
+}
+
+// answer answers the client's acknowledgement, if the event asked for one.
+func (ch *chat) answer(m message, args ...any) error {
+	ack, ok := m["ack"]
+	if !ok {
+		return nil
+	}
+	return ch.conn.send(message{"type": "ack", "sid": m["sid"], "nsp": m["nsp"], "ack": ack, "args": args})
+}
+
+func (ch *chat) onConnect(m message) error {
+	sid, _ := m["sid"].(string)
+	if req, ok := m["req"]; ok {
+		// An authorization question: the socket does not exist yet.
+		auth, _ := m["auth"].(map[string]any)
+		if token, _ := auth["token"].(string); token != "" {
+			return ch.conn.send(message{"type": "accept", "req": req})
+		}
+		return ch.conn.send(message{"type": "reject", "req": req, "message": "missing token"})
+	}
+	handshake, _ := m["handshake"].(map[string]any)
+	query, _ := handshake["query"].(map[string]any)
+	room, _ := query["room"].(string)
+	if room == "" {
+		room = defaultRoom
+	}
+	ch.rooms[sid] = room
+	if resumed, _ := m["resumed"].(bool); resumed {
+		// Known before this backend (re)started: sidecast kept its rooms, nothing to redo.
+		return nil
+	}
+	if err := ch.conn.send(message{"type": "join", "sid": sid, "nsp": namespace, "rooms": []string{room}}); err != nil {
+		return err
+	}
+	return ch.emit(room, "joined", message{"sid": sid})
+}
+
+func (ch *chat) onEvent(m message) error {
+	sid, _ := m["sid"].(string)
+	room, ok := ch.rooms[sid]
+	if !ok {
+		room = defaultRoom
+	}
+	switch m["event"] {
+	case "message":
+		var text any = ""
+		if args, _ := m["args"].([]any); len(args) > 0 {
+			text = args[0]
+		}
+		if err := ch.emit(room, "message", message{"from": sid, "text": text}); err != nil {
+			return err
+		}
+		return ch.answer(m, message{"ok": true})
+	case "who":
+		if _, ok := m["ack"]; !ok {
+			return nil
+		}
+		return ch.conn.request(message{"type": "fetch", "nsp": namespace, "in": []string{room}}, func(reply message) {
+			sids := []string{}
+			if reply["ok"] == true {
+				sockets, _ := reply["sockets"].([]any)
+				for _, s := range sockets {
+					if socket, ok := s.(map[string]any); ok {
+						if id, ok := socket["sid"].(string); ok {
+							sids = append(sids, id)
+						}
+					}
+				}
+			}
+			if err := ch.answer(m, sids); err != nil {
+				log.Print("connection lost: ", err)
+			}
+		})
+	}
+	return nil
+}
+
+func (ch *chat) onDisconnect(m message) error {
+	sid, _ := m["sid"].(string)
+	room, ok := ch.rooms[sid]
+	if !ok {
+		return nil
+	}
+	delete(ch.rooms, sid)
+	return ch.emit(room, "left", message{"sid": sid})
+}
+
+func (ch *chat) dispatch(m message) error {
+	switch m["type"] {
+	case "connect":
+		return ch.onConnect(m)
+	case "event":
+		return ch.onEvent(m)
+	case "disconnect":
+		return ch.onDisconnect(m)
+	case "reply":
+		key := fmt.Sprint(m["id"])
+		if callback, ok := ch.conn.pending[key]; ok {
+			delete(ch.conn.pending, key)
+			callback(m)
+		}
+	case "welcome":
+		log.Print("attached to sidecast node ", m["node"])
+	case "error":
+		line, _ := json.Marshal(m["line"])
+		log.Printf("sidecast reports %v for %s", m["error"], line)
+	case "shutdown":
+		log.Print("sidecast is shutting down")
+		// Other types may appear in later protocol versions: ignore them.
+	}
+	return nil
+}
+
+// serve attaches once and handles messages until sidecast goes away.
+func serve(path string) error {
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	c := &connection{conn: conn, lines: bufio.NewReader(conn), pending: map[string]func(message){}}
+	hello := message{"type": "hello", "version": 1, "nsps": []string{namespace}, "group": "chat", "authorize": true}
+	if err := c.send(hello); err != nil {
+		return err
+	}
+	ch := &chat{conn: c, rooms: map[string]string{}}
+	for {
+		m, err := c.receive()
+		if err != nil {
+			return err
+		}
+		if err := ch.dispatch(m); err != nil {
+			return err
+		}
+	}
+}
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("chat: ")
+	path := "./sidecast.sock"
+	if len(os.Args) > 1 && os.Args[1] != "" {
+		path = os.Args[1]
+	} else if env := os.Getenv("SIDECAST_SOCKET"); env != "" {
+		path = env
+	}
+	waiting := false
+	for {
+		err := serve(path)
+		switch {
+		case errors.Is(err, io.EOF):
+			log.Print("sidecast closed the connection")
+			waiting = false
+		case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
+			if !waiting {
+				log.Print("waiting for sidecast at ", path)
+				waiting = true
+			}
+		default:
+			log.Print("connection lost: ", err)
+			waiting = false
+		}
+		time.Sleep(time.Second)
+	}
+}

@@ -1,0 +1,3 @@
+module sidecast.example/chat
+
+go 1.19
