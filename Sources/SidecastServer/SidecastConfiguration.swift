@@ -15,6 +15,8 @@ public struct SidecastConfiguration: Sendable {
     public var pingTimeout: TimeAmount = .milliseconds(20_000)
     public var connectTimeout: TimeAmount = .milliseconds(45_000)
     public var maxPayload = 1_000_000
+    /// Bytes that may wait for one slow client before it is cut off (volatile packets go first).
+    public var maxBuffered = 1 << 20
     /// Namespaces that exist even with no backend attached.
     public var namespaces: Set<String> = ["/"]
     public var backendGrace: TimeAmount = .seconds(10)

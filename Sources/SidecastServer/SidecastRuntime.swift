@@ -29,6 +29,7 @@ final class SidecastRuntime {
 
         var socketConfiguration = SocketIOServerConfiguration()
         socketConfiguration.connectTimeout = configuration.connectTimeout
+        socketConfiguration.maxBufferedBytes = configuration.maxBuffered
         socketIO = SocketIOServer(configuration: socketConfiguration, eventLoop: eventLoop, logger: logger)
         engineIO.delegate = socketIO
 

@@ -116,6 +116,16 @@ final class SocketIOConnection {
         server.sink?.socket(socket, didDisconnectWith: reason)
     }
 
+    /// Tells every socket the server disconnects it, then closes the transport once what is
+    /// queued is written: the client learns why when (if) it catches up.
+    func disconnectSlowClient() {
+        guard !isClosed else { return }
+        for socket in sockets.values {
+            session.send(server.encodeMessages(SocketIOPacket(type: .disconnect, namespace: socket.namespace.name)))
+        }
+        close(reason: .forcedClose)
+    }
+
     /// Closes the Engine.IO session; `sessionClosed` follows from the transport.
     func close(reason: DisconnectReason) {
         guard !isClosed else { return }

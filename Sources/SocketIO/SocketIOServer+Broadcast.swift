@@ -13,7 +13,7 @@ extension SocketIOServer {
         guard !targets.isEmpty else { return }
         let messages = encodeMessages(packet)
         for socket in targets {
-            socket.send(messages)
+            deliver(messages, to: socket, volatile: options.volatile)
         }
     }
 
@@ -37,7 +37,7 @@ extension SocketIOServer {
             socket.awaitAck(ackID) { result in
                 if case .success(let args) = result { onAck(socketID, args) }
             }
-            socket.send(messages)
+            deliver(messages, to: socket, volatile: options.volatile)
         }
         let cancel: () -> Void = { [weak namespace] in
             for socket in targets where namespace?.sockets[socket.id] === socket {

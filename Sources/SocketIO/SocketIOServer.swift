@@ -14,6 +14,10 @@ public final class SocketIOServer {
     /// Learns about connects, events and disconnects. Held weakly: the bridge owns the server.
     public weak var sink: SocketEventSink?
     public private(set) var namespaces: [String: Namespace] = [:]
+    /// Volatile packets not sent because their client was over `maxBufferedBytes`.
+    public private(set) var droppedVolatilePackets = 0
+    /// Clients disconnected because they were over `maxBufferedBytes`.
+    public private(set) var slowClientDisconnects = 0
     private let encoder = SocketIOPacketEncoder()
 
     public init(configuration: SocketIOServerConfiguration, eventLoop: EventLoop, logger: Logger) {
@@ -42,6 +46,26 @@ public final class SocketIOServer {
         messages.reserveCapacity(1 + attachments.count)
         for attachment in attachments { messages.append(.binary(attachment)) }
         return messages
+    }
+
+    /// Writes `messages` to a client unless it fell too far behind: then a volatile packet is
+    /// dropped, and anything else disconnects the client (its sockets get a DISCONNECT it reads
+    /// once it catches up; the transport closes after what was queued).
+    func deliver(_ messages: [EngineIOMessage], to socket: SocketIOSocket, volatile: Bool) {
+        let session = socket.session
+        guard session.bufferedBytes > configuration.maxBufferedBytes else {
+            session.send(messages)
+            return
+        }
+        if volatile {
+            droppedVolatilePackets += 1
+            return
+        }
+        slowClientDisconnects += 1
+        logger.warning("disconnecting a client that does not keep up", metadata: [
+            "sid": "\(session.id)", "buffered": "\(session.bufferedBytes)", "limit": "\(configuration.maxBufferedBytes)",
+        ])
+        socket.connection.disconnectSlowClient()
     }
 
     /// Closes every client, as on shutdown; sockets leave with `reason`.

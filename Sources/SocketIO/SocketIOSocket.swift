@@ -116,12 +116,7 @@ public final class SocketIOSocket {
 
     func send(_ packet: SocketIOPacket) {
         guard isConnected else { return }
-        session.send(namespace.server.encodeMessages(packet))
-    }
-
-    func send(_ messages: [EngineIOMessage]) {
-        guard isConnected else { return }
-        session.send(messages)
+        namespace.server.deliver(namespace.server.encodeMessages(packet), to: self, volatile: false)
     }
 
     /// Registers that a broadcast asked this socket for an ack with the namespace-wide `ackID`.

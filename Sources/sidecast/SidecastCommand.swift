@@ -52,6 +52,9 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(help: "Largest Engine.IO message or HTTP body a client may send, in bytes. (env: SIDECAST_MAX_PAYLOAD)")
     var maxPayload: Int = Environment.int("MAX_PAYLOAD") ?? 1_000_000
 
+    @Option(help: "Bytes that may wait for one client; past it volatile packets are dropped, then the client is disconnected. (env: SIDECAST_MAX_BUFFERED)")
+    var maxBuffered: Int = Environment.int("MAX_BUFFERED") ?? 1_048_576
+
     @Option(
         name: .customLong("namespace"),
         help: "Namespace that exists even with no backend attached; repeatable. (env: SIDECAST_NAMESPACE)"
@@ -87,6 +90,7 @@ struct SidecastCommand: AsyncParsableCommand {
             throw ValidationError("--ping-interval, --ping-timeout and --connect-timeout must be positive")
         }
         guard maxPayload > 0 else { throw ValidationError("--max-payload must be positive") }
+        guard maxBuffered > 0 else { throw ValidationError("--max-buffered must be positive") }
         guard backendGrace >= 0 else { throw ValidationError("--backend-grace must not be negative") }
         guard requestsTimeout > 0 else { throw ValidationError("--requests-timeout must be positive") }
         guard !redisPrefix.isEmpty else { throw ValidationError("--redis-prefix must not be empty") }
@@ -112,6 +116,7 @@ struct SidecastCommand: AsyncParsableCommand {
         configuration.pingTimeout = .milliseconds(pingTimeout)
         configuration.connectTimeout = .milliseconds(connectTimeout)
         configuration.maxPayload = maxPayload
+        configuration.maxBuffered = maxBuffered
         configuration.namespaces = namespaces.isEmpty ? ["/"] : Set(namespaces)
         configuration.backendGrace = .nanoseconds(Int64(backendGrace * 1_000_000_000))
         configuration.redisURL = redis.isEmpty ? nil : redis
