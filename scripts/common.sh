@@ -1,8 +1,10 @@
 # Shared by scripts/test.sh and scripts/run.sh: installs what the project needs on a
 # Debian/Ubuntu machine, doing nothing when it is already there. Source it; don't run it.
 
-# System packages: the C libraries the build links, and the tools the tests use.
+# System packages: the C libraries the build links, and the tools the tests use (redis-server for
+# the cluster tests; socat, jq and Go for the example backends in examples/).
 SIDECAST_APT_PACKAGES=(libhiredis-dev libjansson-dev libmsgpack-dev redis-server socat jq)
+SIDECAST_TEST_APT_PACKAGES=(golang-go)
 
 step() { printf '==> %s\n' "$*" >&2; }
 
@@ -50,6 +52,14 @@ ensure_apt_packages() {
 ensure_system_packages() {
     step "checking system packages"
     ensure_apt_packages "${SIDECAST_APT_PACKAGES[@]}"
+}
+
+# What only the tests need: Go, and Node unless some node is already on PATH.
+ensure_test_packages() {
+    ensure_apt_packages "${SIDECAST_TEST_APT_PACKAGES[@]}"
+    if ! command -v node >/dev/null 2>&1; then
+        ensure_apt_packages nodejs
+    fi
 }
 
 # Creates .venv (gitignored) with the test requirements. A stamp holding the hash of the

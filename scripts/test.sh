@@ -15,6 +15,7 @@ if ! command -v python3 >/dev/null 2>&1; then
 fi
 
 ensure_system_packages
+ensure_test_packages
 ensure_venv
 
 step "swift build (debug)"

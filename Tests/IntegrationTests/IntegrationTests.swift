@@ -17,7 +17,7 @@ final class IntegrationTests: XCTestCase {
         "test_bad_packets",
         "test_binary",
         "test_broadcast",
-        "test_examples",
+        "test_chat_languages",
         "test_namespaces",
         "test_ping_timeout",
         "test_rooms",
@@ -32,7 +32,7 @@ final class IntegrationTests: XCTestCase {
     func testBadPackets() async throws { try await check("test_bad_packets") }
     func testBinary() async throws { try await check("test_binary") }
     func testBroadcast() async throws { try await check("test_broadcast") }
-    func testExamples() async throws { try await check("test_examples") }
+    func testChatLanguages() async throws { try await check("test_chat_languages") }
     func testNamespaces() async throws { try await check("test_namespaces") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
     func testRooms() async throws { try await check("test_rooms") }

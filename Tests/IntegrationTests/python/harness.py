@@ -51,8 +51,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+# A runner may start this process with signals blocked (Foundation's Process passes on the
+# mask of the thread that spawns it): unblock them so SIGTERM stops this process and, through
+# the inherited mask, the processes it starts.
+signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _exit_when_orphaned(parent=os.getppid()):
+    """A test process whose runner is gone (e.g. `swift test --filter` ended while this module
+    ran in the background) exits at once; its servers follow through their death signal."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(3)
+
+
+threading.Thread(target=_exit_when_orphaned, daemon=True, name="orphan-watch").start()
+
+
 def _die_with_parent():
     """Runs in the child before exec: a test runner killed on timeout takes its servers along."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1
     libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
