@@ -1,0 +1,249 @@
+"""The browser chat page (examples/web, served by examples/python/web.py) in headless Chromium,
+driven by Selenium: two tabs chat through one sidecast, then through two sidecast nodes that share
+a redis-server (one tab per node), each node with the Python chat backend attached.
+
+Skipped when Chromium, its driver or Selenium is absent, unless CI=true: then it must run.
+On failure, a screenshot of every tab is saved in the test output directory ($SIDECAST_TEST_OUTPUT,
+default .build/test-output/ in the repository) and its path printed."""
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from harness import REPO, free_port, start_process, start_sidecast, wait_until
+
+EXAMPLES = os.path.join(REPO, "examples")
+CLIENT_BUNDLE = os.path.join(EXAMPLES, "web", "vendor", "socket.io.min.js")
+IN_CI = os.environ.get("CI") == "true"
+OUTPUT = os.environ.get("SIDECAST_TEST_OUTPUT") or os.path.join(REPO, ".build", "test-output")
+BROWSER_WAIT = 15
+
+
+def unavailable(reason):
+    """Skips the module's tests outside CI; in CI, a missing piece is a failure."""
+    if IN_CI:
+        raise AssertionError(f"{reason}, but CI=true: scripts/test.sh should have installed it")
+    print(f"skipping: {reason}", file=sys.stderr, flush=True)
+    raise unittest.SkipTest(reason)
+
+
+def find_chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def wait_for_port(port, process, what):
+    def listening():
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited with status {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    wait_until(listening, timeout=20, message=f"{what} to listen on port {port}")
+
+
+class BrowserChatTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            import selenium  # noqa: F401 (only checks that it is installed)
+        except ImportError:
+            unavailable("selenium is not installed (scripts/requirements-test.txt)")
+        cls.chromium = find_chromium()
+        cls.chromedriver = shutil.which("chromedriver")
+        if not cls.chromium or not cls.chromedriver:
+            unavailable("chromium or chromedriver is not installed (Debian: chromium chromium-driver)")
+        if not os.path.exists(CLIENT_BUNDLE):
+            fetch = subprocess.run([sys.executable, os.path.join(EXAMPLES, "web", "fetch-client.py")])
+            if fetch.returncode != 0:
+                unavailable("the Socket.IO client bundle is missing and examples/web/fetch-client.py failed")
+
+    def setUp(self):
+        self.web_port = free_port()
+        self.origin = f"http://127.0.0.1:{self.web_port}"
+        self.tabs = {}
+        web = start_process([sys.executable, os.path.join(EXAMPLES, "python", "web.py"),
+                             "--port", str(self.web_port)], "web", cwd=REPO)
+        self.addCleanup(self.stop, web)
+        wait_for_port(self.web_port, web, "examples/python/web.py")
+        self.driver = self.start_browser()
+
+    # Processes
+
+    def stop(self, process):
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def node(self, *flags):
+        """A sidecast that lets the page's origin in, with the Python chat backend attached."""
+        sidecast = start_sidecast(self, "--cors-origin", self.origin, *flags)
+        backend = start_process([sys.executable, os.path.join(EXAMPLES, "python", "chat.py"),
+                                 sidecast.socket_path], "chat", cwd=REPO)
+        self.addCleanup(self.stop, backend)
+        wait_until(lambda: any("attached to sidecast node" in line for line in backend.log_lines),
+                   timeout=15, message="the chat backend to attach")
+        return sidecast
+
+    def start_redis(self):
+        if shutil.which("redis-server") is None:
+            unavailable("redis-server is not installed")
+        port = free_port()
+        redis = start_process(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no"], "redis")
+        self.addCleanup(self.stop, redis)
+        wait_for_port(port, redis, "redis-server")
+        return f"redis://127.0.0.1:{port}"
+
+    def start_browser(self):
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        profile = tempfile.TemporaryDirectory(prefix="sidecast-chromium-")
+        self.addCleanup(profile.cleanup)
+        options = webdriver.ChromeOptions()
+        options.binary_location = self.chromium
+        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                         "--window-size=1100,800", f"--user-data-dir={profile.name}",
+                         # Background tabs must keep running their timers at full speed.
+                         "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                         "--disable-backgrounding-occluded-windows"):
+            options.add_argument(argument)
+        driver = webdriver.Chrome(service=Service(executable_path=self.chromedriver), options=options)
+        self.addCleanup(driver.quit)
+        return driver
+
+    # The page
+
+    def open_tab(self, name, server, room="lobby"):
+        """Opens the page in a new tab (the first one reuses the browser's first tab)."""
+        if self.tabs:
+            self.driver.switch_to.new_window("tab")
+        self.tabs[name] = self.driver.current_window_handle
+        self.driver.get(f"{self.origin}/?room={room}&server={server}")
+        self.wait_text("room", room)
+
+    def switch(self, name):
+        self.driver.switch_to.window(self.tabs[name])
+
+    def wait(self, condition, what):
+        from selenium.webdriver.support.ui import WebDriverWait
+        return WebDriverWait(self.driver, BROWSER_WAIT, poll_frequency=0.05).until(condition, f"waiting for {what}")
+
+    def wait_text(self, element_id, text):
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as EC
+        self.wait(EC.text_to_be_present_in_element((By.ID, element_id), text), f"{text!r} in #{element_id}")
+
+    def join(self, name, token):
+        """Joins in tab `name` with `token`; returns the sid the page shows."""
+        from selenium.webdriver.common.by import By
+        self.switch(name)
+        field = self.driver.find_element(By.ID, "token")
+        field.clear()
+        field.send_keys(token)
+        self.driver.find_element(By.ID, "join").click()
+        self.wait_text("status", "connected as ")
+        return self.driver.find_element(By.TAG_NAME, "body").get_attribute("data-sid")
+
+    def say(self, name, text):
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+        self.switch(name)
+        self.driver.find_element(By.ID, "text").send_keys(text, Keys.ENTER)
+
+    def wait_message(self, name, sender, text):
+        """Waits in tab `name` for `text` from `sender` in the conversation."""
+        from selenium.webdriver.common.by import By
+        self.switch(name)
+
+        def shown(driver):
+            for item in driver.find_elements(By.CSS_SELECTOR, "#messages li.message"):
+                who = item.find_element(By.CLASS_NAME, "from").get_attribute("data-sid")
+                if who == sender and item.find_element(By.CLASS_NAME, "text").text == text:
+                    return True
+            return False
+        self.wait(shown, f"{text!r} from {sender} in tab {name}")
+
+    def wait_online(self, name, sids):
+        """Waits until the "online" list of tab `name` (the "who" ack) shows exactly `sids`."""
+        from selenium.webdriver.common.by import By
+        self.switch(name)
+        want = sorted(sids)
+
+        def listed(driver):
+            items = driver.find_elements(By.CSS_SELECTOR, "#online li")
+            return sorted(item.get_attribute("data-sid") for item in items) == want
+        self.wait(listed, f"online list {want} in tab {name}")
+
+    @contextlib.contextmanager
+    def screenshots_on_failure(self):
+        try:
+            yield
+        except BaseException:
+            os.makedirs(OUTPUT, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for name, handle in self.tabs.items():
+                path = os.path.join(OUTPUT, f"{self.id()}-{name}-{stamp}.png")
+                try:
+                    self.driver.switch_to.window(handle)
+                    self.driver.save_screenshot(path)
+                    print(f"screenshot of tab {name}: {path}", file=sys.stderr, flush=True)
+                except Exception as error:  # the browser may be the thing that broke
+                    print(f"no screenshot of tab {name}: {error}", file=sys.stderr, flush=True)
+            raise
+
+    def chat_in_two_tabs(self, server_of_ann, server_of_bob):
+        self.open_tab("ann", server_of_ann)
+        self.open_tab("bob", server_of_bob)
+
+        # Without a token the backend refuses, and the page says why.
+        self.switch("bob")
+        from selenium.webdriver.common.by import By
+        self.driver.find_element(By.ID, "join").click()
+        self.wait_text("status", "rejected: missing token")
+
+        ann = self.join("ann", "ann")
+        self.wait_online("ann", [ann])
+        bob = self.join("bob", "bob")
+        self.wait_online("bob", [ann, bob])
+        self.wait_online("ann", [ann, bob])
+
+        self.say("ann", "hello from ann")
+        self.wait_message("bob", ann, "hello from ann")
+        self.wait_message("ann", ann, "hello from ann")
+        self.say("bob", "hi ann ✓")
+        self.wait_message("ann", bob, "hi ann ✓")
+        # The acknowledgement came back: no line is left pending or marked failed.
+        self.assertEqual(self.driver.find_elements(By.CSS_SELECTOR, "#messages li.failed"), [])
+
+    def test_two_tabs_chat_through_one_sidecast(self):
+        sidecast = self.node()
+        with self.screenshots_on_failure():
+            self.chat_in_two_tabs(sidecast.url, sidecast.url)
+
+    def test_two_tabs_chat_through_two_nodes_sharing_redis(self):
+        redis = self.start_redis()
+        first = self.node("--redis", redis)
+        second = self.node("--redis", redis)
+        with self.screenshots_on_failure():
+            self.chat_in_two_tabs(first.url, second.url)
+
+
+if __name__ == "__main__":
+    unittest.main()
