@@ -2,9 +2,10 @@
 # Debian/Ubuntu machine, doing nothing when it is already there. Source it; don't run it.
 
 # System packages: the C libraries the build links, and the tools the tests use (redis-server for
-# the cluster tests; socat, jq and Go for the example backends in examples/).
+# the cluster tests; socat, jq and Go for the example backends in examples/; Chromium and its
+# driver for the browser test of examples/web).
 SIDECAST_APT_PACKAGES=(libhiredis-dev libjansson-dev libmsgpack-dev redis-server socat jq)
-SIDECAST_TEST_APT_PACKAGES=(golang-go)
+SIDECAST_TEST_APT_PACKAGES=(golang-go chromium chromium-driver)
 
 step() { printf '==> %s\n' "$*" >&2; }
 

@@ -18,6 +18,9 @@ ensure_system_packages
 ensure_test_packages
 ensure_venv
 
+step "fetching the Socket.IO browser client for examples/web"
+.venv/bin/python examples/web/fetch-client.py
+
 step "swift build (debug)"
 swift build
 
