@@ -11,11 +11,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 import socketio
 
-from harness import REPO, Client, start_process, start_sidecast, wait_until
+from harness import REPO, TIMEOUT, Client, start_process, start_sidecast, wait_until
 
 EXAMPLES = os.path.join(REPO, "examples")
 IN_CI = os.environ.get("CI") == "true"
@@ -52,11 +53,16 @@ class ChatSession:
         self.addCleanup(links.cleanup)
         self.link = os.path.join(links.name, "sidecast.sock")
         os.symlink(self.sidecast.socket_path, self.link)
+        self.start_backend()
+
+    def start_backend(self):
         self.backend_process = start_process(self.command(self.link), f"chat-{self.language}", cwd=REPO)
         self.addCleanup(self.stop_backend)
         self.wait_attached(1)
 
     def stop_backend(self):
+        if self.backend_process.poll() is not None:
+            return
         self.backend_process.terminate()
         try:
             self.backend_process.wait(timeout=10)
@@ -75,7 +81,8 @@ class ChatSession:
         wait_until(attached, timeout=30, message=f"the {self.language} backend to attach")
 
     def chat_client(self, room="lobby", token="secret"):
-        client = Client(f"{self.sidecast.url}/?room={room}", auth={"token": token})
+        client = Client(f"{self.sidecast.url}/?room={room}", transports=["polling", "websocket"],
+                        auth={"token": token})
         self.addCleanup(client.close)
         client.connect()
         self.assertEqual(client.wait_for("joined"), ({"sid": client.sid()},))
@@ -121,6 +128,25 @@ class ChatSession:
         kitchen.assert_no("message", within=0.3)
         kitchen.assert_no("joined", within=0)
         kitchen.assert_no("left", within=0)
+
+    def test_backend_restart_loses_nothing(self):
+        ann = self.chat_client(room="kitchen")
+        bob = self.chat_client(room="kitchen")
+        self.stop_backend()
+        # Sidecast keeps the group's messages during its grace period; the restarted backend
+        # learns bob's room from his resumed connect.
+        reply = bob.call_async("message", "while you were away")
+        carol = Client(f"{self.sidecast.url}/?room=kitchen", auth={"token": "secret"})
+        self.addCleanup(carol.close)
+        carol_connected = threading.Thread(target=carol.connect)
+        carol_connected.start()
+        self.start_backend()
+        self.assertEqual(reply.result(TIMEOUT), ({"ok": True},))
+        self.assertEqual(ann.wait_for("message"), ({"from": bob.sid(), "text": "while you were away"},))
+        carol_connected.join(TIMEOUT)
+        self.assertEqual(carol.wait_for("joined"), ({"sid": carol.sid()},))
+        (who,) = ann.call("who")
+        self.assertEqual(sorted(who), sorted([ann.sid(), bob.sid(), carol.sid()]))
 
     def test_attaches_again_when_sidecast_restarts(self):
         self.sidecast.stop()
