@@ -26,6 +26,17 @@ public struct SidecastConfiguration: Sendable {
     public var redisPrefix = "socket.io"
     /// How long cluster requests (fetch, count, acks across nodes) wait for other nodes.
     public var requestsTimeout: TimeAmount = .milliseconds(5_000)
+    /// Where the admin HTTP listener serves /metrics, /healthz and /readyz; kept apart from the
+    /// client port so it can stay private. Port 0 picks a free port.
+    public var adminHost = "127.0.0.1"
+    public var adminPort = 9464
+    /// On SIGTERM, how long /readyz reports "draining" before clients are closed, so a load
+    /// balancer stops sending new ones first. SIGINT skips it.
+    public var drainDelay: TimeAmount = .seconds(5)
+    /// The longest a shutdown may take, delay included; whatever is still open after it is forced.
+    public var drainTimeout: TimeAmount = .seconds(30)
+    /// Whether /readyz waits for a backend on every configured namespace.
+    public var requireBackend = false
 
     public init() {}
 }
