@@ -37,7 +37,17 @@ class Connection {
       while ((end = buffered.indexOf("\n")) >= 0) {
         const line = buffered.slice(0, end);
         buffered = buffered.slice(end + 1);
-        if (line.trim()) onMessage(JSON.parse(line));
+        if (!line.trim()) continue;
+        let message;
+        try {
+          message = JSON.parse(line);
+        } catch (error) {
+          // As in the other languages: drop this connection and attach again a second later.
+          log("connection lost:", error.message);
+          socket.destroy();
+          return;
+        }
+        onMessage(message);
       }
     });
   }
