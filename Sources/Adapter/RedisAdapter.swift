@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 
 #if canImport(Glibc)
@@ -30,6 +31,7 @@ public final class RedisAdapter: Adapter {
     private var served: Set<String> = []
     /// Requests of ours waiting for other nodes' answers, by request id, with their timeouts.
     private var requests: [String: (request: PendingRequest, timer: Scheduled<Void>)] = [:]
+    private let requestTimeouts = Counter(label: "sidecast_cluster_request_timeouts_total")
 
     private enum PendingRequest {
         case fetch(FetchRequest)
@@ -352,6 +354,7 @@ public final class RedisAdapter: Adapter {
         let timer = server.eventLoop.assumeIsolated().scheduleTask(in: timeout ?? requestsTimeout) { [weak self] in
             guard let self, self.requests.removeValue(forKey: requestID) != nil else { return }
             self.logger.info("cluster request timed out", metadata: ["request": "\(what)", "requestId": "\(requestID)"])
+            self.requestTimeouts.increment()
             onTimeout()
         }
         requests[requestID] = (request, timer)

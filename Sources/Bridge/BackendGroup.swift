@@ -1,5 +1,6 @@
 import DequeModule
 import Logging
+import Metrics
 import NIOCore
 import SocketIO
 
@@ -38,11 +39,19 @@ final class BackendGroup {
     private let queueLimit: Int
     private var nextPick = 0
     private let logger: Logger
+    private let backendsGauge: Gauge
+    /// Items waiting in the grace queue.
+    private let queueGauge: Gauge
+    private let overflowDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "backend_grace_overflow")])
+    private let expiryDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "backend_grace_expired")])
+    private let unservedDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "no_backend")])
 
     init(name: String, queueLimit: Int, logger: Logger) {
         self.name = name
         self.queueLimit = queueLimit
         self.logger = logger
+        self.backendsGauge = Gauge(label: "sidecast_backends", dimensions: [("group", name)])
+        self.queueGauge = Gauge(label: "sidecast_backend_queue_depth", dimensions: [("group", name)])
     }
 
     var isInGrace: Bool { backends.isEmpty }
@@ -51,14 +60,17 @@ final class BackendGroup {
         graceTimer?.cancel()
         graceTimer = nil
         backends.append(backend)
+        backendsGauge.record(backends.count)
         recomputeNamespaces()
         let waiting = queue
         queue.removeAll()
+        queueGauge.record(0)
         for item in waiting { route(item) }
     }
 
     func detach(_ backend: Backend) {
         backends.removeAll { $0 === backend }
+        backendsGauge.record(backends.count)
         if !backends.isEmpty { recomputeNamespaces() }
     }
 
@@ -69,16 +81,18 @@ final class BackendGroup {
             return
         }
         guard queue.count < queueLimit else {
-            drop(1, because: "grace queue full")
+            drop(1, because: "grace queue full", counting: overflowDrops)
             return
         }
         queue.append(item)
+        queueGauge.record(queue.count)
     }
 
     /// Ends the grace period: everything still queued is lost.
     func expire() {
-        if !queue.isEmpty { drop(queue.count, because: "no backend attached within the grace period") }
+        if !queue.isEmpty { drop(queue.count, because: "no backend attached within the grace period", counting: expiryDrops) }
         queue.removeAll()
+        queueGauge.record(0)
         members.removeAll()
     }
 
@@ -92,19 +106,19 @@ final class BackendGroup {
     private func route(_ item: GroupItem) {
         switch item {
         case .connect(let socket):
-            guard let backend = pick(socket.namespace.name) else { return drop(1, because: "no backend serves the namespace") }
+            guard let backend = pick(socket.namespace.name) else { return drop(1, because: "no backend serves the namespace", counting: unservedDrops) }
             members[socket.id] = backend
             backend.send(BackendMessage.connect(socket, resumed: false))
         case .event(let socket, let line):
-            guard let backend = backend(for: socket) else { return drop(1, because: "no backend serves the namespace") }
+            guard let backend = backend(for: socket) else { return drop(1, because: "no backend serves the namespace", counting: unservedDrops) }
             backend.send(line: line, from: socket)
         case .disconnect(let socket, let line):
             guard members[socket.id] != nil else { return }
-            guard let backend = backend(for: socket) else { return drop(1, because: "no backend serves the namespace") }
+            guard let backend = backend(for: socket) else { return drop(1, because: "no backend serves the namespace", counting: unservedDrops) }
             backend.send(line: line)
             members.removeValue(forKey: socket.id)
         case .line(let namespace, let line):
-            guard let backend = pick(namespace) else { return drop(1, because: "no backend serves the namespace") }
+            guard let backend = pick(namespace) else { return drop(1, because: "no backend serves the namespace", counting: unservedDrops) }
             backend.send(line: line)
         }
     }
@@ -132,8 +146,9 @@ final class BackendGroup {
         authorizingNamespaces = backends.filter(\.authorizes).reduce(into: []) { $0.formUnion($1.namespaces) }
     }
 
-    private func drop(_ count: Int, because reason: String) {
+    private func drop(_ count: Int, because reason: String, counting counter: Counter) {
         dropped += count
+        counter.increment(by: count)
         logger.warning("dropped backend messages", metadata: [
             "group": "\(name)", "count": "\(count)", "reason": "\(reason)", "dropped_total": "\(dropped)",
         ])

@@ -1,5 +1,6 @@
 import Adapter
 import Logging
+import Metrics
 import NIOCore
 import SidecastJSON
 import SocketIO
@@ -24,6 +25,7 @@ public final class Bridge {
     private var serverAcks: [Int: (reply: (JSONValue) -> Void, timer: Scheduled<Void>)] = [:]
     private var nextServerAck = 0
     private var isShuttingDown = false
+    private let emits = Counter(label: "sidecast_backend_emits_total")
 
     /// A connection waiting for an authorizing backend's `accept` or `reject`.
     private struct PendingAuthorization {
@@ -57,6 +59,11 @@ public final class Bridge {
 
     /// Number of attached backends, over all groups.
     public var backendCount: Int { groups.values.reduce(0) { $0 + $1.backends.count } }
+
+    /// Whether a backend that serves `namespace` is attached now (a group in grace has none).
+    public func hasBackend(serving namespace: String) -> Bool {
+        groups.values.contains { !$0.isInGrace && $0.namespaces.contains(namespace) }
+    }
 
     /// Tells every backend that sidecast stops, then closes their connections.
     public func shutdown() {
@@ -220,6 +227,7 @@ public final class Bridge {
 
     private func emit(_ emit: BackendCommand.Emit, id: JSONValue?, backend: Backend) throws {
         try requireNamespace(emit.namespace)
+        emits.increment()
         let packet = SocketIOPacket(type: .event, namespace: emit.namespace, data: .array([.string(emit.event)] + emit.args))
         let options = options(emit.namespace, emit.to, emit.except, local: emit.local, volatile: emit.volatile)
         guard let timeoutMS = emit.ackTimeout, let id else {

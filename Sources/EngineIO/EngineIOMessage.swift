@@ -47,6 +47,15 @@ public struct EngineIOMessage: Sendable, Hashable {
     static let noop = packet(.noop)
     static let close = packet(.close)
 
+    /// The packet's size without transport framing: its text form with the type digit, or its
+    /// raw binary bytes.
+    public var byteCount: Int {
+        switch self.storage {
+        case .text(let buffer): buffer.readableBytes
+        case .binary(let data): data.readableBytes
+        }
+    }
+
     /// The bytes this packet takes in a polling payload, separator excluded.
     var pollingLength: Int {
         switch self.storage {

@@ -38,6 +38,7 @@ public final class EngineIOServer {
 
     private var sessions: [String: EngineIOSession] = [:]
     private(set) var isShuttingDown = false
+    let metrics = EngineIOMetrics()
 
     public init(configuration: EngineIOConfiguration, eventLoop: EventLoop, logger: Logger) {
         self.configuration = configuration
@@ -78,6 +79,12 @@ public final class EngineIOServer {
         }
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withServerUpgrade: upgrade)
         try channel.pipeline.syncOperations.addHandler(httpHandler)
+    }
+
+    /// Answers new handshakes with HTTP 503 from now on while open sessions carry on: the start
+    /// of a drain, so a load balancer sends new clients elsewhere before the old ones are closed.
+    public func refuseNewSessions() {
+        self.isShuttingDown = true
     }
 
     /// Closes every session with `reason`: a pending long-poll gets the close packet "1", a
@@ -182,6 +189,7 @@ public final class EngineIOServer {
 
     private func register(_ session: EngineIOSession) {
         self.sessions[session.id] = session
+        self.metrics.opened(session.transport)
         self.logger.debug("session opened", metadata: ["sid": "\(session.id)", "transport": "\(session.transport.rawValue)"])
         session.open(upgrades: session.transport == .polling && self.configuration.transports.contains(.websocket)
                      ? [.websocket] : [])

@@ -214,6 +214,7 @@ public final class EngineIOSession {
         self.state = .closing(timeout: timeout)
         self.answerHeldPost()
         self.log("closing; waiting for a poll to deliver the close packet")
+        self.server.metrics.closed(self.transport, reason: reason)
         self.server.delegate?.session(self, didCloseWith: reason)
     }
 
@@ -248,6 +249,7 @@ public final class EngineIOSession {
         self.server.remove(self)
         let level: Logger.Level = reason == .parseError || reason == .transportError ? .info : .debug
         self.server.logger.log(level: level, "session closed", metadata: ["sid": "\(self.id)", "reason": "\(reason.rawValue)"])
+        self.server.metrics.closed(self.transport, reason: reason)
         self.server.delegate?.session(self, didCloseWith: reason)
     }
 
@@ -487,6 +489,7 @@ public final class EngineIOSession {
                 polling.upgrade?.timeout.cancel()
                 self.state = .websocket(webSocket)
                 self.transport = .websocket
+                self.server.metrics.upgraded()
                 if self.isReadingPaused {
                     webSocket.pauseReading()
                 }

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 
 /// A Redis client that survives Redis outages: one link for commands and publishes, one for
@@ -45,6 +46,11 @@ public final class RedisClient {
 
     private var channelHandlers: [String: MessageHandler] = [:]
     private var patternHandlers: [String: PatternMessageHandler] = [:]
+
+    /// 1 while ``isConnected``, else 0.
+    private let connectedGauge = Gauge(label: "sidecast_redis_connected")
+    private let outboxGauge = Gauge(label: "sidecast_redis_outbox_length")
+    private let outboxDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "outbox_overflow")])
 
     public init(configuration: RedisClientConfiguration, eventLoop: EventLoop, logger: Logger) {
         self.configuration = configuration
@@ -99,6 +105,7 @@ public final class RedisClient {
                 if self.outbox.count > 0 {
                     self.logger.warning("Redis client shut down with undelivered publishes", metadata: ["redis.undelivered": "\(self.outbox.count)"])
                     _ = self.outbox.removeAll()
+                    self.outboxGauge.record(0)
                 }
                 self.state = .shutDown
             }
@@ -188,7 +195,10 @@ public final class RedisClient {
     // MARK: - Publishing
 
     private func enqueue(channel: String, message: ByteBuffer) {
-        if !self.outbox.append(channel: channel, message: message) {
+        let kept = self.outbox.append(channel: channel, message: message)
+        self.outboxGauge.record(self.outbox.count)
+        if !kept {
+            self.outboxDrops.increment()
             if self.droppedThisOutage == 0 {
                 self.logger.warning(
                     "Redis outbox is full; dropping the oldest publishes until Redis is back",
@@ -219,6 +229,7 @@ public final class RedisClient {
             self.droppedThisOutage = 0
         }
         let queued = self.outbox.removeAll()
+        self.outboxGauge.record(0)
         guard !queued.isEmpty else { return }
         self.logger.info("sending publishes queued while Redis was unreachable", metadata: ["redis.queued": "\(queued.count)"])
         for entry in queued {
@@ -295,6 +306,7 @@ public final class RedisClient {
         let connected = self.isConnected
         guard connected != self.reportedConnected else { return }
         self.reportedConnected = connected
+        self.connectedGauge.record(connected ? 1 : 0)
         if connected, let connection = self.commandChannel {
             self.flushOutbox(to: connection)
         }

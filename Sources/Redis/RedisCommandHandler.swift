@@ -1,5 +1,6 @@
 import DequeModule
 import Logging
+import Metrics
 import NIOCore
 
 /// A command to write on the command link and where its reply goes.
@@ -9,7 +10,8 @@ struct RedisCommandRequest: Sendable {
     var reply: EventLoopPromise<RedisReply>?
 }
 
-/// Matches replies to commands: Redis answers in order, so a FIFO of promises is all it takes.
+/// Matches replies to commands: Redis answers in order, so a FIFO of waiters is all it takes.
+/// A publish waits with the time it was written, so its reply measures the publish latency.
 ///
 /// Every promise still waiting is failed when the connection closes, errors or this handler
 /// leaves the pipeline, so no caller waits forever and no promise leaks.
@@ -18,8 +20,16 @@ final class RedisCommandHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = RedisCommandRequest
     typealias OutboundOut = RedisCommand
 
-    private var waiting: Deque<EventLoopPromise<RedisReply>?> = []
+    private enum Waiter {
+        case caller(EventLoopPromise<RedisReply>)
+        case publish(writtenAt: NIODeadline)
+    }
+
+    private var waiting: Deque<Waiter> = []
     private let logger: Logger
+    /// From writing a publish on this link to Redis's reply; time spent in the outbox while
+    /// Redis was away is not included.
+    private let publishLatency = Timer(label: "sidecast_redis_publish_duration_seconds")
 
     init(logger: Logger) {
         self.logger = logger
@@ -31,16 +41,20 @@ final class RedisCommandHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.fail(RedisClientError.protocolError("a reply came that no command asked for"), context: context)
             return
         }
-        if let waiter {
-            waiter.succeed(reply)
-        } else if case .error(let message) = reply {
-            self.logger.warning("Redis refused a publish", metadata: ["redis.error": "\(message)"])
+        switch waiter {
+        case .caller(let promise):
+            promise.succeed(reply)
+        case .publish(let writtenAt):
+            self.publishLatency.recordNanoseconds((NIODeadline.now() - writtenAt).nanoseconds)
+            if case .error(let message) = reply {
+                self.logger.warning("Redis refused a publish", metadata: ["redis.error": "\(message)"])
+            }
         }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = self.unwrapOutboundIn(data)
-        self.waiting.append(request.reply)
+        self.waiting.append(request.reply.map { .caller($0) } ?? .publish(writtenAt: .now()))
         context.write(self.wrapOutboundOut(request.command), promise: promise)
     }
 
@@ -66,8 +80,8 @@ final class RedisCommandHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func failAll(_ error: Error) {
         let waiting = self.waiting
         self.waiting.removeAll()
-        for waiter in waiting {
-            waiter?.fail(error)
+        for case .caller(let promise) in waiting {
+            promise.fail(error)
         }
     }
 }

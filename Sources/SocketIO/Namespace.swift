@@ -1,3 +1,4 @@
+import Metrics
 import SidecastJSON
 
 /// A namespace's sockets and rooms on this node. Confined to the server's loop.
@@ -12,10 +13,13 @@ public final class Namespace {
     /// Room name → ids of member sockets. A socket's own id is a room too.
     public private(set) var rooms: [String: Set<String>] = [:]
     private var nextAckID = 0
+    /// Sockets connected to this namespace on this node.
+    private let socketsGauge: Gauge
 
     init(name: String, server: SocketIOServer) {
         self.name = name
         self.server = server
+        self.socketsGauge = Gauge(label: "sidecast_connected_sockets", dimensions: [("namespace", name)])
     }
 
     /// Ack ids count per namespace, as in Node, so a broadcast can share one id among its targets.
@@ -26,10 +30,12 @@ public final class Namespace {
 
     func insert(_ socket: SocketIOSocket) {
         sockets[socket.id] = socket
+        socketsGauge.record(sockets.count)
     }
 
     func removeSocket(_ socket: SocketIOSocket) {
         sockets.removeValue(forKey: socket.id)
+        socketsGauge.record(sockets.count)
     }
 
     func add(_ socketID: String, to room: String) {

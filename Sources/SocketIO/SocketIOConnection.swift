@@ -101,7 +101,9 @@ final class SocketIOConnection {
             members["data"] = data
             payload = .object(members)
         }
-        session.send(server.encodeMessages(SocketIOPacket(type: .connectError, namespace: namespace, data: payload)))
+        let messages = server.encodeMessages(SocketIOPacket(type: .connectError, namespace: namespace, data: payload))
+        session.send(messages)
+        server.metrics.sent(messages, recipients: 1)
     }
 
     /// Takes one socket out of its namespace; the session stays open even when it was the last.
@@ -121,7 +123,9 @@ final class SocketIOConnection {
     func disconnectSlowClient() {
         guard !isClosed else { return }
         for socket in sockets.values {
-            session.send(server.encodeMessages(SocketIOPacket(type: .disconnect, namespace: socket.namespace.name)))
+            let messages = server.encodeMessages(SocketIOPacket(type: .disconnect, namespace: socket.namespace.name))
+            session.send(messages)
+            server.metrics.sent(messages, recipients: 1)
         }
         close(reason: .forcedClose)
     }

@@ -12,9 +12,11 @@ extension SocketIOServer {
         let targets = namespace.sockets(matching: options)
         guard !targets.isEmpty else { return }
         let messages = encodeMessages(packet)
-        for socket in targets {
-            deliver(messages, to: socket, volatile: options.volatile)
+        var delivered = 0
+        for socket in targets where deliver(messages, to: socket, volatile: options.volatile) {
+            delivered += 1
         }
+        metrics.sent(messages, recipients: delivered)
     }
 
     /// Sends `packet` with one shared ack id to every matching socket. `onAck` runs once per
@@ -32,13 +34,15 @@ extension SocketIOServer {
         let ackID = namespace.makeAckID()
         packet.id = ackID
         let messages = encodeMessages(packet)
+        var delivered = 0
         for socket in targets {
             let socketID = socket.id
             socket.awaitAck(ackID) { result in
                 if case .success(let args) = result { onAck(socketID, args) }
             }
-            deliver(messages, to: socket, volatile: options.volatile)
+            if deliver(messages, to: socket, volatile: options.volatile) { delivered += 1 }
         }
+        metrics.sent(messages, recipients: delivered)
         let cancel: () -> Void = { [weak namespace] in
             for socket in targets where namespace?.sockets[socket.id] === socket {
                 socket.cancelAwaitedAck(ackID)

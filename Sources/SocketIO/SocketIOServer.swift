@@ -19,6 +19,7 @@ public final class SocketIOServer {
     /// Clients disconnected because they were over `maxBufferedBytes`.
     public private(set) var slowClientDisconnects = 0
     private let encoder = SocketIOPacketEncoder()
+    let metrics = SocketIOMetrics()
 
     public init(configuration: SocketIOServerConfiguration, eventLoop: EventLoop, logger: Logger) {
         self.configuration = configuration
@@ -50,22 +51,27 @@ public final class SocketIOServer {
 
     /// Writes `messages` to a client unless it fell too far behind: then a volatile packet is
     /// dropped, and anything else disconnects the client (its sockets get a DISCONNECT it reads
-    /// once it catches up; the transport closes after what was queued).
-    func deliver(_ messages: [EngineIOMessage], to socket: SocketIOSocket, volatile: Bool) {
+    /// once it catches up; the transport closes after what was queued). Returns whether the
+    /// messages were written, so callers can count deliveries once for all recipients.
+    @discardableResult
+    func deliver(_ messages: [EngineIOMessage], to socket: SocketIOSocket, volatile: Bool) -> Bool {
         let session = socket.session
         guard session.bufferedBytes > configuration.maxBufferedBytes else {
             session.send(messages)
-            return
+            return true
         }
         if volatile {
             droppedVolatilePackets += 1
-            return
+            metrics.volatileDrops.increment()
+            return false
         }
         slowClientDisconnects += 1
+        metrics.slowClientDrops.increment()
         logger.warning("disconnecting a client that does not keep up", metadata: [
             "sid": "\(session.id)", "buffered": "\(session.bufferedBytes)", "limit": "\(configuration.maxBufferedBytes)",
         ])
         socket.connection.disconnectSlowClient()
+        return false
     }
 
     /// Closes every client, as on shutdown; sockets leave with `reason`.
@@ -93,10 +99,12 @@ extension SocketIOServer: EngineIOServerDelegate {
     }
 
     public func session(_ session: EngineIOSession, didReceiveText text: String) {
+        metrics.received(bytes: text.utf8.count + 1)
         (session.userData as? SocketIOConnection)?.receive(text: text)
     }
 
     public func session(_ session: EngineIOSession, didReceiveBinary data: ByteBuffer) {
+        metrics.received(bytes: data.readableBytes)
         (session.userData as? SocketIOConnection)?.receive(binary: data)
     }
 

@@ -116,7 +116,11 @@ public final class SocketIOSocket {
 
     func send(_ packet: SocketIOPacket) {
         guard isConnected else { return }
-        namespace.server.deliver(namespace.server.encodeMessages(packet), to: self, volatile: false)
+        let server = namespace.server
+        let messages = server.encodeMessages(packet)
+        if server.deliver(messages, to: self, volatile: false) {
+            server.metrics.sent(messages, recipients: 1)
+        }
     }
 
     /// Registers that a broadcast asked this socket for an ack with the namespace-wide `ackID`.
