@@ -1,0 +1,174 @@
+import ArgumentParser
+
+/// One setting of `sidecast`, named after its flag: `--port` is `port` in the config file and
+/// `SIDECAST_PORT` in the environment.
+///
+/// This table is the single place a setting's name, type, default and help live, so `--help`,
+/// `--print-config`, the environment and the config file cannot disagree.
+enum Setting: String, CaseIterable, Sendable {
+    case host
+    case port
+    case path
+    case socket
+    case socketMode = "socket-mode"
+    case corsOrigin = "cors-origin"
+    case pingInterval = "ping-interval"
+    case pingTimeout = "ping-timeout"
+    case connectTimeout = "connect-timeout"
+    case maxPayload = "max-payload"
+    case maxBuffered = "max-buffered"
+    case namespace
+    case backendGrace = "backend-grace"
+    case redis
+    case redisPrefix = "redis-prefix"
+    case requestsTimeout = "requests-timeout"
+    case adminHost = "admin-host"
+    case adminPort = "admin-port"
+    case drainDelay = "drain-delay"
+    case drainTimeout = "drain-timeout"
+    case requireBackend = "require-backend"
+    case logLevel = "log-level"
+    case logFormat = "log-format"
+
+    /// What a setting holds; decides how the environment and the config file spell it.
+    enum Kind: Sendable {
+        case string
+        case integer
+        /// Written as a float or an integer; seconds, so `0.5` is meaningful.
+        case number
+        case boolean
+        /// Repeatable flag; a TOML array, or a comma-separated environment variable.
+        case list
+    }
+
+    var flag: String { "--" + rawValue }
+
+    var environmentVariable: String {
+        "SIDECAST_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+
+    var kind: Kind {
+        switch self {
+        case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .adminHost, .logLevel, .logFormat:
+            return .string
+        case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .requestsTimeout,
+            .adminPort:
+            return .integer
+        case .backendGrace, .drainDelay, .drainTimeout:
+            return .number
+        case .requireBackend:
+            return .boolean
+        case .corsOrigin, .namespace:
+            return .list
+        }
+    }
+
+    var defaultValue: SettingValue {
+        switch self {
+        case .host: return .string("0.0.0.0")
+        case .port: return .integer(3000)
+        case .path: return .string("/socket.io/")
+        case .socket: return .string("sidecast.sock")
+        case .socketMode: return .string("0660")
+        case .corsOrigin: return .list([])
+        case .pingInterval: return .integer(25_000)
+        case .pingTimeout: return .integer(20_000)
+        case .connectTimeout: return .integer(45_000)
+        case .maxPayload: return .integer(1_000_000)
+        case .maxBuffered: return .integer(1_048_576)
+        case .namespace: return .list(["/"])
+        case .backendGrace: return .number(10)
+        case .redis: return .string("")
+        case .redisPrefix: return .string("socket.io")
+        case .requestsTimeout: return .integer(5_000)
+        case .adminHost: return .string("127.0.0.1")
+        case .adminPort: return .integer(9464)
+        case .drainDelay: return .number(5)
+        case .drainTimeout: return .number(30)
+        case .requireBackend: return .boolean(false)
+        case .logLevel: return .string("info")
+        case .logFormat: return .string("text")
+        }
+    }
+
+    var summary: String {
+        switch self {
+        case .host: return "Address to listen on for Socket.IO clients."
+        case .port: return "TCP port for Socket.IO clients."
+        case .path: return "HTTP path Socket.IO is served under."
+        case .socket: return "Unix socket path backends attach to."
+        case .socketMode: return "File mode of the backend socket, in octal."
+        case .corsOrigin: return "Allowed CORS origin; repeat for several, '*' for any. None sends no CORS headers."
+        case .pingInterval: return "Milliseconds between server pings."
+        case .pingTimeout: return "Milliseconds to wait for a pong before closing with 'ping timeout'."
+        case .connectTimeout: return "Milliseconds a client may stay connected without joining a namespace."
+        case .maxPayload: return "Largest Engine.IO message or HTTP body a client may send, in bytes."
+        case .maxBuffered:
+            return "Bytes that may wait for one client; past it volatile packets are dropped, then the client is disconnected."
+        case .namespace: return "Namespace that exists even with no backend attached; repeatable."
+        case .backendGrace: return "Seconds a backend group's messages wait for a backend to (re)attach."
+        case .redis:
+            return "Redis URL shared by the cluster: redis://[user:password@]host:port[/db] or unix:///path. Empty runs a standalone node."
+        case .redisPrefix: return "Prefix of the Redis channels, as the Socket.IO Redis adapter's key option."
+        case .requestsTimeout:
+            return "Milliseconds cluster requests (fetch, count, acks across nodes) wait for other nodes."
+        case .adminHost: return "Address of the admin listener (/metrics, /healthz, /readyz)."
+        case .adminPort: return "TCP port of the admin listener; 0 picks a free port."
+        case .drainDelay:
+            return "Seconds between SIGTERM (readyz turns false) and closing clients, so load balancers stop sending new ones."
+        case .drainTimeout:
+            return "Seconds a shutdown may take, drain delay included; whatever is still open after it is closed by force."
+        case .requireBackend: return "/readyz reports not ready until every configured namespace has a backend."
+        case .logLevel: return "trace, debug, info, notice, warning, error or critical."
+        case .logFormat: return "text, or json for one JSON object per line."
+        }
+    }
+
+    /// The placeholder `--help` shows for the option's value.
+    var valueName: String {
+        switch self {
+        case .host, .adminHost: return "address"
+        case .port, .adminPort: return "port"
+        case .path, .socket: return "path"
+        case .socketMode: return "mode"
+        case .corsOrigin: return "origin"
+        case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
+        case .maxPayload, .maxBuffered: return "bytes"
+        case .namespace: return "namespace"
+        case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
+        case .redis: return "url"
+        case .redisPrefix: return "prefix"
+        case .requireBackend: return "bool"
+        case .logLevel: return "level"
+        case .logFormat: return "format"
+        }
+    }
+
+    /// `--help` text: the summary, then the default and the environment variable, which
+    /// ArgumentParser cannot show for options that are optional so that an unset flag is visible.
+    var help: ArgumentHelp {
+        ArgumentHelp(
+            "\(summary) (default: \(defaultValue.helpDescription); env: \(environmentVariable))",
+            valueName: valueName
+        )
+    }
+}
+
+/// A setting's value, as any source gives it once its type is checked.
+enum SettingValue: Equatable, Sendable {
+    case string(String)
+    case integer(Int)
+    case number(Double)
+    case boolean(Bool)
+    case list([String])
+
+    var helpDescription: String {
+        switch self {
+        case .string(let value): return value.isEmpty ? "none" : value
+        case .integer(let value): return String(value)
+        case .number(let value): return value == value.rounded() ? String(Int(value)) : String(value)
+        case .boolean(let value): return String(value)
+        case .list(let values): return values.isEmpty ? "none" : values.joined(separator: ",")
+        }
+    }
+}
