@@ -1,0 +1,167 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// A sidecast node this run started.
+struct Sidecar {
+    let process: ChildProcess
+    let host: String
+    let port: Int
+    let socketPath: String
+
+    func sample() throws -> ProcessSample {
+        try ProcessSampler.sample(pid: process.pid)
+    }
+}
+
+/// One benchmark run, driven from the main thread: its temporary folder, the servers it started
+/// and the load event loop. `shutdown()` stops everything it started.
+final class Bench {
+    let options: Options
+    let load: LoadHandle
+    private let folder: URL
+    private let group: MultiThreadedEventLoopGroup
+    private var children: [ChildProcess] = []
+    private var clientsOpened = 0
+
+    /// Clients left to the load generator's own sockets: backends, setup connections.
+    static let spareFiles = 64
+
+    init(options: Options, fileLimit: Int) throws {
+        let needed = options.clients + Self.spareFiles
+        guard needed <= fileLimit else {
+            throw BenchError(
+                "--clients \(options.clients) needs about \(needed) open files in this process (and as many in sidecast), "
+                    + "but the limit here is \(fileLimit) (RLIMIT_NOFILE hard limit); use at most \(fileLimit - Self.spareFiles) clients"
+            )
+        }
+        let perAddress = (options.clients + options.addresses - 1) / options.addresses
+        let ports = Self.ephemeralPortCount()
+        guard perAddress < ports else {
+            throw BenchError(
+                "\(perAddress) clients per source address exceed the \(ports) ephemeral ports; raise --addresses"
+            )
+        }
+        self.options = options
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("sidecast-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        // One thread: the load generator runs on one core, and one loop keeps its state simple.
+        // Its thread does all the load work; the main thread only polls.
+        group = Self.pinsCores(options)
+            ? MultiThreadedEventLoopGroup(pinnedCPUIDs: [options.loadCore])
+            : MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let capacity = options.clients
+        load = LoadHandle(
+            bound: try loop.submit { NIOLoopBound(Load(loop: loop, clientCapacity: capacity), eventLoop: loop) }.wait()
+        )
+    }
+
+    /// Starts a sidecast node on the sidecar core and waits until it listens.
+    func startSidecast(name: String = "sidecast", redisPort: Int? = nil) throws -> Sidecar {
+        let host = options.targetHost
+        let port = try Network.freePort(host: host)
+        let socketPath = folder.appendingPathComponent("\(name).sock").path
+        var arguments = [
+            "--host", host, "--port", String(port), "--socket", socketPath,
+            "--ping-interval", String(options.pingInterval), "--ping-timeout", String(options.pingTimeout),
+            "--log-level", "warning",
+        ]
+        if let redisPort { arguments += ["--redis", "redis://127.0.0.1:\(redisPort)"] }
+        let process = try ChildProcess(
+            name: name,
+            executable: options.sidecast,
+            arguments: arguments,
+            core: pinsCores ? options.sidecarCore : nil,
+            folder: folder
+        )
+        children.append(process)
+        try process.waitUntilListening(host: host, port: port, socketFile: socketPath)
+        return Sidecar(process: process, host: host, port: port, socketPath: socketPath)
+    }
+
+    /// Starts a throwaway redis-server (no persistence) on the sidecar core.
+    func startRedis() throws -> (process: ChildProcess, port: Int) {
+        let port = try Network.freePort(host: "127.0.0.1")
+        let process = try ChildProcess(
+            name: "redis",
+            executable: options.redisServer,
+            arguments: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            core: pinsCores ? options.sidecarCore : nil,
+            folder: folder
+        )
+        children.append(process)
+        try process.waitUntilListening(host: "127.0.0.1", port: port)
+        return (process, port)
+    }
+
+    /// Attaches a backend to `sidecar`; returns its index in `Load.backends`.
+    func attachBackend(to sidecar: Sidecar) throws -> Int {
+        let path = sidecar.socketPath
+        return try load.runFuture { load in
+            BackendHandler.attach(path: path, on: load.loop).assumeIsolated().flatMapThrowing { channel in
+                load.backends.append(try channel.pipeline.syncOperations.handler(type: BackendHandler.self))
+                return load.backends.count - 1
+            }.nonisolated()
+        }
+    }
+
+    /// Opens `count` clients to `sidecar` at the ramp rate, spread over the source addresses, and
+    /// waits until all are connected; returns their indices. Fails if any client failed.
+    func connectClients(_ count: Int, node: Int = 0, to sidecar: Sidecar) throws -> Range<Int> {
+        let first = clientsOpened
+        let indices = first..<(first + count)
+        clientsOpened += count
+        let (host, port, addresses, bound) = (sidecar.host, sidecar.port, options.addresses, load.bound)
+        let ramp = options.ramp
+        try load.run { load in
+            _ = Pacer.run(on: load.loop, rate: ramp, count: count) { offset in
+                let index = first + offset
+                SocketIOClientHandler.connect(
+                    index: index,
+                    node: node,
+                    host: host,
+                    port: port,
+                    source: "127.0.0.\(2 + index % addresses)",
+                    query: "bench=\(index)",
+                    delegate: bound
+                )
+            }
+        }
+        let target = indices.upperBound
+        let settled = try load.wait(timeout: Double(count) / ramp + 30) { $0.connected + $0.failed >= target }
+        let (connected, failed, failures) = try load.run { ($0.connected, $0.failed, $0.failures) }
+        guard settled, connected >= target else {
+            let reasons = failures.sorted { $0.value > $1.value }.prefix(5).map { "\($0.value)× \($0.key)" }
+            let pending = target - connected - failed
+            throw BenchError(
+                "only \(connected) of \(target) clients connected; failures: "
+                    + (reasons.isEmpty ? "none" : reasons.joined(separator: "; "))
+                    + (pending > 0 ? "; \(pending) still connecting when the wait ended" : "")
+            )
+        }
+        return indices
+    }
+
+    func shutdown() {
+        try? load.run { $0.closeAllClients() }
+        for child in children.reversed() { child.stop() }
+        try? group.syncShutdownGracefully()
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    private var pinsCores: Bool { Self.pinsCores(options) }
+
+    /// Whether sidecast and the load get cores of their own.
+    static func pinsCores(_ options: Options) -> Bool {
+        Host.coreCount > max(options.sidecarCore, options.loadCore) && options.sidecarCore != options.loadCore
+    }
+
+    private static func ephemeralPortCount() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8) else {
+            return 28_232
+        }
+        let bounds = text.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        return bounds.count == 2 ? bounds[1] - bounds[0] + 1 : 28_232
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+
+/// N connected WebSocket clients that do nothing: what each costs sidecast in memory, and what
+/// keeping them alive (heartbeats) costs in CPU.
+enum IdleScenario {
+    static func run(_ bench: Bench) throws -> BenchResult {
+        let options = bench.options
+        let sidecar = try bench.startSidecast()
+        _ = try bench.attachBackend(to: sidecar)
+        Thread.sleep(forTimeInterval: 0.5)
+        let before = try sidecar.sample()
+
+        let rampStart = ContinuousClock.now
+        _ = try bench.connectClients(options.clients, to: sidecar)
+        let rampSeconds = ContinuousClock.now.seconds(since: rampStart)
+        // Let sidecast finish writing the connect lines to the backend before reading its size.
+        Thread.sleep(forTimeInterval: 2)
+        let connected = try sidecar.sample()
+        Thread.sleep(forTimeInterval: options.duration)
+        let end = try sidecar.sample()
+
+        let n = Double(options.clients)
+        let perConnection = Double(connected.rss - before.rss) / n
+        let idleCPU = (end.cpu - connected.cpu) / end.taken.seconds(since: connected.taken)
+        return BenchResult(
+            scenario: "idle",
+            parameters: [
+                "clients": String(options.clients), "window_s": describe(options.duration),
+                "ping_interval_ms": String(options.pingInterval), "ramp_per_s": describe(options.ramp),
+            ],
+            figures: [
+                Figure("clients", n),
+                Figure("connect rate", n / rampSeconds, "conn/s"),
+                Figure("RSS before", Double(before.rss) / 1_048_576, "MiB"),
+                Figure("RSS after", Double(connected.rss) / 1_048_576, "MiB"),
+                Figure("RSS/conn", perConnection / 1024, "KiB"),
+                Figure("idle CPU", idleCPU * 100, "%"),
+                Figure("idle CPU/conn", idleCPU / n * 1e6, "µs/s"),
+            ],
+            notes: try bench.healthNotes()
+        )
+    }
+}
