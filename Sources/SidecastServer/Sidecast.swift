@@ -1,6 +1,8 @@
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
 
 #if canImport(Glibc)
@@ -14,8 +16,15 @@ public struct SidecastStartError: Error, CustomStringConvertible {
     public var description: String
 }
 
-/// One sidecast node as a service: listens for Socket.IO clients on TCP and for backends on a
-/// Unix socket until graceful shutdown (SIGTERM/SIGINT through the service group).
+/// One sidecast node as a service: listens for Socket.IO clients on TCP, for backends on a
+/// Unix socket and for /metrics, /healthz and /readyz on the admin listener, until asked to stop.
+///
+/// `run()` traps SIGTERM and SIGINT itself, because they stop a node differently: SIGTERM (and
+/// the service group's graceful shutdown) drains — /readyz turns false and new clients get
+/// HTTP 503 at once, clients are closed with "server shutting down" after the drain delay —
+/// while SIGINT (and task cancellation) closes clients at once; a SIGINT during the delay ends
+/// it. Either way backends are told, the Redis outbox is flushed and `run()` returns within
+/// the drain timeout. Run it in a service group that traps no signals of its own.
 ///
 /// All Socket.IO state lives on a single event loop, as Node keeps it on one thread: rooms,
 /// sockets and backends need no locks, and a node scales out by running one per host.
@@ -33,6 +42,8 @@ public struct Sidecast: Service {
     }
 
     public func run() async throws {
+        // Before the runtime exists: its layers make their metrics as they are built.
+        let registry = SidecastMetrics.registry
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         let configuration = self.configuration
@@ -53,6 +64,7 @@ public struct Sidecast: Service {
 
         let clients: Channel
         let backends: Channel
+        let admin: Channel
         do {
             try await Self.removeStaleSocket(at: configuration.socketPath, group: group)
             backends = try await ServerBootstrap(group: group)
@@ -73,29 +85,69 @@ public struct Sidecast: Service {
                 }
                 .bind(host: configuration.host, port: configuration.port)
                 .get()
+            admin = try await Self.bindAdmin(configuration, group: group, registry: registry, runtime: runtime)
         } catch {
             try? await group.shutdownGracefully()
             throw error
         }
+        let stopped = try await loop.submit { runtime.value.didStartListening() }.get()
         logger.info("sidecast listening", metadata: [
             "node": "\(nodeID)",
             "clients": "http://\(configuration.host):\(clients.localAddress?.port ?? configuration.port)\(configuration.path)",
             "backends": "\(configuration.socketPath)",
+            "admin": "http://\(configuration.adminHost):\(admin.localAddress?.port ?? configuration.adminPort)",
             "redis": "\(configuration.redisURL.map { _ in "on" } ?? "off (standalone)")",
         ])
 
-        try? await gracefulShutdown()
+        let signals = StopSignals { request in
+            loop.execute { runtime.value.requestStop(request) }
+        }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                try? await stopped.get()
+            } onGracefulShutdown: {
+                loop.execute { runtime.value.requestStop(.terminate) }
+            }
+        } onCancel: {
+            loop.execute { runtime.value.requestStop(.interrupt) }
+        }
+        signals.cancel()
 
-        logger.info("sidecast shutting down")
         try? await clients.close()
-        try? await loop.flatSubmit { runtime.value.shutdown() }.get()
         // Close frames, DISCONNECT packets and the backends' `shutdown` lines are flushed by the
         // loop; give them a moment to leave before the loop stops.
         try? await Task.sleep(for: .milliseconds(200))
         try? await backends.close()
+        try? await admin.close()
         unlink(configuration.socketPath)
         try await group.shutdownGracefully()
         logger.info("sidecast stopped")
+    }
+
+    private static func bindAdmin(
+        _ configuration: SidecastConfiguration,
+        group: EventLoopGroup,
+        registry: PrometheusCollectorRegistry,
+        runtime: NIOLoopBound<SidecastRuntime>
+    ) async throws -> Channel {
+        do {
+            return try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                        try channel.pipeline.syncOperations.addHandler(
+                            AdminHTTPHandler(registry: registry) { runtime.value.notReadyReasons() }
+                        )
+                    }
+                }
+                .bind(host: configuration.adminHost, port: configuration.adminPort)
+                .get()
+        } catch {
+            throw SidecastStartError(
+                description: "cannot listen for admin requests on \(configuration.adminHost):\(configuration.adminPort): \(error)"
+            )
+        }
     }
 
     /// A socket file left by a crash is replaced; one that still accepts belongs to a live

@@ -6,6 +6,15 @@ import NIOCore
 import Redis
 import SocketIO
 
+/// How a node was asked to stop.
+enum StopRequest {
+    /// SIGTERM or the service group's graceful shutdown: report "draining" for the drain delay
+    /// before closing clients, so a load balancer stops sending new ones first.
+    case terminate
+    /// SIGINT or task cancellation: close clients at once.
+    case interrupt
+}
+
 /// The object graph of one running node, built and used on its single event loop.
 ///
 /// Engine.IO hands sessions to Socket.IO, Socket.IO hands activity to the bridge, the bridge
@@ -18,7 +27,29 @@ final class SidecastRuntime {
     /// The cluster link; `nil` on a standalone node.
     let redis: RedisClient?
 
+    private let configuration: SidecastConfiguration
+    private let logger: Logger
+    private var phase = Phase.serving
+    /// Forces the end of a drain that outlasts the drain timeout.
+    private var deadline: Scheduled<Void>?
+    /// Made once the node listens; completed when it has stopped.
+    private var stoppedPromise: EventLoopPromise<Void>?
+
+    /// Where a stop request has got to. Every request lands here on the event loop, so
+    /// signals, the service group and cancellation need no coordination of their own.
+    private enum Phase {
+        case serving
+        /// New sessions are refused; clients are closed when `delay` fires.
+        case draining(delay: Scheduled<Void>)
+        /// Clients are closed and the Redis outbox is being flushed.
+        case closing
+        case stopped
+    }
+
     init(configuration: SidecastConfiguration, nodeID: String, eventLoop: EventLoop, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+
         var engineConfiguration = EngineIOConfiguration()
         engineConfiguration.path = configuration.path
         engineConfiguration.pingInterval = configuration.pingInterval
@@ -63,12 +94,91 @@ final class SidecastRuntime {
         redis?.start()
     }
 
+    /// Marks the node ready as far as listening goes; the future completes once clients are
+    /// closed, backends told and the Redis outbox flushed, or when the drain timeout forced the end.
+    func didStartListening() -> EventLoopFuture<Void> {
+        let promise = engineIO.eventLoop.makePromise(of: Void.self)
+        stoppedPromise = promise
+        return promise.futureResult
+    }
+
+    /// Why /readyz should say no; empty when the node takes new clients.
+    func notReadyReasons() -> [String] {
+        var reasons: [String] = []
+        if stoppedPromise == nil { reasons.append("not listening") }
+        if case .serving = phase {} else { reasons.append("draining") }
+        if let redis, !redis.isConnected { reasons.append("redis disconnected") }
+        if configuration.requireBackend {
+            for namespace in configuration.namespaces.sorted() where !bridge.hasBackend(serving: namespace) {
+                reasons.append("no backend for namespace \(namespace)")
+            }
+        }
+        return reasons
+    }
+
+    /// Starts draining, or moves an ongoing drain along: an interrupt during the drain delay
+    /// ends the delay (a second Ctrl-C), a repeated terminate does not.
+    func requestStop(_ request: StopRequest) {
+        let loop = engineIO.eventLoop.assumeIsolated()
+        switch phase {
+        case .serving:
+            engineIO.refuseNewSessions()
+            // Leaves a little of the timeout for closing the listeners afterwards.
+            let allowance = min(configuration.drainTimeout, .milliseconds(500))
+            deadline = loop.scheduleTask(in: configuration.drainTimeout - allowance) { [self] in forceStop() }
+            let delay: TimeAmount = request == .terminate ? configuration.drainDelay : .zero
+            guard delay > .zero else {
+                logger.info("shutting down: closing clients")
+                closeClients()
+                return
+            }
+            logger.info("draining: refusing new clients, closing the others after the drain delay", metadata: [
+                "delay": "\(delay.nanoseconds / 1_000_000) ms",
+            ])
+            phase = .draining(delay: loop.scheduleTask(in: delay) { [self] in
+                guard case .draining = phase else { return }
+                closeClients()
+            })
+        case .draining(let delay) where request == .interrupt:
+            logger.info("interrupted: closing clients without waiting for the drain delay")
+            delay.cancel()
+            closeClients()
+        case .draining, .closing, .stopped:
+            break
+        }
+    }
+
     /// Closes every client with "server shutting down", tells the backends, then lets the
     /// Redis outbox drain.
-    func shutdown() -> EventLoopFuture<Void> {
+    private func closeClients() {
+        phase = .closing
         socketIO.closeAll(reason: .serverShuttingDown)
         engineIO.closeAll(reason: .serverShuttingDown)
         bridge.shutdown()
-        return redis?.shutdown() ?? engineIO.eventLoop.makeSucceededVoidFuture()
+        let flushed = redis?.shutdown() ?? engineIO.eventLoop.makeSucceededVoidFuture()
+        flushed.assumeIsolated().whenComplete { [self] _ in finish() }
+    }
+
+    /// The drain timeout passed: clients are closed if they were not yet, and what is still
+    /// pending (the Redis flush) is abandoned to the closing of the listeners.
+    private func forceStop() {
+        switch phase {
+        case .draining(let delay):
+            logger.warning("drain timeout reached during the drain delay; closing clients now")
+            delay.cancel()
+            closeClients()
+        case .closing:
+            logger.warning("drain timeout reached; stopping without waiting for the Redis flush")
+        case .serving, .stopped:
+            break
+        }
+        finish()
+    }
+
+    private func finish() {
+        if case .stopped = phase { return }
+        phase = .stopped
+        deadline?.cancel()
+        stoppedPromise?.succeed()
     }
 }
