@@ -5,7 +5,7 @@ import ServiceLifecycle
 import SidecastServer
 
 /// `sidecast`: resolves its settings from flags, `SIDECAST_<NAME>` variables and an optional
-/// TOML config file, then runs one node until SIGTERM or SIGINT.
+/// TOML config file, then runs one node until SIGTERM (which drains) or SIGINT.
 ///
 /// Options have no ArgumentParser defaults, so an option left out is `nil` and the environment,
 /// the config file or `Setting.defaultValue` can supply it; `ResolvedSettings` does that in one place.
@@ -108,9 +108,15 @@ struct SidecastCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "sidecast")
         let sidecast = Sidecast(configuration: configuration, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(services: [sidecast], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // `Sidecast` traps SIGTERM (drain) and SIGINT (stop at once) itself, so the group traps
+        // none, and its returning is the normal end. The name keeps the configuration, with its
+        // Redis password, out of the group's log lines.
+        let service = ServiceGroupConfiguration.ServiceConfiguration(
+            service: sidecast,
+            successTerminationBehavior: .gracefullyShutdownGroup,
+            serviceName: "sidecast"
         )
+        let group = ServiceGroup(configuration: .init(services: [service], logger: logger))
         do {
             try await group.run()
         } catch let error as SidecastStartError {
