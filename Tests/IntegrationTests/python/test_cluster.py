@@ -154,7 +154,13 @@ class ClusterTests(unittest.TestCase):
 
     def test_local_join_stays_on_its_node(self):
         self.ok(self.bb, {"type": "join", "nsp": "/", "in": [], "rooms": ["mine"], "local": True})
-        self.assertEqual(self.count(self.ba, **{"in": ["mine"]}), 2)
+        # A cluster-wide join published after it: once A and C applied this one, they would have
+        # applied a published "mine" join too (one node's messages reach the others in order).
+        self.ok(self.bb, {"type": "join", "nsp": "/", "in": [], "rooms": ["barrier"]})
+        for backend in (self.ba, self.bc):
+            wait_until(lambda: self.count(backend, local=True, **{"in": ["barrier"]}) == 1,
+                       message="the barrier join applied")
+            self.assertEqual(self.count(backend, local=True, **{"in": ["mine"]}), 0)
         self.assertEqual(self.sids_of(self.ok(self.bc, {"type": "fetch", "nsp": "/", "in": ["mine"]})),
                          self.names("b1", "b2"))
 

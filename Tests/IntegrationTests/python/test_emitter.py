@@ -231,13 +231,26 @@ class EmitterTests(unittest.TestCase):
         for backend in (self.ba, self.bb):
             self.assertEqual(backend.expect("serverEvent", event="tick")["args"], [])
 
-    def test_other_namespace_and_prefix_are_not_ours(self):
-        self.emitter.of("/elsewhere").emit("lost", 1)
+    def test_emit_to_another_namespace(self):
+        client, main, admin = self.two_namespace_client()
+        self.emitter.of("admin").emit("adm", "for /admin")
+        self.assertEqual(client.wait_for("adm", nsp="/admin"), ("for /admin",))
+        client.assert_no("adm", nsp="/", within=0.2)
+        for other in self.clients.values():
+            other.assert_no("adm", within=0)
+
+    def test_packet_of_another_namespace_on_this_channel_is_skipped(self):
+        # Node's adapter drops a packet whose nsp is not the channel's namespace; so must we.
+        client, main, admin = self.two_namespace_client()
+        stray = msgpack.packb([EMITTER_UID, {"type": 2, "data": ["lost", 1], "nsp": "/admin"},
+                               {"rooms": [], "flags": {}, "except": []}], use_bin_type=True)
+        self.publish(self.emitter.broadcast_channel, stray)
         Emitter(self.publisher, key="other-app").emit("lost", 2)
         self.emitter.emit("found", 3)
         self.assert_received("found", (3,), ["a1", "a2", "b1", "b2"])
-        for client in self.clients.values():
-            client.assert_no("lost", within=0.05)
+        for other in [client, *self.clients.values()]:
+            other.assert_no("lost", within=0)
+            other.assert_no("lost", nsp="/admin", within=0)
 
     # Garbage on the same channels
 
