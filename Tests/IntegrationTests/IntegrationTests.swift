@@ -18,6 +18,7 @@ final class IntegrationTests: XCTestCase {
         "test_binary",
         "test_broadcast",
         "test_chat_languages",
+        "test_cli",
         "test_namespaces",
         "test_ping_timeout",
         "test_rooms",
@@ -33,6 +34,7 @@ final class IntegrationTests: XCTestCase {
     func testBinary() async throws { try await check("test_binary") }
     func testBroadcast() async throws { try await check("test_broadcast") }
     func testChatLanguages() async throws { try await check("test_chat_languages") }
+    func testCLI() async throws { try await check("test_cli") }
     func testNamespaces() async throws { try await check("test_namespaces") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
     func testRooms() async throws { try await check("test_rooms") }

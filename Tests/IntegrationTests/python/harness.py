@@ -89,10 +89,11 @@ def start_process(args, name, **popen):
     proc.log_lines = []
 
     def pump():
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            proc.log_lines.append(line)
-            print(f"[{name}] {line}", file=sys.stderr, flush=True)
+        with proc.stdout:
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                proc.log_lines.append(line)
+                print(f"[{name}] {line}", file=sys.stderr, flush=True)
 
     threading.Thread(target=pump, daemon=True, name=f"{name}-log").start()
     return proc
@@ -112,16 +113,18 @@ def wait_until(predicate, timeout=TIMEOUT, interval=0.02, message="condition"):
 class Sidecast:
     """One running sidecast process. Use `start_sidecast(test, ...)`, which stops it at cleanup."""
 
-    def __init__(self, *flags, namespaces=("/",), env=None):
+    def __init__(self, *flags, namespaces=("/",), env=None, socket_path=None):
         if not SIDECAST_BIN:
             raise unittest.SkipTest("SIDECAST_BIN is not set: run scripts/test.sh")
         self.port = free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="sidecast-test-")
-        self.socket_path = os.path.join(self._dir.name, "sidecast.sock")
+        self.socket_path = socket_path or os.path.join(self._dir.name, "sidecast.sock")
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
+        # A free admin port, so that instances can run side by side, and no drain delay, so
+        # that SIGTERM stops at once.
         args = [SIDECAST_BIN, "--host", "127.0.0.1", "--port", str(self.port),
-                "--socket", self.socket_path]
+                "--socket", self.socket_path, "--admin-port", "0", "--drain-delay", "0"]
         for nsp in namespaces:
             args += ["--namespace", nsp]
         if VERBOSE:
@@ -283,16 +286,16 @@ class Backend:
         return path
 
     def _read(self):
-        reader = self.sock.makefile("rb")
         try:
-            for raw in reader:
-                try:
-                    message = json.loads(raw)
-                except ValueError:
-                    message = {"type": "<not json>", "line": raw.decode("utf-8", "replace")}
-                if VERBOSE:
-                    print(f"[backend<] {raw.decode('utf-8', 'replace').rstrip()}", file=sys.stderr)
-                self.inbox.put(message)
+            with self.sock.makefile("rb") as reader:
+                for raw in reader:
+                    try:
+                        message = json.loads(raw)
+                    except ValueError:
+                        message = {"type": "<not json>", "line": raw.decode("utf-8", "replace")}
+                    if VERBOSE:
+                        print(f"[backend<] {raw.decode('utf-8', 'replace').rstrip()}", file=sys.stderr)
+                    self.inbox.put(message)
         except OSError:
             pass
         finally:
@@ -452,6 +455,14 @@ class Client:
                                   within, f"{event!r} on {nsp}")
 
     def close(self):
+        # python-engineio's polling writer stops as soon as disconnect() changes its state, so
+        # packets queued while a POST is in flight (the DISCONNECT and CLOSE among them) would
+        # never be sent and the close would wait for the next ping: let the queue drain first.
+        eio = self.sio.eio
+        deadline = time.monotonic() + 1
+        while (eio.state == "connected" and getattr(eio, "queue", None) is not None
+               and eio.queue.unfinished_tasks and time.monotonic() < deadline):
+            time.sleep(0.01)
         try:
             self.sio.disconnect()
         except Exception:  # a client the server already closed may raise; either way it is gone
