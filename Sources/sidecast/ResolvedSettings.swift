@@ -7,6 +7,7 @@ import SidecastServer
 ///
 /// Built from already-read layers, so resolution and validation are pure functions of their inputs.
 struct ResolvedSettings: Sendable {
+    /// One setting's winning value and the source it won from.
     struct Entry: Sendable {
         var value: SettingValue
         var source: SettingSource
