@@ -173,8 +173,21 @@ public final class EngineIOSession {
         }
     }
 
+    /// Packets one poll response carries at most. python-engineio's client refuses a payload of
+    /// more than 16 packets; the rest simply waits for the client's next poll, which comes at once.
+    static let maxPacketsPerPoll = 16
+
     private func flushOutbox(to poll: EngineIOHTTPHandler, appending last: EngineIOMessage? = nil) {
-        var messages = self.takeOutbox()
+        var messages: [EngineIOMessage]
+        if last == nil, self.outbox.count > Self.maxPacketsPerPoll {
+            messages = Array(self.outbox.prefix(Self.maxPacketsPerPoll))
+            self.outbox.removeFirst(Self.maxPacketsPerPoll)
+            for message in messages {
+                self.outboxPacketBytes -= message.pollingLength
+            }
+        } else {
+            messages = self.takeOutbox()
+        }
         if let last { messages.append(last) }
         self.log("flushing \(messages.count) packet(s) to polling")
         poll.respondToPoll(with: messages)
