@@ -55,7 +55,7 @@ ensure_system_packages() {
     ensure_apt_packages "${SIDECAST_APT_PACKAGES[@]}"
 }
 
-# What only the tests need: Go, and Node unless some node is already on PATH.
+# What only the tests need, and Node unless some node is already on PATH.
 ensure_test_packages() {
     ensure_apt_packages "${SIDECAST_TEST_APT_PACKAGES[@]}"
     if ! command -v node >/dev/null 2>&1; then

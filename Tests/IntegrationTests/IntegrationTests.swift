@@ -17,10 +17,16 @@ final class IntegrationTests: XCTestCase {
         "test_bad_packets",
         "test_binary",
         "test_broadcast",
+        "test_browser",
         "test_chat_languages",
         "test_cli",
+        "test_cluster",
+        "test_config",
+        "test_emitter",
         "test_namespaces",
+        "test_ops",
         "test_ping_timeout",
+        "test_redis_outage",
         "test_rooms",
         "test_transports",
     ]
@@ -33,10 +39,16 @@ final class IntegrationTests: XCTestCase {
     func testBadPackets() async throws { try await check("test_bad_packets") }
     func testBinary() async throws { try await check("test_binary") }
     func testBroadcast() async throws { try await check("test_broadcast") }
+    func testBrowser() async throws { try await check("test_browser") }
     func testChatLanguages() async throws { try await check("test_chat_languages") }
     func testCLI() async throws { try await check("test_cli") }
+    func testCluster() async throws { try await check("test_cluster") }
+    func testConfig() async throws { try await check("test_config") }
+    func testEmitter() async throws { try await check("test_emitter") }
     func testNamespaces() async throws { try await check("test_namespaces") }
+    func testOps() async throws { try await check("test_ops") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
+    func testRedisOutage() async throws { try await check("test_redis_outage") }
     func testRooms() async throws { try await check("test_rooms") }
     func testTransports() async throws { try await check("test_transports") }
 

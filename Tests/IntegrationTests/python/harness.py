@@ -145,6 +145,12 @@ class Sidecast:
     def log(self):
         return "\n".join(self.proc.log_lines)
 
+    def wait_for_log(self, text, count=1, timeout=TIMEOUT):
+        """Waits until `text` appeared in `count` of sidecast's log lines: the only sign of some
+        events, such as sidecast noticing that a backend went away."""
+        wait_until(lambda: sum(text in line for line in self.proc.log_lines) >= count, timeout,
+                   message=f"{count} sidecast log line(s) containing {text!r}")
+
     def _ready(self):
         if self.proc.poll() is not None:
             raise AssertionError(f"sidecast exited early with status {self.proc.returncode}")

@@ -1,5 +1,9 @@
 """Backends going away: restart inside the grace period loses nothing, sockets move within a
-group, the grace period ends, and other groups are never affected."""
+group, the grace period ends, and other groups are never affected.
+
+Lines sidecast wrote to a backend before it noticed the backend was gone are lost by design
+(PROTOCOL.md §7), so each test waits for sidecast's "backend detached" log line before it makes
+clients talk."""
 
 import time
 import unittest
@@ -14,7 +18,7 @@ class RestartTests(SidecastTestCase):
         early, early_connect = self.connected_client()
         early_sid = early_connect["sid"]
         self.backend.close()
-        self.backend.wait_closed()
+        self.sidecast.wait_for_log("backend detached")
 
         for i in range(5):
             early.emit("during", i)
@@ -44,7 +48,7 @@ class RestartTests(SidecastTestCase):
     def test_queued_ack_is_answered_after_restart(self):
         client, connect = self.connected_client()
         self.backend.close()
-        self.backend.wait_closed()
+        self.sidecast.wait_for_log("backend detached")
         reply = client.call_async("question", 1)
         restarted = self.sidecast.backend(self)
         restarted.expect_connect(sid=connect["sid"])
@@ -71,6 +75,7 @@ class RestartTests(SidecastTestCase):
         other.assert_no("event", within=0.2, sid=sid)
 
         owner.close()
+        self.sidecast.wait_for_log("backend detached")
         client.emit("after", 2)
         moved = other.expect_connect(sid=sid)
         self.assertIs(moved.get("resumed"), True)
@@ -83,6 +88,7 @@ class RestartTests(SidecastTestCase):
         self.backend.expect_connect(sid=sid)
         audit.expect_connect(sid=sid)
         self.backend.close()
+        self.sidecast.wait_for_log("backend detached")
         client.emit("e", 1)
         self.assertEqual(audit.expect_event("e", sid=sid)["args"], [1])
 
@@ -93,7 +99,7 @@ class GraceEndTests(SidecastTestCase):
     def test_events_are_dropped_after_the_grace_period(self):
         client, connect = self.connected_client()
         self.backend.close()
-        self.backend.wait_closed()
+        self.sidecast.wait_for_log("backend detached")
         client.emit("lost", 1)
         time.sleep(2.5)  # the grace period must pass: there is no event to wait for
         restarted = self.sidecast.backend(self)
