@@ -282,7 +282,7 @@ public final class RedisAdapter: Adapter {
             }
             delegate?.adapter(
                 didReceiveServerSideEmit: event,
-                args: Array(data.dropFirst()),
+                args: data.dropFirst().map(\.revivingNodeBuffers),
                 namespace: namespace,
                 from: sender,
                 reply: reply
@@ -331,7 +331,7 @@ public final class RedisAdapter: Adapter {
                 request.completion(.success(request.rooms))
             }
         case (.serverSideEmit(let request), .serverSideEmit(_, let data)):
-            request.add(data ?? .null)
+            request.add(data?.revivingNodeBuffers ?? .null)
         case (.broadcastAck(let request), .broadcastClientCount(_, let count)):
             request.nodeReported(clientCount: count)
         case (.broadcastAck(let request), .broadcastAck(_, let packet)):
@@ -421,5 +421,30 @@ public final class RedisAdapter: Adapter {
         let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
         var generator = SystemRandomNumberGenerator()
         return String(decoding: (0..<6).map { _ in alphabet[Int(generator.next(upperBound: UInt(alphabet.count)))] }, as: UTF8.self)
+    }
+}
+
+extension JSONValue {
+    /// Server-side emits travel as JSON, where Node writes a Buffer as
+    /// `{"type":"Buffer","data":[bytes]}`; this turns such objects back into binary values so
+    /// backends get them as `$binary`, like binary from clients.
+    fileprivate var revivingNodeBuffers: JSONValue {
+        switch self {
+        case .array(let elements):
+            return .array(elements.map(\.revivingNodeBuffers))
+        case .object(let members):
+            if members.count == 2, members["type"] == "Buffer", case .array(let bytes)? = members["data"] {
+                var buffer = ByteBuffer()
+                buffer.reserveCapacity(bytes.count)
+                for byte in bytes {
+                    guard let value = byte.intValue, (0...255).contains(value) else { return self }
+                    buffer.writeInteger(UInt8(value))
+                }
+                return .binary(buffer)
+            }
+            return .object(members.mapValues(\.revivingNodeBuffers))
+        default:
+            return self
+        }
     }
 }

@@ -124,7 +124,8 @@ public final class RedisClient {
             self.logger.debug("publish after shutdown dropped", metadata: ["redis.channel": "\(channel)"])
             return
         }
-        if self.isConnected, let connection = self.commandChannel {
+        // While queued publishes wait to go out, new ones queue behind them to keep the order.
+        if self.isConnected, self.outbox.count == 0, let connection = self.commandChannel {
             self.write(.publish(channel, message), to: connection)
         } else {
             self.enqueue(channel: channel, message: message)
@@ -220,6 +221,19 @@ public final class RedisClient {
         }
     }
 
+    /// Sends the outbox once the other nodes have had time to resubscribe (see
+    /// ``RedisClientConfiguration/outboxSettleDelay``), if the links are still up then.
+    private func scheduleOutboxFlush() {
+        self.logger.info(
+            "Redis is back; sending queued publishes once other nodes had time to resubscribe",
+            metadata: ["redis.queued": "\(self.outbox.count)", "redis.settle": "\(self.configuration.outboxSettleDelay)"]
+        )
+        self.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.outboxSettleDelay) {
+            guard self.isConnected, let connection = self.commandChannel else { return }
+            self.flushOutbox(to: connection)
+        }
+    }
+
     private func flushOutbox(to connection: Channel) {
         if self.droppedThisOutage > 0 {
             self.logger.warning(
@@ -307,8 +321,8 @@ public final class RedisClient {
         guard connected != self.reportedConnected else { return }
         self.reportedConnected = connected
         self.connectedGauge.record(connected ? 1 : 0)
-        if connected, let connection = self.commandChannel {
-            self.flushOutbox(to: connection)
+        if connected, self.outbox.count > 0 {
+            self.scheduleOutboxFlush()
         }
         self.onStateChange?(connected)
     }

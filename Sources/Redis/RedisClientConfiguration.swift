@@ -10,18 +10,25 @@ public struct RedisClientConfiguration: Sendable {
     public var maxBackoff: TimeAmount
     /// Bounds both the TCP connect and the AUTH/SELECT/SUBSCRIBE handshake that follows.
     public var connectTimeout: TimeAmount
+    /// How long publishes queued during an outage wait after the links are back before they
+    /// go out. Redis pub/sub delivers only to current subscribers, so a publish sent before the
+    /// other nodes resubscribed is lost: every node retries within ``maxBackoff``, and this
+    /// waits a little longer than that.
+    public var outboxSettleDelay: TimeAmount
 
     public init(
         url: RedisURL,
         outboxLimit: Int = 10_000,
         minBackoff: TimeAmount = .milliseconds(100),
-        maxBackoff: TimeAmount = .seconds(5),
-        connectTimeout: TimeAmount = .seconds(5)
+        maxBackoff: TimeAmount = .seconds(1),
+        connectTimeout: TimeAmount = .seconds(5),
+        outboxSettleDelay: TimeAmount? = nil
     ) {
         self.url = url
         self.outboxLimit = max(0, outboxLimit)
         self.minBackoff = max(.milliseconds(1), minBackoff)
         self.maxBackoff = max(self.minBackoff, maxBackoff)
         self.connectTimeout = connectTimeout
+        self.outboxSettleDelay = outboxSettleDelay ?? (self.maxBackoff + .milliseconds(500))
     }
 }
