@@ -62,6 +62,10 @@ public struct Sidecast: Service {
             throw error
         }
 
+        // Trapped before anything listens: whoever sees a port open may already send a signal.
+        let signals = StopSignals { request in
+            loop.execute { runtime.value.requestStop(request) }
+        }
         let clients: Channel
         let backends: Channel
         let admin: Channel
@@ -87,6 +91,7 @@ public struct Sidecast: Service {
                 .get()
             admin = try await Self.bindAdmin(configuration, group: group, registry: registry, runtime: runtime)
         } catch {
+            signals.cancel()
             try? await group.shutdownGracefully()
             throw error
         }
@@ -99,9 +104,6 @@ public struct Sidecast: Service {
             "redis": "\(configuration.redisURL.map { _ in "on" } ?? "off (standalone)")",
         ])
 
-        let signals = StopSignals { request in
-            loop.execute { runtime.value.requestStop(request) }
-        }
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 try? await stopped.get()

@@ -95,10 +95,12 @@ final class SidecastRuntime {
     }
 
     /// Marks the node ready as far as listening goes; the future completes once clients are
-    /// closed, backends told and the Redis outbox flushed, or when the drain timeout forced the end.
+    /// closed, backends told and the Redis outbox flushed, or when the drain timeout forced the
+    /// end (at once if a stop request came while starting and has already run its course).
     func didStartListening() -> EventLoopFuture<Void> {
         let promise = engineIO.eventLoop.makePromise(of: Void.self)
         stoppedPromise = promise
+        if case .stopped = phase { promise.succeed() }
         return promise.futureResult
     }
 

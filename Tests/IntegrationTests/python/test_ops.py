@@ -221,6 +221,7 @@ class ReadinessTests(unittest.TestCase):
     def test_readyz_follows_redis(self):
         redis_server = start_redis(self)
         node = start_node(self, "--redis", redis_server.url)
+        backend = node.backend(self)
         wait_ready(node, True)
         self.assertEqual(metric(scrape(node), "sidecast_redis_connected"), 1)
 
@@ -229,10 +230,18 @@ class ReadinessTests(unittest.TestCase):
         self.assertEqual(metric(scrape(node), "sidecast_redis_connected"), 0)
         # Liveness does not depend on Redis.
         self.assertEqual(requests.get(node.admin + "/healthz", timeout=TIMEOUT).status_code, 200)
+        # A broadcast made meanwhile waits in the outbox.
+        self.assertTrue(backend.request({"type": "emit", "nsp": "/", "event": "later", "args": []})["ok"])
+        self.assertEqual(metric(scrape(node), "sidecast_redis_outbox_length"), 1)
 
         redis_server.start()
         wait_ready(node, True, timeout=REDIS_RECONNECT_WAIT)
         self.assertEqual(metric(scrape(node), "sidecast_redis_connected"), 1)
+        # The queued publish goes out once other nodes had time to resubscribe; its reply times it.
+        wait_until(lambda: metric(scrape(node), "sidecast_redis_outbox_length") == 0,
+                   message="the outbox to empty")
+        wait_until(lambda: metric(scrape(node), "sidecast_redis_publish_duration_seconds_count") >= 1,
+                   message="a timed publish")
 
     def test_require_backend_waits_for_a_backend_on_every_namespace(self):
         node = start_node(self, "--require-backend", "--backend-grace", 30, namespaces=("/", "/chat"))
@@ -245,10 +254,14 @@ class ReadinessTests(unittest.TestCase):
         chat = node.backend(self, nsps=["/chat"], group="chat")
         wait_ready(node, True)
 
-        # A group in its grace period has no backend to take new clients.
+        # A group in its grace period has no backend to take new clients; what it owes waits.
         chat.close()
         chat.wait_closed()
         wait_ready(node, False, "no backend for namespace /chat")
+        self.assertEqual(metric(scrape(node), "sidecast_backends", group="chat"), 0)
+        node.client(self, namespaces=["/chat"])
+        wait_until(lambda: metric(scrape(node), "sidecast_backend_queue_depth", group="chat") == 1,
+                   message="the chat group's queued connect")
         main.close()
 
 
@@ -305,6 +318,16 @@ class DrainTests(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 3)
         self.assertEqual(a.proc.returncode, 0)
         self.assertEqual(client.take("connected"), (b.url,))
+
+    def test_the_drain_timeout_cuts_a_long_delay_short(self):
+        a = start_node(self, "--drain-delay", 3, "--drain-timeout", 3)
+        client = self.failover_client([a.url])
+        started = time.monotonic()
+        a.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(client.take("disconnected", timeout=TIMEOUT), (a.url,))
+        a.proc.wait(timeout=TIMEOUT)
+        self.assertLess(time.monotonic() - started, 3)
+        self.assertEqual(a.proc.returncode, 0)
 
     def test_sigint_during_the_drain_delay_ends_it(self):
         a = start_node(self, "--drain-delay", 20, "--drain-timeout", 30)
