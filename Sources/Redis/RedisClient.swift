@@ -125,7 +125,8 @@ public final class RedisClient {
             return
         }
         // While queued publishes wait to go out, new ones queue behind them to keep the order.
-        if self.isConnected, self.outbox.count == 0, let connection = self.commandChannel {
+        // A link that closed but was not reported down yet takes nothing: the publish would be lost.
+        if self.isConnected, self.outbox.count == 0, let connection = self.commandChannel, connection.isActive {
             self.write(.publish(channel, message), to: connection)
         } else {
             self.enqueue(channel: channel, message: message)
@@ -219,6 +220,19 @@ public final class RedisClient {
             self.flushScheduled = false
             connection.flush()
         }
+    }
+
+    /// Takes back publishes a lost connection never confirmed: at least once beats at most once
+    /// for a broadcast that the other nodes would otherwise never see.
+    private func requeue(_ commands: [RedisCommand]) {
+        let entries = commands.compactMap { command -> RedisOutbox.Entry? in
+            guard command.arguments.count == 3 else { return nil }
+            return RedisOutbox.Entry(channel: String(buffer: command.arguments[1]), message: command.arguments[2])
+        }
+        guard !entries.isEmpty else { return }
+        self.logger.info("queueing again publishes Redis never confirmed", metadata: ["redis.requeued": "\(entries.count)"])
+        self.outbox.requeue(entries)
+        self.outboxGauge.record(self.outbox.count)
     }
 
     /// Sends the outbox once the other nodes have had time to resubscribe (see
@@ -342,6 +356,9 @@ extension RedisClient: RedisLinkDelegate {
         switch link.role {
         case .commands:
             self.commandChannel = channel
+            if let handler = try? channel.pipeline.syncOperations.handler(type: RedisCommandHandler.self) {
+                handler.onUnansweredPublishes = { [weak self] commands in self?.requeue(commands) }
+            }
         case .subscriptions:
             self.subscriptionChannel = channel
             self.subscriptionsReady = true

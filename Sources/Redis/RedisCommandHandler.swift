@@ -22,10 +22,13 @@ final class RedisCommandHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private enum Waiter {
         case caller(EventLoopPromise<RedisReply>)
-        case publish(writtenAt: NIODeadline)
+        case publish(RedisCommand, writtenAt: NIODeadline)
     }
 
     private var waiting: Deque<Waiter> = []
+    /// Receives, once, the publishes written but never answered when the connection ends:
+    /// Redis may not have seen them, so the client queues them again rather than lose them.
+    var onUnansweredPublishes: (([RedisCommand]) -> Void)?
     private let logger: Logger
     /// From writing a publish on this link to Redis's reply; time spent in the outbox while
     /// Redis was away is not included.
@@ -44,7 +47,7 @@ final class RedisCommandHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch waiter {
         case .caller(let promise):
             promise.succeed(reply)
-        case .publish(let writtenAt):
+        case .publish(_, let writtenAt):
             self.publishLatency.recordNanoseconds((NIODeadline.now() - writtenAt).nanoseconds)
             if case .error(let message) = reply {
                 self.logger.warning("Redis refused a publish", metadata: ["redis.error": "\(message)"])
@@ -54,7 +57,7 @@ final class RedisCommandHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = self.unwrapOutboundIn(data)
-        self.waiting.append(request.reply.map { .caller($0) } ?? .publish(writtenAt: .now()))
+        self.waiting.append(request.reply.map { .caller($0) } ?? .publish(request.command, writtenAt: .now()))
         context.write(self.wrapOutboundOut(request.command), promise: promise)
     }
 
@@ -80,8 +83,16 @@ final class RedisCommandHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func failAll(_ error: Error) {
         let waiting = self.waiting
         self.waiting.removeAll()
-        for case .caller(let promise) in waiting {
-            promise.fail(error)
+        var unanswered: [RedisCommand] = []
+        for waiter in waiting {
+            switch waiter {
+            case .caller(let promise): promise.fail(error)
+            case .publish(let command, _): unanswered.append(command)
+            }
+        }
+        if let onUnanswered = self.onUnansweredPublishes {
+            self.onUnansweredPublishes = nil
+            if !unanswered.isEmpty { onUnanswered(unanswered) }
         }
     }
 }

@@ -35,6 +35,17 @@ struct RedisOutbox {
         return kept
     }
 
+    /// Puts publishes back in front, in their order, as older than anything queued; when that
+    /// passes the limit, the oldest of all are the ones dropped.
+    mutating func requeue(_ older: [Entry]) {
+        self.entries.insert(contentsOf: older, at: 0)
+        let excess = self.entries.count - self.limit
+        if excess > 0 {
+            self.entries.removeFirst(excess)
+            self.dropped += excess
+        }
+    }
+
     mutating func removeAll() -> Deque<Entry> {
         defer { self.entries.removeAll() }
         return self.entries
