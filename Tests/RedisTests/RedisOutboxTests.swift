@@ -34,4 +34,17 @@ final class RedisOutboxTests: XCTestCase {
         XCTAssertEqual(outbox.count, 0)
         XCTAssertEqual(outbox.dropped, 1)
     }
+
+    func testRequeuedPublishesGoFirstAndTheOldestGoAtTheLimit() {
+        var outbox = RedisOutbox(limit: 3)
+        _ = outbox.append(channel: "c", message: ByteBuffer(string: "new"))
+        outbox.requeue([
+            .init(channel: "c", message: ByteBuffer(string: "old1")),
+            .init(channel: "c", message: ByteBuffer(string: "old2")),
+        ])
+        XCTAssertEqual(outbox.dropped, 0)
+        outbox.requeue([.init(channel: "c", message: ByteBuffer(string: "older"))])
+        XCTAssertEqual(outbox.dropped, 1)
+        XCTAssertEqual(self.channels(&outbox), ["c=old1", "c=old2", "c=new"])
+    }
 }
