@@ -68,6 +68,9 @@ final class Bench {
             "--log-level", "warning",
         ]
         if let redisPort { arguments += ["--redis", "redis://127.0.0.1:\(redisPort)"] }
+        // Builds with an admin (metrics) listener default it to a fixed port, which a second
+        // node on this machine could not bind.
+        if try sidecastHasAdminListener() { arguments += ["--admin-port", "0"] }
         let process = try ChildProcess(
             name: name,
             executable: options.sidecast,
@@ -143,11 +146,37 @@ final class Bench {
         return indices
     }
 
-    func shutdown() {
+    /// Stops everything; keeps the servers' logs when asked (after a failure), and says where.
+    func shutdown(keepingLogs: Bool) {
         try? load.run { $0.closeAllClients() }
         for child in children.reversed() { child.stop() }
         try? group.syncShutdownGracefully()
-        try? FileManager.default.removeItem(at: folder)
+        if keepingLogs {
+            SidecastBench.warn("server logs kept in \(folder.path)")
+        } else {
+            try? FileManager.default.removeItem(at: folder)
+        }
+    }
+
+    private var adminListener: Bool?
+
+    private func sidecastHasAdminListener() throws -> Bool {
+        if let adminListener { return adminListener }
+        let help = Process()
+        let output = Pipe()
+        help.executableURL = URL(fileURLWithPath: options.sidecast)
+        help.arguments = ["--help"]
+        help.standardOutput = output
+        help.standardError = output
+        do {
+            try help.run()
+        } catch {
+            throw BenchError("cannot run \(options.sidecast): \(error)")
+        }
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        help.waitUntilExit()
+        adminListener = text.contains("--admin-port")
+        return adminListener ?? false
     }
 
     private var pinsCores: Bool { Self.pinsCores(options) }

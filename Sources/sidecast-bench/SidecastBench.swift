@@ -25,8 +25,14 @@ enum SidecastBench {
         }
         do {
             let bench = try Bench(options: options, fileLimit: fileLimit)
-            defer { bench.shutdown() }
-            let result = try options.scenario.run(bench)
+            let result: BenchResult
+            do {
+                result = try options.scenario.run(bench)
+            } catch {
+                bench.shutdown(keepingLogs: true)
+                throw error
+            }
+            bench.shutdown(keepingLogs: false)
             result.printTable()
             if let path = options.json { try result.writeJSON(to: path) }
         } catch {
