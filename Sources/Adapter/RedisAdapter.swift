@@ -364,18 +364,16 @@ public final class RedisAdapter: Adapter {
         requests.removeValue(forKey: requestID)?.timer.cancel()
     }
 
-    /// How many nodes serve the namespace: subscribers of its request channel, as Node counts.
+    /// How many nodes serve the namespace: subscribers of its request channel, as Node counts
+    /// (summed over every node of a Redis Cluster).
     private func serverCount(_ channels: RedisChannels, _ completion: @escaping (Result<Int, AdapterError>) -> Void) {
         guard redis.isConnected else {
             return completion(.failure(.unavailable("Redis is unreachable")))
         }
-        redis.send("PUBSUB", "NUMSUB", channels.request).assumeIsolated().whenComplete { result in
+        redis.subscriberCount(of: channels.request).assumeIsolated().whenComplete { result in
             switch result {
-            case .success(let reply):
-                guard let array = reply.array, array.count == 2, let count = array[1].integer else {
-                    return completion(.failure(.unavailable("unexpected PUBSUB NUMSUB answer: \(reply)")))
-                }
-                completion(.success(Int(count)))
+            case .success(let count):
+                completion(.success(count))
             case .failure(let error):
                 completion(.failure(.unavailable("Redis is unreachable: \(error)")))
             }

@@ -9,11 +9,22 @@ import NIOCore
 /// links are back; other commands fail at once with ``RedisClientError/notConnected``.
 /// Subscriptions are remembered and restored on every reconnect.
 ///
+/// Both links follow the ``RedisTopology``: in Sentinel mode they connect to the current master
+/// and move when Sentinel promotes another; in Cluster mode they share any reachable node and
+/// move to another when it fails.
+///
 /// Confined to one event loop (the caller's); call every method on it. The loop must come from a
 /// `MultiThreadedEventLoopGroup`, which NIO's socket bootstraps need.
 public final class RedisClient {
     public typealias MessageHandler = (_ channel: String, _ message: ByteBuffer) -> Void
     public typealias PatternMessageHandler = (_ pattern: String, _ channel: String, _ message: ByteBuffer) -> Void
+
+    /// How the links find their node.
+    private enum Discovery {
+        case standalone
+        case sentinel(RedisSentinelDiscovery, events: RedisLink)
+        case cluster(RedisClusterDiscovery)
+    }
 
     private enum State {
         case idle
@@ -30,10 +41,14 @@ public final class RedisClient {
     private let logger: Logger
     private let commandLink: RedisLink
     private let subscriptionLink: RedisLink
+    private let discovery: Discovery
     private var state: State = .idle
     private var outbox: RedisOutbox
     /// Drops since the last reconnect, reported once the link is back.
     private var droppedThisOutage = 0
+    /// When the command link was lost or a failover began, and the node it used then; both
+    /// cleared once the client is connected again, to log how long the move took.
+    private var outage: (since: NIODeadline, node: RedisURL?)?
 
     /// The command link's channel while it is up.
     private var commandChannel: Channel?
@@ -59,8 +74,25 @@ public final class RedisClient {
         self.outbox = RedisOutbox(limit: configuration.outboxLimit)
         self.commandLink = RedisLink(role: .commands, configuration: configuration, eventLoop: eventLoop, logger: logger)
         self.subscriptionLink = RedisLink(role: .subscriptions, configuration: configuration, eventLoop: eventLoop, logger: logger)
+        switch configuration.topology {
+        case .standalone:
+            self.discovery = .standalone
+        case .sentinel(let masterName, let sentinels):
+            let sentinel = RedisSentinelDiscovery(
+                masterName: masterName, sentinels: sentinels, credentials: configuration.url,
+                eventLoop: eventLoop, timeout: configuration.connectTimeout, logger: logger
+            )
+            let events = RedisLink(role: .sentinel, configuration: configuration, eventLoop: eventLoop, logger: logger)
+            self.discovery = .sentinel(sentinel, events: events)
+        case .cluster(let seeds):
+            self.discovery = .cluster(RedisClusterDiscovery(
+                seeds: seeds, credentials: configuration.url, eventLoop: eventLoop,
+                timeout: configuration.connectTimeout, refreshInterval: configuration.clusterRefreshInterval, logger: logger
+            ))
+        }
         self.commandLink.delegate = self
         self.subscriptionLink.delegate = self
+        if case .sentinel(_, let events) = self.discovery { events.delegate = self }
     }
 
     /// Both links are up and every subscription is active on Redis.
@@ -79,6 +111,14 @@ public final class RedisClient {
         self.eventLoop.preconditionInEventLoop()
         guard case .idle = self.state else { return }
         self.state = .running
+        switch self.discovery {
+        case .standalone:
+            break
+        case .sentinel(_, let events):
+            events.start()
+        case .cluster(let cluster):
+            cluster.start()
+        }
         self.commandLink.start()
         self.subscriptionLink.start()
     }
@@ -98,7 +138,15 @@ public final class RedisClient {
         let drained = self.drainForShutdown()
         let future = drained.assumeIsolated()
             .flatMap { () -> EventLoopFuture<Void> in
-                let links = [self.commandLink.close(), self.subscriptionLink.close()]
+                var links = [self.commandLink.close(), self.subscriptionLink.close()]
+                switch self.discovery {
+                case .standalone:
+                    break
+                case .sentinel(_, let events):
+                    links.append(events.close())
+                case .cluster(let cluster):
+                    cluster.stop()
+                }
                 return EventLoopFuture.andAllComplete(links, on: self.eventLoop)
             }
             .map {
@@ -162,6 +210,46 @@ public final class RedisClient {
     /// Sends a command given as text arguments, for example `send("PUBSUB", "NUMSUB", "room")`.
     public func send(_ command: String, _ arguments: String...) -> EventLoopFuture<RedisReply> {
         self.send(([command] + arguments).map { ByteBuffer(string: $0) })
+    }
+
+    /// How many connections subscribe to `channel`: `PUBSUB NUMSUB` on the server, or in Cluster
+    /// mode its sum over every node, since each node counts only its own subscribers.
+    public func subscriberCount(of channel: String) -> EventLoopFuture<Int> {
+        guard case .cluster(let cluster) = self.discovery else {
+            return self.send("PUBSUB", "NUMSUB", channel).flatMapThrowing { try Self.numsub($0) }
+        }
+        guard let reporter = self.commandLink.connectedURL?.endpoint else {
+            return self.eventLoop.makeFailedFuture(RedisClientError.notConnected)
+        }
+        let numsub = RedisCommand(["PUBSUB", "NUMSUB", channel])
+        return self.send("CLUSTER", "NODES").assumeIsolated()
+            .flatMapThrowing { reply in try cluster.update(reply, reportedBy: reporter) }
+            .flatMap { () -> EventLoopFuture<Int> in
+                let counts = cluster.reachableNodes.map { node in
+                    RedisProbe.send([numsub], to: node.url(loggingInAs: self.configuration.url), on: self.eventLoop,
+                                    timeout: self.configuration.connectTimeout, logger: self.logger)
+                        .flatMapThrowing { replies -> Int in
+                            guard let reply = replies.first else { throw RedisClientError.connectionClosed }
+                            return try Self.numsub(reply)
+                        }
+                        .map { Optional($0) }
+                        // A node that cannot be asked has no subscriber this client could reach either.
+                        .recover { _ in nil }
+                }
+                return EventLoopFuture.whenAllSucceed(counts, on: self.eventLoop).flatMapThrowing { counts in
+                    let answered = counts.compactMap { $0 }
+                    guard !answered.isEmpty else { throw RedisClientError.notConnected }
+                    return answered.reduce(0, +)
+                }
+            }
+            .nonisolated()
+    }
+
+    private static func numsub(_ reply: RedisReply) throws -> Int {
+        guard let array = reply.array, array.count == 2, let count = array[1].integer else {
+            throw RedisClientError.protocolError("unexpected PUBSUB NUMSUB answer: \(reply)")
+        }
+        return Int(count)
     }
 
     /// Subscribes to a channel, replacing an earlier handler for it; kept across reconnects.
@@ -328,6 +416,62 @@ public final class RedisClient {
         }
     }
 
+    // MARK: - Failover
+
+    /// Subscribes the Sentinel event link to master switches.
+    private func prepareSentinelEvents(on channel: Channel) -> EventLoopFuture<Void> {
+        let ready = channel.eventLoop.makePromise(of: Void.self)
+        do {
+            let pipeline = channel.pipeline.syncOperations
+            pipeline.removeHandler(try pipeline.handler(type: RedisCommandHandler.self), promise: nil)
+            try pipeline.addHandler(RedisPubSubHandler(ready: ready) { [weak self] message in
+                guard case .message("+switch-master", let payload) = message else { return }
+                self?.sentinelSwitchedMaster(String(buffer: payload))
+            })
+        } catch {
+            ready.fail(error)
+            return ready.futureResult
+        }
+        channel.write(RedisCommand(["SUBSCRIBE", "+switch-master"]), promise: nil)
+        channel.writeAndFlush(RedisCommand(["PING"]), promise: nil)
+        return ready.futureResult
+    }
+
+    private func sentinelSwitchedMaster(_ payload: String) {
+        guard case .sentinel(let sentinel, _) = self.discovery, let switched = sentinel.switched(payload) else { return }
+        self.logger.warning("Redis Sentinel promoted a new master; moving to it", metadata: [
+            "redis.master-name": "\(sentinel.masterName)", "redis.old-master": "\(switched.from)", "redis.new-master": "\(switched.to)",
+        ])
+        if self.outage == nil { self.outage = (.now(), self.commandLink.target?.url) }
+        self.follow(switched.to)
+    }
+
+    /// Asks the sentinels for the master and moves the links there if they are elsewhere.
+    private func followSentinelMaster() {
+        guard case .sentinel(let sentinel, _) = self.discovery else { return }
+        sentinel.resolveMaster().assumeIsolated().whenSuccess { master in self.follow(master) }
+    }
+
+    private func follow(_ master: RedisEndpoint) {
+        for link in [self.commandLink, self.subscriptionLink] where link.connectedURL?.endpoint != master {
+            link.reconnect(because: "the master is now \(master)")
+        }
+    }
+
+    private func logRecovery(from outage: (since: NIODeadline, node: RedisURL?)) {
+        let milliseconds = (NIODeadline.now() - outage.since).nanoseconds / 1_000_000
+        let node = self.commandLink.connectedURL
+        if let node, let previous = outage.node, node.endpoint != previous.endpoint {
+            self.logger.notice("Redis failover complete", metadata: [
+                "redis.node": "\(node)", "redis.previous-node": "\(previous)", "redis.failover-ms": "\(milliseconds)",
+            ])
+        } else {
+            self.logger.info("Redis reachable again", metadata: [
+                "redis.node": "\(node.map { "\($0)" } ?? "?")", "redis.outage-ms": "\(milliseconds)",
+            ])
+        }
+    }
+
     // MARK: - Connectivity
 
     private func connectivityChanged() {
@@ -335,6 +479,10 @@ public final class RedisClient {
         guard connected != self.reportedConnected else { return }
         self.reportedConnected = connected
         self.connectedGauge.record(connected ? 1 : 0)
+        if connected, let outage = self.outage {
+            self.outage = nil
+            self.logRecovery(from: outage)
+        }
         if connected, self.outbox.count > 0 {
             self.scheduleOutboxFlush()
         }
@@ -343,17 +491,37 @@ public final class RedisClient {
 }
 
 extension RedisClient: RedisLinkDelegate {
+    func linkTarget(_ link: RedisLink, failed: RedisTarget?) -> EventLoopFuture<RedisTarget> {
+        switch self.discovery {
+        case .standalone:
+            return self.eventLoop.makeSucceededFuture(RedisTarget(url: self.configuration.url))
+        case .sentinel(let sentinel, _):
+            if link.role == .sentinel {
+                return self.eventLoop.makeSucceededFuture(sentinel.sentinelTarget(failed: failed))
+            }
+            return sentinel.masterTarget()
+        case .cluster(let cluster):
+            return self.eventLoop.makeSucceededFuture(cluster.target(failed: failed))
+        }
+    }
+
     func linkPrepare(_ link: RedisLink, channel: Channel) -> EventLoopFuture<Void> {
         switch link.role {
         case .commands:
             return channel.eventLoop.makeSucceededVoidFuture()
         case .subscriptions:
             return self.prepareSubscriptions(on: channel)
+        case .sentinel:
+            return self.prepareSentinelEvents(on: channel)
         }
     }
 
     func linkDidConnect(_ link: RedisLink, channel: Channel) {
         switch link.role {
+        case .sentinel:
+            // A switch may have happened while no sentinel was listened to.
+            self.followSentinelMaster()
+            return
         case .commands:
             self.commandChannel = channel
             if let handler = try? channel.pipeline.syncOperations.handler(type: RedisCommandHandler.self) {
@@ -368,8 +536,11 @@ extension RedisClient: RedisLinkDelegate {
 
     func linkDidDisconnect(_ link: RedisLink) {
         switch link.role {
+        case .sentinel:
+            return
         case .commands:
             self.commandChannel = nil
+            if self.outage == nil { self.outage = (.now(), link.target?.url) }
         case .subscriptions:
             self.subscriptionChannel = nil
             self.subscriptionsReady = false

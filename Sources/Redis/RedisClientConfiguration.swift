@@ -2,7 +2,11 @@ import NIOCore
 
 /// Where a ``RedisClient`` connects and how it behaves while Redis is unreachable.
 public struct RedisClientConfiguration: Sendable {
+    /// The server in the standalone topology; in the others only its credentials and database count.
     public var url: RedisURL
+    public var topology: RedisTopology
+    /// Cluster mode: how often the node list is read again, besides after every failure.
+    public var clusterRefreshInterval: TimeAmount
     /// Publishes kept while disconnected; past it the oldest are dropped and counted.
     public var outboxLimit: Int
     /// The first reconnect delay; it doubles after every failed attempt, up to ``maxBackoff``.
@@ -18,6 +22,8 @@ public struct RedisClientConfiguration: Sendable {
 
     public init(
         url: RedisURL,
+        topology: RedisTopology = .standalone,
+        clusterRefreshInterval: TimeAmount = .seconds(5),
         outboxLimit: Int = 10_000,
         minBackoff: TimeAmount = .milliseconds(100),
         maxBackoff: TimeAmount = .seconds(1),
@@ -25,6 +31,8 @@ public struct RedisClientConfiguration: Sendable {
         outboxSettleDelay: TimeAmount? = nil
     ) {
         self.url = url
+        self.topology = topology
+        self.clusterRefreshInterval = max(.milliseconds(100), clusterRefreshInterval)
         self.outboxLimit = max(0, outboxLimit)
         self.minBackoff = max(.milliseconds(1), minBackoff)
         self.maxBackoff = max(self.minBackoff, maxBackoff)

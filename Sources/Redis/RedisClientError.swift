@@ -12,6 +12,10 @@ public enum RedisClientError: Error, Sendable, Hashable, CustomStringConvertible
     case emptyCommand
     /// Redis refused a command the client sends on its own (AUTH, SELECT, SUBSCRIBE).
     case commandFailed(String)
+    /// Sentinel mode: the node at this address is not a master (yet, or any more).
+    case notMaster(String, role: String)
+    /// Sentinel mode: no sentinel named a master for the set.
+    case noMaster(String)
     /// The bytes from Redis were not valid RESP, or a reply came that nothing asked for.
     case protocolError(String)
 
@@ -29,6 +33,10 @@ public enum RedisClientError: Error, Sendable, Hashable, CustomStringConvertible
             return "a Redis command needs at least a name"
         case .commandFailed(let message):
             return "Redis refused the command: \(message)"
+        case .notMaster(let address, let role):
+            return "\(address) is a \(role), not a master"
+        case .noMaster(let reason):
+            return "no master found: \(reason)"
         case .protocolError(let message):
             return "Redis protocol error: \(message)"
         }

@@ -2,8 +2,20 @@ import Logging
 import NIOCore
 import NIOPosix
 
+/// The node a ``RedisLink`` connects to, and what it must check there.
+struct RedisTarget: Sendable, Hashable {
+    /// The address with the credentials and database to log in with.
+    var url: RedisURL
+    /// Sentinel mode: a node whose `ROLE` is not master (a demoted master back from a crash)
+    /// must not be used, so the attempt fails and the link asks again.
+    var requireMaster = false
+}
+
 /// What a ``RedisLink`` asks of its owner.
 protocol RedisLinkDelegate: AnyObject {
+    /// Where the next connection attempt goes; `failed` is the target of the attempt or
+    /// connection that just failed, nil for the first attempt and after a requested reconnect.
+    func linkTarget(_ link: RedisLink, failed: RedisTarget?) -> EventLoopFuture<RedisTarget>
     /// Role-specific setup once AUTH and SELECT succeeded; the link counts as up when it succeeds.
     func linkPrepare(_ link: RedisLink, channel: Channel) -> EventLoopFuture<Void>
     func linkDidConnect(_ link: RedisLink, channel: Channel)
@@ -18,6 +30,8 @@ final class RedisLink {
     enum Role: String {
         case commands
         case subscriptions
+        /// Sentinel mode: subscribed to a sentinel's `+switch-master` events.
+        case sentinel
     }
 
     enum State {
@@ -41,6 +55,12 @@ final class RedisLink {
     /// True from the first failure (or loss) until the next successful connection.
     private var inOutage = false
     private var failedAttempts = 0
+    /// What the current attempt or connection uses, once known.
+    private(set) var target: RedisTarget?
+    /// The target to report as failed to the delegate on the next attempt.
+    private var failedTarget: RedisTarget?
+    /// Set by ``reconnect(because:)`` so the closing is logged as a move, not as a loss.
+    private var moveReason: String?
 
     init(role: Role, configuration: RedisClientConfiguration, eventLoop: EventLoop, logger: Logger) {
         self.role = role
@@ -48,7 +68,6 @@ final class RedisLink {
         self.eventLoop = eventLoop
         var logger = logger
         logger[metadataKey: "redis.link"] = "\(role.rawValue)"
-        logger[metadataKey: "redis.url"] = "\(configuration.url)"
         self.logger = logger
         self.backoff = configuration.minBackoff
     }
@@ -84,6 +103,29 @@ final class RedisLink {
         }
     }
 
+    /// The address this link is connected to, nil while it is not.
+    var connectedURL: RedisURL? {
+        guard case .connected = self.state else { return nil }
+        return self.target?.url
+    }
+
+    /// Leaves the current node (or skips the wait before the next attempt) and connects again
+    /// at once, asking the delegate where: the node in use is no longer the right one.
+    func reconnect(because reason: String) {
+        switch self.state {
+        case .connected(let channel):
+            self.moveReason = reason
+            channel.close(promise: nil)
+        case .disconnected(_, let retry):
+            retry.cancel()
+            self.backoff = self.configuration.minBackoff
+            self.connect()
+        case .idle, .connecting, .shuttingDown, .shutDown:
+            // An attempt in flight asked for its target moments ago; it is left to finish.
+            break
+        }
+    }
+
     private func connect() {
         switch self.state {
         case .idle, .disconnected:
@@ -103,13 +145,17 @@ final class RedisLink {
                     )
                 }
             }
-        let url = self.configuration.url
-        let connected: EventLoopFuture<Channel>
-        if let path = url.unixPath {
-            connected = bootstrap.connect(unixDomainSocketPath: path)
-        } else {
-            connected = bootstrap.connect(host: url.host ?? "localhost", port: url.port)
-        }
+        guard let delegate = self.delegate else { return }
+        let failed = self.failedTarget
+        self.failedTarget = nil
+        self.target = nil
+        let connected = delegate.linkTarget(self, failed: failed).assumeIsolated().flatMap { target -> EventLoopFuture<Channel> in
+            self.target = target
+            if let path = target.url.unixPath {
+                return bootstrap.connect(unixDomainSocketPath: path)
+            }
+            return bootstrap.connect(host: target.url.host ?? "localhost", port: target.url.port)
+        }.nonisolated()
         connected.assumeIsolated()
             .flatMap { channel in
                 guard case .connecting = self.state else {
@@ -145,23 +191,29 @@ final class RedisLink {
     }
 
     private func handshake(_ channel: Channel) -> EventLoopFuture<Void> {
-        let url = self.configuration.url
-        var commands: [RedisCommand] = []
-        if let password = url.password {
-            commands.append(RedisCommand(["AUTH"] + (url.user.map { [$0] } ?? []) + [password]))
+        guard let target = self.target else {
+            return channel.eventLoop.makeFailedFuture(RedisClientError.shutDown)
         }
-        if let database = url.database, database != 0 {
-            commands.append(RedisCommand(["SELECT", String(database)]))
-        }
-        let replies = commands.map { command in
-            let promise = channel.eventLoop.makePromise(of: RedisReply.self)
-            channel.write(RedisCommandRequest(command: command, reply: promise)).whenFailure { promise.fail($0) }
-            return promise.futureResult.flatMapThrowing { reply in
+        var replies = target.url.handshakeCommands.map { command in
+            self.send(command, on: channel).flatMapThrowing { reply in
                 if case .error(let message) = reply { throw RedisClientError.commandFailed(message) }
             }
         }
+        if target.requireMaster {
+            let address = target.url.description
+            replies.append(self.send(RedisCommand(["ROLE"]), on: channel).flatMapThrowing { reply in
+                let role = reply.array?.first?.string ?? "\(reply)"
+                if role != "master" { throw RedisClientError.notMaster(address, role: role) }
+            })
+        }
         channel.flush()
         return EventLoopFuture.andAllSucceed(replies, on: channel.eventLoop)
+    }
+
+    private func send(_ command: RedisCommand, on channel: Channel) -> EventLoopFuture<RedisReply> {
+        let promise = channel.eventLoop.makePromise(of: RedisReply.self)
+        channel.write(RedisCommandRequest(command: command, reply: promise)).whenFailure { promise.fail($0) }
+        return promise.futureResult
     }
 
     private func connectAttemptCompleted(_ result: Result<Channel, Error>) {
@@ -189,10 +241,11 @@ final class RedisLink {
 
     private func didConnect(_ channel: Channel) {
         self.state = .connected(channel)
+        let node: Logger.Metadata = ["redis.url": "\(self.target.map { "\($0.url)" } ?? "?")"]
         if self.inOutage {
-            self.logger.info("reconnected to Redis", metadata: ["redis.failed-attempts": "\(self.failedAttempts)"])
+            self.logger.info("reconnected to Redis", metadata: node.merging(["redis.failed-attempts": "\(self.failedAttempts)"]) { $1 })
         } else {
-            self.logger.info("connected to Redis")
+            self.logger.info("connected to Redis", metadata: node)
         }
         self.inOutage = false
         self.failedAttempts = 0
@@ -204,8 +257,15 @@ final class RedisLink {
     private func channelClosed(_ channel: Channel) {
         switch self.state {
         case .connected(let current) where current === channel:
-            self.logger.warning("lost the connection to Redis; reconnecting")
-            self.inOutage = true
+            let node: Logger.Metadata = ["redis.url": "\(self.target.map { "\($0.url)" } ?? "?")"]
+            if let reason = self.moveReason {
+                self.moveReason = nil
+                self.logger.info("leaving this Redis node", metadata: node.merging(["redis.reason": "\(reason)"]) { $1 })
+            } else {
+                self.logger.warning("lost the connection to Redis; reconnecting", metadata: node)
+                self.inOutage = true
+                self.failedTarget = self.target
+            }
             self.delegate?.linkDidDisconnect(self)
             self.scheduleRetry(after: nil)
         case .shuttingDown(let promise):
@@ -219,14 +279,18 @@ final class RedisLink {
 
     private func scheduleRetry(after error: Error?) {
         if let error {
+            self.failedTarget = self.target
             self.failedAttempts += 1
             if self.inOutage {
-                self.logger.debug("Redis connection attempt failed", metadata: ["error": "\(error)"])
+                self.logger.debug("Redis connection attempt failed", metadata: ["error": "\(error)", "redis.url": "\(self.target.map { "\($0.url)" } ?? "?")"])
             } else {
                 self.inOutage = true
                 self.logger.warning(
                     "cannot connect to Redis; retrying in the background",
-                    metadata: ["error": "\(error)", "redis.max-backoff": "\(self.configuration.maxBackoff)"]
+                    metadata: [
+                        "error": "\(error)", "redis.max-backoff": "\(self.configuration.maxBackoff)",
+                        "redis.url": "\(self.target.map { "\($0.url)" } ?? "?")",
+                    ]
                 )
             }
         }

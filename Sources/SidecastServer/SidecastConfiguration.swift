@@ -22,6 +22,13 @@ public struct SidecastConfiguration: Sendable {
     public var backendGrace: TimeAmount = .seconds(10)
     /// The Redis server shared by the cluster; `nil` runs a standalone node.
     public var redisURL: String?
+    /// Sentinel mode: the sentinels, `host:port` each, asked for the master named `redisMasterName`.
+    public var redisSentinels: [String] = []
+    public var redisMasterName = ""
+    /// Cluster mode: seed nodes, `host:port` each, of a Redis Cluster used with classic pub/sub.
+    public var redisClusterNodes: [String] = []
+    /// The data nodes' password in Sentinel and Cluster modes.
+    public var redisPassword: String?
     /// Prefix of every Redis channel, as the Node adapter's `key` option.
     public var redisPrefix = "socket.io"
     /// How long cluster requests (fetch, count, acks across nodes) wait for other nodes.

@@ -64,14 +64,8 @@ final class SidecastRuntime {
         socketIO = SocketIOServer(configuration: socketConfiguration, eventLoop: eventLoop, logger: logger)
         engineIO.delegate = socketIO
 
-        if let url = configuration.redisURL {
-            let redisURL: RedisURL
-            do {
-                redisURL = try RedisURL(url)
-            } catch {
-                throw SidecastStartError(description: "--redis \(url): \(error)")
-            }
-            let redis = RedisClient(configuration: RedisClientConfiguration(url: redisURL), eventLoop: eventLoop, logger: logger)
+        if let redisConfiguration = try Self.redisClientConfiguration(configuration) {
+            let redis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: logger)
             self.redis = redis
             adapter = RedisAdapter(
                 server: socketIO,
@@ -92,6 +86,43 @@ final class SidecastRuntime {
         bridgeConfiguration.requestsTimeout = configuration.requestsTimeout
         bridge = Bridge(configuration: bridgeConfiguration, server: socketIO, adapter: adapter, logger: logger)
         redis?.start()
+    }
+
+    /// The Redis client's settings for whichever of `--redis`, `--redis-sentinel` and
+    /// `--redis-cluster` is given; nil for a standalone node.
+    private static func redisClientConfiguration(_ configuration: SidecastConfiguration) throws -> RedisClientConfiguration? {
+        do {
+            if !configuration.redisSentinels.isEmpty {
+                guard !configuration.redisMasterName.isEmpty else {
+                    throw SidecastStartError(description: "--redis-sentinel needs --redis-master, the name Sentinel monitors the master under")
+                }
+                let sentinels = try configuration.redisSentinels.map { try RedisEndpoint($0, defaultPort: 26379) }
+                return RedisClientConfiguration(
+                    url: try credentials(configuration.redisPassword),
+                    topology: .sentinel(masterName: configuration.redisMasterName, sentinels: sentinels)
+                )
+            }
+            if !configuration.redisClusterNodes.isEmpty {
+                let seeds = try configuration.redisClusterNodes.map { try RedisEndpoint($0, defaultPort: RedisURL.defaultPort) }
+                return RedisClientConfiguration(url: try credentials(configuration.redisPassword), topology: .cluster(seeds: seeds))
+            }
+        } catch let error as RedisURLError {
+            throw SidecastStartError(description: "--redis-sentinel/--redis-cluster: \(error)")
+        }
+        guard let url = configuration.redisURL else { return nil }
+        do {
+            return RedisClientConfiguration(url: try RedisURL(url))
+        } catch {
+            throw SidecastStartError(description: "--redis \(url): \(error)")
+        }
+    }
+
+    /// A URL that carries only the data nodes' password: their addresses come from Sentinel or
+    /// from the cluster.
+    private static func credentials(_ password: String?) throws -> RedisURL {
+        var url = try RedisURL("redis://localhost")
+        url.password = password.flatMap { $0.isEmpty ? nil : $0 }
+        return url
     }
 
     /// Marks the node ready as far as listening goes; the future completes once clients are

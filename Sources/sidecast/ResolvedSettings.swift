@@ -78,6 +78,18 @@ struct ResolvedSettings: Sendable {
         let redis = try string(.redis)
         configuration.redisURL = redis.isEmpty ? nil : redis
         configuration.redisPrefix = try nonEmptyString(.redisPrefix)
+        configuration.redisSentinels = try addresses(.redisSentinel)
+        configuration.redisMasterName = try string(.redisMaster)
+        configuration.redisClusterNodes = try addresses(.redisCluster)
+        let password = try string(.redisPassword)
+        configuration.redisPassword = password.isEmpty ? nil : password
+        let modes = [Setting.redis, .redisSentinel, .redisCluster].filter { self[$0].value != $0.defaultValue }
+        if modes.count > 1 {
+            throw invalid(modes[1], "cannot be combined with \(self[modes[0]].source.naming(modes[0]))", self[modes[1]].value.helpDescription)
+        }
+        if !configuration.redisSentinels.isEmpty && configuration.redisMasterName.isEmpty {
+            throw invalid(.redisMaster, "must name the master Sentinel monitors when redis-sentinel is set", "\"\"")
+        }
         configuration.requestsTimeout = .milliseconds(Int64(try positiveInteger(.requestsTimeout)))
         configuration.adminHost = try nonEmptyString(.adminHost)
         configuration.adminPort = try port(.adminPort)
@@ -100,6 +112,9 @@ struct ResolvedSettings: Sendable {
             var value = entry.value
             if setting == .redis, case .string(let url) = value {
                 value = .string(RedisURLMask.masking(url))
+            }
+            if setting == .redisPassword, case .string(let password) = value, !password.isEmpty {
+                value = .string("***")
             }
             let origin = entry.source == .defaultValue ? "default" : "from " + entry.source.naming(setting)
             text += "\(setting.rawValue) = \(value.tomlLiteral)  # \(origin)\n"
@@ -156,6 +171,11 @@ struct ResolvedSettings: Sendable {
     private func boolean(_ setting: Setting) throws(ConfigurationError) -> Bool {
         guard case .boolean(let value) = self[setting].value else { throw mismatch(setting) }
         return value
+    }
+
+    /// A list of `host:port` addresses, each item also split at commas.
+    private func addresses(_ setting: Setting) throws(ConfigurationError) -> [String] {
+        try list(setting).flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     private func list(_ setting: Setting) throws(ConfigurationError) -> [String] {

@@ -21,6 +21,10 @@ enum Setting: String, CaseIterable, Sendable {
     case backendGrace = "backend-grace"
     case redis
     case redisPrefix = "redis-prefix"
+    case redisSentinel = "redis-sentinel"
+    case redisMaster = "redis-master"
+    case redisCluster = "redis-cluster"
+    case redisPassword = "redis-password"
     case requestsTimeout = "requests-timeout"
     case adminHost = "admin-host"
     case adminPort = "admin-port"
@@ -49,7 +53,8 @@ enum Setting: String, CaseIterable, Sendable {
 
     var kind: Kind {
         switch self {
-        case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .adminHost, .logLevel, .logFormat:
+        case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .adminHost, .logLevel,
+            .logFormat:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .requestsTimeout,
             .adminPort:
@@ -58,7 +63,7 @@ enum Setting: String, CaseIterable, Sendable {
             return .number
         case .requireBackend:
             return .boolean
-        case .corsOrigin, .namespace:
+        case .corsOrigin, .namespace, .redisSentinel, .redisCluster:
             return .list
         }
     }
@@ -80,6 +85,10 @@ enum Setting: String, CaseIterable, Sendable {
         case .backendGrace: return .number(10)
         case .redis: return .string("")
         case .redisPrefix: return .string("socket.io")
+        case .redisSentinel: return .list([])
+        case .redisMaster: return .string("")
+        case .redisCluster: return .list([])
+        case .redisPassword: return .string("")
         case .requestsTimeout: return .integer(5_000)
         case .adminHost: return .string("127.0.0.1")
         case .adminPort: return .integer(9464)
@@ -110,6 +119,12 @@ enum Setting: String, CaseIterable, Sendable {
         case .redis:
             return "Redis URL shared by the cluster: redis://[user:password@]host:port[/db] or unix:///path. Empty runs a standalone node."
         case .redisPrefix: return "Prefix of the Redis channels, as the Socket.IO Redis adapter's key option."
+        case .redisSentinel:
+            return "Sentinel host:port to ask for the Redis master, followed across failovers; repeatable or comma-separated. Needs --redis-master."
+        case .redisMaster: return "Name Sentinel monitors the Redis master under (with --redis-sentinel)."
+        case .redisCluster:
+            return "Seed node host:port of a Redis Cluster, used with classic pub/sub; repeatable or comma-separated."
+        case .redisPassword: return "Password of the Redis data nodes with --redis-sentinel or --redis-cluster."
         case .requestsTimeout:
             return "Milliseconds cluster requests (fetch, count, acks across nodes) wait for other nodes."
         case .adminHost: return "Address of the admin listener (/metrics, /healthz, /readyz)."
@@ -138,6 +153,9 @@ enum Setting: String, CaseIterable, Sendable {
         case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
         case .redis: return "url"
         case .redisPrefix: return "prefix"
+        case .redisSentinel, .redisCluster: return "host:port"
+        case .redisMaster: return "name"
+        case .redisPassword: return "password"
         case .requireBackend: return "bool"
         case .logLevel: return "level"
         case .logFormat: return "format"

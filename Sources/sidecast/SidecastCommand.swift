@@ -44,6 +44,10 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(help: Setting.backendGrace.help) var backendGrace: Double?
     @Option(help: Setting.redis.help) var redis: String?
     @Option(help: Setting.redisPrefix.help) var redisPrefix: String?
+    @Option(name: .customLong(Setting.redisSentinel.rawValue), help: Setting.redisSentinel.help) var redisSentinels: [String] = []
+    @Option(help: Setting.redisMaster.help) var redisMaster: String?
+    @Option(name: .customLong(Setting.redisCluster.rawValue), help: Setting.redisCluster.help) var redisClusterNodes: [String] = []
+    @Option(help: Setting.redisPassword.help) var redisPassword: String?
     @Option(help: Setting.requestsTimeout.help) var requestsTimeout: Int?
     @Option(help: Setting.adminHost.help) var adminHost: String?
     @Option(help: Setting.adminPort.help) var adminPort: Int?
@@ -71,6 +75,10 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.backendGrace] = backendGrace.map(SettingValue.number)
         values[.redis] = redis.map(SettingValue.string)
         values[.redisPrefix] = redisPrefix.map(SettingValue.string)
+        values[.redisSentinel] = redisSentinels.isEmpty ? nil : .list(redisSentinels)
+        values[.redisMaster] = redisMaster.map(SettingValue.string)
+        values[.redisCluster] = redisClusterNodes.isEmpty ? nil : .list(redisClusterNodes)
+        values[.redisPassword] = redisPassword.map(SettingValue.string)
         values[.requestsTimeout] = requestsTimeout.map(SettingValue.integer)
         values[.adminHost] = adminHost.map(SettingValue.string)
         values[.adminPort] = adminPort.map(SettingValue.integer)
