@@ -28,6 +28,9 @@ final class Bench {
     static let spareFiles = 64
 
     init(options: Options, fileLimit: Int) throws {
+        guard FileManager.default.isExecutableFile(atPath: options.sidecast) else {
+            throw BenchError("no sidecast binary at \(options.sidecast): build it (swift build -c release) or pass --sidecast PATH")
+        }
         let needed = options.clients + Self.spareFiles
         guard needed <= fileLimit else {
             throw BenchError(

@@ -65,6 +65,8 @@ extension Bench {
         try load.run { load in
             var notes: [String] = []
             if load.dropped > 0 { notes.append("\(load.dropped) clients disconnected during the run") }
+            let unkept = load.latencies.reduce(0) { $0 + $1.dropped }
+            if unkept > 0 { notes.append("\(unkept) latencies beyond the first \(LatencyRecorder.capacity) were not kept") }
             for backend in load.backends where backend.errorLines > 0 {
                 notes.append("backend got \(backend.errorLines) error lines, first: \(backend.firstError ?? "")")
             }

@@ -7,9 +7,7 @@ import NIOCore
 /// (sidecast carries out a backend's lines in order).
 enum BridgeScenario {
     struct Phase {
-        var emits: Int
         var acceptedPerSecond: Double
-        var deliveries: Int
         var deliveriesPerSecond: Double
         var cpuPerEmit: Double
         /// This process's CPU use: near 100 % means the load generator, not sidecast, set the pace.
@@ -80,9 +78,7 @@ enum BridgeScenario {
         let ownCPU = ProcessSampler.ownCPU() - ownBefore
         let delivered = try bench.load.run { $0.totalReceived }
         return Phase(
-            emits: emits,
             acceptedPerSecond: Double(emits) / accepted.seconds(since: cpuBefore.taken),
-            deliveries: delivered,
             deliveriesPerSecond: Double(delivered) / drained.seconds(since: cpuBefore.taken),
             cpuPerEmit: (cpuAfter.cpu - cpuBefore.cpu) / Double(max(emits, 1)) * 1e6,
             loadCPU: ownCPU / cpuAfter.taken.seconds(since: cpuBefore.taken) * 100,
