@@ -100,6 +100,12 @@ public final class RedisClient {
         self.commandChannel != nil && self.subscriptionsReady
     }
 
+    /// The node the command link is connected to, nil while it is down: in Sentinel mode the
+    /// master, in Cluster mode the node in use.
+    public var currentNode: RedisEndpoint? {
+        self.commandLink.connectedURL?.endpoint
+    }
+
     /// Publishes dropped because the outbox was full, over the client's lifetime.
     public var droppedPublishes: Int { self.outbox.dropped }
 

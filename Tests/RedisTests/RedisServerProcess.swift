@@ -6,7 +6,8 @@ import Glibc
 #endif
 
 /// A real redis-server for one test, on a free loopback port (and optionally a Unix socket) in
-/// its own temporary directory, without persistence. Killed with SIGKILL by ``kill()``.
+/// its own temporary directory, without persistence, logging to `redis.log` there. Killed with
+/// SIGKILL by ``kill()``. With `sentinelConfig` it runs as a Sentinel with that configuration.
 final class RedisServerProcess {
     let port: Int
     let directory: URL
@@ -17,14 +18,28 @@ final class RedisServerProcess {
 
     var unixSocketPath: String { self.directory.appendingPathComponent("redis.sock").path }
 
-    init(password: String? = nil, unixSocket: Bool = false) throws {
-        self.port = try RedisServerProcess.freePort()
+    init(
+        password: String? = nil,
+        unixSocket: Bool = false,
+        port: Int? = nil,
+        extraArguments: [String] = [],
+        sentinelConfig: String? = nil
+    ) throws {
+        self.port = try port ?? RedisServerProcess.freePort()
         self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
-        var arguments = [
-            "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", self.directory.path, "--daemonize", "no", "--loglevel", "warning",
-        ]
+        var arguments: [String] = []
+        if let sentinelConfig {
+            let file = self.directory.appendingPathComponent("sentinel.conf")
+            try sentinelConfig.write(to: file, atomically: true, encoding: .utf8)
+            arguments += [file.path, "--sentinel"]
+        } else {
+            arguments += ["--save", "", "--appendonly", "no"]
+        }
+        arguments += [
+            "--port", "\(self.port)", "--bind", "127.0.0.1", "--dir", self.directory.path, "--daemonize", "no",
+            "--loglevel", "notice", "--logfile", self.directory.appendingPathComponent("redis.log").path,
+        ] + extraArguments
         var cliArguments = ["-p", "\(self.port)"]
         if let password {
             arguments += ["--requirepass", password]
@@ -85,6 +100,30 @@ final class RedisServerProcess {
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A free port whose Cluster bus port (10000 above it) is free too.
+    static func freeClusterPort() throws -> Int {
+        for _ in 0..<100 {
+            let port = Int.random(in: 20_000...40_000)
+            if RedisServerProcess.isFree(port), RedisServerProcess.isFree(port + 10_000) { return port }
+        }
+        throw RedisServerError("could not find a free port pair for a cluster node")
+    }
+
+    private static func isFree(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
     }
 
     /// Binds port 0 on loopback to let the kernel pick a free port, then releases it.

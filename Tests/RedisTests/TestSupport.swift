@@ -86,8 +86,17 @@ class RedisIntegrationTestCase: XCTestCase {
         try super.tearDownWithError()
     }
 
-    func makeServer(password: String? = nil, unixSocket: Bool = false, start: Bool = true) throws -> RedisServerProcess {
-        let server = try RedisServerProcess(password: password, unixSocket: unixSocket)
+    func makeServer(
+        password: String? = nil,
+        unixSocket: Bool = false,
+        port: Int? = nil,
+        extraArguments: [String] = [],
+        sentinelConfig: String? = nil,
+        start: Bool = true
+    ) throws -> RedisServerProcess {
+        let server = try RedisServerProcess(
+            password: password, unixSocket: unixSocket, port: port, extraArguments: extraArguments, sentinelConfig: sentinelConfig
+        )
         self.servers.append(server)
         if start { try server.start() }
         return server
@@ -108,6 +117,10 @@ class RedisIntegrationTestCase: XCTestCase {
             maxBackoff: .milliseconds(200),
             connectTimeout: connectTimeout
         )
+        return try self.makeClient(configuration: configuration, logger: logger)
+    }
+
+    func makeClient(configuration: RedisClientConfiguration, logger: Logger? = nil) throws -> (NIOLoopBound<RedisClient>, NIOLoopBound<Inbox>) {
         let loop = self.loop!
         let logger = logger ?? self.logs.logger
         let (client, inbox) = try loop.submit {
