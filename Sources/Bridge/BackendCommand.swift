@@ -94,18 +94,20 @@ extension BackendRequest {
         do {
             value = try JSONValue(parsing: line, binaryObjects: .decode)
         } catch {
+            // Valid JSON whose only fault is a bad `$binary` is a bad message, answered by id.
+            if case .object(let members)? = try? JSONValue(parsing: line, binaryObjects: .keep) {
+                throw BackendLineError(
+                    error: .badMessage("invalid base64 in a $binary object"),
+                    id: Self.id(members["id"]),
+                    line: members["type"]?.stringValue ?? Self.prefix(of: line)
+                )
+            }
             throw BackendLineError(error: .badJSON(error.text), id: nil, line: Self.prefix(of: line))
         }
         guard case .object(let members) = value else {
             throw BackendLineError(error: .badJSON("not a JSON object"), id: nil, line: Self.prefix(of: line))
         }
-        var id: JSONValue?
-        switch members["id"] {
-        case .some(.string(let s)): id = .string(s)
-        case .some(.int(let i)): id = .int(i)
-        case .some(.double(let d)): id = .double(d)
-        default: id = nil
-        }
+        let id = Self.id(members["id"])
         guard case .string(let type) = members["type"] else {
             throw BackendLineError(error: .unknownType("\(members["type"].map { $0.jsonString() } ?? "")"), id: id, line: Self.prefix(of: line))
         }
@@ -113,6 +115,14 @@ extension BackendRequest {
             self.init(id: id, command: try Fields(members: value, type: type).command())
         } catch {
             throw BackendLineError(error: error, id: id, line: type)
+        }
+    }
+
+    /// The `id` a reply can carry: a string or a number.
+    private static func id(_ value: JSONValue?) -> JSONValue? {
+        switch value {
+        case .string?, .int?, .double?: value
+        default: nil
         }
     }
 

@@ -415,6 +415,15 @@ extension Bridge: SocketEventSink {
         dispatchAuthorization(req)
     }
 
+    public func authorizationAbandoned(socketID: String, namespace: String) {
+        guard let req = authorizations.first(where: { $0.value.request.socketID == socketID })?.key,
+            let pending = authorizations.removeValue(forKey: req)
+        else { return }
+        pending.timer.cancel()
+        pending.backend?.pendingAuthorizations.remove(req)
+        for group in groups.values { group.pendingAuthorizations.removeAll { $0 == req } }
+    }
+
     public func socketDidConnect(_ socket: SocketIOSocket) {
         forEachGroup(serving: socket.namespace.name) { $0.deliver(.connect(socket)) }
     }

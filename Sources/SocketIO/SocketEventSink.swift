@@ -27,6 +27,9 @@ public protocol SocketEventSink: AnyObject {
     /// Decides whether a client may join a namespace. `decide` must be called exactly once,
     /// on the event loop; the server ignores a decision that arrives after the client left.
     func authorize(_ request: ConnectRequest, decide: @escaping (ConnectDecision) -> Void)
+    /// The client left while `authorize` was still deciding about `socketID`; its decision
+    /// will be ignored, so the question can be withdrawn.
+    func authorizationAbandoned(socketID: String, namespace: String)
     func socketDidConnect(_ socket: SocketIOSocket)
     func socket(_ socket: SocketIOSocket, didReceiveEvent event: String, args: [JSONValue], ackID: Int?)
     func socket(_ socket: SocketIOSocket, didDisconnectWith reason: DisconnectReason)

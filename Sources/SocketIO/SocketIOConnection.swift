@@ -147,7 +147,11 @@ final class SocketIOConnection {
         isClosed = true
         connectTimeout?.cancel()
         connectTimeout = nil
+        let abandoned = pendingConnects
         pendingConnects.removeAll()
+        for (namespace, socketID) in abandoned {
+            server.sink?.authorizationAbandoned(socketID: socketID, namespace: namespace)
+        }
         for socket in Array(sockets.values) {
             remove(socket, reason: reason)
         }

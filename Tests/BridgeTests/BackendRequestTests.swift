@@ -101,7 +101,10 @@ final class BackendRequestTests: XCTestCase {
         XCTAssertEqual(failure(#"{"type":"emit","nsp":"/","event":"connect"}"#)?.error.code, "bad_message")
         XCTAssertEqual(failure(#"{"type":"emit","nsp":"/","event":"m","ack":{"timeout":5}}"#)?.error.code, "missing_field")
         XCTAssertEqual(failure(#"{"type":"emit","nsp":"/","event":"m","to":"room"}"#)?.error.code, "bad_message")
-        XCTAssertEqual(failure(#"{"type":"emit","nsp":"/","event":"m","args":[{"$binary":"!!"}]}"#)?.error.code, "bad_json")
+        let badBase64 = failure(#"{"type":"emit","id":5,"nsp":"/","event":"m","args":[{"$binary":"!!"}]}"#)
+        XCTAssertEqual(badBase64?.error.code, "bad_message")
+        XCTAssertEqual(badBase64?.id, 5)
+        XCTAssertEqual(badBase64?.line, "emit")
         XCTAssertEqual(failure(#"{"type":"hello","version":1,"nsps":[]}"#)?.error.code, "bad_message")
     }
 }
