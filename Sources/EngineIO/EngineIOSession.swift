@@ -142,6 +142,16 @@ public final class EngineIOSession {
         }
     }
 
+    /// Whether more than `limit` bytes wait for this client; cheaper than `bufferedBytes`.
+    public func isBuffering(moreThan limit: Int) -> Bool {
+        switch self.state {
+        case .websocket(let webSocket):
+            webSocket.isBuffering(moreThan: limit)
+        case .polling, .closing, .closed:
+            self.bufferedBytes > limit
+        }
+    }
+
     // MARK: - Sending
 
     public func send(_ message: EngineIOMessage) {

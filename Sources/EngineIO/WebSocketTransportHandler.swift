@@ -83,6 +83,17 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Whether more than `limit` bytes wait in the channel. A writable channel holds less than
+    /// its high-water mark (NIO's default is 64 KiB), so for limits at least that large the
+    /// answer costs one flag read instead of an option lookup: this runs once per delivery.
+    func isBuffering(moreThan limit: Int) -> Bool {
+        guard let channel = self.context?.channel else { return false }
+        if limit >= Self.defaultHighWatermark, channel.isWritable { return false }
+        return self.bufferedBytes > limit
+    }
+
+    private static let defaultHighWatermark = 64 * 1024
+
     /// Bytes written to the channel and not yet taken by the kernel.
     var bufferedBytes: Int {
         guard let options = self.context?.channel.syncOptions else { return 0 }

@@ -51,6 +51,16 @@ public final class Namespace {
     /// The local sockets a broadcast with `options` reaches: members of any of `rooms` (every
     /// socket when empty), minus members of any room in `except`.
     public func sockets(matching options: BroadcastOptions) -> [SocketIOSocket] {
+        // The common case (one room, nobody excluded) needs no set of ids already seen.
+        if options.except.isEmpty, options.rooms.count == 1, let room = options.rooms.first {
+            guard let members = rooms[room] else { return [] }
+            var result: [SocketIOSocket] = []
+            result.reserveCapacity(members.count)
+            for id in members {
+                if let socket = sockets[id] { result.append(socket) }
+            }
+            return result
+        }
         let excluded = options.except.reduce(into: Set<String>()) { result, room in
             if let members = rooms[room] { result.formUnion(members) }
         }

@@ -56,7 +56,7 @@ public final class SocketIOServer {
     @discardableResult
     func deliver(_ messages: [EngineIOMessage], to socket: SocketIOSocket, volatile: Bool) -> Bool {
         let session = socket.session
-        guard session.bufferedBytes > configuration.maxBufferedBytes else {
+        guard session.isBuffering(moreThan: configuration.maxBufferedBytes) else {
             session.send(messages)
             return true
         }
