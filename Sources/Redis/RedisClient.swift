@@ -507,7 +507,7 @@ extension RedisClient: RedisLinkDelegate {
             }
             return sentinel.masterTarget()
         case .cluster(let cluster):
-            return self.eventLoop.makeSucceededFuture(cluster.target(failed: failed))
+            return cluster.target(failed: failed)
         }
     }
 

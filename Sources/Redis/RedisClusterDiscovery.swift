@@ -24,6 +24,8 @@ final class RedisClusterDiscovery {
     private var current: RedisEndpoint?
     private var refreshing: EventLoopFuture<Void>?
     private var refreshTimer: Scheduled<Void>?
+    /// Until a node answered `CLUSTER NODES`, the roles are unknown and a replica could be chosen.
+    private var listed = false
 
     init(seeds: [RedisEndpoint], credentials: RedisURL, eventLoop: EventLoop, timeout: TimeAmount, refreshInterval: TimeAmount, logger: Logger) {
         precondition(!seeds.isEmpty, "Cluster mode needs at least one seed node")
@@ -47,8 +49,16 @@ final class RedisClusterDiscovery {
         self.refreshTimer = nil
     }
 
-    /// The node for a link's next attempt; a failed node is set aside and the list read again.
-    func target(failed: RedisTarget?) -> RedisTarget {
+    /// The node for a link's next attempt, once the node list was read (or could not be); a
+    /// failed node is set aside and the list read again.
+    func target(failed: RedisTarget?) -> EventLoopFuture<RedisTarget> {
+        if self.listed {
+            return self.eventLoop.makeSucceededFuture(self.choose(failed: failed))
+        }
+        return self.refresh().assumeIsolated().map { self.choose(failed: failed) }.recover { _ in self.choose(failed: failed) }.nonisolated()
+    }
+
+    private func choose(failed: RedisTarget?) -> RedisTarget {
         if let endpoint = failed?.url.endpoint {
             self.suspects[endpoint] = .now() + self.refreshInterval * 2
             if self.current == endpoint { self.current = nil }
@@ -98,6 +108,7 @@ final class RedisClusterDiscovery {
             ])
         }
         self.nodes = nodes
+        self.listed = true
     }
 
     /// Asks the nodes in turn, the current one first, for the node list; shared while in flight.
