@@ -101,7 +101,7 @@ public struct Sidecast: Service {
             "clients": "http://\(configuration.host):\(clients.localAddress?.port ?? configuration.port)\(configuration.path)",
             "backends": "\(configuration.socketPath)",
             "admin": "http://\(configuration.adminHost):\(admin.localAddress?.port ?? configuration.adminPort)",
-            "redis": "\(configuration.redisURL.map { _ in "on" } ?? "off (standalone)")",
+            "redis": "\(configuration.redisMode)",
         ])
 
         await withTaskCancellationHandler {

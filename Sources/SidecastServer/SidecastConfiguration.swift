@@ -31,6 +31,14 @@ public struct SidecastConfiguration: Sendable {
     public var redisPassword: String?
     /// Prefix of every Redis channel, as the Node adapter's `key` option.
     public var redisPrefix = "socket.io"
+    /// How this node reaches Redis, for logs: never shows a password.
+    public var redisMode: String {
+        if redisURL != nil { return "single" }
+        if !redisSentinels.isEmpty { return "sentinel" }
+        if !redisClusterNodes.isEmpty { return "cluster" }
+        return "off (standalone)"
+    }
+
     /// How long cluster requests (fetch, count, acks across nodes) wait for other nodes.
     public var requestsTimeout: TimeAmount = .milliseconds(5_000)
     /// Where the admin HTTP listener serves /metrics, /healthz and /readyz; kept apart from the

@@ -23,6 +23,7 @@ final class IntegrationTests: XCTestCase {
         "test_cluster",
         "test_config",
         "test_emitter",
+        "test_ha",
         "test_namespaces",
         "test_ops",
         "test_ping_timeout",
@@ -45,6 +46,7 @@ final class IntegrationTests: XCTestCase {
     func testCluster() async throws { try await check("test_cluster") }
     func testConfig() async throws { try await check("test_config") }
     func testEmitter() async throws { try await check("test_emitter") }
+    func testHA() async throws { try await check("test_ha") }
     func testNamespaces() async throws { try await check("test_namespaces") }
     func testOps() async throws { try await check("test_ops") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
