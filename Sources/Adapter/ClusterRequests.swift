@@ -1,4 +1,5 @@
 import SidecastJSON
+import SocketIO
 
 /// Collects the answers to an emit with acknowledgements, over one node or many.
 ///
@@ -21,6 +22,16 @@ final class BroadcastAckRequest {
         guard !isDone else { return }
         responses.append(response)
         finishIfComplete()
+    }
+
+    /// Emits to this node's matching sockets and reports them as this node's share; returns
+    /// what stops their answers from counting.
+    func startLocally(on server: SocketIOServer, _ packet: SocketIOPacket, options: BroadcastOptions) -> () -> Void {
+        let (count, cancel) = server.broadcastWithAck(packet, options: options) { socketID, args in
+            self.add(.init(socketID: socketID, args: args))
+        }
+        nodeReported(clientCount: count)
+        return cancel
     }
 
     /// A node (this one included) says how many of its clients it asked.

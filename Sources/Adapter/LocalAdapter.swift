@@ -24,10 +24,7 @@ public final class LocalAdapter: Adapter {
         completion: @escaping (BroadcastAckResult) -> Void
     ) {
         let request = BroadcastAckRequest(completion: completion)
-        let (count, cancel) = server.broadcastWithAck(packet, options: options) { socketID, args in
-            request.add(.init(socketID: socketID, args: args))
-        }
-        request.nodeReported(clientCount: count)
+        let cancel = request.startLocally(on: server, packet, options: options)
         request.expect(nodes: 1)
         guard !request.isDone else { return }
         let timer = server.eventLoop.assumeIsolated().scheduleTask(in: timeout) {

@@ -99,10 +99,7 @@ public final class RedisAdapter: Adapter {
         completion: @escaping (BroadcastAckResult) -> Void
     ) {
         let request = BroadcastAckRequest(completion: completion)
-        let (count, cancel) = server.broadcastWithAck(packet, options: options) { socketID, args in
-            request.add(.init(socketID: socketID, args: args))
-        }
-        request.nodeReported(clientCount: count)
+        let cancel = request.startLocally(on: server, packet, options: options)
         guard !options.local else {
             request.expect(nodes: 1)
             return
@@ -153,41 +150,25 @@ public final class RedisAdapter: Adapter {
         let local = server.fetchSockets(options).map(SocketDetails.init)
         guard !options.local else { return completion(.success(local)) }
         let channels = channels(options.namespace)
-        serverCount(channels) { [weak self] nodes in
-            guard let self else { return }
-            switch nodes {
-            case .failure(let error):
-                completion(.failure(error))
-            case .success(let nodes) where nodes <= 1:
-                completion(.success(local))
-            case .success(let nodes):
-                let requestID = Self.makeRequestID()
-                let request = FetchRequest(namespace: options.namespace, expected: nodes, sockets: local, completion: completion)
-                self.track(requestID, .fetch(request), what: "fetchSockets") { request.completion(.failure(.timeout)) }
-                self.redis.publish(
-                    channels.request,
-                    RedisRequest.remoteFetch(uid: self.uid, requestId: requestID, selector: self.selector(options)).encode()
-                )
-            }
+        askOtherNodes(channels, failure: { completion(.failure($0)) }, alone: { completion(.success(local)) }) { nodes in
+            let requestID = Self.makeRequestID()
+            let request = FetchRequest(namespace: options.namespace, expected: nodes, sockets: local, completion: completion)
+            self.track(requestID, .fetch(request), what: "fetchSockets") { request.completion(.failure(.timeout)) }
+            self.redis.publish(
+                channels.request,
+                RedisRequest.remoteFetch(uid: self.uid, requestId: requestID, selector: self.selector(options)).encode()
+            )
         }
     }
 
     public func allRooms(namespace: String, completion: @escaping (Result<Set<String>, AdapterError>) -> Void) {
         let local = server.allRooms(namespace: namespace)
         let channels = channels(namespace)
-        serverCount(channels) { [weak self] nodes in
-            guard let self else { return }
-            switch nodes {
-            case .failure(let error):
-                completion(.failure(error))
-            case .success(let nodes) where nodes <= 1:
-                completion(.success(local))
-            case .success(let nodes):
-                let requestID = Self.makeRequestID()
-                let request = AllRoomsRequest(expected: nodes, rooms: local, completion: completion)
-                self.track(requestID, .allRooms(request), what: "allRooms") { request.completion(.failure(.timeout)) }
-                self.redis.publish(channels.request, RedisRequest.allRooms(uid: self.uid, requestId: requestID).encode())
-            }
+        askOtherNodes(channels, failure: { completion(.failure($0)) }, alone: { completion(.success(local)) }) { nodes in
+            let requestID = Self.makeRequestID()
+            let request = AllRoomsRequest(expected: nodes, rooms: local, completion: completion)
+            self.track(requestID, .allRooms(request), what: "allRooms") { request.completion(.failure(.timeout)) }
+            self.redis.publish(channels.request, RedisRequest.allRooms(uid: self.uid, requestId: requestID).encode())
         }
     }
 
@@ -362,6 +343,23 @@ public final class RedisAdapter: Adapter {
 
     private func finish(_ requestID: String) {
         requests.removeValue(forKey: requestID)?.timer.cancel()
+    }
+
+    /// Runs `ask` with the number of nodes serving the namespace when other nodes exist,
+    /// `alone` when this node is the only one, `failure` when Redis can't tell.
+    private func askOtherNodes(
+        _ channels: RedisChannels,
+        failure: @escaping (AdapterError) -> Void,
+        alone: @escaping () -> Void,
+        ask: @escaping (Int) -> Void
+    ) {
+        serverCount(channels) { nodes in
+            switch nodes {
+            case .failure(let error): failure(error)
+            case .success(let nodes) where nodes <= 1: alone()
+            case .success(let nodes): ask(nodes)
+            }
+        }
     }
 
     /// How many nodes serve the namespace: subscribers of its request channel, as Node counts
