@@ -6,7 +6,8 @@ enum RedisPubSubMessage {
     case patternMessage(pattern: String, channel: String, message: ByteBuffer)
 }
 
-/// Routes what Redis pushes on a subscribed connection: `message` and `pmessage` go to the
+/// Routes what Redis pushes on a subscribed connection: `message`, `smessage` (sharded pub/sub,
+/// delivered as a plain message) and `pmessage` go to the
 /// callback, (un)subscribe confirmations are dropped, and the first `PING` answer completes
 /// `ready`, which tells the link that every (P)SUBSCRIBE written before it took effect.
 ///
@@ -39,7 +40,7 @@ final class RedisPubSubHandler: ChannelInboundHandler {
 
     private func route(_ items: [RedisReply], context: ChannelHandlerContext) {
         switch (items.first?.string?.lowercased(), items.count) {
-        case ("message", 3):
+        case ("message", 3), ("smessage", 3):
             guard let channel = items[1].string, case .bulk(let message) = items[2] else { break }
             self.onMessage(.message(channel: channel, message: message))
             return
@@ -47,7 +48,7 @@ final class RedisPubSubHandler: ChannelInboundHandler {
             guard let pattern = items[1].string, let channel = items[2].string, case .bulk(let message) = items[3] else { break }
             self.onMessage(.patternMessage(pattern: pattern, channel: channel, message: message))
             return
-        case ("subscribe", 3), ("unsubscribe", 3), ("psubscribe", 3), ("punsubscribe", 3):
+        case ("subscribe", 3), ("unsubscribe", 3), ("psubscribe", 3), ("punsubscribe", 3), ("ssubscribe", 3), ("sunsubscribe", 3):
             return
         case ("pong", 2):
             self.ready.succeed()
