@@ -84,6 +84,10 @@ public struct Sidecast: Service {
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                // NIO keeps each connection's receive buffer between reads, at the largest size
+                // it has grown to: 2 KiB by default, most of an idle WebSocket's memory. Start
+                // small and let busy connections grow it.
+                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture { try runtime.value.engineIO.configureChildChannel(channel) }
                 }
