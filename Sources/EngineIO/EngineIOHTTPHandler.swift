@@ -16,7 +16,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         case idle
         /// The answer was decided from the head; it is sent once the request is complete.
         case answerAtEnd(Answer)
-        case handshake(HTTPRequestHead, query: [String: String])
+        case handshake(HTTPRequestHead)
         case poll(EngineIOSession)
         case post(EngineIOSession, body: ByteBuffer)
         /// A POST was refused before its end (413): the rest of its body is dropped.
@@ -121,7 +121,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             } else if isUpgrade {
                 self.state = .answerAtEnd(.error(.badRequest))
             } else {
-                self.state = .handshake(head, query: query)
+                self.state = .handshake(head)
             }
         case .success(.session(let session)):
             if isUpgrade {
@@ -178,8 +178,8 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             self.respond(status: .noContent, headers: headers, contentLength: false)
         case .answerAtEnd(.serviceUnavailable):
             self.respond(status: .serviceUnavailable, headers: self.corsHeaders)
-        case .handshake(let head, let query):
-            self.server.openPollingSession(head: head, query: query, remoteAddress: self.context?.remoteAddress,
+        case .handshake(let head):
+            self.server.openPollingSession(head: head, remoteAddress: self.context?.remoteAddress,
                                            firstPoll: self)
         case .poll(let session):
             self.startPoll(on: session)

@@ -163,7 +163,7 @@ public final class EngineIOServer {
             webSocket.session = session
             session.beginUpgrade(webSocket)
         } else {
-            let handshake = EngineIOHandshake(head: head, query: uri.query, remoteAddress: channel.remoteAddress)
+            let handshake = EngineIOHandshake(head: head, remoteAddress: channel.remoteAddress)
             let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake, webSocket: webSocket)
             webSocket.session = session
             self.register(session)
@@ -176,9 +176,9 @@ public final class EngineIOServer {
     /// Opens a polling session whose first long-poll is the handshake request itself, so the
     /// open packet is its answer; the delegate hears of the session after that, like Node's
     /// "connection" event.
-    func openPollingSession(head: HTTPRequestHead, query: [String: String], remoteAddress: SocketAddress?,
+    func openPollingSession(head: HTTPRequestHead, remoteAddress: SocketAddress?,
                             firstPoll: EngineIOHTTPHandler) {
-        let handshake = EngineIOHandshake(head: head, query: query, remoteAddress: remoteAddress)
+        let handshake = EngineIOHandshake(head: head, remoteAddress: remoteAddress)
         let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake)
         self.register(session)
         firstPoll.startPoll(on: session)

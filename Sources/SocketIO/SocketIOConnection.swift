@@ -7,7 +7,6 @@ import SidecastJSON
 final class SocketIOConnection {
     unowned let server: SocketIOServer
     let session: EngineIOSession
-    let handshake: SocketHandshake
     private var decoder: SocketIOPacketDecoder
     private(set) var sockets: [String: SocketIOSocket] = [:]
     /// Namespaces whose CONNECT waits for an authorization decision, with the id promised.
@@ -15,10 +14,12 @@ final class SocketIOConnection {
     private var connectTimeout: Scheduled<Void>?
     private var isClosed = false
 
+    /// Built on demand from the session's: it is read when a namespace is joined, not kept.
+    var handshake: SocketHandshake { SocketHandshake(session.handshake) }
+
     init(server: SocketIOServer, session: EngineIOSession) {
         self.server = server
         self.session = session
-        self.handshake = SocketHandshake(session.handshake)
         self.decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
         connectTimeout = server.eventLoop.assumeIsolated().scheduleTask(in: server.configuration.connectTimeout) {
             [weak self] in

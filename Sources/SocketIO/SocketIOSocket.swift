@@ -15,7 +15,6 @@ public final class SocketIOSocket {
 
     public let id: String
     public let namespace: Namespace
-    public let handshake: SocketHandshake
     /// The CONNECT packet's payload as the client sent it, `nil` when absent.
     public let auth: JSONValue?
     /// Free-form data a backend attached (Socket.IO's `socket.data`).
@@ -39,9 +38,11 @@ public final class SocketIOSocket {
         self.auth = auth
         self.namespace = namespace
         self.connection = connection
-        self.handshake = connection.handshake
         self.data = data
     }
+
+    /// Built on demand from the Engine.IO session's, which every connection keeps anyway.
+    public var handshake: SocketHandshake { connection.handshake }
 
     /// The Engine.IO session this socket rides on.
     public var session: EngineIOSession { connection.session }
