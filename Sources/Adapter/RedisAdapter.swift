@@ -394,8 +394,9 @@ public final class RedisAdapter: Adapter {
         BroadcastOptions(namespace: namespace, rooms: Set(selector.rooms), except: Set(selector.except), local: true)
     }
 
-    /// The handshake as a Node server describes it, so Node nodes can read our fetch answers.
-    private static func nodeHandshake(_ socket: SocketIOSocket) -> JSONValue {
+    /// The handshake as a Node server describes it, so Node nodes can read our fetch answers
+    /// (shared with the sharded adapter).
+    static func nodeHandshake(_ socket: SocketIOSocket) -> JSONValue {
         guard case .object(var members) = socket.handshake.json else { return socket.handshake.json }
         members["time"] = .string(Self.httpDate(milliseconds: socket.handshake.issued))
         members["xdomain"] = .bool(socket.handshake.headers["origin"] != nil)

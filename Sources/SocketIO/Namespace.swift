@@ -12,6 +12,10 @@ public final class Namespace {
     public private(set) var sockets: [String: SocketIOSocket] = [:]
     /// Room name → ids of member sockets. A socket's own id is a room too.
     public private(set) var rooms: [String: Set<String>] = [:]
+    /// Called when a room gets its first local member (`true`) and loses its last (`false`),
+    /// as Node's adapter emits `create-room` and `delete-room`: the sharded Redis adapter
+    /// subscribes a room's channel only while the room exists on this node.
+    public var onRoomChange: ((_ room: String, _ exists: Bool) -> Void)?
     private var nextAckID = 0
     /// Sockets connected to this namespace on this node.
     private let socketsGauge: Gauge
@@ -39,13 +43,16 @@ public final class Namespace {
     }
 
     func add(_ socketID: String, to room: String) {
+        let created = rooms[room] == nil
         rooms[room, default: []].insert(socketID)
+        if created { onRoomChange?(room, true) }
     }
 
     func remove(_ socketID: String, from room: String) {
         guard var members = rooms[room] else { return }
         members.remove(socketID)
         rooms[room] = members.isEmpty ? nil : members
+        if members.isEmpty { onRoomChange?(room, false) }
     }
 
     /// The local sockets a broadcast with `options` reaches: members of any of `rooms` (every
