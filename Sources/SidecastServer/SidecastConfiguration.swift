@@ -27,15 +27,18 @@ public struct SidecastConfiguration: Sendable {
     public var redisMasterName = ""
     /// Cluster mode: seed nodes, `host:port` each, of a Redis Cluster used with classic pub/sub.
     public var redisClusterNodes: [String] = []
+    /// Sharded pub/sub (Redis 7 SPUBLISH/SSUBSCRIBE) in the format of `createShardedAdapter`,
+    /// over the Cluster nodes or the single `redisURL`.
+    public var redisSharded = false
     /// The data nodes' password in Sentinel and Cluster modes.
     public var redisPassword: String?
     /// Prefix of every Redis channel, as the Node adapter's `key` option.
     public var redisPrefix = "socket.io"
     /// How this node reaches Redis, for logs: never shows a password.
     public var redisMode: String {
-        if redisURL != nil { return "single" }
+        if redisURL != nil { return redisSharded ? "single, sharded pub/sub" : "single" }
         if !redisSentinels.isEmpty { return "sentinel" }
-        if !redisClusterNodes.isEmpty { return "cluster" }
+        if !redisClusterNodes.isEmpty { return redisSharded ? "cluster, sharded pub/sub" : "cluster" }
         return "off (standalone)"
     }
 

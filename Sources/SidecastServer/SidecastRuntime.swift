@@ -25,7 +25,7 @@ final class SidecastRuntime {
     let adapter: Adapter
     let bridge: Bridge
     /// The cluster link; `nil` on a standalone node.
-    let redis: RedisClient?
+    let redis: RedisLifecycle?
 
     private let configuration: SidecastConfiguration
     private let logger: Logger
@@ -64,7 +64,23 @@ final class SidecastRuntime {
         socketIO = SocketIOServer(configuration: socketConfiguration, eventLoop: eventLoop, logger: logger)
         engineIO.delegate = socketIO
 
-        if let redisConfiguration = try Self.redisClientConfiguration(configuration) {
+        if let redisConfiguration = try Self.redisClientConfiguration(configuration), configuration.redisSharded {
+            let redis: RedisShardedClient
+            do {
+                redis = try RedisShardedClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: logger)
+            } catch {
+                throw SidecastStartError(description: "--redis-sharded: \(error)")
+            }
+            self.redis = redis
+            adapter = ShardedRedisAdapter(
+                server: socketIO,
+                redis: redis,
+                uid: nodeID,
+                prefix: configuration.redisPrefix,
+                requestsTimeout: configuration.requestsTimeout,
+                logger: logger
+            )
+        } else if let redisConfiguration = try Self.redisClientConfiguration(configuration) {
             let redis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: logger)
             self.redis = redis
             adapter = RedisAdapter(
@@ -188,6 +204,8 @@ final class SidecastRuntime {
         socketIO.closeAll(reason: .serverShuttingDown)
         engineIO.closeAll(reason: .serverShuttingDown)
         bridge.shutdown()
+        // Other sharded nodes stop counting this one at once rather than after its heartbeats stop.
+        (adapter as? ShardedRedisAdapter)?.close()
         let flushed = redis?.shutdown() ?? engineIO.eventLoop.makeSucceededVoidFuture()
         flushed.assumeIsolated().whenComplete { [self] _ in finish() }
     }

@@ -87,6 +87,10 @@ struct ResolvedSettings: Sendable {
         if modes.count > 1 {
             throw invalid(modes[1], "cannot be combined with \(self[modes[0]].source.naming(modes[0]))", self[modes[1]].value.helpDescription)
         }
+        configuration.redisSharded = try boolean(.redisSharded)
+        if configuration.redisSharded && configuration.redisURL == nil && configuration.redisClusterNodes.isEmpty {
+            throw invalid(.redisSharded, "needs redis-cluster, or redis for a single Redis 7 server", "true")
+        }
         if !configuration.redisSentinels.isEmpty && configuration.redisMasterName.isEmpty {
             throw invalid(.redisMaster, "must name the master Sentinel monitors when redis-sentinel is set", "\"\"")
         }

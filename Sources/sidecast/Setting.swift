@@ -24,6 +24,7 @@ enum Setting: String, CaseIterable, Sendable {
     case redisSentinel = "redis-sentinel"
     case redisMaster = "redis-master"
     case redisCluster = "redis-cluster"
+    case redisSharded = "redis-sharded"
     case redisPassword = "redis-password"
     case requestsTimeout = "requests-timeout"
     case adminHost = "admin-host"
@@ -61,7 +62,7 @@ enum Setting: String, CaseIterable, Sendable {
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
-        case .requireBackend:
+        case .requireBackend, .redisSharded:
             return .boolean
         case .corsOrigin, .namespace, .redisSentinel, .redisCluster:
             return .list
@@ -88,6 +89,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisSentinel: return .list([])
         case .redisMaster: return .string("")
         case .redisCluster: return .list([])
+        case .redisSharded: return .boolean(false)
         case .redisPassword: return .string("")
         case .requestsTimeout: return .integer(5_000)
         case .adminHost: return .string("127.0.0.1")
@@ -124,6 +126,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisMaster: return "Name Sentinel monitors the Redis master under (with --redis-sentinel)."
         case .redisCluster:
             return "Seed node host:port of a Redis Cluster, used with classic pub/sub; repeatable or comma-separated."
+        case .redisSharded:
+            return "Use Redis 7 sharded pub/sub (SPUBLISH/SSUBSCRIBE, the wire format of createShardedAdapter) with --redis-cluster or --redis."
         case .redisPassword: return "Password of the Redis data nodes with --redis-sentinel or --redis-cluster."
         case .requestsTimeout:
             return "Milliseconds cluster requests (fetch, count, acks across nodes) wait for other nodes."
@@ -156,7 +160,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisSentinel, .redisCluster: return "host:port"
         case .redisMaster: return "name"
         case .redisPassword: return "password"
-        case .requireBackend: return "bool"
+        case .requireBackend, .redisSharded: return "bool"
         case .logLevel: return "level"
         case .logFormat: return "format"
         }

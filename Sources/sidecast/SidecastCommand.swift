@@ -47,6 +47,7 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(name: .customLong(Setting.redisSentinel.rawValue), help: Setting.redisSentinel.help) var redisSentinels: [String] = []
     @Option(help: Setting.redisMaster.help) var redisMaster: String?
     @Option(name: .customLong(Setting.redisCluster.rawValue), help: Setting.redisCluster.help) var redisClusterNodes: [String] = []
+    @Flag(inversion: .prefixedNo, help: Setting.redisSharded.help) var redisSharded: Bool?
     @Option(help: Setting.redisPassword.help) var redisPassword: String?
     @Option(help: Setting.requestsTimeout.help) var requestsTimeout: Int?
     @Option(help: Setting.adminHost.help) var adminHost: String?
@@ -85,6 +86,7 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.drainDelay] = drainDelay.map(SettingValue.number)
         values[.drainTimeout] = drainTimeout.map(SettingValue.number)
         values[.requireBackend] = requireBackend.map(SettingValue.boolean)
+        values[.redisSharded] = redisSharded.map(SettingValue.boolean)
         values[.logLevel] = logLevel.map(SettingValue.string)
         values[.logFormat] = logFormat.map(SettingValue.string)
         return SettingLayer(source: .flag, values: values)
