@@ -1,0 +1,209 @@
+"""Sharded pub/sub: three sidecast nodes on a Redis Cluster (3 masters, 3 replicas) with
+`--redis-cluster ... --redis-sharded`, in the message format of the Node adapter's
+`createShardedAdapter`. Emits to rooms whose channels spread over many hash slots cross nodes;
+fetch, count and serverEmit reach every node; SIGKILL of the master owning the namespace's
+channel interrupts delivery only briefly. A last test measures cross-node latency (p50/p99 over
+a few hundred emits) in sharded mode next to classic pub/sub on a single Redis, and prints both."""
+
+import statistics
+import subprocess
+import sys
+import time
+import unittest
+
+from cluster import start_nodes, start_redis
+from harness import TIMEOUT, start_sidecast, wait_until
+from test_ha import FAILOVER_WAIT, REDIS_CLI, ROOMS, HATestCase, RedisProcess, cluster_port
+
+LATENCY_EMITS = 300
+
+
+def start_redis_cluster(test):
+    """Six cluster-enabled redis-servers joined as 3 masters with one replica each."""
+    ports = []
+    while len(ports) < 6:
+        port = cluster_port()
+        if port not in ports:
+            ports.append(port)
+    nodes = [RedisProcess(test, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                          "--cluster-node-timeout", "1000", port=port, name="cluster")
+             for port in ports]
+    out = subprocess.run([REDIS_CLI, "--cluster", "create", *(n.address for n in nodes),
+                          "--cluster-replicas", "1", "--cluster-yes"],
+                         capture_output=True, text=True, timeout=60)
+    test.assertIn("All 16384 slots covered", out.stdout, out.stdout + out.stderr)
+    for node in nodes:
+        wait_until(lambda: node.command("CLUSTER", "INFO").find("cluster_state:ok") >= 0, timeout=20,
+                   message=f"cluster state ok on {node.port}")
+        wait_until(lambda: node.command("ROLE")[0] == "master"
+                   or node.command("INFO", "replication").get("master_link_status") == "up",
+                   timeout=20, message=f"replication sync on {node.port}")
+    return nodes
+
+
+def shard_subscribers(redis_nodes, channel):
+    """`PUBSUB SHARDNUMSUB` summed over the live nodes: only the slot's master has any."""
+    total = 0
+    for node in redis_nodes:
+        if node.proc.poll() is not None:
+            continue
+        try:
+            reply = node.command("PUBSUB", "SHARDNUMSUB", channel)
+            total += int(reply[1])
+        except Exception:  # a node down or still failing over
+            pass
+    return total
+
+
+def owner_of(redis_nodes, channel):
+    """The master whose slots hold `channel`."""
+    live = next(n for n in redis_nodes if n.proc.poll() is None)
+    slot = live.command("CLUSTER", "KEYSLOT", channel)
+    for start, end, master, *_ in live.command("CLUSTER", "SLOTS"):
+        if start <= slot <= end:
+            return next(n for n in redis_nodes if n.port == int(master[1]))
+    raise AssertionError(f"no master owns slot {slot}")
+
+
+def measure_latency(test, backend, client, label):
+    """Emits LATENCY_EMITS events one at a time from `backend` to `client` on another node;
+    returns (p50, p99) in milliseconds and prints them."""
+    samples = []
+    for i in range(LATENCY_EMITS):
+        sent = time.perf_counter()
+        backend.emit("lat", i, to=["latency-room"])
+        test.assertEqual(list(client.wait_for("lat")), [i])
+        samples.append((time.perf_counter() - sent) * 1000)
+    samples.sort()
+    p50 = statistics.median(samples)
+    p99 = samples[int(len(samples) * 0.99) - 1]
+    print(f"\n[{label}] cross-node emit latency over {LATENCY_EMITS} emits: p50 {p50:.2f} ms, p99 {p99:.2f} ms",
+          file=sys.stderr, flush=True)
+    return p50, p99
+
+
+class ShardedClusterTests(HATestCase):
+    def setUp(self):
+        self.redis = start_redis_cluster(self)
+        seeds = [n.address for n in self.redis]
+        self.nodes = [start_sidecast(self, "--redis-cluster", ",".join(seeds[i:] + seeds[:i]), "--redis-sharded")
+                      for i in range(3)]
+        wait_until(lambda: shard_subscribers(self.redis, "socket.io#/#") == 3, timeout=FAILOVER_WAIT,
+                   message="three sidecast nodes subscribed to the namespace's shard channel")
+        self.backends = [node.backend(self) for node in self.nodes]
+        self.clients = []
+        self.sids = []
+        for node, backend in zip(self.nodes, self.backends):
+            client = node.client(self, transports=["websocket"])
+            self.sids.append(backend.expect_connect(sid=client.sid())["sid"])
+            self.clients.append(client)
+        reply = self.backends[2].request({"type": "join", "sid": self.sids[2], "nsp": "/", "rooms": ROOMS})
+        self.assertTrue(reply["ok"], reply)
+        # Dynamic mode: node C subscribes each room's own channel once its socket joined.
+        wait_until(lambda: all(shard_subscribers(self.redis, f"socket.io#/#{room}#") == 1 for room in ROOMS),
+                   timeout=TIMEOUT, message="node C subscribed to every room channel")
+        # Nodes count one another by heartbeats.
+        wait_until(lambda: self.count(self.backends[0]) == 3, timeout=TIMEOUT * 2, message="three nodes counted")
+
+    def count(self, backend, **selection):
+        reply = backend.request({"type": "count", "nsp": "/", **selection})
+        return reply.get("count")
+
+    def assert_cluster_requests(self):
+        self.assertEqual(self.count(self.backends[1], **{"in": ROOMS[:1]}), 1)
+        reply = self.backends[0].request({"type": "fetch", "nsp": "/"})
+        self.assertTrue(reply["ok"], reply)
+        self.assertEqual(sorted(s["sid"] if "sid" in s else s["id"] for s in reply["sockets"]), sorted(self.sids))
+        self.backends[0].send({"type": "serverEmit", "id": "load", "nsp": "/", "event": "load", "args": [{"q": 1}]})
+        for backend, answer in ((self.backends[1], {"node": "B"}), (self.backends[2], {"node": "C"})):
+            event = backend.expect("serverEvent", event="load")
+            self.assertEqual(event["args"], [{"q": 1}])
+            backend.send({"type": "serverAck", "ack": event["ack"], "args": [answer]})
+        reply = self.backends[0].expect("reply", id="load")
+        self.assertTrue(reply["ok"], reply)
+        self.assertEqual(sorted(reply["responses"], key=lambda r: r["node"]), [{"node": "B"}, {"node": "C"}])
+
+    def kill_and_measure_rooms_on(self, victim):
+        """SIGKILLs `victim`, then emits `tick` n every 50 ms from node A to the rooms whose
+        channels the victim held until C's client receives one; checks every tick arrives and
+        prints the gap."""
+        rooms = [room for room in ROOMS if owner_of(self.redis, f"socket.io#/#{room}#") is victim]
+        self.assertTrue(rooms, "some room channels live on the victim")
+        killed = time.monotonic()
+        victim.kill()
+        sent = 0
+        first = None
+        while time.monotonic() - killed < FAILOVER_WAIT:
+            self.backends[0].emit("tick", sent, to=[rooms[sent % len(rooms)]])
+            sent += 1
+            if any(item[1] == "tick" for item in self.clients[2].inbox.pending()):
+                first = time.monotonic() - killed
+                break
+            time.sleep(0.05)
+        self.assertIsNotNone(first, f"no delivery within {FAILOVER_WAIT} s of the kill")
+        received = set()
+        wait_until(lambda: received.update(self.clients[2].wait_for("tick", timeout=FAILOVER_WAIT)[0:1])
+                   or received >= set(range(sent)), timeout=FAILOVER_WAIT,
+                   message=f"all {sent} ticks at C (got {len(received)})")
+        print(f"\n[sharded cluster] gap from SIGKILL of a master to the first delivery on its slots: {first:.2f} s; "
+              f"{sent} emits during it, all delivered", file=sys.stderr, flush=True)
+        for node in self.nodes:
+            self.assertIsNone(node.proc.poll(), "sidecast kept running")
+
+    def test_rooms_requests_and_a_killed_master(self):
+        slots = {self.redis[0].command("CLUSTER", "KEYSLOT", f"socket.io#/#{room}#") for room in ROOMS}
+        self.assertGreater(len(slots), 30, "the rooms' channels spread over many slots")
+        self.assert_rooms_cross_nodes("before")
+        self.assert_cluster_requests()
+        # A room C left is unsubscribed, and C gets nothing more for it.
+        reply = self.backends[2].request({"type": "leave", "sid": self.sids[2], "nsp": "/", "rooms": [ROOMS[0]]})
+        self.assertTrue(reply["ok"], reply)
+        wait_until(lambda: shard_subscribers(self.redis, f"socket.io#/#{ROOMS[0]}#") == 0, timeout=TIMEOUT,
+                   message="the left room's channel unsubscribed")
+        self.backends[0].emit("gone", 1, to=[ROOMS[0]])
+        self.clients[2].assert_no("gone", within=0.3)
+        self.backends[2].request({"type": "join", "sid": self.sids[2], "nsp": "/", "rooms": [ROOMS[0]]})
+        wait_until(lambda: shard_subscribers(self.redis, f"socket.io#/#{ROOMS[0]}#") == 1, timeout=TIMEOUT,
+                   message="the room's channel subscribed again")
+        # The master of the namespace's channel: heartbeats and requests live there.
+        victim = owner_of(self.redis, "socket.io#/#")
+        self.kill_and_measure_rooms_on(victim)
+        self.assert_rooms_cross_nodes("after")
+        wait_until(lambda: self.count(self.backends[0]) == 3, timeout=FAILOVER_WAIT, message="three nodes counted again")
+        self.assert_cluster_requests()
+
+
+class LatencyTests(unittest.TestCase):
+    """Cross-node latency, classic pub/sub on one Redis next to sharded pub/sub on a cluster."""
+
+    def two_nodes_with_a_listener(self, nodes):
+        backend = nodes[0].backend(self)
+        listener_backend = nodes[1].backend(self)
+        client = nodes[1].client(self, transports=["websocket"])
+        sid = listener_backend.expect_connect(sid=client.sid())["sid"]
+        self.assertTrue(listener_backend.request({"type": "join", "sid": sid, "nsp": "/", "rooms": ["latency-room"]})["ok"])
+        return backend, client
+
+    def test_latency_classic_single_and_sharded_cluster(self):
+        server = start_redis(self)
+        classic = start_nodes(self, server, 2)
+        backend, client = self.two_nodes_with_a_listener(classic)
+        measure_latency(self, backend, client, "warm-up, classic")
+        classic_p = measure_latency(self, backend, client, "classic pub/sub, single Redis")
+
+        redis_nodes = start_redis_cluster(self)
+        seeds = ",".join(n.address for n in redis_nodes)
+        sharded = [start_sidecast(self, "--redis-cluster", seeds, "--redis-sharded") for _ in range(2)]
+        wait_until(lambda: shard_subscribers(redis_nodes, "socket.io#/#") == 2, timeout=FAILOVER_WAIT,
+                   message="two sharded nodes subscribed")
+        backend, client = self.two_nodes_with_a_listener(sharded)
+        wait_until(lambda: shard_subscribers(redis_nodes, "socket.io#/#latency-room#") == 1, timeout=TIMEOUT,
+                   message="the listener subscribed to the room's channel")
+        measure_latency(self, backend, client, "warm-up, sharded")
+        sharded_p = measure_latency(self, backend, client, "sharded pub/sub, 3+3 Redis Cluster")
+        print(f"\n[latency] classic single p50/p99 {classic_p[0]:.2f}/{classic_p[1]:.2f} ms; "
+              f"sharded cluster p50/p99 {sharded_p[0]:.2f}/{sharded_p[1]:.2f} ms", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
