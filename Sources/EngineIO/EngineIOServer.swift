@@ -39,12 +39,16 @@ public final class EngineIOServer {
     private var sessions: [String: EngineIOSession] = [:]
     private(set) var isShuttingDown = false
     let metrics = EngineIOMetrics()
+    let heartbeat: EngineIOHeartbeat
 
     public init(configuration: EngineIOConfiguration, eventLoop: EventLoop, logger: Logger) {
         self.configuration = configuration
         self.eventLoop = eventLoop
         self.logger = logger
         self.cors = CORSPolicy(origins: configuration.corsOrigins)
+        self.heartbeat = EngineIOHeartbeat(
+            eventLoop: eventLoop, pingInterval: configuration.pingInterval, pingTimeout: configuration.pingTimeout
+        )
     }
 
     /// Sessions in the table, including ones closed by the server that still wait for a
@@ -96,6 +100,7 @@ public final class EngineIOServer {
             session.close(reason: reason)
             session.finishClosing()
         }
+        self.heartbeat.stop()
     }
 
     // MARK: - Routing

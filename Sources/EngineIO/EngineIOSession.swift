@@ -23,8 +23,8 @@ public final class EngineIOSession {
     /// A POST whose packets or "ok" wait for `resumeReading()`. Outside `State` because it
     /// outlives an upgrade completed meanwhile.
     private var heldPost: HeldPost?
-    /// The next ping while waiting out the interval, the ping timeout after a ping was sent.
-    private var heartbeatTimer: Scheduled<Void>?
+    /// This session's entry in the server's heartbeat queues, if it has one.
+    var heartbeatSlot: EngineIOHeartbeat.Slot?
 
     private enum State {
         case polling(Polling)
@@ -287,22 +287,24 @@ public final class EngineIOSession {
     // MARK: - Heartbeat
 
     private func schedulePing() {
-        self.heartbeatTimer?.cancel()
-        let loop = self.server.eventLoop.assumeIsolated()
-        self.heartbeatTimer = loop.scheduleTask(in: self.server.configuration.pingInterval) { [weak self] in
-            guard let self, self.isOpen else { return }
-            self.log("sending ping")
-            self.send(EngineIOMessage.ping)
-            self.heartbeatTimer = loop.scheduleTask(in: self.server.configuration.pingTimeout) { [weak self] in
-                guard let self else { return }
-                self.terminate(.pingTimeout, clientClosed: false)
-            }
-        }
+        self.server.heartbeat.schedulePing(for: self)
+    }
+
+    /// The ping interval is over: sends the ping. Returns whether the session now waits for
+    /// the pong.
+    func heartbeatDidSendPing() -> Bool {
+        guard self.isOpen else { return false }
+        self.log("sending ping")
+        self.send(EngineIOMessage.ping)
+        return true
+    }
+
+    func heartbeatDidTimeOut() {
+        self.terminate(.pingTimeout, clientClosed: false)
     }
 
     private func cancelHeartbeat() {
-        self.heartbeatTimer?.cancel()
-        self.heartbeatTimer = nil
+        self.server.heartbeat.cancel(self)
     }
 
     // MARK: - Inbound packets
