@@ -173,6 +173,32 @@ class ShardedClusterTests(HATestCase):
         self.assert_cluster_requests()
 
 
+class ShardedSingleRedisTests(unittest.TestCase):
+    """`--redis URL --redis-sharded`: one Redis 7 server takes shard commands for every channel."""
+
+    @staticmethod
+    def shard_numsub(server, channel):
+        with server.client(socket_timeout=2) as r:
+            return int(r.execute_command("PUBSUB", "SHARDNUMSUB", channel)[1])
+
+    def test_rooms_and_count_across_two_nodes(self):
+        server = start_redis(self)
+        nodes = start_nodes(self, server, 2, "--redis-sharded", wait=False)
+        wait_until(lambda: self.shard_numsub(server, "socket.io#/#") == 2,
+                   timeout=TIMEOUT * 2, message="two nodes subscribed to the shard channel")
+        backends = [node.backend(self) for node in nodes]
+        client = nodes[1].client(self, transports=["websocket"])
+        sid = backends[1].expect_connect(sid=client.sid())["sid"]
+        self.assertTrue(backends[1].request({"type": "join", "sid": sid, "nsp": "/", "rooms": ["lobby"]})["ok"])
+        wait_until(lambda: self.shard_numsub(server, "socket.io#/#lobby#") == 1,
+                   timeout=TIMEOUT, message="the room's shard channel subscribed")
+        self.assertEqual(server.subscribers("socket.io#/#lobby#"), 0, "no classic subscription")
+        backends[0].emit("hello", "world", to=["lobby"])
+        self.assertEqual(list(client.wait_for("hello")), ["world"])
+        wait_until(lambda: backends[0].request({"type": "count", "nsp": "/", "in": ["lobby"]}).get("count") == 1,
+                   timeout=TIMEOUT * 2, message="node A counts node B's socket")
+
+
 class LatencyTests(unittest.TestCase):
     """Cross-node latency, classic pub/sub on one Redis next to sharded pub/sub on a cluster."""
 
