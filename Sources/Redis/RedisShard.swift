@@ -6,6 +6,8 @@ protocol RedisShardOwner: AnyObject {
     /// A link to the shard failed: the slot map may be stale (a failover).
     func shardDidFail(_ shard: RedisShard)
     func shardConnectivityChanged(_ shard: RedisShard)
+    /// The shard sent what its outbox held.
+    func shardDidFlushOutbox(_ shard: RedisShard)
     /// The shard answered an SPUBLISH with an error, such as a `MOVED` redirection.
     func shard(_ shard: RedisShard, refused channel: String, message: ByteBuffer, error: String)
     /// A publish written to the shard whose answer never came; it may not have reached Redis.
@@ -142,6 +144,7 @@ final class RedisShard {
         for entry in queued {
             self.write(entry.channel, entry.message, to: connection)
         }
+        self.owner?.shardDidFlushOutbox(self)
     }
 
     /// Swaps the command handler for the pub/sub handler and restores every subscription, one

@@ -49,6 +49,7 @@ public final class RedisShardedClient {
     private var dropped = 0
 
     private let connectedGauge = Gauge(label: "sidecast_redis_connected")
+    private let outboxGauge = Gauge(label: "sidecast_redis_outbox_length")
     private let outboxDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "outbox_overflow")])
 
     /// Fails for a Sentinel topology: Sentinel has no sharded pub/sub of its own.
@@ -150,8 +151,10 @@ public final class RedisShardedClient {
         let kept: Bool
         if let master = self.slots?.master(of: channel), let shard = self.shards[master] {
             kept = shard.publish(channel, message)
+            if !shard.isConnected { self.outboxGauge.record(self.outboxCount) }
         } else {
             kept = self.unrouted.append(channel: channel, message: message)
+            self.outboxGauge.record(self.outboxCount)
         }
         if !kept { self.countDrops(1) }
     }
@@ -288,6 +291,10 @@ extension RedisShardedClient: RedisShardOwner {
 
     func shardConnectivityChanged(_ shard: RedisShard) {
         self.connectivityChanged()
+    }
+
+    func shardDidFlushOutbox(_ shard: RedisShard) {
+        self.outboxGauge.record(self.outboxCount)
     }
 
     func shard(_ shard: RedisShard, refused channel: String, message: ByteBuffer, error: String) {
