@@ -1,8 +1,8 @@
-private import CJansson
+internal import CJansson
 import NIOCore
 
-// Printing builds a jansson tree and lets `json_dump_callback` append its output straight into
-// the caller's `ByteBuffer`, so a Socket.IO or Engine.IO frame needs no intermediate C string.
+// Printing builds a jansson tree and lets `json_dumpb` print it straight into the caller's
+// `ByteBuffer`, so a Socket.IO or Engine.IO frame needs no intermediate C string.
 // The output is compact, keeps member order and escapes every control character, so it never
 // holds a raw newline (safe for NDJSON).
 
@@ -32,10 +32,7 @@ extension JSONValue {
     public func write(to buffer: inout ByteBuffer, binary replacement: (ByteBuffer) -> JSONValue) {
         let root = makeJansson(binary: replacement)
         defer { json_decref(root) }
-        let flags = Int(JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
-        let result = withUnsafeMutablePointer(to: &buffer) { json_dump_callback(root, appendToByteBuffer, $0, flags) }
-        // The callback never fails, so only jansson running out of memory can end up here.
-        precondition(result == 0, "jansson failed to print a JSON value")
+        appendCompactJSON(root, to: &buffer)
     }
 
     /// The bridge's spelling of binary data.
@@ -103,9 +100,21 @@ private func withUTF8Pointer<Result>(_ string: String, _ body: (UnsafePointer<CC
     }
 }
 
-/// `json_dump_callback`'s output function; `context` points to the `ByteBuffer` to append to.
-private func appendToByteBuffer(_ bytes: UnsafePointer<CChar>?, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int32 {
-    guard let context else { return -1 }
-    context.assumingMemoryBound(to: ByteBuffer.self).pointee.writeBytes(UnsafeRawBufferPointer(start: bytes, count: count))
-    return 0
+/// Prints `json` compactly at the end of `buffer`. `json_dumpb` fills the memory it is given in
+/// one call, where a dump callback would cost a `ByteBuffer` write per token. When the space
+/// reserved up front is too small, the exact size jansson reported is reserved and the value
+/// printed again.
+func appendCompactJSON(_ json: UnsafeMutablePointer<json_t>, to buffer: inout ByteBuffer) {
+    let flags = Int(JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
+    var needed = 0
+    let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 256) { space in
+        needed = json_dumpb(json, space.baseAddress?.assumingMemoryBound(to: CChar.self), space.count, flags)
+        return needed <= space.count ? needed : 0
+    }
+    // Every value prints as at least one byte: nothing means jansson ran out of memory.
+    precondition(needed > 0, "jansson failed to print a JSON value")
+    guard written == 0 else { return }
+    buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: needed) { space in
+        json_dumpb(json, space.baseAddress?.assumingMemoryBound(to: CChar.self), space.count, flags)
+    }
 }
