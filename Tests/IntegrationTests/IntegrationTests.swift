@@ -29,6 +29,7 @@ final class IntegrationTests: XCTestCase {
         "test_ping_timeout",
         "test_redis_outage",
         "test_rooms",
+        "test_sharded",
         "test_transports",
     ]
 
@@ -47,6 +48,7 @@ final class IntegrationTests: XCTestCase {
     func testConfig() async throws { try await check("test_config") }
     func testEmitter() async throws { try await check("test_emitter") }
     func testHA() async throws { try await check("test_ha") }
+    func testSharded() async throws { try await check("test_sharded") }
     func testNamespaces() async throws { try await check("test_namespaces") }
     func testOps() async throws { try await check("test_ops") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
