@@ -10,8 +10,10 @@ public final class Namespace {
     public let name: String
     unowned let server: SocketIOServer
     public private(set) var sockets: [String: SocketIOSocket] = [:]
-    /// Room name → ids of member sockets. A socket's own id is a room too.
-    public private(set) var rooms: [String: Set<String>] = [:]
+    /// Room name → ids of member sockets, except the rooms sockets are in as their own id:
+    /// every socket is, and a one-member set per socket cost ~200 bytes per connection.
+    /// Those are a flag on the socket; `rooms` shows both.
+    private var sharedRooms: [String: Set<String>] = [:]
     /// Called when a room gets its first local member (`true`) and loses its last (`false`),
     /// as Node's adapter emits `create-room` and `delete-room`: the sharded Redis adapter
     /// subscribes a room's channel only while the room exists on this node.
@@ -42,17 +44,38 @@ public final class Namespace {
         socketsGauge.record(sockets.count)
     }
 
+    /// Room name → ids of member sockets. A socket's own id is a room too.
+    public var rooms: NamespaceRooms {
+        NamespaceRooms(shared: sharedRooms, sockets: sockets)
+    }
+
+    /// Adds a socket to a room other than its own-id room.
     func add(_ socketID: String, to room: String) {
-        let created = rooms[room] == nil
-        rooms[room, default: []].insert(socketID)
+        let created = sharedRooms[room] == nil && owner(of: room) == nil
+        sharedRooms[room, default: []].insert(socketID)
         if created { onRoomChange?(room, true) }
     }
 
     func remove(_ socketID: String, from room: String) {
-        guard var members = rooms[room] else { return }
+        guard var members = sharedRooms.removeValue(forKey: room) else { return }
         members.remove(socketID)
-        rooms[room] = members.isEmpty ? nil : members
-        if members.isEmpty { onRoomChange?(room, false) }
+        if !members.isEmpty {
+            sharedRooms[room] = members
+        } else if owner(of: room) == nil {
+            onRoomChange?(room, false)
+        }
+    }
+
+    /// `socket` entered or left its own-id room (its flag already says which).
+    func ownRoomChanged(of socket: SocketIOSocket) {
+        guard sharedRooms[socket.id] == nil else { return }
+        onRoomChange?(socket.id, socket.isInOwnRoom)
+    }
+
+    /// The socket whose own-id room `room` is, if it is in it.
+    private func owner(of room: String) -> SocketIOSocket? {
+        guard let socket = sockets[room], socket.isInOwnRoom else { return nil }
+        return socket
     }
 
     /// The local sockets a broadcast with `options` reaches: members of any of `rooms` (every
@@ -60,16 +83,21 @@ public final class Namespace {
     public func sockets(matching options: BroadcastOptions) -> [SocketIOSocket] {
         // The common case (one room, nobody excluded) needs no set of ids already seen.
         if options.except.isEmpty, options.rooms.count == 1, let room = options.rooms.first {
-            guard let members = rooms[room] else { return [] }
+            let owner = owner(of: room)
+            guard let members = sharedRooms[room] else { return owner.map { [$0] } ?? [] }
             var result: [SocketIOSocket] = []
-            result.reserveCapacity(members.count)
+            result.reserveCapacity(members.count + 1)
+            // A room named after a socket holds that socket (in its own room) and any other
+            // socket that joined it by name; the shared set never holds the owner itself.
+            if let owner { result.append(owner) }
             for id in members {
                 if let socket = sockets[id] { result.append(socket) }
             }
             return result
         }
         let excluded = options.except.reduce(into: Set<String>()) { result, room in
-            if let members = rooms[room] { result.formUnion(members) }
+            if let members = sharedRooms[room] { result.formUnion(members) }
+            if let owner = owner(of: room) { result.insert(owner.id) }
         }
         if options.rooms.isEmpty {
             if excluded.isEmpty { return Array(sockets.values) }
@@ -78,11 +106,39 @@ public final class Namespace {
         var seen = Set<String>()
         var result: [SocketIOSocket] = []
         for room in options.rooms {
-            guard let members = rooms[room] else { continue }
+            if let owner = owner(of: room), !excluded.contains(owner.id), seen.insert(owner.id).inserted {
+                result.append(owner)
+            }
+            guard let members = sharedRooms[room] else { continue }
             for id in members where !excluded.contains(id) && seen.insert(id).inserted {
                 if let socket = sockets[id] { result.append(socket) }
             }
         }
         return result
+    }
+}
+
+/// A namespace's rooms as a read-only map from room name to member socket ids, sockets'
+/// own-id rooms included. Built from the namespace's tables when read.
+public struct NamespaceRooms {
+    fileprivate let shared: [String: Set<String>]
+    fileprivate let sockets: [String: SocketIOSocket]
+
+    /// The ids in `room`, nil when nobody is in it.
+    public subscript(room: String) -> Set<String>? {
+        var members = self.shared[room]
+        if let owner = self.sockets[room], owner.isInOwnRoom {
+            members = (members ?? []).union(CollectionOfOne(owner.id))
+        }
+        return members
+    }
+
+    /// Every room with at least one member.
+    public var keys: [String] {
+        var keys = Array(self.shared.keys)
+        for (id, socket) in self.sockets where socket.isInOwnRoom && self.shared[id] == nil {
+            keys.append(id)
+        }
+        return keys
     }
 }

@@ -19,7 +19,15 @@ public final class SocketIOSocket {
     public let auth: JSONValue?
     /// Free-form data a backend attached (Socket.IO's `socket.data`).
     public var data: JSONValue
-    public private(set) var rooms: Set<String> = []
+    /// The rooms joined, its own-id room included.
+    public var rooms: Set<String> {
+        isInOwnRoom ? joinedRooms.union(CollectionOfOne(id)) : joinedRooms
+    }
+    /// The rooms joined besides its own-id room, which is a flag: every socket is in it.
+    private var joinedRooms: Set<String> = []
+    /// Whether the socket is in the room named by its id, as it is from connect until it
+    /// leaves that room explicitly.
+    private(set) var isInOwnRoom = false
     public private(set) var isConnected = true
 
     unowned let connection: SocketIOConnection
@@ -92,13 +100,24 @@ public final class SocketIOSocket {
     }
 
     public func join(_ room: String) {
-        guard isConnected, rooms.insert(room).inserted else { return }
-        namespace.add(id, to: room)
+        guard isConnected else { return }
+        if room == id {
+            guard !isInOwnRoom else { return }
+            isInOwnRoom = true
+            namespace.ownRoomChanged(of: self)
+        } else if joinedRooms.insert(room).inserted {
+            namespace.add(id, to: room)
+        }
     }
 
     public func leave(_ room: String) {
-        guard rooms.remove(room) != nil else { return }
-        namespace.remove(id, from: room)
+        if room == id {
+            guard isInOwnRoom else { return }
+            isInOwnRoom = false
+            namespace.ownRoomChanged(of: self)
+        } else if joinedRooms.remove(room) != nil {
+            namespace.remove(id, from: room)
+        }
     }
 
     /// Server-side disconnect. With `close`, the client's whole connection goes too (every namespace).
@@ -166,8 +185,9 @@ public final class SocketIOSocket {
     func closed() {
         guard isConnected else { return }
         isConnected = false
-        for room in rooms { namespace.remove(id, from: room) }
-        rooms.removeAll()
+        leave(id)
+        for room in joinedRooms { namespace.remove(id, from: room) }
+        joinedRooms = []
         ackIDsOwedToClient.removeAll()
         let awaited = awaitedAcks
         awaitedAcks.removeAll()
