@@ -7,10 +7,14 @@ import SidecastJSON
 final class SocketIOConnection {
     unowned let server: SocketIOServer
     let session: EngineIOSession
-    private var decoder: SocketIOPacketDecoder
-    private(set) var sockets: [String: SocketIOSocket] = [:]
+    /// The decoder of a binary packet waiting for its attachments. Between packets a decoder
+    /// holds nothing, so text packets get a fresh one and idle connections keep none.
+    private var pendingBinaryPacket: PendingBinaryPacket?
+    /// One socket per namespace joined: usually one, so a short array rather than a dictionary.
+    private(set) var sockets: [SocketIOSocket] = []
     /// Namespaces whose CONNECT waits for an authorization decision, with the id promised.
-    private var pendingConnects: [String: String] = [:]
+    /// Emptied to no storage once decided: a dictionary keeps its capacity after removals.
+    private var pendingConnects: [(namespace: String, socketID: String)] = []
     private var connectTimeout: Scheduled<Void>?
     private var isClosed = false
 
@@ -20,10 +24,12 @@ final class SocketIOConnection {
     init(server: SocketIOServer, session: EngineIOSession) {
         self.server = server
         self.session = session
-        self.decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
+        // Captured strongly: a weak reference would cost the connection a side table for its
+        // whole life; the task is cancelled (and the closure freed) once a namespace is joined
+        // or the connection closes.
         connectTimeout = server.eventLoop.assumeIsolated().scheduleTask(in: server.configuration.connectTimeout) {
-            [weak self] in
-            guard let self, self.sockets.isEmpty else { return }
+            [self] in
+            guard self.sockets.isEmpty, !self.isClosed else { return }
             self.server.logger.debug("no namespace joined in time, closing", metadata: ["sid": "\(self.session.id)"])
             self.close(reason: .forcedClose)
         }
@@ -31,7 +37,16 @@ final class SocketIOConnection {
 
     func receive(text: String) {
         do {
-            if let packet = try decoder.decode(text: text) { route(packet) }
+            if let pending = pendingBinaryPacket {
+                // Throws: a text packet cannot interrupt the attachments of a binary one.
+                _ = try pending.decoder.decode(text: text)
+            }
+            var decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
+            if let packet = try decoder.decode(text: text) {
+                route(packet)
+            } else {
+                pendingBinaryPacket = PendingBinaryPacket(decoder)
+            }
         } catch {
             parseFailed(error)
         }
@@ -39,10 +54,24 @@ final class SocketIOConnection {
 
     func receive(binary: ByteBuffer) {
         do {
-            if let packet = try decoder.decode(binary: binary) { route(packet) }
+            guard let pending = pendingBinaryPacket else {
+                var decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
+                _ = try decoder.decode(binary: binary)
+                return
+            }
+            let packet = try pending.decoder.decode(binary: binary)
+            if let packet {
+                pendingBinaryPacket = nil
+                route(packet)
+            }
         } catch {
+            pendingBinaryPacket = nil
             parseFailed(error)
         }
+    }
+
+    private func socket(in namespace: String) -> SocketIOSocket? {
+        sockets.first { $0.namespace.name == namespace }
     }
 
     private func parseFailed(_ error: SocketIOParseError) {
@@ -56,7 +85,7 @@ final class SocketIOConnection {
         server.logger.trace("packet in", metadata: ["sid": "\(session.id)", "packet": "\(packet)"])
         if packet.type == .connect {
             connect(to: packet.namespace, auth: packet.data)
-        } else if let socket = sockets[packet.namespace] {
+        } else if let socket = socket(in: packet.namespace) {
             socket.received(packet)
         } else {
             server.logger.debug("no socket for namespace", metadata: ["nsp": "\(packet.namespace)"])
@@ -64,16 +93,21 @@ final class SocketIOConnection {
     }
 
     private func connect(to name: String, auth: JSONValue?) {
-        guard sockets[name] == nil, pendingConnects[name] == nil else { return }
+        guard socket(in: name) == nil, !pendingConnects.contains(where: { $0.namespace == name }) else { return }
         guard let sink = server.sink, sink.namespaceExists(name) else {
             sendConnectError(namespace: name, message: "Invalid namespace", data: nil)
             return
         }
         let socketID = SocketIOServer.makeSocketID()
-        pendingConnects[name] = socketID
+        pendingConnects.append((namespace: name, socketID: socketID))
         let request = ConnectRequest(socketID: socketID, namespace: name, auth: auth, handshake: handshake)
-        sink.authorize(request) { [weak self] decision in
-            guard let self, !self.isClosed, self.pendingConnects.removeValue(forKey: name) == socketID else { return }
+        // Not weak, like the connect timeout: the sink holds the callback only until it decides.
+        sink.authorize(request) { [self] decision in
+            guard !isClosed, let index = pendingConnects.firstIndex(where: { $0.socketID == socketID }) else { return }
+            pendingConnects.remove(at: index)
+            if pendingConnects.isEmpty {
+                pendingConnects = []
+            }
             switch decision {
             case .accept(let data):
                 self.open(socketID: socketID, namespace: name, auth: auth, data: data ?? .null)
@@ -88,7 +122,7 @@ final class SocketIOConnection {
         connectTimeout = nil
         let namespace = server.namespace(named: name)
         let socket = SocketIOSocket(id: socketID, namespace: namespace, connection: self, auth: auth, data: data)
-        sockets[name] = socket
+        sockets.append(socket)
         namespace.insert(socket)
         socket.join(socketID)
         socket.send(SocketIOPacket(type: .connect, namespace: name, data: ["sid": .string(socketID)]))
@@ -109,8 +143,8 @@ final class SocketIOConnection {
 
     /// Takes one socket out of its namespace; the session stays open even when it was the last.
     func remove(_ socket: SocketIOSocket, reason: DisconnectReason) {
-        guard sockets[socket.namespace.name] === socket else { return }
-        sockets.removeValue(forKey: socket.namespace.name)
+        guard let index = sockets.firstIndex(where: { $0 === socket }) else { return }
+        sockets.remove(at: index)
         socket.closed()
         socket.namespace.removeSocket(socket)
         server.logger.debug("socket disconnected", metadata: [
@@ -123,7 +157,7 @@ final class SocketIOConnection {
     /// queued is written: the client learns why when (if) it catches up.
     func disconnectSlowClient() {
         guard !isClosed else { return }
-        for socket in sockets.values {
+        for socket in sockets {
             let messages = server.encodeMessages(SocketIOPacket(type: .disconnect, namespace: socket.namespace.name))
             session.send(messages)
             server.metrics.sent(messages, recipients: 1)
@@ -149,12 +183,21 @@ final class SocketIOConnection {
         connectTimeout?.cancel()
         connectTimeout = nil
         let abandoned = pendingConnects
-        pendingConnects.removeAll()
+        pendingConnects = []
         for (namespace, socketID) in abandoned {
             server.sink?.authorizationAbandoned(socketID: socketID, namespace: namespace)
         }
-        for socket in Array(sockets.values) {
+        for socket in sockets {
             remove(socket, reason: reason)
         }
+    }
+}
+
+/// The decoder of a binary packet between its text part and its last attachment.
+private final class PendingBinaryPacket {
+    var decoder: SocketIOPacketDecoder
+
+    init(_ decoder: SocketIOPacketDecoder) {
+        self.decoder = decoder
     }
 }
