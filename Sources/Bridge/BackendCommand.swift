@@ -19,13 +19,69 @@ public enum BackendCommand: Hashable, Sendable {
     public struct Emit: Hashable, Sendable {
         public var namespace: String
         public var event: String
-        public var args: [JSONValue]
+        /// The event's arguments. An emit read from a line without binary data keeps them
+        /// printed (see `arguments`) and parses them again only when asked here.
+        public var args: [JSONValue] {
+            get {
+                switch arguments {
+                case .values(let args): args
+                case .printed(let text): Array(text.value.arrayValue?.dropFirst() ?? [])
+                }
+            }
+            set { arguments = .values(newValue) }
+        }
         public var to: [String]
         public var except: [String]
         public var volatile: Bool
         public var local: Bool
         /// Milliseconds to wait for the clients' acknowledgements, when asked for.
         public var ackTimeout: Int64?
+        var arguments: Arguments
+
+        /// How the arguments are held: as values, or printed once from the line's parsed tree
+        /// as the whole EVENT data `[event, ...args]`, ready for the Socket.IO packet.
+        enum Arguments: Sendable {
+            case values([JSONValue])
+            case printed(JSONText)
+        }
+
+        init(
+            namespace: String,
+            event: String,
+            arguments: Arguments,
+            to: [String],
+            except: [String],
+            volatile: Bool,
+            local: Bool,
+            ackTimeout: Int64?
+        ) {
+            self.namespace = namespace
+            self.event = event
+            self.arguments = arguments
+            self.to = to
+            self.except = except
+            self.volatile = volatile
+            self.local = local
+            self.ackTimeout = ackTimeout
+        }
+
+        /// Emits are equal when their arguments are, printed or not.
+        public static func == (lhs: Emit, rhs: Emit) -> Bool {
+            lhs.namespace == rhs.namespace && lhs.event == rhs.event && lhs.args == rhs.args && lhs.to == rhs.to
+                && lhs.except == rhs.except && lhs.volatile == rhs.volatile && lhs.local == rhs.local
+                && lhs.ackTimeout == rhs.ackTimeout
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(namespace)
+            hasher.combine(event)
+            hasher.combine(args)
+            hasher.combine(to)
+            hasher.combine(except)
+            hasher.combine(volatile)
+            hasher.combine(local)
+            hasher.combine(ackTimeout)
+        }
     }
 
     case hello(Hello)
@@ -89,30 +145,46 @@ public struct BackendLineError: Error, Hashable, Sendable {
 
 extension BackendRequest {
     /// Decodes one NDJSON line. `{"$binary":…}` objects become binary values here.
+    ///
+    /// An `emit` without binary data, the bulk of a backend's traffic, is read on jansson's
+    /// tree: only the members it needs become values, and its arguments are printed once from
+    /// the tree for the clients. Every other line is converted to a value first.
     public init(line: ByteBuffer) throws(BackendLineError) {
-        let value: JSONValue
+        let document: JSONDocument
         do {
-            value = try JSONValue(parsing: line, binaryObjects: .decode)
+            document = try JSONDocument(parsing: line)
         } catch {
-            // Valid JSON whose only fault is a bad `$binary` is a bad message, answered by id.
-            if case .object(let members)? = try? JSONValue(parsing: line, binaryObjects: .keep) {
-                throw BackendLineError(
-                    error: .badMessage("invalid base64 in a $binary object"),
-                    id: Self.id(members["id"]),
-                    line: members["type"]?.stringValue ?? Self.prefix(of: line)
-                )
-            }
             throw BackendLineError(error: .badJSON(error.text), id: nil, line: Self.prefix(of: line))
         }
-        guard case .object(let members) = value else {
-            throw BackendLineError(error: .badJSON("not a JSON object"), id: nil, line: Self.prefix(of: line))
+        let members: Fields.Members
+        if document.isObject, document["type"] == "emit", !document.containsBinaryObject {
+            members = .document(document)
+        } else {
+            let value: JSONValue
+            do {
+                value = try document.value(binaryObjects: .decode)
+            } catch {
+                // Valid JSON whose only fault is a bad `$binary` is a bad message, answered by id.
+                guard document.isObject else {
+                    throw BackendLineError(error: .badJSON(error.text), id: nil, line: Self.prefix(of: line))
+                }
+                throw BackendLineError(
+                    error: .badMessage("invalid base64 in a $binary object"),
+                    id: Self.id(document["id"]),
+                    line: document["type"]?.stringValue ?? Self.prefix(of: line)
+                )
+            }
+            guard case .object = value else {
+                throw BackendLineError(error: .badJSON("not a JSON object"), id: nil, line: Self.prefix(of: line))
+            }
+            members = .value(value)
         }
         let id = Self.id(members["id"])
         guard case .string(let type) = members["type"] else {
             throw BackendLineError(error: .unknownType("\(members["type"].map { $0.jsonString() } ?? "")"), id: id, line: Self.prefix(of: line))
         }
         do {
-            self.init(id: id, command: try Fields(members: value, type: type).command())
+            self.init(id: id, command: try Fields(members: members, type: type).command())
         } catch {
             throw BackendLineError(error: error, id: id, line: type)
         }
@@ -134,8 +206,20 @@ extension BackendRequest {
 
 /// Typed access to a command's members, throwing the protocol's error codes.
 private struct Fields {
-    /// The line's object; read through `JSONValue`'s member subscript.
-    let members: JSONValue
+    /// Where members are read: a line converted to a value, or an emit's parsed tree.
+    enum Members {
+        case value(JSONValue)
+        case document(JSONDocument)
+
+        subscript(key: String) -> JSONValue? {
+            switch self {
+            case .value(let value): value[key]
+            case .document(let document): document[key]
+            }
+        }
+    }
+
+    let members: Members
     let type: String
 
     func command() throws(BridgeError) -> BackendCommand {
@@ -164,10 +248,20 @@ private struct Fields {
                 guard members["id"] != nil else { throw .missingField("id", in: "emit with ack") }
                 ackTimeout = timeout
             }
+            let nsp = try namespace()
+            let arguments: BackendCommand.Emit.Arguments
+            if case .document(let document) = members {
+                guard let printed = document.printedArray(first: "event", elementsOf: "args") else {
+                    throw .badField("args", "an array")
+                }
+                arguments = .printed(printed)
+            } else {
+                arguments = .values(try optionalArray("args") ?? [])
+            }
             return .emit(.init(
-                namespace: try namespace(),
+                namespace: nsp,
                 event: event,
-                args: try optionalArray("args") ?? [],
+                arguments: arguments,
                 to: try optionalStringArray("to") ?? [],
                 except: try optionalStringArray("except") ?? [],
                 volatile: try optionalBool("volatile") ?? false,

@@ -228,7 +228,10 @@ public final class Bridge {
     private func emit(_ emit: BackendCommand.Emit, id: JSONValue?, backend: Backend) throws {
         try requireNamespace(emit.namespace)
         emits.increment()
-        let packet = SocketIOPacket(type: .event, namespace: emit.namespace, data: .array([.string(emit.event)] + emit.args))
+        let packet = switch emit.arguments {
+        case .printed(let data): SocketIOPacket(type: .event, namespace: emit.namespace, printedData: data)
+        case .values(let args): SocketIOPacket(type: .event, namespace: emit.namespace, data: .array([.string(emit.event)] + args))
+        }
         let options = options(emit.namespace, emit.to, emit.except, local: emit.local, volatile: emit.volatile)
         guard let timeoutMS = emit.ackTimeout, let id else {
             adapter.broadcast(packet, options: options)

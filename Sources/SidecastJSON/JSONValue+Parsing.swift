@@ -1,4 +1,4 @@
-private import CJansson
+internal import CJansson
 import NIOCore
 import OrderedCollections
 
@@ -39,9 +39,17 @@ extension JSONValue {
     }
 
     private static func parse(_ bytes: UnsafeRawBufferPointer, binaryObjects: BinaryObjects) -> Result<JSONValue, JSONError> {
+        switch loadTree(bytes) {
+        case .success(let root): convert(root, binaryObjects: binaryObjects)
+        case .failure(let error): .failure(error)
+        }
+    }
+
+    /// jansson's tree for `bytes`, owned by the caller (one reference).
+    static func loadTree(_ bytes: UnsafeRawBufferPointer) -> Result<UnsafeMutablePointer<json_t>, JSONError> {
         var error = json_error_t()
         if let root = load(bytes, error: &error) {
-            return convert(root, binaryObjects: binaryObjects)
+            return .success(root)
         }
         guard json_error_code(&error) == json_error_numeric_overflow else {
             return .failure(JSONError(error))
@@ -52,7 +60,7 @@ extension JSONValue {
         let rewritten = markingOverflowingIntegersAsReals(bytes)
         let root = rewritten.withUnsafeBytes { load($0, error: &error) }
         guard let root else { return .failure(JSONError(error)) }
-        return convert(root, binaryObjects: binaryObjects)
+        return .success(root)
     }
 
     private static func load(_ bytes: UnsafeRawBufferPointer, error: inout json_error_t) -> UnsafeMutablePointer<json_t>? {
@@ -77,7 +85,7 @@ extension JSONValue {
     }
 
     /// Reads a jansson value without taking ownership of it.
-    private init(borrowing json: UnsafeMutablePointer<json_t>, decodingBinary: Bool) throws(JSONError) {
+    init(borrowing json: UnsafeMutablePointer<json_t>, decodingBinary: Bool) throws(JSONError) {
         switch json.pointee.type {
         case JSON_NULL:
             self = .null

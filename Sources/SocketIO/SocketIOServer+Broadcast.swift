@@ -11,7 +11,7 @@ extension SocketIOServer {
         guard let namespace = namespaces[options.namespace] else { return }
         let targets = namespace.sockets(matching: options)
         guard !targets.isEmpty else { return }
-        let messages = encodeMessages(packet)
+        let messages = broadcastMessages(packet)
         var delivered = 0
         for socket in targets where deliver(messages, to: socket, volatile: options.volatile) {
             delivered += 1
@@ -33,7 +33,7 @@ extension SocketIOServer {
         var packet = packet
         let ackID = namespace.makeAckID()
         packet.id = ackID
-        let messages = encodeMessages(packet)
+        let messages = broadcastMessages(packet)
         var delivered = 0
         for socket in targets {
             let socketID = socket.id
@@ -49,6 +49,19 @@ extension SocketIOServer {
             }
         }
         return (targets.count, cancel)
+    }
+
+    /// Encodes a broadcast's packet once: the Engine.IO "4" and the packet's text go straight
+    /// into the one buffer every recipient's frame shares, with no `String` in between.
+    private func broadcastMessages(_ packet: SocketIOPacket) -> [EngineIOMessage] {
+        var text = ByteBuffer()
+        text.reserveCapacity(32 + packet.namespace.utf8.count + (packet.printedData?.bytes.readableBytes ?? 64))
+        text.writeInteger(UInt8(ascii: "4"))
+        let attachments = SocketIOPacketEncoder().encode(packet, into: &text)
+        var messages = [EngineIOMessage.text(encoded: text)]
+        messages.reserveCapacity(1 + attachments.count)
+        for attachment in attachments { messages.append(.binary(attachment)) }
+        return messages
     }
 
     /// `socketsJoin`: matching sockets join every room in `rooms`.

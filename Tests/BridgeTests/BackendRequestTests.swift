@@ -48,6 +48,36 @@ final class BackendRequestTests: XCTestCase {
         XCTAssertNil(emit.ackTimeout)
     }
 
+    func testEmitWithoutBinaryKeepsItsArgumentsPrinted() throws {
+        let request = try decode(#"{"type":"emit","nsp":"/","event":"m","args":[1.0,{"a":[2.5,"x"]}],"to":["r"]}"#)
+        guard case .emit(let emit) = request.command else { return XCTFail("not an emit: \(request.command)") }
+        guard case .printed(let data) = emit.arguments else { return XCTFail("arguments not printed: \(emit.arguments)") }
+        XCTAssertEqual(String(buffer: data.bytes), #"["m",1,{"a":[2.5,"x"]}]"#)
+        XCTAssertEqual(emit.args, [1, ["a": [2.5, "x"]]])
+        XCTAssertEqual(emit.to, ["r"])
+        XCTAssertEqual(
+            request.command,
+            .emit(.init(namespace: "/", event: "m", arguments: .values([1, ["a": [2.5, "x"]]]), to: ["r"], except: [], volatile: false, local: false, ackTimeout: nil))
+        )
+    }
+
+    func testEmitWithBinaryKeepsItsArgumentsAsValues() throws {
+        guard case .emit(let emit) = try decode(#"{"type":"emit","nsp":"/","event":"m","args":[{"$binary":"AQ=="}]}"#).command else {
+            return XCTFail("not an emit")
+        }
+        guard case .values(let args) = emit.arguments else { return XCTFail("arguments printed: \(emit.arguments)") }
+        XCTAssertEqual(args, [.binary(ByteBuffer(bytes: [1]))])
+    }
+
+    func testEmitArgumentsMustBeAnArray() {
+        for line in [#"{"type":"emit","nsp":"/","event":"m","args":{"a":1}}"#, #"{"type":"emit","nsp":"/","event":"m","args":{"$binary":"AQ=="}}"#] {
+            let error = failure(line)
+            XCTAssertEqual(error?.error.code, "bad_message", line)
+            XCTAssertEqual(error?.line, "emit", line)
+        }
+        XCTAssertEqual(failure(#"{"type":"emit","nsp":"x","event":"m","args":5}"#)?.error.message, #"namespace "x" must start with "/""#)
+    }
+
     func testSelectors() throws {
         XCTAssertEqual(
             try decode(#"{"type":"join","sid":"s1","nsp":"/","rooms":["a"]}"#).command,

@@ -26,12 +26,59 @@ public struct SocketIOPacket: Sendable, Hashable {
     /// ACK: the arguments of the acknowledgement. CONNECT_ERROR: an object such as
     /// `{"message": ...}`. DISCONNECT: nil. A received EVENT or ACK carries nil when the
     /// sender sent no payload at all; socket.io-parser lets that through as well.
-    public var data: JSONValue?
+    ///
+    /// A packet made from printed data parses it again here; the encoder copies the text.
+    public var data: JSONValue? {
+        get {
+            switch payload {
+            case nil: nil
+            case .value(let value): value
+            case .printed(let text): text.value
+            }
+        }
+        set { payload = newValue.map(Payload.value) }
+    }
+
+    /// The data as text printed beforehand, when the packet was made from it.
+    public var printedData: JSONText? {
+        if case .printed(let text) = payload { return text }
+        return nil
+    }
+
+    private var payload: Payload?
+
+    private enum Payload: Sendable {
+        case value(JSONValue)
+        /// Holds no binary data: such a packet never needs attachments.
+        case printed(JSONText)
+    }
 
     public init(type: SocketIOPacketType, namespace: String = "/", id: Int? = nil, data: JSONValue? = nil) {
         self.type = type
         self.namespace = namespace
         self.id = id
-        self.data = data
+        self.payload = data.map(Payload.value)
+    }
+
+    /// A packet whose data is already JSON text holding no binary data (an emit's
+    /// `[event, ...args]` as the bridge printed it): encoding copies the text, and every
+    /// recipient of a broadcast shares the result.
+    public init(type: SocketIOPacketType, namespace: String = "/", id: Int? = nil, printedData: JSONText) {
+        self.type = type
+        self.namespace = namespace
+        self.id = id
+        self.payload = .printed(printedData)
+    }
+
+    /// Packets are equal when they carry the same data, printed or not.
+    public static func == (lhs: SocketIOPacket, rhs: SocketIOPacket) -> Bool {
+        lhs.type == rhs.type && lhs.namespace == rhs.namespace && lhs.id == rhs.id && lhs.data == rhs.data
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(type)
+        hasher.combine(namespace)
+        hasher.combine(id)
+        hasher.combine(data)
     }
 }

@@ -25,9 +25,11 @@ public struct SocketIOPacketEncoder: Sendable {
     /// `{"_placeholder":true,"num":N}` and becomes attachment N. A `.binaryEvent` or
     /// `.binaryAck` packet without binary data goes out as a plain EVENT or ACK. The other
     /// packet types have no attachments; binary in them prints as `{"$binary":"<base64>"}`.
+    /// Printed data (which holds no binary) is copied as it is.
     public func encode(_ packet: SocketIOPacket, into buffer: inout ByteBuffer) -> [ByteBuffer] {
         let isEventOrAck = packet.type != .connect && packet.type != .disconnect && packet.type != .connectError
-        let attachmentCount = isEventOrAck ? packet.data.map(Self.countBinaries) ?? 0 : 0
+        let printed = packet.printedData
+        let attachmentCount = isEventOrAck && printed == nil ? packet.data.map(Self.countBinaries) ?? 0 : 0
         let type: SocketIOPacketType
         switch packet.type {
         case .event, .binaryEvent: type = attachmentCount > 0 ? .binaryEvent : .event
@@ -52,7 +54,9 @@ public struct SocketIOPacketEncoder: Sendable {
         }
         var attachments: [ByteBuffer] = []
         // `JSON.stringify` is only called for data that is neither undefined nor null.
-        if let data = packet.data, !data.isNull {
+        if let printed {
+            if !printed.isNull { buffer.writeImmutableBuffer(printed.bytes) }
+        } else if let data = packet.data, !data.isNull {
             if attachmentCount > 0 {
                 attachments.reserveCapacity(attachmentCount)
                 data.write(to: &buffer) { bytes in

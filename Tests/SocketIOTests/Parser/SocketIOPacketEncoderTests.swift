@@ -89,6 +89,27 @@ final class SocketIOPacketEncoderTests: XCTestCase {
         XCTAssertEqual(attachments, [ByteBuffer(bytes: [5])])
     }
 
+    func testPrintedDataIsCopiedAsItIs() {
+        let data: JSONValue = ["m", 1, ["k": [nil, "é"]]]
+        let printed = SocketIOPacket(type: .event, namespace: "/ns", id: 4, printedData: JSONText(data))
+        let plain = SocketIOPacket(type: .event, namespace: "/ns", id: 4, data: data)
+        XCTAssertEqual(text(printed), text(plain))
+        XCTAssertEqual(text(printed), #"2/ns,4["m",1,{"k":[null,"é"]}]"#)
+        XCTAssertEqual(text(SocketIOPacket(type: .event, printedData: JSONText(nil))), "2")
+    }
+
+    func testPrintedAndPlainPacketsAreEqualWhenTheirDataIs() {
+        let data: JSONValue = ["m", ["a": 1]]
+        var printed = SocketIOPacket(type: .event, printedData: JSONText(data))
+        XCTAssertEqual(printed, SocketIOPacket(type: .event, data: data))
+        XCTAssertEqual(printed.hashValue, SocketIOPacket(type: .event, data: data).hashValue)
+        XCTAssertEqual(printed.data, data)
+        XCTAssertNotNil(printed.printedData)
+        printed.data = ["other"]
+        XCTAssertNil(printed.printedData)
+        XCTAssertEqual(text(printed), #"2["other"]"#)
+    }
+
     func testStringAndBufferVariantsAgree() {
         let packet = SocketIOPacket(type: .event, namespace: "/ns", id: 99, data: ["é", 1.5, ["k": nil]])
         var buffer = ByteBuffer()

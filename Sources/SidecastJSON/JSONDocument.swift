@@ -1,0 +1,136 @@
+internal import CJansson
+import NIOCore
+
+/// A JSON text parsed by jansson and kept as jansson's tree.
+///
+/// The bridge reads a handful of members of each backend line and passes an emit's arguments on
+/// to clients as text. Keeping the tree lets it convert only the members it reads to
+/// `JSONValue`, and print the arguments straight from the parsed tree, where converting the
+/// whole line to `JSONValue` and building a jansson tree again to print would do the work
+/// twice. One owner on one thread, so not Sendable.
+public final class JSONDocument {
+    private let root: UnsafeMutablePointer<json_t>
+
+    /// Parses one JSON text of any type, as `JSONValue(parsing:)` does (same errors, same
+    /// handling of integers too large for `Int64`).
+    public init(parsing buffer: ByteBuffer) throws(JSONError) {
+        root = try buffer.withUnsafeReadableBytes { JSONValue.loadTree($0) }.get()
+    }
+
+    deinit {
+        json_decref(root)
+    }
+
+    /// The whole document as a value, as `JSONValue(parsing:binaryObjects:)` returns it.
+    public func value(binaryObjects: JSONValue.BinaryObjects) throws(JSONError) -> JSONValue {
+        try JSONValue(borrowing: root, decodingBinary: binaryObjects == .decode)
+    }
+
+    public var isObject: Bool {
+        root.pointee.type == JSON_OBJECT
+    }
+
+    /// The root object's member `key` as a value (a `{"$binary":…}` object stays an object);
+    /// `nil` when it has no such member or the root is not an object.
+    public subscript(key: String) -> JSONValue? {
+        guard let member = member(key) else { return nil }
+        do {
+            return try JSONValue(borrowing: member, decodingBinary: false)
+        } catch {
+            preconditionFailure("only decoding $binary objects can fail: \(error)")
+        }
+    }
+
+    /// Whether some object in the document has `"$binary"` holding a string as its only
+    /// member: the bridge's spelling of binary data.
+    public var containsBinaryObject: Bool {
+        Self.containsBinaryObject(root)
+    }
+
+    /// Prints the array `[root[first], ...root[rest]]`, the data of a Socket.IO EVENT made of
+    /// an event name and its arguments. A missing or null `rest` adds nothing; returns `nil`
+    /// when `first` is missing or `rest` is something other than an array.
+    ///
+    /// The text is what `JSONValue.write(to:)` prints for the same value: whole reals of
+    /// magnitude below 2^53 print as integers. To get there they are replaced by integers in
+    /// this document's tree, so read no member after printing it.
+    public func printedArray(first firstKey: String, elementsOf restKey: String) -> JSONText? {
+        guard let first = member(firstKey) else { return nil }
+        guard let array = json_array() else { preconditionFailure("jansson could not allocate an array") }
+        defer { json_decref(array) }
+        // `json_array_append` and `json_array_extend` add references: the members stay shared.
+        guard json_array_append(array, first) == 0 else { preconditionFailure("jansson failed to grow an array") }
+        if let rest = member(restKey), rest.pointee.type != JSON_NULL {
+            guard rest.pointee.type == JSON_ARRAY else { return nil }
+            guard json_array_extend(array, rest) == 0 else { preconditionFailure("jansson failed to grow an array") }
+        }
+        Self.replaceWholeReals(in: array)
+        var bytes = ByteBuffer()
+        appendCompactJSON(array, to: &bytes)
+        return JSONText(printed: bytes)
+    }
+
+    private func member(_ key: String) -> UnsafeMutablePointer<json_t>? {
+        guard root.pointee.type == JSON_OBJECT else { return nil }
+        return key.withCString { json_object_get(root, $0) }
+    }
+
+    private static func containsBinaryObject(_ json: UnsafeMutablePointer<json_t>) -> Bool {
+        switch json.pointee.type {
+        case JSON_ARRAY:
+            for index in 0..<json_array_size(json) where containsBinaryObject(json_array_get(json, index)!) {
+                return true
+            }
+            return false
+        case JSON_OBJECT:
+            if json_object_size(json) == 1, let member = json_object_get(json, "$binary"), member.pointee.type == JSON_STRING {
+                return true
+            }
+            var iterator = json_object_iter(json)
+            while let current = iterator {
+                if containsBinaryObject(json_object_iter_value(current)!) { return true }
+                iterator = json_object_iter_next(json, current)
+            }
+            return false
+        default:
+            return false
+        }
+    }
+
+    /// Replaces every whole real below 2^53 in magnitude inside `json` by the integer, as
+    /// `JSONValue` printing does (`JSON.stringify` prints `1.0` as `1`).
+    private static func replaceWholeReals(in json: UnsafeMutablePointer<json_t>) {
+        switch json.pointee.type {
+        case JSON_ARRAY:
+            for index in 0..<json_array_size(json) {
+                let element = json_array_get(json, index)!
+                if let integer = integer(replacing: element) {
+                    json_array_set_new(json, index, integer)
+                } else {
+                    replaceWholeReals(in: element)
+                }
+            }
+        case JSON_OBJECT:
+            var iterator = json_object_iter(json)
+            while let current = iterator {
+                let value = json_object_iter_value(current)!
+                if let integer = integer(replacing: value) {
+                    json_object_iter_set_new(json, current, integer)
+                } else {
+                    replaceWholeReals(in: value)
+                }
+                iterator = json_object_iter_next(json, current)
+            }
+        default:
+            break
+        }
+    }
+
+    /// A new integer for a whole real that `JSONValue` would print as one, else `nil`.
+    private static func integer(replacing json: UnsafeMutablePointer<json_t>) -> UnsafeMutablePointer<json_t>? {
+        guard json.pointee.type == JSON_REAL else { return nil }
+        let value = json_real_value(json)
+        guard value.rounded(.towardZero) == value, value.magnitude < 9_007_199_254_740_992 else { return nil }
+        return json_integer(Int64(value))
+    }
+}
