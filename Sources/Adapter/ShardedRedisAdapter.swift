@@ -7,16 +7,17 @@ import SocketIO
 
 /// The cluster adapter over Redis 7 sharded pub/sub, in the wire format of
 /// `@socket.io/redis-adapter`'s `createShardedAdapter` (socket.io-adapter's `ClusterAdapter`
-/// messages, see ``ClusterMessage``), with the node counting of `ClusterAdapterWithHeartbeat`.
+/// messages, see ``ClusterMessage``), so Sidecast and Node servers can share one cluster.
 ///
 /// Channels, per namespace: `prefix#nsp#` for every node, `prefix#nsp#uid#` for answers to
 /// this node, and in the "dynamic" subscription mode `prefix#nsp#room#` for each public room
 /// (not a socket's own room) while it has a member here, so a broadcast to one room reaches
 /// only the shard of that room's channel and the nodes that have the room.
 ///
-/// Nodes count each other by heartbeats (every `heartbeatInterval` without other traffic,
-/// forgotten after `heartbeatTimeout` of silence): requests wait for the nodes seen alive.
-/// Confined to the Socket.IO server's event loop.
+/// Like Node's, it extends the plain `ClusterAdapter`: no heartbeats and no `ADAPTER_CLOSE`.
+/// The nodes serving a namespace are the subscribers of its channel, which `PUBSUB
+/// SHARDNUMSUB` on the master owning the channel's slot counts; requests wait for as many
+/// answers as that count less one. Confined to the Socket.IO server's event loop.
 public final class ShardedRedisAdapter: Adapter {
     public weak var delegate: AdapterDelegate?
     /// This node's id on the wire; a node ignores messages carrying its own uid.
@@ -25,12 +26,9 @@ public final class ShardedRedisAdapter: Adapter {
     private let redis: RedisShardedClient
     private let prefix: String
     private let requestsTimeout: TimeAmount
-    private let heartbeatInterval: TimeAmount
-    private let heartbeatTimeout: TimeAmount
     private let logger: Logger
     private var namespaces: [String: ServedNamespace] = [:]
     private var requests: [String: (request: PendingRequest, timer: Scheduled<Void>)] = [:]
-    private var evictionTimer: Scheduled<Void>?
     private let requestTimeouts = Counter(label: "sidecast_cluster_request_timeouts_total")
 
     /// What this node keeps per namespace it serves.
@@ -39,10 +37,6 @@ public final class ShardedRedisAdapter: Adapter {
         let responseChannel: String
         /// Room channels subscribed in the dynamic mode.
         var roomChannels: Set<String> = []
-        /// Other nodes, by uid, with when they were last heard of.
-        var nodes: [String: NIODeadline] = [:]
-        var lastPublish = NIODeadline.now()
-        var heartbeat: Scheduled<Void>?
 
         init(channels: RedisChannels, uid: String) {
             self.channels = channels
@@ -50,10 +44,10 @@ public final class ShardedRedisAdapter: Adapter {
         }
     }
 
-    /// Requests of ours waiting for answers; `missing` holds the nodes yet to answer.
+    /// Requests of ours waiting for answers.
     private enum PendingRequest {
-        case fetch(FetchRequest, missing: Set<String>)
-        case serverSideEmit(ServerSideEmitRequest, missing: Set<String>)
+        case fetch(FetchRequest)
+        case serverSideEmit(ServerSideEmitRequest)
         case broadcastAck(BroadcastAckRequest)
     }
 
@@ -63,8 +57,6 @@ public final class ShardedRedisAdapter: Adapter {
         uid: String,
         prefix: String,
         requestsTimeout: TimeAmount,
-        heartbeatInterval: TimeAmount = .seconds(5),
-        heartbeatTimeout: TimeAmount = .seconds(10),
         logger: Logger
     ) {
         self.server = server
@@ -72,14 +64,20 @@ public final class ShardedRedisAdapter: Adapter {
         self.uid = uid
         self.prefix = prefix
         self.requestsTimeout = requestsTimeout
-        self.heartbeatInterval = heartbeatInterval
-        self.heartbeatTimeout = heartbeatTimeout
         self.logger = logger
     }
 
-    /// How many nodes serve `namespace`, this one included, as heartbeats tell.
-    public func serverCount(namespace: String) -> Int {
-        1 + (namespaces[namespace]?.nodes.count ?? 0)
+    /// How many nodes serve `namespace`, this one included: the subscribers of its channel,
+    /// counted by its shard's master as Node's `serverCount()` does.
+    public func serverCount(namespace: String, completion: @escaping (Result<Int, AdapterError>) -> Void) {
+        guard let state = namespaces[namespace] else { return completion(.success(1)) }
+        guard redis.isConnected else { return completion(.failure(.unavailable("Redis is unreachable"))) }
+        redis.shardSubscriberCount(of: state.channels.broadcast).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let count): completion(.success(count))
+            case .failure(let error): completion(.failure(.unavailable("Redis is unreachable: \(error)")))
+            }
+        }
     }
 
     public func serve(namespace name: String) {
@@ -97,18 +95,16 @@ public final class ShardedRedisAdapter: Adapter {
             self.roomChanged(room, exists: exists, in: namespace, state)
         }
         for room in namespace.rooms.keys { roomChanged(room, exists: true, in: namespace, state) }
-        if evictionTimer == nil { scheduleEviction() }
-        publish(.initialHeartbeat, state)
     }
 
-    /// Tells the other nodes this one leaves, so they stop waiting for it at once.
+    /// Unsubscribes every channel, as Node's `close()`, so the other nodes stop counting this
+    /// one at once.
     public func close() {
-        evictionTimer?.cancel()
-        evictionTimer = nil
         for state in namespaces.values {
-            publish(.adapterClose, state)
-            state.heartbeat?.cancel()
-            state.heartbeat = nil
+            for channel in [state.channels.broadcast, state.responseChannel] + state.roomChannels.sorted() {
+                redis.sunsubscribe(channel)
+            }
+            state.roomChannels = []
         }
     }
 
@@ -144,8 +140,10 @@ public final class ShardedRedisAdapter: Adapter {
             rooms: options.rooms.sorted(), except: options.except.sorted(), flags: flags
         ), requestId: requestID)
         publish(message, state)
-        // Without Redis no other node can answer: the local answers are all there is.
-        request.expect(nodes: redis.isConnected ? 1 + state.nodes.count : 1)
+        serverCount(namespace: options.namespace) { nodes in
+            // Without Redis no other node can answer: the local answers are all there is.
+            request.expect(nodes: (try? nodes.get()) ?? 1)
+        }
     }
 
     public func addSockets(_ options: BroadcastOptions, rooms: [String]) {
@@ -171,16 +169,24 @@ public final class ShardedRedisAdapter: Adapter {
         completion: @escaping (Result<[SocketDetails], AdapterError>) -> Void
     ) {
         let local = server.fetchSockets(options).map(SocketDetails.init)
-        guard !options.local, let state = namespaces[options.namespace], !state.nodes.isEmpty else {
+        guard !options.local, let state = namespaces[options.namespace] else {
             return completion(.success(local))
         }
-        guard redis.isConnected else { return completion(.failure(.unavailable("Redis is unreachable"))) }
-        let requestID = Self.makeRequestID()
-        let request = FetchRequest(namespace: options.namespace, expected: state.nodes.count + 1, sockets: local, completion: completion)
-        track(requestID, .fetch(request, missing: Set(state.nodes.keys)), what: "fetchSockets") {
-            request.completion(.failure(.timeout))
+        serverCount(namespace: options.namespace) { [weak self] count in
+            guard let self else { return }
+            let nodes: Int
+            switch count {
+            case .failure(let error): return completion(.failure(error))
+            case .success(let count): nodes = count
+            }
+            guard nodes > 1 else { return completion(.success(local)) }
+            let requestID = Self.makeRequestID()
+            let request = FetchRequest(namespace: options.namespace, expected: nodes, sockets: local, completion: completion)
+            self.track(requestID, .fetch(request), what: "fetchSockets") {
+                request.completion(.failure(.timeout))
+            }
+            self.publish(.fetchSockets(options: self.clusterOptions(options), requestId: requestID), state)
         }
-        publish(.fetchSockets(options: clusterOptions(options), requestId: requestID), state)
     }
 
     /// The cluster protocol has no room listing of its own: every room has a member, so the
@@ -206,17 +212,24 @@ public final class ShardedRedisAdapter: Adapter {
             publish(.serverSideEmit(requestId: nil, packet: packet), state)
             return completion(.success(ServerSideEmitResult(responses: [], expected: 0, timedOut: false)))
         }
-        guard redis.isConnected else { return completion(.failure(.unavailable("Redis is unreachable"))) }
-        guard !state.nodes.isEmpty else {
-            return completion(.success(ServerSideEmitResult(responses: [], expected: 0, timedOut: false)))
+        serverCount(namespace: namespace) { [weak self] nodes in
+            guard let self else { return }
+            let others: Int
+            switch nodes {
+            case .failure(let error): return completion(.failure(error))
+            case .success(let count): others = count - 1
+            }
+            guard others > 0 else {
+                return completion(.success(ServerSideEmitResult(responses: [], expected: 0, timedOut: false)))
+            }
+            let requestID = Self.makeRequestID()
+            let request = ServerSideEmitRequest(expected: others) { completion(.success($0)) }
+            self.track(requestID, .serverSideEmit(request), what: "serverSideEmit", timeout: ackTimeout) {
+                request.finish(timedOut: true)
+            }
+            request.onFinish = { [weak self] in self?.finish(requestID) }
+            self.publish(.serverSideEmit(requestId: requestID, packet: packet), state)
         }
-        let requestID = Self.makeRequestID()
-        let request = ServerSideEmitRequest(expected: state.nodes.count) { completion(.success($0)) }
-        track(requestID, .serverSideEmit(request, missing: Set(state.nodes.keys)), what: "serverSideEmit", timeout: ackTimeout) {
-            request.finish(timedOut: true)
-        }
-        request.onFinish = { [weak self] in self?.finish(requestID) }
-        publish(.serverSideEmit(requestId: requestID, packet: packet), state)
     }
 
     // MARK: What other nodes send
@@ -229,18 +242,14 @@ public final class ShardedRedisAdapter: Adapter {
             return logger.warning("skipping a malformed cluster message from Redis", metadata: ["channel": "\(channel)", "error": "\(error)"])
         }
         guard message.uid != uid else { return }
-        if message.uid != "emitter" { state.nodes[message.uid] = .now() }
         if message.isResponse {
             return receivedResponse(message)
         }
         let namespace = state.channels.namespace
         switch message.body {
-        case .initialHeartbeat:
-            publish(.heartbeat, state)
-        case .heartbeat:
+        case .initialHeartbeat, .heartbeat, .adapterClose:
+            // Node's plain `ClusterAdapter` ignores these, and so does its sharded adapter.
             break
-        case .adapterClose:
-            removeNode(message.uid, state)
         case .broadcast(let packet, let options, nil):
             server.broadcast(packet, options: localOptions(namespace, options))
         case .broadcast(let packet, let options, let requestID?):
@@ -284,67 +293,23 @@ public final class ShardedRedisAdapter: Adapter {
     private func receivedResponse(_ message: ClusterMessage) {
         guard let requestID = message.requestId, let pending = requests[requestID]?.request else { return }
         switch (pending, message.body) {
-        case (.fetch(let request, var missing), .fetchSocketsResponse(_, let sockets)):
+        case (.fetch(let request), .fetchSocketsResponse(_, let sockets)):
             request.sockets += sockets.map {
                 SocketDetails(id: $0.id, namespace: request.namespace, rooms: $0.rooms, handshake: $0.handshake, data: $0.data)
             }
-            missing.remove(message.uid)
-            requests[requestID]?.request = .fetch(request, missing: missing)
-            if missing.isEmpty {
+            request.answered += 1
+            if request.answered >= request.expected {
                 finish(requestID)
                 request.completion(.success(request.sockets))
             }
-        case (.serverSideEmit(let request, var missing), .serverSideEmitResponse(_, let packet)):
-            missing.remove(message.uid)
-            requests[requestID]?.request = .serverSideEmit(request, missing: missing)
+        case (.serverSideEmit(let request), .serverSideEmitResponse(_, let packet)):
             request.add(packet ?? .null)
-            if missing.isEmpty { request.finish(timedOut: false) }
         case (.broadcastAck(let request), .broadcastClientCount(_, let count)):
             request.nodeReported(clientCount: count)
         case (.broadcastAck(let request), .broadcastAck(_, let packet)):
             request.add(.init(socketID: nil, args: packet.map { [$0] } ?? []))
         default:
             logger.debug("ignoring an answer of the wrong kind", metadata: ["requestId": "\(requestID)"])
-        }
-    }
-
-    // MARK: Nodes
-
-    /// Every second, as Node's `deadNodeEvictionInterval`.
-    private func scheduleEviction() {
-        evictionTimer = server.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [weak self] in
-            self?.evictSilentNodes()
-            self?.scheduleEviction()
-        }
-    }
-
-    private func evictSilentNodes() {
-        let oldest = NIODeadline.now() - heartbeatTimeout
-        for state in namespaces.values {
-            for (node, seen) in state.nodes where seen < oldest {
-                logger.info("cluster node seems down", metadata: ["node": "\(node)", "nsp": "\(state.channels.namespace)"])
-                removeNode(node, state)
-            }
-        }
-    }
-
-    /// Forgets a node and stops waiting for its answers.
-    private func removeNode(_ node: String, _ state: ServedNamespace) {
-        state.nodes[node] = nil
-        for (requestID, entry) in requests {
-            switch entry.request {
-            case .fetch(let request, var missing) where missing.remove(node) != nil:
-                requests[requestID]?.request = .fetch(request, missing: missing)
-                if missing.isEmpty {
-                    finish(requestID)
-                    request.completion(.success(request.sockets))
-                }
-            case .serverSideEmit(let request, var missing) where missing.remove(node) != nil:
-                requests[requestID]?.request = .serverSideEmit(request, missing: missing)
-                if missing.isEmpty { request.finish(timedOut: false) }
-            default:
-                break
-            }
         }
     }
 
@@ -376,29 +341,11 @@ public final class ShardedRedisAdapter: Adapter {
     private func publish(_ body: ClusterMessage.Body, _ state: ServedNamespace) {
         let message = ClusterMessage(uid: uid, namespace: state.channels.namespace, body: body)
         redis.spublish(channel(for: body, state), message.encode())
-        state.lastPublish = .now()
-        scheduleHeartbeat(state)
     }
 
     private func respond(_ body: ClusterMessage.Body, to requester: String, _ state: ServedNamespace) {
         let message = ClusterMessage(uid: uid, namespace: state.channels.namespace, body: body)
         redis.spublish("\(state.channels.broadcast)\(requester)#", message.encode())
-    }
-
-    /// A heartbeat goes out once `heartbeatInterval` passed without any other publish, as the
-    /// timer Node refreshes on every publish; one timer per namespace, not one per publish.
-    private func scheduleHeartbeat(_ state: ServedNamespace) {
-        guard state.heartbeat == nil else { return }
-        let due = state.lastPublish + heartbeatInterval
-        state.heartbeat = server.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in
-            guard let self else { return }
-            state.heartbeat = nil
-            if state.lastPublish + self.heartbeatInterval <= .now() {
-                self.publish(.heartbeat, state)
-            } else {
-                self.scheduleHeartbeat(state)
-            }
-        }
     }
 
     // MARK: Helpers

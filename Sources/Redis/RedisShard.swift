@@ -97,6 +97,17 @@ final class RedisShard {
         return self.outbox.append(channel: channel, message: message)
     }
 
+    /// Sends one command on the publish link; fails at once while that link is down, since a
+    /// query (unlike a publish) is worth nothing once stale.
+    func send(_ command: RedisCommand) -> EventLoopFuture<RedisReply> {
+        guard let connection = self.commandChannel, connection.isActive else {
+            return self.eventLoop.makeFailedFuture(RedisClientError.notConnected)
+        }
+        let reply = self.eventLoop.makePromise(of: RedisReply.self)
+        connection.writeAndFlush(RedisCommandRequest(command: command, reply: reply)).whenFailure { reply.fail($0) }
+        return reply.futureResult
+    }
+
     /// Takes publishes another shard held for a slot this one owns now.
     func adopt(_ entries: [RedisOutbox.Entry]) -> Int {
         let before = self.outbox.dropped

@@ -159,6 +159,32 @@ public final class RedisShardedClient {
         if !kept { self.countDrops(1) }
     }
 
+    /// How many connections subscribe to the shard channel: `PUBSUB SHARDNUMSUB` on the master
+    /// owning its slot, the only node that knows (Node's sharded adapter counts servers so).
+    /// A `MOVED` answer moves the slot and asks the new master, at most `redirects` times.
+    public func shardSubscriberCount(of channel: String, redirects: Int = 3) -> EventLoopFuture<Int> {
+        self.eventLoop.preconditionInEventLoop()
+        guard case .running = self.state else { return self.eventLoop.makeFailedFuture(RedisClientError.shutDown) }
+        guard let master = self.slots?.master(of: channel), let shard = self.shards[master] else {
+            return self.eventLoop.makeFailedFuture(RedisClientError.notConnected)
+        }
+        return shard.send(RedisCommand(["PUBSUB", "SHARDNUMSUB", channel])).assumeIsolated().flatMap { reply in
+            if case .error(let error) = reply {
+                guard redirects > 0, case .cluster = self.layout, let moved = Self.redirection(error) else {
+                    return self.eventLoop.makeFailedFuture(RedisClientError.commandFailed(error))
+                }
+                self.slots?.move(slot: moved.slot, to: moved.master)
+                self.reconcile()
+                _ = self.refresh()
+                return self.shardSubscriberCount(of: channel, redirects: redirects - 1)
+            }
+            guard let fields = reply.array, fields.count == 2, let count = fields[1].integer else {
+                return self.eventLoop.makeFailedFuture(RedisClientError.protocolError("unexpected PUBSUB SHARDNUMSUB answer: \(reply)"))
+            }
+            return self.eventLoop.makeSucceededFuture(Int(count))
+        }.nonisolated()
+    }
+
     private func countDrops(_ count: Int) {
         guard count > 0 else { return }
         if self.dropped == 0 {

@@ -72,6 +72,28 @@ final class RedisShardedClientTests: RedisIntegrationTestCase {
         try eventually { try server.cli("PUBSUB", "SHARDNUMSUB", "b.two") == "b.two\n0" }
     }
 
+    private func shardSubscribers(_ client: NIOLoopBound<RedisShardedClient>, _ channel: String) throws -> Int {
+        try self.loop.flatSubmit { client.value.shardSubscriberCount(of: channel) }.wait()
+    }
+
+    func testShardSubscriberCountAsksTheChannelsMaster() throws {
+        let server = try self.makeServer()
+        let (first, _) = try self.makeShardedClient(port: server.port)
+        try eventually { try self.connected(first) }
+        XCTAssertEqual(try self.shardSubscribers(first, "{a}.one"), 1)
+        XCTAssertEqual(try self.shardSubscribers(first, "unsubscribed"), 0)
+
+        let (second, _) = try self.makeShardedClient(port: server.port)
+        try eventually { try self.connected(second) }
+        XCTAssertEqual(try self.shardSubscribers(first, "{a}.one"), 2)
+        try self.loop.submit { second.value.sunsubscribe("{a}.one") }.wait()
+        try eventually { try self.shardSubscribers(first, "{a}.one") == 1 }
+
+        server.kill()
+        try eventually { try !self.connected(first) }
+        XCTAssertThrowsError(try self.shardSubscribers(first, "{a}.one"))
+    }
+
     func testSentinelTopologyIsRefused() throws {
         let configuration = RedisClientConfiguration(
             url: try RedisURL("redis://localhost"),

@@ -1,13 +1,15 @@
 """Sharded pub/sub: three sidecast nodes on a Redis Cluster (3 masters, 3 replicas) with
 `--redis-cluster ... --redis-sharded`, in the message format of the Node adapter's
 `createShardedAdapter`. Emits to rooms whose channels spread over many hash slots cross nodes;
-fetch, count and serverEmit reach every node; SIGKILL of the master owning the namespace's
+fetch, count and serverEmit reach every node, which count one another as Node's sharded adapter
+does (`PUBSUB SHARDNUMSUB` of the namespace's channel, no heartbeats); SIGKILL of the master owning the namespace's
 channel interrupts delivery only briefly. A last test measures cross-node latency (p50/p99 over
 a few hundred emits) in sharded mode next to classic pub/sub on a single Redis, and prints both."""
 
 import statistics
 import subprocess
 import sys
+import json
 import time
 import unittest
 
@@ -102,7 +104,7 @@ class ShardedClusterTests(HATestCase):
         # Dynamic mode: node C subscribes each room's own channel once its socket joined.
         wait_until(lambda: all(shard_subscribers(self.redis, f"socket.io#/#{room}#") == 1 for room in ROOMS),
                    timeout=TIMEOUT, message="node C subscribed to every room channel")
-        # Nodes count one another by heartbeats.
+        # Nodes count one another by the subscribers of the namespace's channel.
         wait_until(lambda: self.count(self.backends[0]) == 3, timeout=TIMEOUT * 2, message="three nodes counted")
 
     def count(self, backend, **selection):
@@ -165,7 +167,7 @@ class ShardedClusterTests(HATestCase):
         self.backends[2].request({"type": "join", "sid": self.sids[2], "nsp": "/", "rooms": [ROOMS[0]]})
         wait_until(lambda: shard_subscribers(self.redis, f"socket.io#/#{ROOMS[0]}#") == 1, timeout=TIMEOUT,
                    message="the room's channel subscribed again")
-        # The master of the namespace's channel: heartbeats and requests live there.
+        # The master of the namespace's channel: the node count and requests live there.
         victim = owner_of(self.redis, "socket.io#/#")
         self.kill_and_measure_rooms_on(victim)
         self.assert_rooms_cross_nodes("after")
@@ -197,6 +199,56 @@ class ShardedSingleRedisTests(unittest.TestCase):
         self.assertEqual(list(client.wait_for("hello")), ["world"])
         wait_until(lambda: backends[0].request({"type": "count", "nsp": "/", "in": ["lobby"]}).get("count") == 1,
                    timeout=TIMEOUT * 2, message="node A counts node B's socket")
+
+    def test_a_node_style_peer_is_counted_and_answers(self):
+        """A peer speaking only what Node's `ClusterAdapter` speaks: it hears no heartbeat, is
+        counted because it subscribes the namespace's channel, and its fetch answer is used."""
+        server = start_redis(self)
+        peer_uid = "0123456789abcdef"
+        redis_client = server.client(socket_timeout=2)
+        self.addCleanup(redis_client.close)
+        peer = redis_client.pubsub()
+        self.addCleanup(peer.close)
+        peer.ssubscribe("socket.io#/#", f"socket.io#/#{peer_uid}#")
+        wait_until(lambda: self.shard_numsub(server, "socket.io#/#") == 1, timeout=TIMEOUT,
+                   message="the peer subscribed")
+        nodes = start_nodes(self, server, 1, "--redis-sharded", wait=False)
+        wait_until(lambda: self.shard_numsub(server, "socket.io#/#") == 2,
+                   timeout=TIMEOUT * 2, message="sidecast subscribed to the shard channel")
+        backend = nodes[0].backend(self)
+        client = nodes[0].client(self, transports=["websocket"])
+        sid = backend.expect_connect(sid=client.sid())["sid"]
+
+        def next_message(timeout):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                item = peer.get_sharded_message(timeout=0.1)
+                if item and item["type"] == "smessage":
+                    return json.loads(item["data"])
+            return None
+
+        self.assertIsNone(next_message(1.0), "sidecast published something (a heartbeat?) unasked")
+        backend.send({"type": "fetch", "id": "f", "nsp": "/"})
+        request = next_message(TIMEOUT)
+        self.assertIsNotNone(request, "no FETCH_SOCKETS request reached the peer")
+        self.assertEqual(request["type"], 7, request)
+        self.assertEqual(request["nsp"], "/")
+        remote = {"id": "peer-socket-00000001", "handshake": {}, "rooms": ["peer-socket-00000001"], "data": None}
+        redis_client.execute_command("SPUBLISH", f"socket.io#/#{request['uid']}#", json.dumps({
+            "type": 8, "data": {"requestId": request["data"]["requestId"], "sockets": [remote]},
+            "uid": peer_uid, "nsp": "/",
+        }))
+        reply = backend.expect("reply", id="f")
+        self.assertTrue(reply["ok"], reply)
+        self.assertEqual(sorted(s["sid"] if "sid" in s else s["id"] for s in reply["sockets"]),
+                         sorted([sid, remote["id"]]))
+        # The peer leaves without a word, as Node does: the count follows its unsubscribe.
+        peer.sunsubscribe("socket.io#/#", f"socket.io#/#{peer_uid}#")
+        wait_until(lambda: self.shard_numsub(server, "socket.io#/#") == 1, timeout=TIMEOUT,
+                   message="the peer unsubscribed")
+        reply = backend.request({"type": "fetch", "nsp": "/"})
+        self.assertTrue(reply["ok"], reply)
+        self.assertEqual([s["sid"] if "sid" in s else s["id"] for s in reply["sockets"]], [sid])
 
 
 class LatencyTests(unittest.TestCase):
