@@ -204,7 +204,7 @@ final class SidecastRuntime {
         socketIO.closeAll(reason: .serverShuttingDown)
         engineIO.closeAll(reason: .serverShuttingDown)
         bridge.shutdown()
-        // Other sharded nodes stop counting this one at once rather than after its heartbeats stop.
+        // Unsubscribing drops this node from the other sharded nodes' SHARDNUMSUB count at once.
         (adapter as? ShardedRedisAdapter)?.close()
         let flushed = redis?.shutdown() ?? engineIO.eventLoop.makeSucceededVoidFuture()
         flushed.assumeIsolated().whenComplete { [self] _ in finish() }
