@@ -2,21 +2,25 @@ import Logging
 import NIOCore
 import NIOWebSocket
 
-/// The WebSocket transport of one session (or of an upgrade in progress): turns complete
-/// frames into packets for the session and packets into frames, answers ping frames and the
-/// close handshake. Sits behind NIO's frame decoder and `NIOWebSocketFrameAggregator`, last in
-/// the pipeline, so it sees the channel's read requests first and can hold them back while the
-/// session's reading is paused, as NIO's `BackPressureHandler` does.
+/// The WebSocket transport of one session (or of an upgrade in progress): cuts the bytes read
+/// into frames (with `WebSocketFrameReader`, in place of NIO's decoder and aggregator
+/// handlers), turns complete messages into packets for the session and packets into frames,
+/// answers ping frames and the close handshake. Last in the pipeline, so it sees the
+/// channel's read requests first and can hold them back while the session's reading is
+/// paused, as NIO's `BackPressureHandler` does.
 final class WebSocketTransportHandler: ChannelDuplexHandler {
-    typealias InboundIn = WebSocketFrame
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
     /// The session this WebSocket serves or is upgrading; cleared once the connection is gone.
     var session: EngineIOSession?
     private let logger: Logger
+    private var reader: WebSocketFrameReader
     private var context: ChannelHandlerContext?
     private var closeSent = false
+    /// Set after a frame error: the rest of the input cannot be cut into frames.
+    private var readFailed = false
     private var isReadingPaused = false
     /// A read request held back while paused, passed on at resume.
     private var readHeldBack = false
@@ -25,8 +29,11 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     private var heldFrames: [WebSocketFrame] = []
     private var nextHeldFrame = 0
 
-    init(logger: Logger) {
+    /// - Parameter maxMessageSize: the largest frame, and the largest message reassembled
+    ///   from fragments, the client may send.
+    init(logger: Logger, maxMessageSize: Int) {
         self.logger = logger
+        self.reader = WebSocketFrameReader(maxSize: maxMessageSize)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -37,14 +44,24 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         self.context = nil
         self.heldFrames = []
         self.nextHeldFrame = 0
+        self.reader.reset()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = Self.unwrapInboundIn(data)
-        if self.isReadingPaused || self.nextHeldFrame < self.heldFrames.count {
-            self.heldFrames.append(frame)
-        } else {
-            self.process(frame, context: context)
+        guard !self.readFailed else { return }
+        self.reader.append(Self.unwrapInboundIn(data))
+        do {
+            while let frame = try self.reader.next() {
+                if self.isReadingPaused || self.nextHeldFrame < self.heldFrames.count {
+                    self.heldFrames.append(frame)
+                } else {
+                    self.process(frame, context: context)
+                }
+            }
+            self.reader.finishRead()
+        } catch {
+            self.readFailed = true
+            self.failed(with: error)
         }
     }
 
@@ -129,9 +146,13 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
-    /// Frame errors arrive here first (the upgrader's automatic error handling is off), so
-    /// the session learns of a "transport error" before the connection goes away.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        self.failed(with: error)
+    }
+
+    /// A frame error or a connection error: the session learns of a "transport error" before
+    /// the connection goes away.
+    private func failed(with error: Error) {
         self.logger.info("websocket error", metadata: ["error": "\(error)"])
         // Detach first: the close below may end the connection at once, which must not
         // count as a clean "transport close". The status is sent before the session's own
