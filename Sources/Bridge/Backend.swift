@@ -14,6 +14,10 @@ final class Backend {
     /// Sockets whose clients stopped being read because this backend fell behind, by id.
     private var pausedSockets: [String: SocketIOSocket] = [:]
     private(set) var isAttached = true
+    /// Set while the handler carries out a batch of lines read together: their replies are
+    /// flushed once at the end of the batch, one system call instead of one per reply.
+    private var isReadingBatch = false
+    private var hasUnflushedLines = false
 
     init(id: Int, hello: BackendCommand.Hello, channel: Channel) {
         self.id = id
@@ -29,10 +33,29 @@ final class Backend {
     }
 
     /// Writes a line that is already encoded, with its "\n": one encoding serves every group.
-    /// Lines are flushed at once: a backend waits on each of them.
+    /// Lines are flushed at once (a backend waits on each of them), or at the end of the batch
+    /// of lines being read from this backend.
     func send(line: ByteBuffer) {
         guard isAttached else { return }
-        channel.writeAndFlush(line, promise: nil)
+        if isReadingBatch {
+            channel.write(line, promise: nil)
+            hasUnflushedLines = true
+        } else {
+            channel.writeAndFlush(line, promise: nil)
+        }
+    }
+
+    /// The handler starts carrying out lines of one read; replies wait for `endReadBatch()`.
+    func beginReadBatch() {
+        isReadingBatch = true
+    }
+
+    /// The read's lines are all carried out: flush their replies together.
+    func endReadBatch() {
+        isReadingBatch = false
+        guard hasUnflushedLines else { return }
+        hasUnflushedLines = false
+        channel.flush()
     }
 
     /// Writes the line and then closes the connection.

@@ -55,6 +55,7 @@ final class BackendChannelHandler: ChannelInboundHandler {
             timer?.cancel()
             state = .attached(bridge.attach(hello, channel: context.channel))
         case .attached(let backend):
+            backend.beginReadBatch()
             switch frame {
             case .tooLong(let bytes):
                 backend.send(BackendMessage.error(.tooLarge(bytes, limit: bridge.configuration.maxLineLength), line: ""))
@@ -69,6 +70,13 @@ final class BackendChannelHandler: ChannelInboundHandler {
         case .closed:
             break
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if case .attached(let backend) = state {
+            backend.endReadBatch()
+        }
+        context.fireChannelReadComplete()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -1,0 +1,48 @@
+import NIOCore
+import NIOEmbedded
+import XCTest
+
+@testable import Bridge
+
+final class BackendTests: XCTestCase {
+    private func makeBackend(_ channel: EmbeddedChannel) -> Backend {
+        Backend(id: 1, hello: .init(version: 1, namespaces: ["/"], group: "default", authorize: false), channel: channel)
+    }
+
+    private func outboundLines(_ channel: EmbeddedChannel) throws -> [String] {
+        var lines: [String] = []
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { lines.append(String(buffer: buffer)) }
+        return lines
+    }
+
+    func testLinesOutsideAReadBatchAreFlushedAtOnce() throws {
+        let channel = EmbeddedChannel()
+        let backend = makeBackend(channel)
+        backend.send(line: ByteBuffer(string: "a\n"))
+        XCTAssertEqual(try outboundLines(channel), ["a\n"])
+    }
+
+    func testRepliesOfAReadBatchAreFlushedTogetherAtItsEnd() throws {
+        let channel = EmbeddedChannel()
+        let backend = makeBackend(channel)
+        backend.beginReadBatch()
+        backend.send(line: ByteBuffer(string: "a\n"))
+        backend.beginReadBatch()
+        backend.send(line: ByteBuffer(string: "b\n"))
+        XCTAssertEqual(try outboundLines(channel), [])
+        backend.endReadBatch()
+        XCTAssertEqual(try outboundLines(channel), ["a\n", "b\n"])
+        backend.send(line: ByteBuffer(string: "c\n"))
+        XCTAssertEqual(try outboundLines(channel), ["c\n"])
+    }
+
+    func testADetachedBackendWritesNothing() throws {
+        let channel = EmbeddedChannel()
+        let backend = makeBackend(channel)
+        backend.beginReadBatch()
+        backend.detached()
+        backend.send(line: ByteBuffer(string: "a\n"))
+        backend.endReadBatch()
+        XCTAssertEqual(try outboundLines(channel), [])
+    }
+}
