@@ -14,10 +14,23 @@ import NIOCore
 /// early, so a busy server wakes a few times per second rather than once per ping. Ping
 /// timeouts are never early: a session gets its full `pingTimeout`.
 final class EngineIOHeartbeat {
-    /// Where a session's entry is: which queue, and its sequence number there.
-    struct Slot {
-        fileprivate var awaitsPong: Bool
-        fileprivate var sequence: UInt64
+    /// Where a session's entry is: which queue, and its sequence number there. One word, as
+    /// every session keeps one: 0 for none, else (sequence + 1) << 1 | awaitsPong.
+    struct Slot: Equatable {
+        private var raw: UInt64
+
+        static let none = Slot(raw: 0)
+
+        private init(raw: UInt64) {
+            self.raw = raw
+        }
+
+        fileprivate init(awaitsPong: Bool, sequence: UInt64) {
+            self.raw = (sequence + 1) << 1 | (awaitsPong ? 1 : 0)
+        }
+
+        fileprivate var awaitsPong: Bool { self.raw & 1 == 1 }
+        fileprivate var sequence: UInt64 { (self.raw >> 1) - 1 }
     }
 
     private struct Entry {
@@ -108,8 +121,9 @@ final class EngineIOHeartbeat {
 
     /// Forgets what `session` waited for and lets go of it.
     func cancel(_ session: EngineIOSession) {
-        guard let slot = session.heartbeatSlot else { return }
-        session.heartbeatSlot = nil
+        let slot = session.heartbeatSlot
+        guard slot != .none else { return }
+        session.heartbeatSlot = .none
         if slot.awaitsPong {
             self.timeouts.clear(slot.sequence)
             // Pongs come back in the order the pings went out: usually the head.
@@ -142,12 +156,12 @@ final class EngineIOHeartbeat {
         let now = self.eventLoop.now
         while let entry = self.timeouts.popFirst(dueBy: now) {
             guard let session = entry.session else { continue }
-            session.heartbeatSlot = nil
+            session.heartbeatSlot = .none
             session.heartbeatDidTimeOut()
         }
         while let entry = self.pings.popFirst(dueBy: now + self.coalescingWindow) {
             guard let session = entry.session else { continue }
-            session.heartbeatSlot = nil
+            session.heartbeatSlot = .none
             if session.heartbeatDidSendPing() {
                 self.scheduleTimeout(for: session)
             }
@@ -168,7 +182,7 @@ final class EngineIOHeartbeat {
         self.timerDeadline = nil
         for queue in [self.pings, self.timeouts] {
             for case let session? in queue.entries.lazy.map(\.session) {
-                session.heartbeatSlot = nil
+                session.heartbeatSlot = .none
             }
         }
         self.pings.removeAll()

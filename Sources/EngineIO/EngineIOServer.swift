@@ -153,7 +153,7 @@ public final class EngineIOServer {
         // upgrader, goes before any frame arrives (see `WebSocketFrameReader`).
         let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
         channel.pipeline.syncOperations.removeHandler(decoder, promise: nil)
-        let webSocket = WebSocketTransportHandler(logger: self.logger, maxMessageSize: self.configuration.maxPayload)
+        let webSocket = WebSocketTransportHandler(server: self)
         try channel.pipeline.syncOperations.addHandler(webSocket)
         let uri = EngineIORequestURI(head.uri)
         if let sid = uri.query["sid"], !sid.isEmpty {

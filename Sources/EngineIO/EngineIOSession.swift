@@ -24,7 +24,7 @@ public final class EngineIOSession {
     /// outlives an upgrade completed meanwhile.
     private var heldPost: HeldPost?
     /// This session's entry in the server's heartbeat queues, if it has one.
-    var heartbeatSlot: EngineIOHeartbeat.Slot?
+    var heartbeatSlot = EngineIOHeartbeat.Slot.none
 
     private enum State {
         case polling(Polling)
@@ -44,19 +44,32 @@ public final class EngineIOSession {
     }
 
     /// A POST body decoded but not fully delivered, or delivered while reading was paused.
-    private struct HeldPost {
-        var post: EngineIOHTTPHandler
+    /// A class, like `Upgrade`: rare and short-lived, so every session keeps one reference
+    /// rather than room for the whole value.
+    private final class HeldPost {
+        let post: EngineIOHTTPHandler
         var packets: ArraySlice<EngineIOPacket>
         /// Whether the body ended with a malformed packet: the session fails after the others.
-        var malformed: Bool
+        let malformed: Bool
+
+        init(post: EngineIOHTTPHandler, packets: ArraySlice<EngineIOPacket>, malformed: Bool) {
+            self.post = post
+            self.packets = packets
+            self.malformed = malformed
+        }
     }
 
     /// A WebSocket opened with this session's sid, not yet confirmed with the "5" packet.
-    private struct Upgrade {
-        var webSocket: WebSocketTransportHandler
+    private final class Upgrade {
+        let webSocket: WebSocketTransportHandler
         /// Whether "2probe" was answered; polls are then released with a noop at once.
-        var probed: Bool
-        var timeout: Scheduled<Void>
+        var probed = false
+        let timeout: Scheduled<Void>
+
+        init(webSocket: WebSocketTransportHandler, timeout: Scheduled<Void>) {
+            self.webSocket = webSocket
+            self.timeout = timeout
+        }
     }
 
     /// How long a server-closed polling session waits for a poll to deliver its close
@@ -412,7 +425,7 @@ public final class EngineIOSession {
     /// the POST. Taken out of `heldPost` while delivering, so a pause and resume from a
     /// callback does not deliver the same packets twice.
     private func deliverHeldPost() {
-        guard var held = self.heldPost else { return }
+        guard let held = self.heldPost else { return }
         self.heldPost = nil
         while !self.isReadingPaused, self.isOpen, let packet = held.packets.popFirst() {
             self.handle(packet)
@@ -486,7 +499,7 @@ public final class EngineIOSession {
             self.log("client did not complete upgrade - closing websocket")
             self.abandonUpgrade(of: webSocket)
         }
-        polling.upgrade = Upgrade(webSocket: webSocket, probed: false, timeout: timeout)
+        polling.upgrade = Upgrade(webSocket: webSocket, timeout: timeout)
         self.state = .polling(polling)
     }
 

@@ -15,7 +15,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
 
     /// The session this WebSocket serves or is upgrading; cleared once the connection is gone.
     var session: EngineIOSession?
-    private let logger: Logger
+    /// For its logger: a `Logger` kept here would cost every connection 56 bytes.
+    private let server: EngineIOServer
     private var reader: WebSocketFrameReader
     private var context: ChannelHandlerContext?
     private var closeSent = false
@@ -29,11 +30,11 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     private var heldFrames: [WebSocketFrame] = []
     private var nextHeldFrame = 0
 
-    /// - Parameter maxMessageSize: the largest frame, and the largest message reassembled
-    ///   from fragments, the client may send.
-    init(logger: Logger, maxMessageSize: Int) {
-        self.logger = logger
-        self.reader = WebSocketFrameReader(maxSize: maxMessageSize)
+    /// The client may send frames, and messages reassembled from fragments, of up to
+    /// `maxPayload` bytes.
+    init(server: EngineIOServer) {
+        self.server = server
+        self.reader = WebSocketFrameReader(maxSize: server.configuration.maxPayload)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -153,7 +154,7 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     /// A frame error or a connection error: the session learns of a "transport error" before
     /// the connection goes away.
     private func failed(with error: Error) {
-        self.logger.info("websocket error", metadata: ["error": "\(error)"])
+        self.server.logger.info("websocket error", metadata: ["error": "\(error)"])
         // Detach first: the close below may end the connection at once, which must not
         // count as a clean "transport close". The status is sent before the session's own
         // close could send a normal one.
