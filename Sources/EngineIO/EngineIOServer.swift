@@ -64,13 +64,16 @@ public final class EngineIOServer {
         if self.configuration.transports.contains(.websocket) {
             let server = NIOLoopBound(self, eventLoop: self.eventLoop)
             let boundHTTPHandler = NIOLoopBound(httpHandler, eventLoop: self.eventLoop)
-            let upgrader = WebSocketUpgrader(
+            let upgrader = NIOWebSocketServerUpgrader(
                 maxFrameSize: self.configuration.maxPayload,
+                automaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
                     channel.eventLoop.makeSucceededFuture(server.value.upgradeResponseHeaders(for: head))
                 },
-                upgradePipeline: { channel, head in
-                    try self.didUpgrade(channel: channel, head: head)
+                upgradePipelineHandler: { channel, head in
+                    channel.eventLoop.makeCompletedFuture {
+                        try server.value.didUpgrade(channel: channel, head: head)
+                    }
                 }
             )
             // Runs before the WebSocket handlers are added: the polling handler has no job left.
@@ -146,6 +149,10 @@ public final class EngineIOServer {
     }
 
     private func didUpgrade(channel: Channel, head: HTTPRequestHead) throws {
+        // The transport handler reads frames itself: NIO's decoder handler, added by the
+        // upgrader, goes before any frame arrives (see `WebSocketFrameReader`).
+        let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+        channel.pipeline.syncOperations.removeHandler(decoder, promise: nil)
         let webSocket = WebSocketTransportHandler(server: self)
         try channel.pipeline.syncOperations.addHandler(webSocket)
         let uri = EngineIORequestURI(head.uri)

@@ -4,14 +4,14 @@ import NIOWebSocket
 
 /// The WebSocket transport of one session (or of an upgrade in progress): cuts the bytes read
 /// into frames (with `WebSocketFrameReader`, in place of NIO's decoder and aggregator
-/// handlers), turns complete messages into packets for the session and packets into frames
-/// (in place of NIO's encoder), answers ping frames and the close handshake. The only handler
-/// of an upgraded connection, so it sees the channel's read requests and can hold them back
-/// while the session's reading is paused, as NIO's `BackPressureHandler` does.
+/// handlers), turns complete messages into packets for the session and packets into frames,
+/// answers ping frames and the close handshake. Last in the pipeline, so it sees the
+/// channel's read requests first and can hold them back while the session's reading is
+/// paused, as NIO's `BackPressureHandler` does.
 final class WebSocketTransportHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = Never
-    typealias OutboundOut = ByteBuffer
+    typealias OutboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
 
     /// The session this WebSocket serves or is upgrading; cleared once the connection is gone.
     var session: EngineIOSession?
@@ -129,8 +129,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
             self.session?.webSocket(self, didReceive: .binary(frame.unmaskedData))
         case .ping:
             guard !self.closeSent else { return }
-            self.writeFrame(.pong, frame.unmaskedData, context: context)
-            context.flush()
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(Self.wrapOutboundOut(pong), promise: nil)
         case .connectionClose:
             self.answerClose(frame, context: context)
         default:
@@ -173,70 +173,13 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     func write(_ messages: some Collection<EngineIOMessage>) {
         guard !self.closeSent, let context = self.context else { return }
         for message in messages {
-            switch message.storage {
-            case .text(let buffer): self.writeFrame(.text, buffer, context: context)
-            case .binary(let data): self.writeFrame(.binary, data, context: context)
+            let frame = switch message.storage {
+            case .text(let buffer): WebSocketFrame(fin: true, opcode: .text, data: buffer)
+            case .binary(let data): WebSocketFrame(fin: true, opcode: .binary, data: data)
             }
+            context.write(Self.wrapOutboundOut(frame), promise: nil)
         }
         context.flush()
-    }
-
-    /// Writes one final, unmasked frame: its header, then the payload as it is, which may be
-    /// shared with other connections.
-    private func writeFrame(_ opcode: WebSocketOpcode, _ payload: ByteBuffer, context: ChannelHandlerContext,
-                            promise: EventLoopPromise<Void>? = nil) {
-        let header = Self.sharedHeader(opcode, length: payload.readableBytes) ?? {
-            let length = payload.readableBytes
-            var buffer = context.channel.allocator.buffer(capacity: 10)
-            buffer.writeInteger(0x80 | UInt8(webSocketOpcode: opcode))
-            if length <= Int(UInt16.max) {
-                buffer.writeInteger(UInt8(126))
-                buffer.writeInteger(UInt16(length))
-            } else {
-                buffer.writeInteger(UInt8(127))
-                buffer.writeInteger(UInt64(length))
-            }
-            return buffer
-        }()
-        context.write(Self.wrapOutboundOut(header), promise: nil)
-        context.write(Self.wrapOutboundOut(payload), promise: promise)
-    }
-
-    /// Frames whose headers come from `sharedHeaders`: control frames up to 125 bytes, and
-    /// messages (the first two opcodes) up to `sharedHeaderMaxLength` bytes.
-    private static let sharedHeaderOpcodes: [WebSocketOpcode] = [.text, .binary, .pong, .connectionClose]
-    private static let sharedHeaderMaxLength = 4095
-
-    /// Every frame header for the lengths and opcodes above, in one buffer shared by all
-    /// connections: a slice of it is a header written without allocating, as NIO's encoder
-    /// does by reusing a header buffer per connection, which every idle connection then keeps.
-    /// Two-byte headers for lengths up to 125 first, then four-byte ones for messages.
-    private static let sharedHeaders: ByteBuffer = {
-        var buffer = ByteBuffer()
-        for opcode in sharedHeaderOpcodes {
-            for length in 0..<126 {
-                buffer.writeInteger(0x80 | UInt8(webSocketOpcode: opcode))
-                buffer.writeInteger(UInt8(length))
-            }
-        }
-        for opcode in sharedHeaderOpcodes.prefix(2) {
-            for length in 126...sharedHeaderMaxLength {
-                buffer.writeInteger(0x80 | UInt8(webSocketOpcode: opcode))
-                buffer.writeInteger(UInt8(126))
-                buffer.writeInteger(UInt16(length))
-            }
-        }
-        return buffer
-    }()
-
-    private static func sharedHeader(_ opcode: WebSocketOpcode, length: Int) -> ByteBuffer? {
-        guard let index = self.sharedHeaderOpcodes.firstIndex(of: opcode) else { return nil }
-        if length < 126 {
-            return self.sharedHeaders.getSlice(at: (index * 126 + length) * 2, length: 2)
-        }
-        guard index < 2, length <= self.sharedHeaderMaxLength else { return nil }
-        let base = self.sharedHeaderOpcodes.count * 126 * 2
-        return self.sharedHeaders.getSlice(at: base + (index * (self.sharedHeaderMaxLength - 125) + length - 126) * 4, length: 4)
     }
 
     /// Sends a close frame after what was written before, then closes the connection.
@@ -245,7 +188,11 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         self.closeSent = true
         var data = context.channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: code)
-        self.writeFrameThenClose(.connectionClose, data, context: context)
+        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(Self.wrapOutboundOut(frame)).whenComplete { _ in
+            loopBoundContext.value.close(promise: nil)
+        }
     }
 
     /// The client started the close handshake: echo its status code and close.
@@ -257,15 +204,9 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         self.closeSent = true
         var data = frame.unmaskedData
         let code = data.readSlice(length: 2) ?? ByteBuffer()
-        self.writeFrameThenClose(.connectionClose, code, context: context)
-    }
-
-    private func writeFrameThenClose(_ opcode: WebSocketOpcode, _ payload: ByteBuffer, context: ChannelHandlerContext) {
-        let written = context.eventLoop.makePromise(of: Void.self)
-        self.writeFrame(opcode, payload, context: context, promise: written)
-        context.flush()
+        let reply = WebSocketFrame(fin: true, opcode: .connectionClose, data: code)
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        written.futureResult.whenComplete { _ in
+        context.writeAndFlush(Self.wrapOutboundOut(reply)).whenComplete { _ in
             loopBoundContext.value.close(promise: nil)
         }
     }

@@ -271,8 +271,7 @@ final class FlowControlTests: XCTestCase {
         let session = try XCTUnwrap(test.delegate.opened.first)
         session.send(.text("flushed"))
         XCTAssertEqual(session.bufferedBytes, 0, "the embedded channel takes flushed bytes at once")
-        // A text frame "4abc" as the transport handler would write it.
-        let frame = ByteBuffer(bytes: [0x81, 4] + Array("4abc".utf8))
+        let frame = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: "4abc"))
         connection.channel.write(frame, promise: nil)
         XCTAssertEqual(session.bufferedBytes, 6, "2 header bytes and the payload, written but not flushed")
         connection.channel.flush()
