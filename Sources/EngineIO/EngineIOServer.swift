@@ -149,12 +149,15 @@ public final class EngineIOServer {
     }
 
     private func didUpgrade(channel: Channel, head: HTTPRequestHead) throws {
-        // The transport handler reads frames itself: NIO's decoder handler, added by the
-        // upgrader, goes before any frame arrives (see `WebSocketFrameReader`).
-        let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-        channel.pipeline.syncOperations.removeHandler(decoder, promise: nil)
         let webSocket = WebSocketTransportHandler(server: self)
-        try channel.pipeline.syncOperations.addHandler(webSocket)
+        try channel.pipeline.syncOperations.addHandlers(
+            NIOWebSocketFrameAggregator(
+                minNonFinalFragmentSize: 0,
+                maxAccumulatedFrameCount: 1024,
+                maxAccumulatedFrameSize: self.configuration.maxPayload
+            ),
+            webSocket
+        )
         let uri = EngineIORequestURI(head.uri)
         if let sid = uri.query["sid"], !sid.isEmpty {
             guard let session = self.sessions[sid], session.canUpgrade else {

@@ -2,14 +2,13 @@ import Logging
 import NIOCore
 import NIOWebSocket
 
-/// The WebSocket transport of one session (or of an upgrade in progress): cuts the bytes read
-/// into frames (with `WebSocketFrameReader`, in place of NIO's decoder and aggregator
-/// handlers), turns complete messages into packets for the session and packets into frames,
-/// answers ping frames and the close handshake. Last in the pipeline, so it sees the
-/// channel's read requests first and can hold them back while the session's reading is
-/// paused, as NIO's `BackPressureHandler` does.
+/// The WebSocket transport of one session (or of an upgrade in progress): turns complete
+/// frames into packets for the session and packets into frames, answers ping frames and the
+/// close handshake. Sits behind NIO's frame decoder and `NIOWebSocketFrameAggregator`, last in
+/// the pipeline, so it sees the channel's read requests first and can hold them back while the
+/// session's reading is paused, as NIO's `BackPressureHandler` does.
 final class WebSocketTransportHandler: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
+    typealias InboundIn = WebSocketFrame
     typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
@@ -17,11 +16,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     var session: EngineIOSession?
     /// For its logger: a `Logger` kept here would cost every connection 56 bytes.
     private let server: EngineIOServer
-    private var reader: WebSocketFrameReader
     private var context: ChannelHandlerContext?
     private var closeSent = false
-    /// Set after a frame error: the rest of the input cannot be cut into frames.
-    private var readFailed = false
     private var isReadingPaused = false
     /// A read request held back while paused, passed on at resume.
     private var readHeldBack = false
@@ -30,11 +26,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     private var heldFrames: [WebSocketFrame] = []
     private var nextHeldFrame = 0
 
-    /// The client may send frames, and messages reassembled from fragments, of up to
-    /// `maxPayload` bytes.
     init(server: EngineIOServer) {
         self.server = server
-        self.reader = WebSocketFrameReader(maxSize: server.configuration.maxPayload)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -45,24 +38,14 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         self.context = nil
         self.heldFrames = []
         self.nextHeldFrame = 0
-        self.reader.reset()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !self.readFailed else { return }
-        self.reader.append(Self.unwrapInboundIn(data))
-        do {
-            while let frame = try self.reader.next() {
-                if self.isReadingPaused || self.nextHeldFrame < self.heldFrames.count {
-                    self.heldFrames.append(frame)
-                } else {
-                    self.process(frame, context: context)
-                }
-            }
-            self.reader.finishRead()
-        } catch {
-            self.readFailed = true
-            self.failed(with: error)
+        let frame = Self.unwrapInboundIn(data)
+        if self.isReadingPaused || self.nextHeldFrame < self.heldFrames.count {
+            self.heldFrames.append(frame)
+        } else {
+            self.process(frame, context: context)
         }
     }
 
@@ -147,13 +130,9 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
+    /// Frame errors arrive here first (the upgrader's automatic error handling is off), so
+    /// the session learns of a "transport error" before the connection goes away.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        self.failed(with: error)
-    }
-
-    /// A frame error or a connection error: the session learns of a "transport error" before
-    /// the connection goes away.
-    private func failed(with error: Error) {
         self.server.logger.info("websocket error", metadata: ["error": "\(error)"])
         // Detach first: the close below may end the connection at once, which must not
         // count as a clean "transport close". The status is sent before the session's own

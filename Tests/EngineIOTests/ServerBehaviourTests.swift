@@ -305,10 +305,7 @@ final class ServerBehaviourTests: XCTestCase {
         XCTAssertThrowsError(try pipeline.handler(type: HTTPResponseEncoder.self))
         XCTAssertThrowsError(try pipeline.handler(type: HTTPServerPipelineHandler.self))
         XCTAssertNoThrow(try pipeline.handler(type: WebSocketTransportHandler.self))
-        XCTAssertNoThrow(try pipeline.handler(type: WebSocketFrameEncoder.self))
-        // The transport handler cuts frames itself.
-        XCTAssertThrowsError(try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self))
-        XCTAssertThrowsError(try pipeline.handler(type: NIOWebSocketFrameAggregator.self))
+        XCTAssertNoThrow(try pipeline.handler(type: NIOWebSocketFrameAggregator.self))
     }
 
     func testFragmentedWebSocketMessageIsAggregated() throws {
