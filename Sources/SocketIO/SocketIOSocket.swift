@@ -30,7 +30,10 @@ public final class SocketIOSocket {
     private(set) var isInOwnRoom = false
     public private(set) var isConnected = true
 
-    unowned let connection: SocketIOConnection
+    /// Strong: a socket may outlive its client's connection (the bridge keeps it queued for a
+    /// backend in grace, and reads its handshake from it later). The cycle with the
+    /// connection's `sockets` ends when the connection closes and lets its sockets go.
+    let connection: SocketIOConnection
     /// Acks the client asked for and nobody answered yet: an answer is sent at most once.
     private var ackIDsOwedToClient: Set<Int> = []
     /// Acks we asked the client for, by packet id.
