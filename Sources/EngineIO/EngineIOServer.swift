@@ -53,6 +53,20 @@ public final class EngineIOServer {
 
     /// Sessions in the table, including ones closed by the server that still wait for a
     /// polling request to carry their close packet.
+    /// WebSocket transports with written but unflushed frames, flushed together once the
+    /// event loop has handled its current round of I/O.
+    private var transportsAwaitingFlush: [WebSocketTransportHandler] = []
+
+    func flushSoon(_ transport: WebSocketTransportHandler) {
+        transportsAwaitingFlush.append(transport)
+        guard transportsAwaitingFlush.count == 1 else { return }
+        eventLoop.assumeIsolated().execute {
+            let waiting = self.transportsAwaitingFlush
+            self.transportsAwaitingFlush.removeAll(keepingCapacity: true)
+            for transport in waiting { transport.flushNow() }
+        }
+    }
+
     public var sessionCount: Int { self.sessions.count }
 
     /// Adds the HTTP/WebSocket handlers to a freshly accepted child channel. Call it on

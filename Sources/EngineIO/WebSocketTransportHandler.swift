@@ -18,6 +18,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     private let server: EngineIOServer
     private var context: ChannelHandlerContext?
     private var closeSent = false
+    /// Written frames wait for `flushNow`, which the server calls once per event loop round.
+    private var flushPending = false
     private var isReadingPaused = false
     /// A read request held back while paused, passed on at resume.
     private var readHeldBack = false
@@ -158,7 +160,16 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
             }
             context.write(Self.wrapOutboundOut(frame), promise: nil)
         }
-        context.flush()
+        guard !self.flushPending else { return }
+        self.flushPending = true
+        self.server.flushSoon(self)
+    }
+
+    /// Flushes what `write` left unflushed. Writes wait for the end of the event loop's
+    /// current round, so the emits of one backend read cost each client one syscall.
+    func flushNow() {
+        self.flushPending = false
+        self.context?.flush()
     }
 
     /// Sends a close frame after what was written before, then closes the connection.

@@ -270,6 +270,8 @@ final class FlowControlTests: XCTestCase {
         let (connection, _) = try test.openWebSocketSession()
         let session = try XCTUnwrap(test.delegate.opened.first)
         session.send(.text("flushed"))
+        XCTAssertEqual(session.bufferedBytes, 10, "sends wait for the end of the loop's round to be flushed")
+        test.loop.run()
         XCTAssertEqual(session.bufferedBytes, 0, "the embedded channel takes flushed bytes at once")
         let frame = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: "4abc"))
         connection.channel.write(frame, promise: nil)
@@ -277,5 +279,36 @@ final class FlowControlTests: XCTestCase {
         connection.channel.flush()
         XCTAssertEqual(session.bufferedBytes, 0)
         XCTAssertEqual(try connection.readTexts(), ["4flushed", "4abc"])
+    }
+
+    func testSendsOfOneLoopRoundShareOneFlush() throws {
+        let test = TestServer()
+        let (connection, _) = try test.openWebSocketSession()
+        let session = try XCTUnwrap(test.delegate.opened.first)
+        var flushes = 0
+        let counter = FlushCounter { flushes += 1 }
+        try connection.channel.pipeline.syncOperations.addHandler(counter, position: .first)
+        session.send(.text("a"))
+        session.send(.text("b"))
+        session.send(.text("c"))
+        XCTAssertEqual(flushes, 0)
+        test.loop.run()
+        XCTAssertEqual(flushes, 1)
+        XCTAssertEqual(try connection.readTexts(), ["4a", "4b", "4c"])
+    }
+}
+
+/// Counts the flushes that reach the front of the pipeline.
+private final class FlushCounter: ChannelOutboundHandler {
+    typealias OutboundIn = Any
+    private let onFlush: () -> Void
+
+    init(onFlush: @escaping () -> Void) {
+        self.onFlush = onFlush
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        self.onFlush()
+        context.flush()
     }
 }
