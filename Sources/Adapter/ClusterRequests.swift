@@ -1,3 +1,6 @@
+import Logging
+import Metrics
+import NIOCore
 import SidecastJSON
 import SocketIO
 
@@ -119,3 +122,46 @@ final class ServerSideEmitRequest {
         completion(ServerSideEmitResult(responses: responses, expected: expected, timedOut: timedOut))
     }
 }
+
+/// This node's requests waiting for other nodes' answers, by request id, each with its timeout.
+/// Confined to the Socket.IO server's event loop.
+final class PendingRequests<Request> {
+    private var entries: [String: (request: Request, timer: Scheduled<Void>)] = [:]
+    private let eventLoop: EventLoop
+    private let defaultTimeout: TimeAmount
+    private let logger: Logger
+    private let timeouts = Counter(label: "sidecast_cluster_request_timeouts_total")
+
+    init(eventLoop: EventLoop, defaultTimeout: TimeAmount, logger: Logger) {
+        self.eventLoop = eventLoop
+        self.defaultTimeout = defaultTimeout
+        self.logger = logger
+    }
+
+    subscript(requestID: String) -> Request? {
+        entries[requestID]?.request
+    }
+
+    /// Registers a request; `onTimeout` runs when not every node answered in time.
+    func track(
+        _ requestID: String,
+        _ request: Request,
+        what: String,
+        timeout: TimeAmount? = nil,
+        onTimeout: @escaping () -> Void
+    ) {
+        let timer = eventLoop.assumeIsolated().scheduleTask(in: timeout ?? defaultTimeout) { [weak self] in
+            guard let self, self.entries.removeValue(forKey: requestID) != nil else { return }
+            self.logger.info("cluster request timed out", metadata: ["request": "\(what)", "requestId": "\(requestID)"])
+            self.timeouts.increment()
+            onTimeout()
+        }
+        entries[requestID] = (request, timer)
+    }
+
+    /// The request got every answer: forget it and stop its timer.
+    func finish(_ requestID: String) {
+        entries.removeValue(forKey: requestID)?.timer.cancel()
+    }
+}
+

@@ -1,5 +1,4 @@
 import Logging
-import Metrics
 import NIOCore
 
 #if canImport(Glibc)
@@ -30,8 +29,7 @@ public final class RedisAdapter: Adapter {
     private let logger: Logger
     private var served: Set<String> = []
     /// Requests of ours waiting for other nodes' answers, by request id, with their timeouts.
-    private var requests: [String: (request: PendingRequest, timer: Scheduled<Void>)] = [:]
-    private let requestTimeouts = Counter(label: "sidecast_cluster_request_timeouts_total")
+    private let requests: PendingRequests<PendingRequest>
 
     private enum PendingRequest {
         case fetch(FetchRequest)
@@ -54,6 +52,7 @@ public final class RedisAdapter: Adapter {
         self.prefix = prefix
         self.requestsTimeout = requestsTimeout
         self.logger = logger
+        self.requests = PendingRequests(eventLoop: server.eventLoop, defaultTimeout: requestsTimeout, logger: logger)
     }
 
     private func channels(_ namespace: String) -> RedisChannels {
@@ -105,11 +104,11 @@ public final class RedisAdapter: Adapter {
             return
         }
         let requestID = Self.makeRequestID()
-        track(requestID, .broadcastAck(request), what: "broadcast with ack", timeout: timeout) {
+        requests.track(requestID, .broadcastAck(request), what: "broadcast with ack", timeout: timeout) {
             cancel()
             request.finish(timedOut: true)
         }
-        request.onFinish = { [weak self] in self?.finish(requestID) }
+        request.onFinish = { [weak self] in self?.requests.finish(requestID) }
         let message = RedisBroadcast(
             uid: uid,
             packet: packet,
@@ -153,7 +152,7 @@ public final class RedisAdapter: Adapter {
         askOtherNodes(channels, failure: { completion(.failure($0)) }, alone: { completion(.success(local)) }) { nodes in
             let requestID = Self.makeRequestID()
             let request = FetchRequest(namespace: options.namespace, expected: nodes, sockets: local, completion: completion)
-            self.track(requestID, .fetch(request), what: "fetchSockets") { request.completion(.failure(.timeout)) }
+            self.requests.track(requestID, .fetch(request), what: "fetchSockets") { request.completion(.failure(.timeout)) }
             self.redis.publish(
                 channels.request,
                 RedisRequest.remoteFetch(uid: self.uid, requestId: requestID, selector: self.selector(options)).encode()
@@ -167,7 +166,7 @@ public final class RedisAdapter: Adapter {
         askOtherNodes(channels, failure: { completion(.failure($0)) }, alone: { completion(.success(local)) }) { nodes in
             let requestID = Self.makeRequestID()
             let request = AllRoomsRequest(expected: nodes, rooms: local, completion: completion)
-            self.track(requestID, .allRooms(request), what: "allRooms") { request.completion(.failure(.timeout)) }
+            self.requests.track(requestID, .allRooms(request), what: "allRooms") { request.completion(.failure(.timeout)) }
             self.redis.publish(channels.request, RedisRequest.allRooms(uid: self.uid, requestId: requestID).encode())
         }
     }
@@ -197,8 +196,8 @@ public final class RedisAdapter: Adapter {
             }
             let requestID = Self.makeRequestID()
             let request = ServerSideEmitRequest(expected: others) { completion(.success($0)) }
-            self.track(requestID, .serverSideEmit(request), what: "serverSideEmit") { request.finish(timedOut: true) }
-            request.onFinish = { [weak self] in self?.finish(requestID) }
+            self.requests.track(requestID, .serverSideEmit(request), what: "serverSideEmit") { request.finish(timedOut: true) }
+            request.onFinish = { [weak self] in self?.requests.finish(requestID) }
             self.redis.publish(channels.request, RedisRequest.serverSideEmit(uid: self.uid, requestId: requestID, data: data).encode())
         }
     }
@@ -293,7 +292,7 @@ public final class RedisAdapter: Adapter {
         } catch {
             return logger.debug("skipping a malformed response from Redis", metadata: ["error": "\(error)"])
         }
-        guard let pending = requests[response.requestId]?.request else { return }
+        guard let pending = requests[response.requestId] else { return }
         switch (pending, response) {
         case (.fetch(let request), .fetchSockets(_, let sockets)):
             request.sockets += sockets.map {
@@ -301,14 +300,14 @@ public final class RedisAdapter: Adapter {
             }
             request.answered += 1
             if request.answered >= request.expected {
-                finish(response.requestId)
+                requests.finish(response.requestId)
                 request.completion(.success(request.sockets))
             }
         case (.allRooms(let request), .allRooms(_, let rooms)):
             request.rooms.formUnion(rooms)
             request.answered += 1
             if request.answered >= request.expected {
-                finish(response.requestId)
+                requests.finish(response.requestId)
                 request.completion(.success(request.rooms))
             }
         case (.serverSideEmit(let request), .serverSideEmit(_, let data)):
@@ -323,27 +322,6 @@ public final class RedisAdapter: Adapter {
     }
 
     // MARK: Helpers
-
-    /// Registers a request of ours; `onTimeout` runs when not every node answered in time.
-    private func track(
-        _ requestID: String,
-        _ request: PendingRequest,
-        what: String,
-        timeout: TimeAmount? = nil,
-        onTimeout: @escaping () -> Void
-    ) {
-        let timer = server.eventLoop.assumeIsolated().scheduleTask(in: timeout ?? requestsTimeout) { [weak self] in
-            guard let self, self.requests.removeValue(forKey: requestID) != nil else { return }
-            self.logger.info("cluster request timed out", metadata: ["request": "\(what)", "requestId": "\(requestID)"])
-            self.requestTimeouts.increment()
-            onTimeout()
-        }
-        requests[requestID] = (request, timer)
-    }
-
-    private func finish(_ requestID: String) {
-        requests.removeValue(forKey: requestID)?.timer.cancel()
-    }
 
     /// Runs `ask` with the number of nodes serving the namespace when other nodes exist,
     /// `alone` when this node is the only one, `failure` when Redis can't tell.

@@ -1,5 +1,4 @@
 import Logging
-import Metrics
 import NIOCore
 import Redis
 import SidecastJSON
@@ -28,8 +27,7 @@ public final class ShardedRedisAdapter: Adapter {
     private let requestsTimeout: TimeAmount
     private let logger: Logger
     private var namespaces: [String: ServedNamespace] = [:]
-    private var requests: [String: (request: PendingRequest, timer: Scheduled<Void>)] = [:]
-    private let requestTimeouts = Counter(label: "sidecast_cluster_request_timeouts_total")
+    private let requests: PendingRequests<PendingRequest>
 
     /// What this node keeps per namespace it serves.
     private final class ServedNamespace {
@@ -65,6 +63,7 @@ public final class ShardedRedisAdapter: Adapter {
         self.prefix = prefix
         self.requestsTimeout = requestsTimeout
         self.logger = logger
+        self.requests = PendingRequests(eventLoop: server.eventLoop, defaultTimeout: requestsTimeout, logger: logger)
     }
 
     /// How many nodes serve `namespace`, this one included: the subscribers of its channel,
@@ -130,11 +129,11 @@ public final class ShardedRedisAdapter: Adapter {
             return
         }
         let requestID = Self.makeRequestID()
-        track(requestID, .broadcastAck(request), what: "broadcast with ack", timeout: timeout) {
+        requests.track(requestID, .broadcastAck(request), what: "broadcast with ack", timeout: timeout) {
             cancel()
             request.finish(timedOut: true)
         }
-        request.onFinish = { [weak self] in self?.finish(requestID) }
+        request.onFinish = { [weak self] in self?.requests.finish(requestID) }
         let flags = RedisBroadcastFlags(volatile: options.volatile, timeout: timeout.nanoseconds / 1_000_000)
         let message = ClusterMessage.Body.broadcast(packet: packet, options: ClusterOptions(
             rooms: options.rooms.sorted(), except: options.except.sorted(), flags: flags
@@ -182,7 +181,7 @@ public final class ShardedRedisAdapter: Adapter {
             guard nodes > 1 else { return completion(.success(local)) }
             let requestID = Self.makeRequestID()
             let request = FetchRequest(namespace: options.namespace, expected: nodes, sockets: local, completion: completion)
-            self.track(requestID, .fetch(request), what: "fetchSockets") {
+            self.requests.track(requestID, .fetch(request), what: "fetchSockets") {
                 request.completion(.failure(.timeout))
             }
             self.publish(.fetchSockets(options: self.clusterOptions(options), requestId: requestID), state)
@@ -224,10 +223,10 @@ public final class ShardedRedisAdapter: Adapter {
             }
             let requestID = Self.makeRequestID()
             let request = ServerSideEmitRequest(expected: others) { completion(.success($0)) }
-            self.track(requestID, .serverSideEmit(request), what: "serverSideEmit", timeout: ackTimeout) {
+            self.requests.track(requestID, .serverSideEmit(request), what: "serverSideEmit", timeout: ackTimeout) {
                 request.finish(timedOut: true)
             }
-            request.onFinish = { [weak self] in self?.finish(requestID) }
+            request.onFinish = { [weak self] in self?.requests.finish(requestID) }
             self.publish(.serverSideEmit(requestId: requestID, packet: packet), state)
         }
     }
@@ -291,7 +290,7 @@ public final class ShardedRedisAdapter: Adapter {
     }
 
     private func receivedResponse(_ message: ClusterMessage) {
-        guard let requestID = message.requestId, let pending = requests[requestID]?.request else { return }
+        guard let requestID = message.requestId, let pending = requests[requestID] else { return }
         switch (pending, message.body) {
         case (.fetch(let request), .fetchSocketsResponse(_, let sockets)):
             request.sockets += sockets.map {
@@ -299,7 +298,7 @@ public final class ShardedRedisAdapter: Adapter {
             }
             request.answered += 1
             if request.answered >= request.expected {
-                finish(requestID)
+                requests.finish(requestID)
                 request.completion(.success(request.sockets))
             }
         case (.serverSideEmit(let request), .serverSideEmitResponse(_, let packet)):
@@ -349,26 +348,6 @@ public final class ShardedRedisAdapter: Adapter {
     }
 
     // MARK: Helpers
-
-    private func track(
-        _ requestID: String,
-        _ request: PendingRequest,
-        what: String,
-        timeout: TimeAmount? = nil,
-        onTimeout: @escaping () -> Void
-    ) {
-        let timer = server.eventLoop.assumeIsolated().scheduleTask(in: timeout ?? requestsTimeout) { [weak self] in
-            guard let self, self.requests.removeValue(forKey: requestID) != nil else { return }
-            self.logger.info("cluster request timed out", metadata: ["request": "\(what)", "requestId": "\(requestID)"])
-            self.requestTimeouts.increment()
-            onTimeout()
-        }
-        requests[requestID] = (request, timer)
-    }
-
-    private func finish(_ requestID: String) {
-        requests.removeValue(forKey: requestID)?.timer.cancel()
-    }
 
     private func clusterOptions(_ options: BroadcastOptions) -> ClusterOptions {
         ClusterOptions(rooms: options.rooms.sorted(), except: options.except.sorted(), flags: RedisBroadcastFlags(volatile: options.volatile))
