@@ -128,11 +128,26 @@ let package = Package(
             ]
         ),
 
+        // Drives an EngineIOServer over EmbeddedChannel with raw HTTP and WebSocket bytes; shared by
+        // the Engine.IO and Socket.IO tests.
+        .target(
+            name: "EngineIOTestSupport",
+            dependencies: [
+                "EngineIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/EngineIOTestSupport"
+        ),
+
         .testTarget(name: "SidecastJSONTests", dependencies: ["SidecastJSON"]),
         .testTarget(
             name: "EngineIOTests",
             dependencies: [
                 "EngineIO",
+                "EngineIOTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -144,9 +159,11 @@ let package = Package(
             dependencies: [
                 "SocketIO",
                 "EngineIO",
+                "EngineIOTestSupport",
                 "SidecastJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import EngineIOTestSupport
 import NIOCore
 import NIOWebSocket
 import XCTest

@@ -5,80 +5,87 @@ import NIOEmbedded
 import NIOHTTP1
 import XCTest
 
-@testable import EngineIO
+import EngineIO
 
 /// Records what the server tells its delegate; optionally echoes messages back, like the
 /// echo server the official test suite runs against.
-final class RecordingDelegate: EngineIOServerDelegate {
-    var opened: [EngineIOSession] = []
-    var texts: [String] = []
-    var binaries: [[UInt8]] = []
-    var closed: [(sid: String, reason: EngineIOCloseReason)] = []
-    var echo = true
-    var onText: ((EngineIOSession, String) -> Void)?
+public final class RecordingDelegate: EngineIOServerDelegate {
+    public var opened: [EngineIOSession] = []
+    public var texts: [String] = []
+    public var binaries: [[UInt8]] = []
+    public var closed: [(sid: String, reason: EngineIOCloseReason)] = []
+    public var echo = true
+    public var onText: ((EngineIOSession, String) -> Void)?
 
-    func sessionDidOpen(_ session: EngineIOSession) {
+    public func sessionDidOpen(_ session: EngineIOSession) {
         self.opened.append(session)
     }
 
-    func session(_ session: EngineIOSession, didReceiveText text: String) {
+    public func session(_ session: EngineIOSession, didReceiveText text: String) {
         self.texts.append(text)
         if self.echo { session.send(.text(text)) }
         self.onText?(session, text)
     }
 
-    func session(_ session: EngineIOSession, didReceiveBinary data: ByteBuffer) {
+    public func session(_ session: EngineIOSession, didReceiveBinary data: ByteBuffer) {
         self.binaries.append(Array(data.readableBytesView))
         if self.echo { session.send(.binary(data)) }
     }
 
-    func session(_ session: EngineIOSession, didCloseWith reason: EngineIOCloseReason) {
+    public func session(_ session: EngineIOSession, didCloseWith reason: EngineIOCloseReason) {
         self.closed.append((session.id, reason))
     }
 }
 
-struct TestResponse {
-    var status: Int
-    var headers: [(name: String, value: String)]
-    var body: String
+/// One HTTP response as the test client parsed it.
+public struct TestResponse {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: String
 
-    func header(_ name: String) -> String? {
+    public func header(_ name: String) -> String? {
         self.headers.first { $0.name.lowercased() == name.lowercased() }?.value
     }
 
-    func headerValues(_ name: String) -> [String] {
+    public func headerValues(_ name: String) -> [String] {
         self.headers.filter { $0.name.lowercased() == name.lowercased() }.map(\.value)
     }
 }
 
-struct TestFrame: Equatable {
-    var opcode: UInt8
-    var payload: [UInt8]
-    var text: String { String(decoding: self.payload, as: UTF8.self) }
+/// One WebSocket frame the server sent, unmasked and whole.
+public struct TestFrame: Equatable {
+    public var opcode: UInt8
+    public var payload: [UInt8]
+    public var text: String { String(decoding: self.payload, as: UTF8.self) }
 
-    static let textOpcode: UInt8 = 0x1
-    static let binaryOpcode: UInt8 = 0x2
-    static let closeOpcode: UInt8 = 0x8
-    static let pingOpcode: UInt8 = 0x9
-    static let pongOpcode: UInt8 = 0xA
+    public init(opcode: UInt8, payload: [UInt8]) {
+        self.opcode = opcode
+        self.payload = payload
+    }
+
+    public static let textOpcode: UInt8 = 0x1
+    public static let binaryOpcode: UInt8 = 0x2
+    public static let closeOpcode: UInt8 = 0x8
+    public static let pingOpcode: UInt8 = 0x9
+    public static let pongOpcode: UInt8 = 0xA
 }
 
 /// One client connection: raw HTTP/1.1 bytes in, raw bytes out, parsed here.
-final class TestConnection {
-    let channel: EmbeddedChannel
-    let loop: EmbeddedEventLoop
+public final class TestConnection {
+    public let channel: EmbeddedChannel
+    public let loop: EmbeddedEventLoop
     private var received = ByteBuffer()
 
-    init(server: EngineIOServer, loop: EmbeddedEventLoop) throws {
+    public init(server: EngineIOServer, loop: EmbeddedEventLoop) throws {
         self.loop = loop
         self.channel = EmbeddedChannel(loop: loop)
         try server.configureChildChannel(self.channel)
         try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
     }
 
-    var isActive: Bool { self.channel.isActive }
+    public var isActive: Bool { self.channel.isActive }
 
-    func sendRaw(_ bytes: ByteBuffer) throws {
+    public func sendRaw(_ bytes: ByteBuffer) throws {
         if self.channel.isActive {
             try self.channel.writeInbound(bytes)
         }
@@ -86,7 +93,7 @@ final class TestConnection {
     }
 
     /// Sends one request; `keepAlive: false` asks the server to close after answering.
-    func send(_ method: String, _ uri: String, body: String? = nil, headers: [(String, String)] = [],
+    public func send(_ method: String, _ uri: String, body: String? = nil, headers: [(String, String)] = [],
               keepAlive: Bool = true) throws {
         var text = "\(method) \(uri) HTTP/1.1\r\nHost: localhost\r\n"
         for (name, value) in headers { text += "\(name): \(value)\r\n" }
@@ -98,7 +105,7 @@ final class TestConnection {
     }
 
     /// Sends a request and returns its response, or nil if the server holds it (long-poll).
-    func request(_ method: String, _ uri: String, body: String? = nil, headers: [(String, String)] = [],
+    public func request(_ method: String, _ uri: String, body: String? = nil, headers: [(String, String)] = [],
                  keepAlive: Bool = true) throws -> TestResponse? {
         try self.send(method, uri, body: body, headers: headers, keepAlive: keepAlive)
         return try self.readResponse()
@@ -111,7 +118,7 @@ final class TestConnection {
     }
 
     /// The next complete response, if there is one.
-    func readResponse() throws -> TestResponse? {
+    public func readResponse() throws -> TestResponse? {
         self.loop.run()
         try self.drain()
         let view = self.received.readableBytesView
@@ -139,7 +146,7 @@ final class TestConnection {
     // MARK: WebSocket
 
     /// Sends a WebSocket upgrade request and returns the response (101 when upgraded).
-    func upgrade(_ uri: String) throws -> TestResponse? {
+    public func upgrade(_ uri: String) throws -> TestResponse? {
         try self.request("GET", uri, headers: [
             ("Upgrade", "websocket"), ("Connection", "Upgrade"),
             ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13"),
@@ -147,7 +154,7 @@ final class TestConnection {
     }
 
     /// Sends one masked client frame.
-    func sendFrame(opcode: UInt8, payload: [UInt8], fin: Bool = true) throws {
+    public func sendFrame(opcode: UInt8, payload: [UInt8], fin: Bool = true) throws {
         var buffer = ByteBuffer()
         buffer.writeInteger((fin ? 0x80 : 0) | opcode)
         if payload.count < 126 {
@@ -165,12 +172,12 @@ final class TestConnection {
         try self.sendRaw(buffer)
     }
 
-    func sendText(_ text: String) throws {
+    public func sendText(_ text: String) throws {
         try self.sendFrame(opcode: TestFrame.textOpcode, payload: Array(text.utf8))
     }
 
     /// Every complete frame the server sent since the last call.
-    func readFrames() throws -> [TestFrame] {
+    public func readFrames() throws -> [TestFrame] {
         self.loop.run()
         try self.drain()
         var frames: [TestFrame] = []
@@ -195,19 +202,19 @@ final class TestConnection {
         return frames
     }
 
-    func readTexts() throws -> [String] {
+    public func readTexts() throws -> [String] {
         try self.readFrames().map(\.text)
     }
 }
 
 /// A server on an embedded loop, configured like the official test suite's server
 /// (pingInterval 300 ms, pingTimeout 200 ms).
-final class TestServer {
-    let loop = EmbeddedEventLoop()
-    let server: EngineIOServer
-    let delegate = RecordingDelegate()
+public final class TestServer {
+    public let loop = EmbeddedEventLoop()
+    public let server: EngineIOServer
+    public let delegate = RecordingDelegate()
 
-    init(_ configure: (inout EngineIOConfiguration) -> Void = { _ in }) {
+    public init(_ configure: (inout EngineIOConfiguration) -> Void = { _ in }) {
         var configuration = EngineIOConfiguration()
         configuration.pingInterval = .milliseconds(300)
         configuration.pingTimeout = .milliseconds(200)
@@ -218,16 +225,16 @@ final class TestServer {
         self.server.delegate = self.delegate
     }
 
-    func connect() throws -> TestConnection {
+    public func connect() throws -> TestConnection {
         try TestConnection(server: self.server, loop: self.loop)
     }
 
-    func advance(by amount: TimeAmount) {
+    public func advance(by amount: TimeAmount) {
         self.loop.advanceTime(by: amount)
     }
 
     /// Opens a polling session and returns its sid.
-    func openPollingSession(on connection: TestConnection? = nil) throws -> String {
+    public func openPollingSession(on connection: TestConnection? = nil) throws -> String {
         let connection = try connection ?? self.connect()
         let response = try XCTUnwrap(connection.request("GET", "/engine.io/?EIO=4&transport=polling"))
         XCTAssertEqual(response.status, 200)
@@ -235,7 +242,7 @@ final class TestServer {
     }
 
     /// Opens a WebSocket-only session; returns the connection after the open packet was read.
-    func openWebSocketSession() throws -> (TestConnection, String) {
+    public func openWebSocketSession() throws -> (TestConnection, String) {
         let connection = try self.connect()
         let response = try XCTUnwrap(connection.upgrade("/engine.io/?EIO=4&transport=websocket"))
         XCTAssertEqual(response.status, 101)
@@ -245,13 +252,13 @@ final class TestServer {
         return (connection, sid)
     }
 
-    static func openPacket(_ text: String) throws -> [String: Any] {
+    public static func openPacket(_ text: String) throws -> [String: Any] {
         XCTAssertTrue(text.hasPrefix("0"), "open packet: \(text)")
         let object = try JSONSerialization.jsonObject(with: Data(text.utf8.dropFirst()))
         return try XCTUnwrap(object as? [String: Any])
     }
 
-    static func errorBody(_ response: TestResponse) throws -> (code: Int, message: String) {
+    public static func errorBody(_ response: TestResponse) throws -> (code: Int, message: String) {
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
         return (try XCTUnwrap(object["code"] as? Int), try XCTUnwrap(object["message"] as? String))
     }
