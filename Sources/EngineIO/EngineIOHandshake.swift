@@ -9,21 +9,23 @@ import NIOHTTP1
 /// joined, so the request is kept as one string and taken apart on demand: a string per
 /// header, an array and a query dictionary cost about 700 bytes per idle connection more.
 public struct EngineIOHandshake: Sendable {
-    /// The request URI, then each header as "name:value", each on its own line: neither a
-    /// URI nor a header (as NIO parses them) holds a line break, and a name holds no colon.
+    /// The peer's IP address (empty when unknown), the request URI, then each header as
+    /// "name:value", each on its own line: none of them (as NIO parses them) holds a line
+    /// break, and a header name holds no colon.
     private let request: String
-    /// The peer's IP address, without the port.
-    public let remoteAddress: String?
     /// When the session was opened, in milliseconds since the Unix epoch.
     public let issued: Int64
 
     init(head: HTTPRequestHead, remoteAddress: SocketAddress?) {
-        var length = head.uri.utf8.count
+        let address = remoteAddress?.ipAddress ?? ""
+        var length = address.utf8.count + 1 + head.uri.utf8.count
         for header in head.headers {
             length += header.name.utf8.count + header.value.utf8.count + 2
         }
         var request = ""
         request.reserveCapacity(length)
+        request += address
+        request += "\n"
         request += head.uri
         for header in head.headers {
             request += "\n"
@@ -32,17 +34,22 @@ public struct EngineIOHandshake: Sendable {
             request += header.value
         }
         self.request = request
-        self.remoteAddress = remoteAddress?.ipAddress
         self.issued = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+    }
+
+    /// The peer's IP address, without the port.
+    public var remoteAddress: String? {
+        let address = self.lines.first!
+        return address.isEmpty ? nil : String(address)!
     }
 
     /// The request URI as sent, e.g. "/socket.io/?EIO=4&transport=polling&t=x".
     public var url: String {
-        String(self.request.utf8.prefix { $0 != UInt8(ascii: "\n") })!
+        String(self.lines.dropFirst().first!)!
     }
 
     public var headers: [(name: String, value: String)] {
-        self.request.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropFirst().map { line in
+        self.lines.dropFirst(2).map { line in
             let colon = line.firstIndex(of: UInt8(ascii: ":"))!
             return (name: String(line[..<colon])!, value: String(line[line.index(after: colon)...])!)
         }
@@ -52,6 +59,10 @@ public struct EngineIOHandshake: Sendable {
     /// like `Object.fromEntries(url.searchParams)` in the Node server.
     public var query: [String: String] {
         EngineIORequestURI(self.url).query
+    }
+
+    private var lines: [Substring.UTF8View] {
+        self.request.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
     }
 
     /// Always false: the server speaks plain TCP.

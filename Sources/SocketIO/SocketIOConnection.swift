@@ -10,8 +10,11 @@ final class SocketIOConnection {
     /// The decoder of a binary packet waiting for its attachments. Between packets a decoder
     /// holds nothing, so text packets get a fresh one and idle connections keep none.
     private var pendingBinaryPacket: PendingBinaryPacket?
-    /// One socket per namespace joined: usually one, so a short array rather than a dictionary.
-    private(set) var sockets: [SocketIOSocket] = []
+    /// The first socket joined, kept inline: most connections join one namespace, and an
+    /// array of one costs an idle connection a heap block.
+    private var firstSocket: SocketIOSocket?
+    /// The sockets of further namespaces, in joining order.
+    private var moreSockets: [SocketIOSocket] = []
     /// Namespaces whose CONNECT waits for an authorization decision, with the id promised.
     /// Emptied to no storage once decided: a dictionary keeps its capacity after removals.
     private var pendingConnects: [(namespace: String, socketID: String)] = []
@@ -29,7 +32,7 @@ final class SocketIOConnection {
         // or the connection closes.
         connectTimeout = server.eventLoop.assumeIsolated().scheduleTask(in: server.configuration.connectTimeout) {
             [self] in
-            guard self.sockets.isEmpty, !self.isClosed else { return }
+            guard self.firstSocket == nil, !self.isClosed else { return }
             self.server.logger.debug("no namespace joined in time, closing", metadata: ["sid": "\(self.session.id)"])
             self.close(reason: .forcedClose)
         }
@@ -70,8 +73,15 @@ final class SocketIOConnection {
         }
     }
 
+    /// One socket per namespace joined, in joining order.
+    var sockets: [SocketIOSocket] {
+        guard let firstSocket else { return [] }
+        return [firstSocket] + moreSockets
+    }
+
     private func socket(in namespace: String) -> SocketIOSocket? {
-        sockets.first { $0.namespace.name == namespace }
+        if let firstSocket, firstSocket.namespace.name == namespace { return firstSocket }
+        return moreSockets.first { $0.namespace.name == namespace }
     }
 
     private func parseFailed(_ error: SocketIOParseError) {
@@ -122,7 +132,11 @@ final class SocketIOConnection {
         connectTimeout = nil
         let namespace = server.namespace(named: name)
         let socket = SocketIOSocket(id: socketID, namespace: namespace, connection: self, auth: auth, data: data)
-        sockets.append(socket)
+        if firstSocket == nil {
+            firstSocket = socket
+        } else {
+            moreSockets.append(socket)
+        }
         namespace.insert(socket)
         socket.join(socketID)
         socket.send(SocketIOPacket(type: .connect, namespace: name, data: ["sid": .string(socketID)]))
@@ -143,8 +157,17 @@ final class SocketIOConnection {
 
     /// Takes one socket out of its namespace; the session stays open even when it was the last.
     func remove(_ socket: SocketIOSocket, reason: DisconnectReason) {
-        guard let index = sockets.firstIndex(where: { $0 === socket }) else { return }
-        sockets.remove(at: index)
+        if firstSocket === socket {
+            // The next one moves inline, so `firstSocket == nil` still means "no socket".
+            firstSocket = moreSockets.isEmpty ? nil : moreSockets.removeFirst()
+        } else if let index = moreSockets.firstIndex(where: { $0 === socket }) {
+            moreSockets.remove(at: index)
+        } else {
+            return
+        }
+        if moreSockets.isEmpty {
+            moreSockets = []
+        }
         socket.closed()
         socket.namespace.removeSocket(socket)
         server.logger.debug("socket disconnected", metadata: [

@@ -16,9 +16,15 @@ public final class SocketIOSocket {
     public let id: String
     public let namespace: Namespace
     /// The CONNECT packet's payload as the client sent it, `nil` when absent.
-    public let auth: JSONValue?
+    public var auth: JSONValue? { extras?.auth }
     /// Free-form data a backend attached (Socket.IO's `socket.data`).
-    public var data: JSONValue
+    public var data: JSONValue {
+        get { extras?.data ?? .null }
+        set {
+            guard extras != nil || !newValue.isNull else { return }
+            makeExtras().data = newValue
+        }
+    }
     /// The rooms joined, its own-id room included.
     public var rooms: Set<String> {
         isInOwnRoom ? joinedRooms.union(CollectionOfOne(id)) : joinedRooms
@@ -34,10 +40,18 @@ public final class SocketIOSocket {
     /// backend in grace, and reads its handshake from it later). The cycle with the
     /// connection's `sockets` ends when the connection closes and lets its sockets go.
     let connection: SocketIOConnection
-    /// Acks the client asked for and nobody answered yet: an answer is sent at most once.
-    private var ackIDsOwedToClient: Set<Int> = []
-    /// Acks we asked the client for, by packet id.
-    private var awaitedAcks: [Int: AwaitedAck] = [:]
+    /// What most sockets never use (auth, data, acks), behind one reference created on first
+    /// use: an idle socket keeps one pointer instead of room for all of them.
+    private var extras: Extras?
+
+    private final class Extras {
+        var auth: JSONValue?
+        var data: JSONValue = .null
+        /// Acks the client asked for and nobody answered yet: an answer is sent at most once.
+        var ackIDsOwedToClient: Set<Int> = []
+        /// Acks we asked the client for, by packet id.
+        var awaitedAcks: [Int: AwaitedAck] = [:]
+    }
 
     private struct AwaitedAck {
         var callback: (Result<[JSONValue], AckFailure>) -> Void
@@ -46,10 +60,19 @@ public final class SocketIOSocket {
 
     init(id: String, namespace: Namespace, connection: SocketIOConnection, auth: JSONValue?, data: JSONValue) {
         self.id = id
-        self.auth = auth
         self.namespace = namespace
         self.connection = connection
+        if auth != nil {
+            makeExtras().auth = auth
+        }
         self.data = data
+    }
+
+    private func makeExtras() -> Extras {
+        if let extras { return extras }
+        let extras = Extras()
+        self.extras = extras
+        return extras
     }
 
     /// Built on demand from the Engine.IO session's, which every connection keeps anyway.
@@ -89,7 +112,7 @@ public final class SocketIOSocket {
             guard let self else { return }
             self.resolveAck(ackID, .failure(.timeout))
         }
-        awaitedAcks[ackID] = AwaitedAck(callback: callback, timeout: timer)
+        makeExtras().awaitedAcks[ackID] = AwaitedAck(callback: callback, timeout: timer)
         send(SocketIOPacket(type: .event, namespace: namespace.name, id: ackID, data: .array([.string(event)] + args)))
     }
 
@@ -97,7 +120,7 @@ public final class SocketIOSocket {
     /// (unknown id, or already answered): the client never sees a second answer.
     @discardableResult
     public func sendAck(_ ackID: Int, _ args: [JSONValue]) -> Bool {
-        guard isConnected, ackIDsOwedToClient.remove(ackID) != nil else { return false }
+        guard isConnected, extras?.ackIDsOwedToClient.remove(ackID) != nil else { return false }
         send(SocketIOPacket(type: .ack, namespace: namespace.name, id: ackID, data: .array(args)))
         return true
     }
@@ -148,11 +171,11 @@ public final class SocketIOSocket {
 
     /// Registers that a broadcast asked this socket for an ack with the namespace-wide `ackID`.
     func awaitAck(_ ackID: Int, callback: @escaping (Result<[JSONValue], AckFailure>) -> Void) {
-        awaitedAcks[ackID] = AwaitedAck(callback: callback, timeout: nil)
+        makeExtras().awaitedAcks[ackID] = AwaitedAck(callback: callback, timeout: nil)
     }
 
     func cancelAwaitedAck(_ ackID: Int) {
-        awaitedAcks.removeValue(forKey: ackID)?.timeout?.cancel()
+        extras?.awaitedAcks.removeValue(forKey: ackID)?.timeout?.cancel()
     }
 
     func received(_ packet: SocketIOPacket) {
@@ -166,7 +189,7 @@ public final class SocketIOSocket {
             case .double(let d): event = String(d)
             default: return
             }
-            if let ackID = packet.id { ackIDsOwedToClient.insert(ackID) }
+            if let ackID = packet.id { makeExtras().ackIDsOwedToClient.insert(ackID) }
             namespace.server.sink?.socket(self, didReceiveEvent: event, args: Array(payload.dropFirst()), ackID: packet.id)
         case .ack, .binaryAck:
             guard let ackID = packet.id else { return }
@@ -179,7 +202,7 @@ public final class SocketIOSocket {
     }
 
     private func resolveAck(_ ackID: Int, _ result: Result<[JSONValue], AckFailure>) {
-        guard let awaited = awaitedAcks.removeValue(forKey: ackID) else { return }
+        guard let awaited = extras?.awaitedAcks.removeValue(forKey: ackID) else { return }
         awaited.timeout?.cancel()
         awaited.callback(result)
     }
@@ -191,9 +214,10 @@ public final class SocketIOSocket {
         leave(id)
         for room in joinedRooms { namespace.remove(id, from: room) }
         joinedRooms = []
-        ackIDsOwedToClient.removeAll()
-        let awaited = awaitedAcks
-        awaitedAcks.removeAll()
+        guard let extras else { return }
+        extras.ackIDsOwedToClient.removeAll()
+        let awaited = extras.awaitedAcks
+        extras.awaitedAcks.removeAll()
         for (_, ack) in awaited {
             ack.timeout?.cancel()
             ack.callback(.failure(.disconnected))
