@@ -15,10 +15,9 @@ final class SocketIOConnection {
     private var firstSocket: SocketIOSocket?
     /// The sockets of further namespaces, in joining order.
     private var moreSockets: [SocketIOSocket] = []
-    /// Namespaces whose CONNECT waits for an authorization decision, with the id promised.
-    /// Emptied to no storage once decided: a dictionary keeps its capacity after removals.
-    private var pendingConnects: [(namespace: String, socketID: String)] = []
-    private var connectTimeout: Scheduled<Void>?
+    /// The connect timeout and the CONNECTs waiting for a decision: they only matter around
+    /// a CONNECT, so a connection that joined its namespace keeps one empty reference for them.
+    private var connecting: Connecting?
     private var isClosed = false
 
     /// Built on demand from the session's: it is read when a namespace is joined, not kept.
@@ -30,12 +29,13 @@ final class SocketIOConnection {
         // Captured strongly: a weak reference would cost the connection a side table for its
         // whole life; the task is cancelled (and the closure freed) once a namespace is joined
         // or the connection closes.
-        connectTimeout = server.eventLoop.assumeIsolated().scheduleTask(in: server.configuration.connectTimeout) {
+        let timeout = server.eventLoop.assumeIsolated().scheduleTask(in: server.configuration.connectTimeout) {
             [self] in
             guard self.firstSocket == nil, !self.isClosed else { return }
             self.server.logger.debug("no namespace joined in time, closing", metadata: ["sid": "\(self.session.id)"])
             self.close(reason: .forcedClose)
         }
+        connecting = Connecting(timeout: timeout)
     }
 
     func receive(text: String) {
@@ -103,33 +103,36 @@ final class SocketIOConnection {
     }
 
     private func connect(to name: String, auth: JSONValue?) {
-        guard socket(in: name) == nil, !pendingConnects.contains(where: { $0.namespace == name }) else { return }
+        guard socket(in: name) == nil, connecting?.pending.contains(where: { $0.namespace == name }) != true else { return }
         guard let sink = server.sink, sink.namespaceExists(name) else {
             sendConnectError(namespace: name, message: "Invalid namespace", data: nil)
             return
         }
         let socketID = SocketIOServer.makeSocketID()
-        pendingConnects.append((namespace: name, socketID: socketID))
+        if connecting == nil {
+            connecting = Connecting(timeout: nil)
+        }
+        connecting?.pending.append((namespace: name, socketID: socketID))
         let request = ConnectRequest(socketID: socketID, namespace: name, auth: auth, handshake: handshake)
         // Not weak, like the connect timeout: the sink holds the callback only until it decides.
         sink.authorize(request) { [self] decision in
-            guard !isClosed, let index = pendingConnects.firstIndex(where: { $0.socketID == socketID }) else { return }
-            pendingConnects.remove(at: index)
-            if pendingConnects.isEmpty {
-                pendingConnects = []
-            }
+            guard !isClosed, let connecting, let index = connecting.pending.firstIndex(where: { $0.socketID == socketID }) else { return }
+            connecting.pending.remove(at: index)
             switch decision {
             case .accept(let data):
                 self.open(socketID: socketID, namespace: name, auth: auth, data: data ?? .null)
             case .reject(let message, let data):
                 self.sendConnectError(namespace: name, message: message, data: data)
             }
+            if self.connecting?.isIdle == true {
+                self.connecting = nil
+            }
         }
     }
 
     private func open(socketID: String, namespace name: String, auth: JSONValue?, data: JSONValue) {
-        connectTimeout?.cancel()
-        connectTimeout = nil
+        connecting?.timeout?.cancel()
+        connecting?.timeout = nil
         let namespace = server.namespace(named: name)
         let socket = SocketIOSocket(id: socketID, namespace: namespace, connection: self, auth: auth, data: data)
         if firstSocket == nil {
@@ -203,10 +206,9 @@ final class SocketIOConnection {
     private func closeSockets(reason: DisconnectReason) {
         guard !isClosed else { return }
         isClosed = true
-        connectTimeout?.cancel()
-        connectTimeout = nil
-        let abandoned = pendingConnects
-        pendingConnects = []
+        connecting?.timeout?.cancel()
+        let abandoned = connecting?.pending ?? []
+        connecting = nil
         for (namespace, socketID) in abandoned {
             server.sink?.authorizationAbandoned(socketID: socketID, namespace: namespace)
         }
@@ -223,4 +225,18 @@ private final class PendingBinaryPacket {
     init(_ decoder: SocketIOPacketDecoder) {
         self.decoder = decoder
     }
+}
+
+/// What a connection keeps between a CONNECT and its decision, and until it first joins one.
+private final class Connecting {
+    /// Closes the connection if it joins no namespace in time; cancelled once it joins one.
+    var timeout: Scheduled<Void>?
+    /// Namespaces whose CONNECT waits for an authorization decision, with the id promised.
+    var pending: [(namespace: String, socketID: String)] = []
+
+    init(timeout: Scheduled<Void>?) {
+        self.timeout = timeout
+    }
+
+    var isIdle: Bool { timeout == nil && pending.isEmpty }
 }
