@@ -1,3 +1,4 @@
+import ExtrasBase64
 import NIOCore
 
 /// An outbound Engine.IO packet, encoded once. Broadcasts hand the same value to every
@@ -60,7 +61,7 @@ public struct EngineIOMessage: Sendable, Hashable {
     var pollingLength: Int {
         switch self.storage {
         case .text(let buffer): buffer.readableBytes
-        case .binary(let data): 1 + Base64.encodedLength(of: data.readableBytes)
+        case .binary(let data): 1 + Base64.encodedLength(bytesCount: data.readableBytes)
         }
     }
 
@@ -81,9 +82,9 @@ public struct EngineIOMessage: Sendable, Hashable {
                 length += buffer.readableBytes
             case .binary(let data):
                 var encoded = ByteBuffer()
-                encoded.reserveCapacity(1 + Base64.encodedLength(of: data.readableBytes))
+                encoded.reserveCapacity(1 + Base64.encodedLength(bytesCount: data.readableBytes))
                 encoded.writeInteger(UInt8(ascii: "b"))
-                Base64.encode(data.readableBytesView, into: &encoded)
+                encoded.writeBytes(Base64.encodeToBytes(bytes: data.readableBytesView))
                 parts.append(encoded)
                 length += encoded.readableBytes
             }

@@ -1,3 +1,4 @@
+import ExtrasBase64
 import NIOCore
 
 /// Engine.IO packet types; the raw value is the ASCII digit that starts a packet in text form.
@@ -36,7 +37,7 @@ enum EngineIOPacket: Equatable {
         var buffer = text
         guard let first = buffer.readInteger(as: UInt8.self) else { return nil }
         if first == Self.binaryMarker {
-            guard let data = Base64.decode(buffer.readableBytesView) else { return nil }
+            guard let data = Self.decodeBase64(buffer.readableBytesView) else { return nil }
             self = .binary(data)
             return
         }
@@ -72,5 +73,19 @@ enum EngineIOPacket: Equatable {
     /// Whether a ping/pong payload is the upgrade probe.
     static func isProbe(_ payload: ByteBuffer) -> Bool {
         payload.readableBytesView.elementsEqual("probe".utf8)
+    }
+
+    /// Binary over polling: standard base64 as the JS client sends it, also accepted without
+    /// padding or in the URL-safe alphabet, as Node's `Buffer.from(text, "base64")` accepts it.
+    static func decodeBase64(_ text: ByteBufferView) -> ByteBuffer? {
+        // Padding only ever ends the text; the lenient attempts below must not read past it.
+        if let padding = text.firstIndex(of: UInt8(ascii: "=")), text[padding...].contains(where: { $0 != UInt8(ascii: "=") }) {
+            return nil
+        }
+        let attempts: [Base64.DecodingOptions] = [[], [.omitPaddingCharacter], [.base64UrlAlphabet], [.base64UrlAlphabet, .omitPaddingCharacter]]
+        for options in attempts {
+            if let bytes = try? Base64.decode(bytes: text, options: options) { return ByteBuffer(bytes: bytes) }
+        }
+        return nil
     }
 }

@@ -1,4 +1,5 @@
 import Logging
+import ExtrasBase64
 import NIOCore
 import NIOHTTP1
 import NIOWebSocket
@@ -226,15 +227,7 @@ public final class EngineIOServer {
         while true {
             var raw = ByteBuffer()
             for _ in 0..<15 { raw.writeInteger(UInt8.random(in: .min ... .max, using: &generator)) }
-            var encoded = ByteBuffer()
-            Base64.encode(raw.readableBytesView, into: &encoded)
-            let id = String(decoding: encoded.readableBytesView.map { byte -> UInt8 in
-                switch byte {
-                case UInt8(ascii: "+"): UInt8(ascii: "-")
-                case UInt8(ascii: "/"): UInt8(ascii: "_")
-                default: byte
-                }
-            }, as: UTF8.self)
+            let id = Base64.encodeToString(bytes: raw.readableBytesView, options: .base64UrlAlphabet)
             if self.sessions[id] == nil { return id }
         }
     }

@@ -1,4 +1,5 @@
 internal import CJansson
+import ExtrasBase64
 import NIOCore
 import OrderedCollections
 
@@ -116,10 +117,10 @@ extension JSONValue {
                 iterator = json_object_iter_next(json, current)
             }
             if decodingBinary, members.count == 1, case .string(let base64)? = members["$binary"] {
-                guard let bytes = Base64.decode(base64) else {
+                guard let bytes = try? Base64.decode(string: base64) else {
                     throw JSONError(text: "invalid base64 in $binary object")
                 }
-                self = .binary(bytes)
+                self = .binary(ByteBuffer(bytes: bytes))
             } else {
                 self = .object(members)
             }

@@ -1,4 +1,5 @@
 internal import CJansson
+import ExtrasBase64
 import NIOCore
 
 // Printing builds a jansson tree and lets `json_dumpb` print it straight into the caller's
@@ -37,7 +38,7 @@ extension JSONValue {
 
     /// The bridge's spelling of binary data.
     private static func base64Object(_ bytes: ByteBuffer) -> JSONValue {
-        .object(["$binary": .string(Base64.encode(bytes))])
+        .object(["$binary": .string(Base64.encodeToString(bytes: bytes.readableBytesView))])
     }
 
     /// A new jansson value (one reference, owned by the caller) holding this value.

@@ -83,22 +83,22 @@ final class EngineIOPacketTests: XCTestCase {
         XCTAssertEqual(single.length, 2)
     }
 
-    func testBase64MatchesFoundation() {
+    func testPollingBinaryMatchesFoundationBase64() {
         var generator = SystemRandomNumberGenerator()
         for count in 0..<40 {
             let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            var encoded = ByteBuffer()
-            Base64.encode(ByteBuffer(bytes: bytes).readableBytesView, into: &encoded)
-            XCTAssertEqual(String(buffer: encoded), Data(bytes).base64EncodedString())
-            XCTAssertEqual(Base64.decode(encoded.readableBytesView).map { Array($0.readableBytesView) }, bytes)
+            let payload = EngineIOMessage.pollingPayload([EngineIOMessage.binary(ByteBuffer(bytes: bytes))])
+            let text = payload.parts.map { String(buffer: $0) }.joined()
+            XCTAssertEqual(text, "b" + Data(bytes).base64EncodedString())
+            XCTAssertEqual(EngineIOPacket.decodeBase64(ByteBuffer(string: String(text.dropFirst())).readableBytesView).map { Array($0.readableBytesView) }, bytes)
         }
     }
 
     func testBase64DecodeAcceptsUnpaddedAndURLSafeInput() {
-        XCTAssertEqual(Base64.decode(ByteBuffer(string: "AQIDBA").readableBytesView), ByteBuffer(bytes: [1, 2, 3, 4]))
-        XCTAssertEqual(Base64.decode(ByteBuffer(string: "-_8").readableBytesView), ByteBuffer(bytes: [0xFB, 0xFF]))
-        XCTAssertNil(Base64.decode(ByteBuffer(string: "AQ=D").readableBytesView))
-        XCTAssertNil(Base64.decode(ByteBuffer(string: "A").readableBytesView))
+        XCTAssertEqual(EngineIOPacket.decodeBase64(ByteBuffer(string: "AQIDBA").readableBytesView), ByteBuffer(bytes: [1, 2, 3, 4]))
+        XCTAssertEqual(EngineIOPacket.decodeBase64(ByteBuffer(string: "-_8").readableBytesView), ByteBuffer(bytes: [0xFB, 0xFF]))
+        XCTAssertNil(EngineIOPacket.decodeBase64(ByteBuffer(string: "AQ=D").readableBytesView))
+        XCTAssertNil(EngineIOPacket.decodeBase64(ByteBuffer(string: "A").readableBytesView))
     }
 
     func testQueryParsing() {
