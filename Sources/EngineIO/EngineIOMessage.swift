@@ -13,6 +13,15 @@ public struct EngineIOMessage: Sendable, Hashable {
     }
 
     let storage: Storage
+    /// The whole WebSocket frame, header included, when `EngineIOServer.prepareForBroadcast`
+    /// encoded it: WebSocket sessions write these bytes as they are, so a broadcast's frame is
+    /// encoded once rather than once per recipient.
+    let encodedFrame: ByteBuffer?
+
+    init(storage: Storage, encodedFrame: ByteBuffer? = nil) {
+        self.storage = storage
+        self.encodedFrame = encodedFrame
+    }
 
     /// A "message" packet carrying `payload` (stores "4" + payload).
     public static func text(_ payload: String) -> EngineIOMessage {

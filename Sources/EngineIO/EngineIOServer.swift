@@ -37,6 +37,8 @@ public final class EngineIOServer {
     /// Held weakly: the Socket.IO layer owns the server, not the other way round.
     public weak var delegate: EngineIOServerDelegate?
 
+    /// Sessions in the table, including ones closed by the server that still wait for a
+    /// polling request to carry their close packet.
     private var sessions: [String: EngineIOSession] = [:]
     private(set) var isShuttingDown = false
     let metrics = EngineIOMetrics()
@@ -52,8 +54,6 @@ public final class EngineIOServer {
         )
     }
 
-    /// Sessions in the table, including ones closed by the server that still wait for a
-    /// polling request to carry their close packet.
     /// WebSocket transports with written but unflushed frames, flushed together once the
     /// event loop has handled its current round of I/O.
     private var transportsAwaitingFlush: [WebSocketTransportHandler] = []

@@ -17,6 +17,11 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     /// For its logger: a `Logger` kept here would cost every connection 56 bytes.
     private let server: EngineIOServer
     private var context: ChannelHandlerContext?
+    /// The context of NIO's frame encoder, ahead of this handler: frames encoded in advance
+    /// (`EngineIOMessage.encodedFrame`) are written from there, past the encoder.
+    private var encoderContext: ChannelHandlerContext?
+    /// The channel's writability, kept here because it is asked once per delivery.
+    private var isWritable = true
     private var closeSent = false
     /// Written frames wait for `flushNow`, which the server calls once per event loop round.
     private var flushPending = false
@@ -34,10 +39,13 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.encoderContext = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+        self.isWritable = context.channel.isWritable
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        self.encoderContext = nil
         self.heldFrames = []
         self.nextHeldFrame = 0
     }
@@ -86,12 +94,16 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         }
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.isWritable = context.channel.isWritable
+        context.fireChannelWritabilityChanged()
+    }
+
     /// Whether more than `limit` bytes wait in the channel. A writable channel holds less than
     /// its high-water mark (NIO's default is 64 KiB), so for limits at least that large the
     /// answer costs one flag read instead of an option lookup: this runs once per delivery.
     func isBuffering(moreThan limit: Int) -> Bool {
-        guard let channel = self.context?.channel else { return false }
-        if limit >= Self.defaultHighWatermark, channel.isWritable { return false }
+        if limit >= Self.defaultHighWatermark, self.isWritable { return false }
         return self.bufferedBytes > limit
     }
 
@@ -154,11 +166,11 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     func write(_ messages: some Collection<EngineIOMessage>) {
         guard !self.closeSent, let context = self.context else { return }
         for message in messages {
-            let frame = switch message.storage {
-            case .text(let buffer): WebSocketFrame(fin: true, opcode: .text, data: buffer)
-            case .binary(let data): WebSocketFrame(fin: true, opcode: .binary, data: data)
+            if let encoded = message.encodedFrame, let encoderContext = self.encoderContext {
+                encoderContext.write(NIOAny(encoded), promise: nil)
+            } else {
+                context.write(Self.wrapOutboundOut(message.webSocketFrame), promise: nil)
             }
-            context.write(Self.wrapOutboundOut(frame), promise: nil)
         }
         guard !self.flushPending else { return }
         self.flushPending = true
@@ -169,7 +181,7 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     /// current round, so the emits of one backend read cost each client one syscall.
     func flushNow() {
         self.flushPending = false
-        self.context?.flush()
+        (self.encoderContext ?? self.context)?.flush()
     }
 
     /// Sends a close frame after what was written before, then closes the connection.
@@ -198,6 +210,16 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(Self.wrapOutboundOut(reply)).whenComplete { _ in
             loopBoundContext.value.close(promise: nil)
+        }
+    }
+}
+
+extension EngineIOMessage {
+    /// The message as one WebSocket frame, text or binary.
+    var webSocketFrame: WebSocketFrame {
+        switch self.storage {
+        case .text(let buffer): WebSocketFrame(fin: true, opcode: .text, data: buffer)
+        case .binary(let data): WebSocketFrame(fin: true, opcode: .binary, data: data)
         }
     }
 }

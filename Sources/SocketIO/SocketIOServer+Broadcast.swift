@@ -11,7 +11,7 @@ extension SocketIOServer {
         guard let namespace = namespaces[options.namespace] else { return }
         let targets = namespace.sockets(matching: options)
         guard !targets.isEmpty else { return }
-        let messages = broadcastMessages(packet)
+        let messages = broadcastMessages(packet, recipients: targets.count)
         var delivered = 0
         for socket in targets where deliver(messages, to: socket, volatile: options.volatile) {
             delivered += 1
@@ -33,7 +33,7 @@ extension SocketIOServer {
         var packet = packet
         let ackID = namespace.makeAckID()
         packet.id = ackID
-        let messages = broadcastMessages(packet)
+        let messages = broadcastMessages(packet, recipients: targets.count)
         var delivered = 0
         for socket in targets {
             let socketID = socket.id
@@ -52,8 +52,9 @@ extension SocketIOServer {
     }
 
     /// Encodes a broadcast's packet once: the Engine.IO "4" and the packet's text go straight
-    /// into the one buffer every recipient's frame shares, with no `String` in between.
-    private func broadcastMessages(_ packet: SocketIOPacket) -> [EngineIOMessage] {
+    /// into the one buffer every recipient's frame shares, with no `String` in between. With
+    /// more than one recipient the WebSocket frames are encoded once too.
+    private func broadcastMessages(_ packet: SocketIOPacket, recipients: Int) -> [EngineIOMessage] {
         var text = ByteBuffer()
         text.reserveCapacity(32 + packet.namespace.utf8.count + (packet.printedData?.bytes.readableBytes ?? 64))
         text.writeInteger(UInt8(ascii: "4"))
@@ -61,7 +62,7 @@ extension SocketIOServer {
         var messages = [EngineIOMessage.text(encoded: text)]
         messages.reserveCapacity(1 + attachments.count)
         for attachment in attachments { messages.append(.binary(attachment)) }
-        return messages
+        return recipients > 1 ? frameEncoder.prepare(messages) : messages
     }
 
     /// `socketsJoin`: matching sockets join every room in `rooms`.

@@ -1,4 +1,5 @@
 import EngineIOTestSupport
+import NIOCore
 import SidecastJSON
 import SocketIO
 import XCTest
@@ -97,6 +98,25 @@ final class RoomTests: XCTestCase {
         )
         XCTAssertEqual(try fixture.clients[0].readTexts(), [#"42["score",3]"#])
         XCTAssertEqual(try fixture.clients[1].readTexts(), [])
+        XCTAssertEqual(try fixture.clients[2].readTexts(), [])
+    }
+
+    func testBroadcastToSeveralClientsGivesEachTheSameFrames() throws {
+        let fixture = try Fixture()
+        let (a, b) = (fixture.sockets[0], fixture.sockets[1])
+        a.join("game")
+        b.join("game")
+        let long = String(repeating: "x", count: 200)
+        fixture.test.server.broadcast(
+            SocketIOPacket(type: .event, data: ["state", .string(long), .binary(ByteBuffer(bytes: [7, 8, 9]))]),
+            options: BroadcastOptions(namespace: "/", rooms: ["game"])
+        )
+        for client in fixture.clients[0...1] {
+            let frames = try client.connection.readFrames()
+            XCTAssertEqual(frames.map(\.opcode), [TestFrame.textOpcode, TestFrame.binaryOpcode])
+            XCTAssertEqual(frames.first?.text, #"451-["state",""# + long + #"",{"_placeholder":true,"num":0}]"#)
+            XCTAssertEqual(frames.last?.payload, [7, 8, 9])
+        }
         XCTAssertEqual(try fixture.clients[2].readTexts(), [])
     }
 
