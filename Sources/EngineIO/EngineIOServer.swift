@@ -1,5 +1,4 @@
 import Logging
-import ExtrasBase64
 import NIOCore
 import NIOHTTP1
 import NIOWebSocket
@@ -221,13 +220,9 @@ public final class EngineIOServer {
         }
     }
 
-    /// 20 URL-safe characters from 15 random bytes, the shape of the Node server's base64id.
     private func makeSessionID() -> String {
-        var generator = SystemRandomNumberGenerator()
         while true {
-            var raw = ByteBuffer()
-            for _ in 0..<15 { raw.writeInteger(UInt8.random(in: .min ... .max, using: &generator)) }
-            let id = Base64.encodeToString(bytes: raw.readableBytesView, options: .base64UrlAlphabet)
+            let id = RandomID.make()
             if self.sessions[id] == nil { return id }
         }
     }

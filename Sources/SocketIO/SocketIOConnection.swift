@@ -108,7 +108,7 @@ final class SocketIOConnection {
             sendConnectError(namespace: name, message: "Invalid namespace", data: nil)
             return
         }
-        let socketID = SocketIOServer.makeSocketID()
+        let socketID = RandomID.make()
         if connecting == nil {
             connecting = Connecting(timeout: nil)
         }

@@ -86,14 +86,6 @@ public final class SocketIOServer {
         }
     }
 
-    /// Socket ids look like Node's: 20 URL-safe characters from a random source.
-    static func makeSocketID() -> String {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
-        var generator = SystemRandomNumberGenerator()
-        var bytes = [UInt8](repeating: 0, count: 20)
-        for i in bytes.indices { bytes[i] = alphabet[Int(generator.next(upperBound: UInt(alphabet.count)))] }
-        return String(decoding: bytes, as: UTF8.self)
-    }
 }
 
 extension SocketIOServer: EngineIOServerDelegate {

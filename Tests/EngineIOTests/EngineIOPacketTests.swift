@@ -117,3 +117,20 @@ final class EngineIOPacketTests: XCTestCase {
         XCTAssertEqual(EngineIOError.unsupportedProtocolVersion.body, #"{"code":5,"message":"Unsupported protocol version"}"#)
     }
 }
+
+final class RandomIDTests: XCTestCase {
+    func testIDsAreFifteenURLSafeCharactersAndDoNotRepeat() {
+        let urlSafe = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        var seen = Set<String>()
+        var characters = Set<UInt8>()
+        for _ in 0..<10_000 {
+            let id = RandomID.make()
+            XCTAssertEqual(id.utf8.count, 15)
+            XCTAssertTrue(id.utf8.allSatisfy(urlSafe.contains), id)
+            characters.formUnion(id.utf8)
+            seen.insert(id)
+        }
+        XCTAssertEqual(seen.count, 10_000)
+        XCTAssertEqual(characters, urlSafe, "every character of the alphabet turns up")
+    }
+}

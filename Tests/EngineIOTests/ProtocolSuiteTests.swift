@@ -20,7 +20,7 @@ final class ProtocolSuiteTests: XCTestCase {
         let open = try TestServer.openPacket(response.body)
         XCTAssertEqual(Set(open.keys), ["sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"])
         let sid = try XCTUnwrap(open["sid"] as? String)
-        XCTAssertEqual(sid.count, 20)
+        XCTAssertEqual(sid.count, RandomID.length)
         XCTAssertTrue(sid.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
         XCTAssertEqual(open["upgrades"] as? [String], ["websocket"])
         XCTAssertEqual(open["pingInterval"] as? Int, 300)
@@ -83,7 +83,7 @@ final class ProtocolSuiteTests: XCTestCase {
         XCTAssertEqual(test.server.sessionCount, 1)
         XCTAssertEqual(test.delegate.opened.first?.id, sid)
         XCTAssertEqual(test.delegate.opened.first?.transport, .websocket)
-        XCTAssertEqual(sid.count, 20)
+        XCTAssertEqual(sid.count, RandomID.length)
         XCTAssertTrue(connection.isActive)
     }
 
