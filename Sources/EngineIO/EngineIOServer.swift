@@ -164,14 +164,7 @@ public final class EngineIOServer {
 
     private func didUpgrade(channel: Channel, head: HTTPRequestHead) throws {
         let webSocket = WebSocketTransportHandler(server: self)
-        try channel.pipeline.syncOperations.addHandlers(
-            NIOWebSocketFrameAggregator(
-                minNonFinalFragmentSize: 0,
-                maxAccumulatedFrameCount: 1024,
-                maxAccumulatedFrameSize: self.configuration.maxPayload
-            ),
-            webSocket
-        )
+        try channel.pipeline.syncOperations.addHandler(webSocket)
         let uri = EngineIORequestURI(head.uri)
         if let sid = uri.query["sid"], !sid.isEmpty {
             guard let session = self.sessions[sid], session.canUpgrade else {

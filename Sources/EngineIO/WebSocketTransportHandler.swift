@@ -4,9 +4,10 @@ import NIOWebSocket
 
 /// The WebSocket transport of one session (or of an upgrade in progress): turns complete
 /// frames into packets for the session and packets into frames, answers ping frames and the
-/// close handshake. Sits behind NIO's frame decoder and `NIOWebSocketFrameAggregator`, last in
-/// the pipeline, so it sees the channel's read requests first and can hold them back while the
-/// session's reading is paused, as NIO's `BackPressureHandler` does.
+/// close handshake. Sits behind NIO's frame decoder (and `NIOWebSocketFrameAggregator` once a
+/// client fragments a message), last in the pipeline, so it sees the channel's read requests
+/// first and can hold them back while the session's reading is paused, as NIO's
+/// `BackPressureHandler` does.
 final class WebSocketTransportHandler: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundIn = WebSocketFrame
@@ -23,6 +24,7 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     /// The channel's writability, kept here because it is asked once per delivery.
     private var isWritable = true
     private var closeSent = false
+    private var hasAggregator = false
     /// Written frames wait for `flushNow`, which the server calls once per event loop round.
     private var flushPending = false
     private var isReadingPaused = false
@@ -52,10 +54,36 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = Self.unwrapInboundIn(data)
+        if !self.hasAggregator, !frame.fin || frame.opcode == .continuation {
+            self.addAggregator(context: context, passing: frame)
+            return
+        }
         if self.isReadingPaused || self.nextHeldFrame < self.heldFrames.count {
             self.heldFrames.append(frame)
         } else {
             self.process(frame, context: context)
+        }
+    }
+
+    /// Browsers and Socket.IO clients send every message in one frame, so NIO's aggregator
+    /// joins the pipeline only when a first fragment comes: until then a connection saves the
+    /// ~160 bytes of the aggregator and its context. The fragment is passed to it from the
+    /// decoder's context, as if it had been there all along.
+    private func addAggregator(context: ChannelHandlerContext, passing fragment: WebSocketFrame) {
+        self.hasAggregator = true
+        let aggregator = NIOWebSocketFrameAggregator(
+            minNonFinalFragmentSize: 0,
+            maxAccumulatedFrameCount: 1024,
+            maxAccumulatedFrameSize: self.server.configuration.maxPayload
+        )
+        do {
+            try context.pipeline.syncOperations.addHandler(aggregator, position: .before(self))
+            let decoder = try context.pipeline.syncOperations.context(
+                handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self
+            )
+            decoder.fireChannelRead(NIOAny(fragment))
+        } catch {
+            self.errorCaught(context: context, error: error)
         }
     }
 

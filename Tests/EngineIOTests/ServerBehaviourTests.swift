@@ -128,6 +128,16 @@ final class ServerBehaviourTests: XCTestCase {
         XCTAssertEqual(test.delegate.closed.map(\.reason), [.transportError])
     }
 
+    func testContinuationWithoutAStartClosesWithProtocolError() throws {
+        let test = TestServer()
+        let (connection, _) = try test.openWebSocketSession()
+        try connection.sendFrame(opcode: 0, payload: Array("4stray".utf8), fin: true)
+        XCTAssertEqual(try connection.readFrames(), [TestFrame(opcode: TestFrame.closeOpcode, payload: [0x03, 0xEA])])
+        XCTAssertFalse(connection.isActive)
+        XCTAssertEqual(test.delegate.texts, [])
+        XCTAssertEqual(test.delegate.closed.map(\.reason), [.transportError])
+    }
+
     func testBinaryContentTypePostIsRefused() throws {
         let test = TestServer()
         let sid = try test.openPollingSession()
@@ -306,7 +316,8 @@ final class ServerBehaviourTests: XCTestCase {
         XCTAssertThrowsError(try pipeline.handler(type: HTTPResponseEncoder.self))
         XCTAssertThrowsError(try pipeline.handler(type: HTTPServerPipelineHandler.self))
         XCTAssertNoThrow(try pipeline.handler(type: WebSocketTransportHandler.self))
-        XCTAssertNoThrow(try pipeline.handler(type: NIOWebSocketFrameAggregator.self))
+        XCTAssertThrowsError(try pipeline.handler(type: NIOWebSocketFrameAggregator.self),
+                             "the aggregator waits for a first fragment")
     }
 
     func testFragmentedWebSocketMessageIsAggregated() throws {
@@ -316,6 +327,12 @@ final class ServerBehaviourTests: XCTestCase {
         try connection.sendFrame(opcode: 0, payload: Array("lo".utf8), fin: true)
         XCTAssertEqual(test.delegate.texts, ["hello"])
         XCTAssertEqual(try connection.readTexts(), ["4hello"])
+        XCTAssertNoThrow(try connection.channel.pipeline.syncOperations.handler(type: NIOWebSocketFrameAggregator.self))
+        try connection.sendFrame(opcode: TestFrame.textOpcode, payload: Array("4a".utf8), fin: false)
+        try connection.sendFrame(opcode: 0, payload: Array("b".utf8), fin: false)
+        try connection.sendFrame(opcode: 0, payload: Array("c".utf8), fin: true)
+        try connection.sendText("4whole")
+        XCTAssertEqual(test.delegate.texts, ["hello", "abc", "whole"])
     }
 
     func testWebSocketPingFrameIsAnswered() throws {
