@@ -163,8 +163,12 @@ public final class EngineIOServer {
     }
 
     private func didUpgrade(channel: Channel, head: HTTPRequestHead) throws {
+        let pipeline = channel.pipeline.syncOperations
+        let nioReader = try pipeline.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+        try pipeline.addHandler(WebSocketFrameReader(maxFrameSize: self.configuration.maxPayload), position: .after(nioReader.handler))
+        pipeline.removeHandler(context: nioReader, promise: nil)
         let webSocket = WebSocketTransportHandler(server: self)
-        try channel.pipeline.syncOperations.addHandler(webSocket)
+        try pipeline.addHandler(webSocket)
         let uri = EngineIORequestURI(head.uri)
         if let sid = uri.query["sid"], !sid.isEmpty {
             guard let session = self.sessions[sid], session.canUpgrade else {

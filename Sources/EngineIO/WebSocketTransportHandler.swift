@@ -4,8 +4,8 @@ import NIOWebSocket
 
 /// The WebSocket transport of one session (or of an upgrade in progress): turns complete
 /// frames into packets for the session and packets into frames, answers ping frames and the
-/// close handshake. Sits behind NIO's frame decoder (and `NIOWebSocketFrameAggregator` once a
-/// client fragments a message), last in the pipeline, so it sees the channel's read requests
+/// close handshake. Sits behind `WebSocketFrameReader` (and `NIOWebSocketFrameAggregator` once
+/// a client fragments a message), last in the pipeline, so it sees the channel's read requests
 /// first and can hold them back while the session's reading is paused, as NIO's
 /// `BackPressureHandler` does.
 final class WebSocketTransportHandler: ChannelDuplexHandler {
@@ -78,10 +78,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         )
         do {
             try context.pipeline.syncOperations.addHandler(aggregator, position: .before(self))
-            let decoder = try context.pipeline.syncOperations.context(
-                handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self
-            )
-            decoder.fireChannelRead(NIOAny(fragment))
+            let reader = try context.pipeline.syncOperations.context(handlerType: WebSocketFrameReader.self)
+            reader.fireChannelRead(NIOAny(fragment))
         } catch {
             self.errorCaught(context: context, error: error)
         }

@@ -316,6 +316,8 @@ final class ServerBehaviourTests: XCTestCase {
         XCTAssertThrowsError(try pipeline.handler(type: HTTPResponseEncoder.self))
         XCTAssertThrowsError(try pipeline.handler(type: HTTPServerPipelineHandler.self))
         XCTAssertNoThrow(try pipeline.handler(type: WebSocketTransportHandler.self))
+        XCTAssertNoThrow(try pipeline.handler(type: WebSocketFrameReader.self))
+        XCTAssertThrowsError(try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self))
         XCTAssertThrowsError(try pipeline.handler(type: NIOWebSocketFrameAggregator.self),
                              "the aggregator waits for a first fragment")
     }
