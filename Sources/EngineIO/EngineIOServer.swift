@@ -56,15 +56,24 @@ public final class EngineIOServer {
     /// WebSocket transports with written but unflushed frames, flushed together once the
     /// event loop has handled its current round of I/O.
     private var transportsAwaitingFlush: [WebSocketTransportHandler] = []
+    /// Past this many waiting transports they are flushed at once: a broadcast to a big room
+    /// goes out in batches, the first clients' frames on the wire while the rest are still
+    /// being written, rather than every client waiting for the last one's write.
+    static let flushBatchSize = 256
 
     func flushSoon(_ transport: WebSocketTransportHandler) {
         transportsAwaitingFlush.append(transport)
-        guard transportsAwaitingFlush.count == 1 else { return }
-        eventLoop.assumeIsolated().execute {
-            let waiting = self.transportsAwaitingFlush
-            self.transportsAwaitingFlush.removeAll(keepingCapacity: true)
-            for transport in waiting { transport.flushNow() }
+        if transportsAwaitingFlush.count == 1 {
+            eventLoop.assumeIsolated().execute { self.flushWaitingTransports() }
+        } else if transportsAwaitingFlush.count >= Self.flushBatchSize {
+            flushWaitingTransports()
         }
+    }
+
+    private func flushWaitingTransports() {
+        let waiting = transportsAwaitingFlush
+        transportsAwaitingFlush.removeAll(keepingCapacity: true)
+        for transport in waiting { transport.flushNow() }
     }
 
     public var sessionCount: Int { self.sessions.count }

@@ -299,6 +299,20 @@ final class FlowControlTests: XCTestCase {
     }
 }
 
+extension FlowControlTests {
+    func testSendsToManySessionsAreFlushedInBatchesWithinTheRound() throws {
+        let test = TestServer()
+        let count = EngineIOServer.flushBatchSize + 1
+        let connections = try (0..<count).map { _ in try test.openWebSocketSession().0 }
+        for session in test.delegate.opened { session.send(.text("x")) }
+        let flushed = try connections.map { try $0.channel.readOutbound(as: ByteBuffer.self) != nil }
+        XCTAssertEqual(flushed, Array(repeating: true, count: count - 1) + [false],
+                       "a full batch goes out at once, the rest at the end of the round")
+        test.loop.run()
+        XCTAssertNotNil(try connections.last?.channel.readOutbound(as: ByteBuffer.self))
+    }
+}
+
 /// Counts the flushes that reach the front of the pipeline.
 private final class FlushCounter: ChannelOutboundHandler {
     typealias OutboundIn = Any
