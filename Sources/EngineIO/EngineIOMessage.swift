@@ -1,4 +1,5 @@
 import ExtrasBase64
+import Logging
 import NIOCore
 
 /// An outbound Engine.IO packet, encoded once. Broadcasts hand the same value to every
@@ -13,7 +14,7 @@ public struct EngineIOMessage: Sendable, Hashable {
     }
 
     let storage: Storage
-    /// The whole WebSocket frame, header included, when `EngineIOServer.prepareForBroadcast`
+    /// The whole WebSocket frame, header included, when `EngineIOBroadcastEncoder.prepare`
     /// encoded it: WebSocket sessions write these bytes as they are, so a broadcast's frame is
     /// encoded once rather than once per recipient.
     let encodedFrame: ByteBuffer?
@@ -52,7 +53,8 @@ public struct EngineIOMessage: Sendable, Hashable {
         return EngineIOMessage(storage: .text(buffer))
     }
 
-    static let ping = packet(.ping)
+    /// Every session gets one each ping interval: its WebSocket frame is encoded once.
+    static let ping = EngineIOBroadcastEncoder(logger: Logger(label: "sidecast.engineio")).prepare([packet(.ping)])[0]
     static let probePong = packet(.pong, "probe")
     static let noop = packet(.noop)
     static let close = packet(.close)
