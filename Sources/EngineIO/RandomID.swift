@@ -10,14 +10,13 @@ public enum RandomID {
 
     public static func make() -> String {
         var generator = SystemRandomNumberGenerator()
-        var bits = generator.next() as UInt64
-        var moreBits = generator.next() as UInt64
+        // 6 bits a character: 10 characters from the first word, 5 from the second.
+        let first: UInt64 = generator.next()
+        let second: UInt64 = generator.next()
         return String(unsafeUninitializedCapacity: length) { characters in
             for index in 0..<length {
-                // 10 characters from the first word, 5 from the second: 6 bits each.
-                if index == 10 { bits = moreBits; moreBits = 0 }
+                let bits = index < 10 ? first >> (6 * UInt64(index)) : second >> (6 * UInt64(index - 10))
                 characters[index] = alphabet[Int(bits & 63)]
-                bits >>= 6
             }
             return length
         }

@@ -9,7 +9,7 @@ import NIOWebSocket
 /// with leftovers, `decodeLast`), about 400 bytes of every idle connection's ~4 KiB. This
 /// handler keeps nothing between frames: the bytes of an incomplete frame are copied out of
 /// the channel's receive buffer, so NIO can reuse that buffer for the next read.
-final class WebSocketFrameReader: ChannelInboundHandler, RemovableChannelHandler {
+final class WebSocketFrameReader: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = WebSocketFrame
 

@@ -68,7 +68,7 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     /// Browsers and Socket.IO clients send every message in one frame, so NIO's aggregator
     /// joins the pipeline only when a first fragment comes: until then a connection saves the
     /// ~160 bytes of the aggregator and its context. The fragment is passed to it from the
-    /// decoder's context, as if it had been there all along.
+    /// reader's context, as if it had been there all along.
     private func addAggregator(context: ChannelHandlerContext, passing fragment: WebSocketFrame) {
         self.hasAggregator = true
         let aggregator = NIOWebSocketFrameAggregator(
