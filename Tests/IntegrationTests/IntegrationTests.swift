@@ -15,6 +15,7 @@ final class IntegrationTests: XCTestCase {
         "test_bad_http",
         "test_bad_ndjson",
         "test_bad_packets",
+        "test_bench",
         "test_binary",
         "test_broadcast",
         "test_browser",
@@ -39,6 +40,7 @@ final class IntegrationTests: XCTestCase {
     func testBadHTTP() async throws { try await check("test_bad_http") }
     func testBadNDJSON() async throws { try await check("test_bad_ndjson") }
     func testBadPackets() async throws { try await check("test_bad_packets") }
+    func testBench() async throws { try await check("test_bench") }
     func testBinary() async throws { try await check("test_binary") }
     func testBroadcast() async throws { try await check("test_broadcast") }
     func testBrowser() async throws { try await check("test_browser") }

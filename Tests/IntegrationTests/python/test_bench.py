@@ -1,0 +1,88 @@
+"""sidecast-bench, the benchmark tool of BENCHMARKS.md, run briefly on every scenario: each one
+starts the sidecast it is given, loads it, stops it and writes its row as JSON with nothing
+missing; it refuses a target outside loopback and more clients than the open-file limit allows.
+These runs check that the tool works, not how fast sidecast is: the figures are BENCHMARKS.md's."""
+
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+from cluster import REDIS_SERVER
+from harness import SIDECAST_BIN
+
+
+class BenchTests(unittest.TestCase):
+    def setUp(self):
+        if not SIDECAST_BIN:
+            raise unittest.SkipTest("SIDECAST_BIN is not set: run scripts/test.sh")
+        self.bench = os.path.join(os.path.dirname(SIDECAST_BIN), "sidecast-bench")
+        if not os.path.exists(self.bench):
+            raise unittest.SkipTest(f"{self.bench} is not built")
+
+    def run_bench(self, *args):
+        return subprocess.run([self.bench, *args, "--sidecast", SIDECAST_BIN], capture_output=True,
+                              text=True, timeout=120)
+
+    def scenario(self, name, *args):
+        """Runs `name` for one second and returns its figures by name, and its notes."""
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "row.json")
+            done = self.run_bench(name, *args, "--duration", "1", "--json", path)
+            self.assertEqual(done.returncode, 0, done.stderr + done.stdout)
+            self.assertIn(name, done.stdout, "the table row is printed")
+            with open(path) as file:
+                row = json.load(file)
+        self.assertEqual(row["scenario"], name)
+        self.assertEqual(row["machine"]["cores"], os.cpu_count())
+        return {figure["name"]: figure["value"] for figure in row["figures"]}, row["notes"]
+
+    def test_idle(self):
+        figures, notes = self.scenario("idle", "--clients", "20")
+        self.assertEqual(figures["clients"], 20)
+        self.assertGreater(figures["RSS after"], 0)
+        self.assertGreater(figures["RSS/conn"], 0)
+        self.assertEqual(notes, [], "no client was dropped")
+
+    def test_fanout(self):
+        figures, _ = self.scenario("fanout", "--clients", "20", "--rate", "20")
+        self.assertGreater(figures["events"], 0)
+        self.assertGreater(figures["deliveries/s"], 0)
+        self.assertEqual(figures["missing"], 0)
+        self.assertGreater(figures["sidecar CPU/delivery"], 0)
+
+    def test_chat(self):
+        figures, _ = self.scenario("chat", "--clients", "20", "--room-size", "5", "--rate", "50")
+        self.assertGreater(figures["deliveries/s"], figures["messages/s"], "each message reaches a room of 5")
+        self.assertEqual(figures["missing"], 0)
+
+    def test_bridge(self):
+        figures, _ = self.scenario("bridge", "--clients", "2")
+        self.assertGreater(figures["to-socket emits/s"], 0)
+        self.assertGreater(figures["to-room deliveries/s"], figures["to-room emits/s"], "a room emit reaches both clients")
+        self.assertEqual(figures["missing"], 0)
+
+    def test_cluster(self):
+        if not REDIS_SERVER:
+            raise unittest.SkipTest("redis-server is not installed")
+        figures, _ = self.scenario("cluster", "--clients", "2", "--rate", "100",
+                                   "--redis-server", REDIS_SERVER)
+        self.assertGreater(figures["emits/s"], 0)
+        self.assertEqual(figures["missing local"], 0)
+        self.assertEqual(figures["missing remote"], 0)
+        self.assertGreater(figures["remote p50"], 0)
+
+    def test_refuses_a_target_outside_loopback(self):
+        done = self.run_bench("idle", "--host", "10.1.2.3")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--host 10.1.2.3 is not a loopback address", done.stderr)
+
+    def test_refuses_more_clients_than_open_files_allow(self):
+        done = self.run_bench("idle", "--clients", "1000000")
+        self.assertEqual(done.returncode, 1)
+        self.assertRegex(done.stderr, r"--clients 1000000 needs about \d+ open files .* use at most \d+ clients")
+
+
+if __name__ == "__main__":
+    unittest.main()
