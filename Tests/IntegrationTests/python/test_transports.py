@@ -44,6 +44,19 @@ class TransportTests(SidecastTestCase):
         self.assert_handshake(connect, "websocket")
         self.roundtrip(client)
 
+    def test_websocket_messages_larger_than_a_read_arrive_whole(self):
+        """Frames of several hundred KiB take many reads: the frame reader keeps what it has of
+        a frame between them, both ways, and the messages arrive whole and in order."""
+        client, connect = self.connected_client(transports=["websocket"])
+        sid = connect["sid"]
+        texts = ["a" * 300_000, "b" * 70_000, "c"]
+        for text in texts:
+            client.emit("big", text)
+        self.assertEqual([self.backend.expect_event("big", sid=sid)["args"] for _ in texts], [[t] for t in texts])
+        for text in texts:
+            self.backend.emit("big", text, to=[sid])
+        self.assertEqual([client.wait_for("big") for _ in texts], [(t,) for t in texts])
+
     def test_polling_only(self):
         client, connect = self.connected_client(transports=["polling"])
         self.assertEqual(client.transport(), "polling")
