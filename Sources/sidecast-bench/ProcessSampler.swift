@@ -6,6 +6,9 @@ struct ProcessSample: Sendable {
     var rss: Int
     /// User plus system CPU time in seconds (utime + stime), all threads.
     var cpu: Double
+    /// The system part alone (stime): on loopback it includes the receiving side's TCP work,
+    /// which the kernel runs in the sender's system call.
+    var systemCPU: Double
     var taken: ContinuousClock.Instant
 }
 
@@ -28,7 +31,9 @@ enum ProcessSampler {
         guard fields.count > 12, let utime = Double(fields[11]), let stime = Double(fields[12]) else {
             throw BenchError("unreadable /proc/\(pid)/stat")
         }
-        return ProcessSample(rss: kib * 1024, cpu: (utime + stime) / ticksPerSecond, taken: taken)
+        return ProcessSample(
+            rss: kib * 1024, cpu: (utime + stime) / ticksPerSecond, systemCPU: stime / ticksPerSecond, taken: taken
+        )
     }
 
     /// This process's own CPU time, to judge whether the load generator was the bottleneck.

@@ -1,8 +1,8 @@
 import Foundation
 
 /// C clients in one room; the backend emits R events/s to the room over the bridge. Measures
-/// sidecast's CPU per delivery, latency from the backend's write to each client's read, and
-/// that every client got every event.
+/// sidecast's CPU per delivery (and its kernel part: each delivery is a `write` of its own),
+/// latency from the backend's write to each client's read, and that every client got every event.
 enum FanoutScenario {
     static func run(_ bench: Bench) throws -> BenchResult {
         let options = bench.options
@@ -29,6 +29,7 @@ enum FanoutScenario {
         let seconds = cpuAfter.taken.seconds(since: cpuBefore.taken)
         let sidecarCPU = cpuAfter.cpu - cpuBefore.cpu
         let perDelivery = sidecarCPU / Double(max(delivered, 1)) * 1e6
+        let kernelPerDelivery = (cpuAfter.systemCPU - cpuBefore.systemCPU) / Double(max(delivered, 1)) * 1e6
         let loadPerDelivery = ownCPU / Double(max(delivered, 1)) * 1e6
         var notes = try bench.healthNotes()
         notes.append(
@@ -46,6 +47,7 @@ enum FanoutScenario {
                 Figure("events", Double(events)),
                 Figure("deliveries/s", Double(delivered) / seconds),
                 Figure("sidecar CPU/delivery", perDelivery, "µs"),
+                Figure("of which kernel", kernelPerDelivery, "µs"),
                 Figure("sidecar CPU", sidecarCPU / seconds * 100, "%"),
             ] + latency.figures() + [
                 Figure("missing", Double(missing)),

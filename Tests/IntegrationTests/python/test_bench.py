@@ -51,6 +51,7 @@ class BenchTests(unittest.TestCase):
         self.assertGreater(figures["deliveries/s"], 0)
         self.assertEqual(figures["missing"], 0)
         self.assertGreater(figures["sidecar CPU/delivery"], 0)
+        self.assertLessEqual(figures["of which kernel"], figures["sidecar CPU/delivery"])
 
     def test_chat(self):
         figures, _ = self.scenario("chat", "--clients", "20", "--room-size", "5", "--rate", "50")
