@@ -35,8 +35,9 @@ final class RedisSentinelDiscovery {
     /// Where the data links connect: the master as the sentinels name it now, checked with
     /// `ROLE` on arrival.
     func masterTarget() -> EventLoopFuture<RedisTarget> {
-        self.resolveMaster().map { master in
-            RedisTarget(url: master.url(loggingInAs: self.credentials), requireMaster: true)
+        let credentials = self.credentials
+        return self.resolveMaster().map { master in
+            RedisTarget(url: master.url(loggingInAs: credentials), requireMaster: true)
         }
     }
 
