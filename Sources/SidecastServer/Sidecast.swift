@@ -84,10 +84,11 @@ public struct Sidecast: Service {
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                // NIO keeps each connection's receive buffer between reads, at the largest size
-                // it has grown to: 2 KiB by default, most of an idle WebSocket's memory. Start
-                // small and let busy connections grow it.
-                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
+                // NIO keeps each connection's receive buffer between reads, for good, at the
+                // largest size it has grown to. Start small, and cap it at 16 KiB rather than
+                // NIO's 64 KiB: a client that once sent a large message keeps a quarter of it
+                // while idle, at the price of more reads per large message.
+                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 16384))
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture { try runtime.value.engineIO.configureChildChannel(channel) }
                 }
