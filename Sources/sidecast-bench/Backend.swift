@@ -22,6 +22,8 @@ final class BackendHandler: ChannelInboundHandler {
 
     private(set) var linesWritten = 0
     private(set) var errorLines = 0
+    /// `event` lines received.
+    private(set) var eventsReceived = 0
     private(set) var firstError: String?
     private var context: ChannelHandlerContext?
     private let welcome: EventLoopPromise<Void>
@@ -85,6 +87,7 @@ final class BackendHandler: ChannelInboundHandler {
         let line = unwrapInboundIn(data)
         switch JSONScan.string(named: "type", in: line) {
         case "event":
+            eventsReceived += 1
             if let sid = JSONScan.string(named: "sid", in: line), let (sent, sequence) = Payload.read(line) {
                 onEvent?(sid, sent, sequence)
             }

@@ -52,6 +52,8 @@ struct Options: Sendable {
     var rate: Double
     var duration: Double
     var payloadBytes = 100
+    /// idle: bytes of one event each client sends right after connecting (0: none).
+    var firstMessageBytes = 0
     /// New connections per second while connecting clients.
     var ramp: Double = 2000
     var sidecast: String
@@ -85,6 +87,8 @@ struct Options: Sendable {
           --rate R            events or messages per second (-/25/500/-/1000)
           --duration S        seconds of measurement (30/10/10/5 per phase/10)
           --payload-bytes B   approximate size of each event's payload (100)
+          --first-message B   idle: each client first sends one event of about B bytes, to
+                              see what a connection keeps after a large message (0: none)
           --ramp R            new connections per second while connecting (2000)
           --addresses N       spread clients over source addresses 127.0.0.2..127.0.0.N+1 (8)
           --room-size N       chat: clients per room (10)
@@ -164,6 +168,7 @@ struct Options: Sendable {
         case "rate": rate = try double()
         case "duration": duration = try double()
         case "payload-bytes": payloadBytes = try int()
+        case "first-message": firstMessageBytes = try int()
         case "ramp": ramp = try double()
         case "addresses": addresses = try int()
         case "room-size": roomSize = try int()
@@ -191,6 +196,9 @@ struct Options: Sendable {
         guard ramp > 0 else { throw .invalid("--ramp must be positive") }
         guard (1...250).contains(addresses) else { throw .invalid("--addresses must be 1...250 (127.0.0.2 ... 127.0.0.251)") }
         guard (40...1_000_000).contains(payloadBytes) else { throw .invalid("--payload-bytes must be 40...1000000") }
+        guard firstMessageBytes == 0 || (40...900_000).contains(firstMessageBytes) else {
+            throw .invalid("--first-message must be 0 or 40...900000 (sidecast's default maxPayload is 1000000)")
+        }
         guard roomSize >= 1 else { throw .invalid("--room-size must be positive") }
         guard pingInterval > 0, pingTimeout > 0 else { throw .invalid("--ping-interval and --ping-timeout must be positive") }
         guard Self.isLoopback(targetHost) else {

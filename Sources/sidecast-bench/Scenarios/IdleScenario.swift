@@ -1,18 +1,29 @@
 import Foundation
 
 /// N connected WebSocket clients that do nothing: what each costs sidecast in memory, and what
-/// keeping them alive (heartbeats) costs in CPU.
+/// keeping them alive (heartbeats) costs in CPU. With `--first-message`, each client first
+/// sends one event of that size: what a connection keeps after it once carried a large message.
 enum IdleScenario {
     static func run(_ bench: Bench) throws -> BenchResult {
         let options = bench.options
         let sidecar = try bench.startSidecast()
-        _ = try bench.attachBackend(to: sidecar)
+        let backend = try bench.attachBackend(to: sidecar)
         Thread.sleep(forTimeInterval: 0.5)
         let before = try sidecar.sample()
 
         let rampStart = ContinuousClock.now
         _ = try bench.connectClients(options.clients, to: sidecar)
         let rampSeconds = ContinuousClock.now.seconds(since: rampStart)
+        if options.firstMessageBytes > 0 {
+            let payload = Payload.make(sequence: 0, size: options.firstMessageBytes)
+            try bench.load.run { load in
+                for client in load.clients { client?.emit(event: "first", argumentsJSON: "[\(payload)]") }
+            }
+            let count = options.clients
+            guard try bench.load.wait(timeout: 60, until: { $0.backends[backend].eventsReceived >= count }) else {
+                throw BenchError("the backend did not get every client's first message within 60 s")
+            }
+        }
         // Let sidecast finish writing the connect lines to the backend before reading its size.
         Thread.sleep(forTimeInterval: 2)
         let connected = try sidecar.sample()
@@ -27,6 +38,7 @@ enum IdleScenario {
             parameters: [
                 "clients": String(options.clients), "window_s": describe(options.duration),
                 "ping_interval_ms": String(options.pingInterval), "ramp_per_s": describe(options.ramp),
+                "first_message_bytes": String(options.firstMessageBytes),
             ],
             figures: [
                 Figure("clients", n),

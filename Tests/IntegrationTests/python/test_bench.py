@@ -45,6 +45,14 @@ class BenchTests(unittest.TestCase):
         self.assertGreater(figures["RSS/conn"], 0)
         self.assertEqual(notes, [], "no client was dropped")
 
+    def test_idle_after_a_large_first_message(self):
+        figures, notes = self.scenario("idle", "--clients", "20", "--first-message", "50000")
+        self.assertGreater(figures["RSS/conn"], 0)
+        self.assertEqual(notes, [], "no client was dropped")
+        done = self.run_bench("idle", "--first-message", "2000000")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--first-message must be 0 or 40...900000", done.stderr)
+
     def test_fanout(self):
         figures, _ = self.scenario("fanout", "--clients", "20", "--rate", "20")
         self.assertGreater(figures["events"], 0)
