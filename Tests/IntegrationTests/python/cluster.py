@@ -112,3 +112,21 @@ def start_nodes(test, redis_server, count, *flags, wait=True, **kwargs):
     if wait:
         redis_server.wait_nodes(count)
     return nodes
+
+
+class ClusterAssertions:
+    """For test cases with named clients spread over several nodes (`self.clients`, the client
+    called "a1" on the node that emits): a backend command that must succeed, and an event
+    that must reach exactly some of the clients."""
+
+    def ok(self, backend, command):
+        reply = backend.request(command)
+        self.assertTrue(reply["ok"], f"{command!r} -> {reply!r}")
+        return reply
+
+    def assert_received(self, event, args, receivers):
+        """`receivers` get `event` with `args` exactly once; the other clients never get it."""
+        for name in receivers:
+            self.assertEqual(self.clients[name].wait_for(event), args, f"client {name}")
+        for name, client in self.clients.items():
+            client.assert_no(event, within=0.4 if name == "a1" else 0.05)

@@ -5,7 +5,7 @@ clients and backends of the others."""
 import time
 import unittest
 
-from cluster import start_nodes, start_redis
+from cluster import ClusterAssertions, start_nodes, start_redis
 from harness import TIMEOUT, RawSocketIO, b64, wait_until
 
 # The handshake fields the protocol promises in `connect` and `fetch` (§4).
@@ -14,7 +14,7 @@ HANDSHAKE_KEYS = ("headers", "query", "address", "url", "issued", "secure")
 REQUESTS_TIMEOUT_MS = 2000
 
 
-class ClusterTests(unittest.TestCase):
+class ClusterTests(ClusterAssertions, unittest.TestCase):
     def setUp(self):
         self.redis = start_redis(self)
         self.a, self.b, self.c = start_nodes(self, self.redis, 3, "--requests-timeout", REQUESTS_TIMEOUT_MS)
@@ -39,18 +39,6 @@ class ClusterTests(unittest.TestCase):
         # "red" = a1, b1, c1 (one per node); b2 stays out. Each join goes to the socket's own node.
         for name, backend in (("a1", self.ba), ("b1", self.bb), ("c1", self.bc)):
             self.ok(backend, {"type": "join", "sid": self.sids[name], "nsp": "/", "rooms": ["red"]})
-
-    def ok(self, backend, command):
-        reply = backend.request(command)
-        self.assertTrue(reply["ok"], f"{command!r} -> {reply!r}")
-        return reply
-
-    def assert_received(self, event, args, receivers):
-        """`receivers` get `event` with `args` exactly once; the other clients never get it."""
-        for name in receivers:
-            self.assertEqual(self.clients[name].wait_for(event), args, f"client {name}")
-        for name, client in self.clients.items():
-            client.assert_no(event, within=0.4 if name == "a1" else 0.05)
 
     def count(self, backend, **selection):
         return self.ok(backend, {"type": "count", "nsp": "/", **selection})["count"]

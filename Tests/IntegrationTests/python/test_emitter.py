@@ -6,7 +6,7 @@ import unittest
 
 import msgpack
 
-from cluster import start_nodes, start_redis
+from cluster import ClusterAssertions, start_nodes, start_redis
 from harness import TIMEOUT, b64, wait_until
 
 EMITTER_UID = "emitter"
@@ -89,7 +89,7 @@ class Emitter:
         return self._request({"uid": EMITTER_UID, "type": 6, "data": list(args)})
 
 
-class EmitterTests(unittest.TestCase):
+class EmitterTests(ClusterAssertions, unittest.TestCase):
     def setUp(self):
         self.redis = start_redis(self)
         self.a, self.b = start_nodes(self, self.redis, 2, namespaces=("/", "/admin"))
@@ -112,17 +112,6 @@ class EmitterTests(unittest.TestCase):
             self.clients[name], self.sids[name] = client, client.sid()
         for name, backend in (("a1", self.ba), ("b1", self.bb)):
             self.ok(backend, {"type": "join", "sid": self.sids[name], "nsp": "/", "rooms": ["red"]})
-
-    def ok(self, backend, command):
-        reply = backend.request(command)
-        self.assertTrue(reply["ok"], f"{command!r} -> {reply!r}")
-        return reply
-
-    def assert_received(self, event, args, receivers):
-        for name in receivers:
-            self.assertEqual(self.clients[name].wait_for(event), args, f"client {name}")
-        for name, client in self.clients.items():
-            client.assert_no(event, within=0.4 if name == "a1" else 0.05)
 
     def count(self, room):
         return self.ok(self.ba, {"type": "count", "nsp": "/", "in": [room]})["count"]
