@@ -133,15 +133,16 @@ class HATestCase(unittest.TestCase):
         self.clients[0].assert_no(event, within=0.1)
         self.clients[1].assert_no(event, within=0.1)
 
-    def kill_and_measure(self, victim, label):
-        """SIGKILLs `victim`, emits `tick` n to room n % len(ROOMS) from node A every 50 ms until
-        C's client receives one, then checks that every tick arrives; prints the gap."""
+    def ticks_across_a_kill(self, victim, rooms):
+        """SIGKILLs `victim`, emits `tick` n to room n % len(rooms) from node A every 50 ms until
+        C's client receives one, then checks that every tick arrives. Returns the gap from the
+        kill to that first delivery, and how many ticks were sent meanwhile."""
         killed = time.monotonic()
         victim.kill()
         sent = 0
         first = None
         while time.monotonic() - killed < FAILOVER_WAIT:
-            self.backends[0].emit("tick", sent, to=[ROOMS[sent % len(ROOMS)]])
+            self.backends[0].emit("tick", sent, to=[rooms[sent % len(rooms)]])
             sent += 1
             if any(item[1] == "tick" for item in self.clients[2].inbox.pending()):
                 first = time.monotonic() - killed
@@ -152,6 +153,11 @@ class HATestCase(unittest.TestCase):
         wait_until(lambda: received.update(self.clients[2].wait_for("tick", timeout=FAILOVER_WAIT)[0:1])
                    or received >= set(range(sent)), timeout=FAILOVER_WAIT,
                    message=f"all {sent} ticks at C (got {len(received)})")
+        return first, sent
+
+    def kill_and_measure(self, victim, label):
+        """`ticks_across_a_kill` over every room; prints the gap and what A's outbox carried."""
+        first, sent = self.ticks_across_a_kill(victim, ROOMS)
         queued = [int(m) for line in self.nodes[0].proc.log_lines
                   for m in re.findall(r"redis\.queued=(\d+) .*sending publishes queued while Redis was unreachable", line)]
         print(f"\n[{label}] gap from SIGKILL to the first delivery: {first:.2f} s; {sent} emits during it, "
