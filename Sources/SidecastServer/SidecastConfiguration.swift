@@ -17,6 +17,9 @@ public struct SidecastConfiguration: Sendable {
     public var maxPayload = 1_000_000
     /// Bytes that may wait for one slow client before it is cut off (volatile packets go first).
     public var maxBuffered = 1 << 20
+    /// Client connections served at once; past it new ones get HTTP 503. 0 derives it from the
+    /// open-file limit (`ClientCapacity`).
+    public var maxConnections = 0
     /// Namespaces that exist even with no backend attached.
     public var namespaces: Set<String> = ["/"]
     public var backendGrace: TimeAmount = .seconds(10)

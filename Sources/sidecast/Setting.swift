@@ -17,6 +17,7 @@ enum Setting: String, CaseIterable, Sendable {
     case connectTimeout = "connect-timeout"
     case maxPayload = "max-payload"
     case maxBuffered = "max-buffered"
+    case maxConnections = "max-connections"
     case namespace
     case backendGrace = "backend-grace"
     case redis
@@ -57,8 +58,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .adminHost, .logLevel,
             .logFormat:
             return .string
-        case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .requestsTimeout,
-            .adminPort:
+        case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
+            .requestsTimeout, .adminPort:
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
@@ -82,6 +83,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .connectTimeout: return .integer(45_000)
         case .maxPayload: return .integer(1_000_000)
         case .maxBuffered: return .integer(1_048_576)
+        case .maxConnections: return .integer(0)
         case .namespace: return .list(["/"])
         case .backendGrace: return .number(10)
         case .redis: return .string("")
@@ -116,6 +118,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxPayload: return "Largest Engine.IO message or HTTP body a client may send, in bytes."
         case .maxBuffered:
             return "Bytes that may wait for one client; past it volatile packets are dropped, then the client is disconnected."
+        case .maxConnections:
+            return "Client connections served at once; past it new ones get HTTP 503. 0 derives it from the open-file limit, less a reserve for backends, Redis, the admin listener and files."
         case .namespace: return "Namespace that exists even with no backend attached; repeatable."
         case .backendGrace: return "Seconds a backend group's messages wait for a backend to (re)attach."
         case .redis:
@@ -153,6 +157,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .corsOrigin: return "origin"
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
         case .maxPayload, .maxBuffered: return "bytes"
+        case .maxConnections: return "count"
         case .namespace: return "namespace"
         case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
         case .redis: return "url"

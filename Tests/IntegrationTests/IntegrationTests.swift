@@ -25,6 +25,7 @@ final class IntegrationTests: XCTestCase {
         "test_config",
         "test_emitter",
         "test_ha",
+        "test_limits",
         "test_namespaces",
         "test_ops",
         "test_ping_timeout",
@@ -50,6 +51,7 @@ final class IntegrationTests: XCTestCase {
     func testConfig() async throws { try await check("test_config") }
     func testEmitter() async throws { try await check("test_emitter") }
     func testHA() async throws { try await check("test_ha") }
+    func testLimits() async throws { try await check("test_limits") }
     func testSharded() async throws { try await check("test_sharded") }
     func testNamespaces() async throws { try await check("test_namespaces") }
     func testOps() async throws { try await check("test_ops") }

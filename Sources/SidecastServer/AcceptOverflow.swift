@@ -1,0 +1,117 @@
+import Logging
+import Metrics
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A descriptor held open on /dev/null so that a listener out of descriptors can still take
+/// what waits in its backlog and close it at once, as libuv does: those clients see a reset
+/// now rather than hang until their handshake timeout, and the listening socket stops being
+/// readable, so its accept loop does not spin on `EMFILE`.
+///
+/// Confined to the node's event loop, the only thread that accepts.
+final class DescriptorReserve {
+    private var descriptor: CInt
+
+    init() {
+        descriptor = Self.openSpare()
+    }
+
+    deinit {
+        if descriptor >= 0 { close(descriptor) }
+    }
+
+    /// Whether the spare descriptor is held; another thread may take it in the instant it is
+    /// free, and it comes back only once a descriptor is free again.
+    var isHeld: Bool { descriptor >= 0 }
+
+    /// Frees the spare descriptor, accepts and closes the connections waiting on `listener`
+    /// (at most a backlog's worth), then takes the spare again. Returns how many were closed.
+    func drain(listener: CInt) -> Int {
+        if descriptor < 0 { descriptor = Self.openSpare() }
+        guard descriptor >= 0 else { return 0 }
+        close(descriptor)
+        var drained = 0
+        while drained < 4096 {
+            let accepted = accept(listener, nil, nil)
+            guard accepted >= 0 else { break }
+            close(accepted)
+            drained += 1
+        }
+        descriptor = Self.openSpare()
+        return drained
+    }
+
+    private static func openSpare() -> CInt {
+        open("/dev/null", O_RDONLY | O_CLOEXEC)
+    }
+}
+
+/// On a listening channel: when `accept` fails for want of descriptors (`EMFILE`, `ENFILE`),
+/// drains the backlog through the `DescriptorReserve` and logs a warning with the numbers,
+/// once until an accept succeeds again; NIO's `AcceptBackoffHandler`, next in the pipeline,
+/// then pauses accepting briefly, so that even without the spare descriptor nothing spins.
+final class AcceptOverflowHandler: ChannelInboundHandler {
+    typealias InboundIn = Channel
+    typealias InboundOut = Channel
+
+    /// The pause after an accept that found no descriptor: short, since clients that arrive in
+    /// it wait in the backlog.
+    static let backoff: TimeAmount = .milliseconds(100)
+
+    private let listener: ListeningSocket
+    private let reserve: DescriptorReserve
+    private let logger: Logger
+    /// The numbers to log: the open-file limit, clients, backends.
+    private let numbers: () -> Logger.Metadata
+    private let closedAtOnce: Counter?
+    /// Between a failed accept and the next successful one.
+    private var isOutOfDescriptors = false
+
+    /// `closedAtOnce` counts the connections drained on the client listener.
+    init(listener: ListeningSocket, reserve: DescriptorReserve, logger: Logger, closedAtOnce: Counter?,
+         numbers: @escaping () -> Logger.Metadata) {
+        self.listener = listener
+        self.reserve = reserve
+        self.logger = logger
+        self.closedAtOnce = closedAtOnce
+        self.numbers = numbers
+    }
+
+    static func isOutOfDescriptors(_ error: IOError) -> Bool {
+        error.errnoCode == EMFILE || error.errnoCode == ENFILE
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if isOutOfDescriptors {
+            isOutOfDescriptors = false
+            logger.notice("descriptors available again; accepting connections", metadata: ["listener": "\(listener.description)"])
+        }
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard let ioError = error as? IOError, Self.isOutOfDescriptors(ioError) else {
+            context.fireErrorCaught(error)
+            return
+        }
+        let drained = reserve.drain(listener: listener.descriptor)
+        if drained > 0 { closedAtOnce?.increment(by: Int64(drained)) }
+        if !isOutOfDescriptors {
+            isOutOfDescriptors = true
+            var metadata = numbers()
+            metadata["listener"] = "\(listener.description)"
+            metadata["closed_at_once"] = "\(drained)"
+            metadata["spare_descriptor"] = "\(reserve.isHeld ? "held" : "gone; pausing accepts instead")"
+            logger.warning(
+                "out of file descriptors: new connections are accepted and closed at once until some close; raise LimitNOFILE or lower --max-connections",
+                metadata: metadata
+            )
+        }
+        context.fireErrorCaught(error)
+    }
+}

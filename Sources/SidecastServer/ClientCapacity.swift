@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The process's open-file limit, after raising the soft limit to the hard limit: every client
+/// connection is a descriptor, and a soft limit left at a shell's 1024 would cap a node far
+/// below what the operator allowed (systemd's `LimitNOFILE=`, `ulimit -Hn`).
+public struct OpenFileLimit: Sendable, Equatable {
+    /// The soft limit found at start.
+    public var before: Int
+    /// The soft limit in force now: the hard limit when raising it worked.
+    public var current: Int
+
+    /// Raises the soft limit to the hard one; doing it again changes nothing.
+    public static func raisingSoftLimit() -> OpenFileLimit {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
+            return OpenFileLimit(before: 1024, current: 1024)
+        }
+        let before = limit.rlim_cur
+        var target = limit.rlim_max
+        // Linux caps descriptors at fs.nr_open whatever the hard limit says, and refuses an
+        // infinite soft limit.
+        if target == RLIM_INFINITY { target = rlim_t(1 << 20) }
+        if target > before {
+            var raised = limit
+            raised.rlim_cur = target
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 {
+                return OpenFileLimit(before: Int(clamping: before), current: Int(clamping: target))
+            }
+        }
+        return OpenFileLimit(before: Int(clamping: before), current: Int(clamping: before))
+    }
+}
+
+/// How many client connections a node serves at once, and how that number came about.
+///
+/// Clients may use the open-file limit less a reserve, so that at the cap a backend can still
+/// attach, an orchestrator can still ask /healthz and /readyz, and Redis can still reconnect.
+public struct ClientCapacity: Sendable, Equatable {
+    /// Descriptors the process itself holds: stdio, the event loop's epoll, eventfd and timerfd,
+    /// the three listeners, the spare descriptor (`DescriptorReserve`), Dispatch's and the
+    /// log's, with room to spare.
+    public static let processReserve = 32
+    /// Backends attached at once on the Unix socket.
+    public static let backendReserve = 32
+    /// Admin requests in flight (/metrics scrapes, health checks) and refusals being answered.
+    public static let adminReserve = 16
+
+    public var maxConnections: Int
+    /// Descriptors kept from clients; 0 when `--max-connections` was given.
+    public var reserve: Int
+    /// How `maxConnections` was arrived at, for `--print-config` and the start log.
+    public var derivation: String
+    /// Whether a `--max-connections` given leaves less than the reserve of the open-file limit.
+    public var isAboveLimit = false
+
+    public init(configuration: SidecastConfiguration, limit: OpenFileLimit) {
+        let raised = limit.current > limit.before ? " (soft limit raised from \(limit.before))" : ""
+        let redis = Self.redisReserve(configuration)
+        let reserve = Self.processReserve + Self.backendReserve + Self.adminReserve + redis
+        guard configuration.maxConnections == 0 else {
+            maxConnections = configuration.maxConnections
+            self.reserve = 0
+            let room = limit.current - reserve
+            isAboveLimit = configuration.maxConnections > room
+            derivation = configuration.maxConnections > room
+                ? "set; above the \(room) that the open-file limit \(limit.current)\(raised) leaves after its reserve of \(reserve)"
+                : "set; the open-file limit is \(limit.current)\(raised)"
+            return
+        }
+        // A tiny limit still leaves clients a quarter of it rather than nothing.
+        maxConnections = max(limit.current - reserve, limit.current / 4, 1)
+        self.reserve = limit.current - maxConnections
+        derivation = "\(maxConnections) = open-file limit \(limit.current)\(raised) less \(self.reserve) reserved: "
+            + "\(Self.processReserve) for the process, \(Self.backendReserve) for backends, "
+            + "\(Self.adminReserve) for admin requests, \(redis) for Redis"
+    }
+
+    /// Two links (commands, subscriptions) per Redis node and room for their reconnects; a
+    /// Sentinel link besides; Cluster's nodes are unknown at start, so room for 16 masters.
+    private static func redisReserve(_ configuration: SidecastConfiguration) -> Int {
+        if !configuration.redisClusterNodes.isEmpty { return 4 * max(16, configuration.redisClusterNodes.count) }
+        if !configuration.redisSentinels.isEmpty { return 8 }
+        if configuration.redisURL != nil { return 4 }
+        return 0
+    }
+}
