@@ -21,9 +21,9 @@ public struct OpenFileLimit: Sendable, Equatable {
         }
         let before = limit.rlim_cur
         var target = limit.rlim_max
-        // Linux caps descriptors at fs.nr_open whatever the hard limit says, and refuses an
-        // infinite soft limit.
-        if target == RLIM_INFINITY { target = rlim_t(1 << 20) }
+        // An unlimited hard limit (RLIM_INFINITY, which Swift does not import) still has the
+        // kernel's cap, fs.nr_open on Linux, and an infinite soft limit is refused.
+        if target >= rlim_t(Int32.max) { target = rlim_t(1 << 20) }
         if target > before {
             var raised = limit
             raised.rlim_cur = target

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -192,7 +193,7 @@ public struct Sidecast: Service {
         /// Makes a listening channel survive running out of descriptors: it drains its backlog
         /// through the reserve and pauses rather than spin on `EMFILE`. NIO's `ServerBootstrap`
         /// adds an `AcceptBackoffHandler` only on its async bind path, so it is added here.
-        func guardAccepts(on channel: Channel, listener: ListeningSocket, logger: Logger, closedAtOnce: Counter?) throws {
+        func guardAccepts(on channel: Channel, listener: ListeningSocket, logger: Logger, closedAtOnce: Metrics.Counter?) throws {
             // NIO listens again, with its default backlog of 128, as it takes over a bound socket.
             _ = listen(listener.descriptor, ListeningSockets.backlog)
             let runtime = self.runtime

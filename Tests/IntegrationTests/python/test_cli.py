@@ -226,6 +226,7 @@ class ShellBackendTests(unittest.TestCase):
             raise unittest.SkipTest("the shell example needs socat and jq")
         proc = subprocess.Popen([*prefix, "bash", CHAT_SH, path], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(proc.stdout.close)
         self.addCleanup(proc.wait)
         self.addCleanup(proc.kill)
         return proc
