@@ -50,6 +50,8 @@ public struct ClientCapacity: Sendable, Equatable {
     public static let adminReserve = 16
 
     public var maxConnections: Int
+    /// The open-file limit it was derived from.
+    public var openFileLimit: Int
     /// Descriptors kept from clients; 0 when `--max-connections` was given.
     public var reserve: Int
     /// How `maxConnections` was arrived at, for `--print-config` and the start log.
@@ -61,6 +63,7 @@ public struct ClientCapacity: Sendable, Equatable {
         let raised = limit.current > limit.before ? " (soft limit raised from \(limit.before))" : ""
         let redis = Self.redisReserve(configuration)
         let reserve = Self.processReserve + Self.backendReserve + Self.adminReserve + redis
+        openFileLimit = limit.current
         guard configuration.maxConnections == 0 else {
             maxConnections = configuration.maxConnections
             self.reserve = 0

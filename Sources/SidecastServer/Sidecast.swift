@@ -66,7 +66,8 @@ public struct Sidecast: Service {
                         eventLoop: loop
                     ),
                     limit: NIOLoopBound(ClientConnectionLimit(maximum: capacity.maxConnections), eventLoop: loop),
-                    reserve: NIOLoopBound(DescriptorReserve(), eventLoop: loop)
+                    reserve: NIOLoopBound(DescriptorReserve(), eventLoop: loop),
+                    openFileLimit: capacity.openFileLimit
                 )
             }.get()
         } catch {
@@ -189,6 +190,7 @@ public struct Sidecast: Service {
         var runtime: NIOLoopBound<SidecastRuntime>
         var limit: NIOLoopBound<ClientConnectionLimit>
         var reserve: NIOLoopBound<DescriptorReserve>
+        var openFileLimit: Int
 
         /// Makes a listening channel survive running out of descriptors: it drains its backlog
         /// through the reserve and pauses rather than spin on `EMFILE`. NIO's `ServerBootstrap`
@@ -198,10 +200,11 @@ public struct Sidecast: Service {
             _ = listen(listener.descriptor, ListeningSockets.backlog)
             let runtime = self.runtime
             let limit = self.limit
+            let openFileLimit = self.openFileLimit
             try channel.pipeline.syncOperations.addHandlers([
                 AcceptOverflowHandler(listener: listener, reserve: reserve.value, logger: logger, closedAtOnce: closedAtOnce) {
                     [
-                        "open_file_limit": "\(OpenFileLimit.raisingSoftLimit().current)",
+                        "open_file_limit": "\(openFileLimit)",
                         "max_connections": "\(limit.value.maximum)",
                         "clients": "\(limit.value.open)",
                         "backends": "\(runtime.value.bridge.backendCount)",
