@@ -52,9 +52,9 @@ final class DescriptorReserve {
 }
 
 /// On a listening channel: when `accept` fails for want of descriptors (`EMFILE`, `ENFILE`),
-/// drains the backlog through the `DescriptorReserve` and logs a warning with the numbers,
-/// once until an accept succeeds again; NIO's `AcceptBackoffHandler`, next in the pipeline,
-/// then pauses accepting briefly, so that even without the spare descriptor nothing spins.
+/// drains the backlog through the `DescriptorReserve` and logs a warning with the numbers, once
+/// a minute at most while it lasts; NIO's `AcceptBackoffHandler`, next in the pipeline, then
+/// pauses accepting briefly, so that even without the spare descriptor nothing spins.
 final class AcceptOverflowHandler: ChannelInboundHandler {
     typealias InboundIn = Channel
     typealias InboundOut = Channel
@@ -62,6 +62,9 @@ final class AcceptOverflowHandler: ChannelInboundHandler {
     /// The pause after an accept that found no descriptor: short, since clients that arrive in
     /// it wait in the backlog.
     static let backoff: TimeAmount = .milliseconds(100)
+    /// At a steady trickle of clients past the limit, each accept finds no descriptor: one
+    /// warning covers them all for this long.
+    static let warningInterval: TimeAmount = .seconds(60)
 
     private let listener: ListeningSocket
     private let reserve: DescriptorReserve
@@ -69,8 +72,9 @@ final class AcceptOverflowHandler: ChannelInboundHandler {
     /// The numbers to log: the open-file limit, clients, backends.
     private let numbers: () -> Logger.Metadata
     private let closedAtOnce: Counter?
-    /// Between a failed accept and the next successful one.
-    private var isOutOfDescriptors = false
+    private var lastWarning: NIODeadline?
+    /// Connections closed at once since the last warning.
+    private var closedSinceWarning = 0
 
     /// `closedAtOnce` counts the connections drained on the client listener.
     init(listener: ListeningSocket, reserve: DescriptorReserve, logger: Logger, closedAtOnce: Counter?,
@@ -86,14 +90,6 @@ final class AcceptOverflowHandler: ChannelInboundHandler {
         error.errnoCode == EMFILE || error.errnoCode == ENFILE
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if isOutOfDescriptors {
-            isOutOfDescriptors = false
-            logger.notice("descriptors available again; accepting connections", metadata: ["listener": "\(listener.description)"])
-        }
-        context.fireChannelRead(data)
-    }
-
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard let ioError = error as? IOError, Self.isOutOfDescriptors(ioError) else {
             context.fireErrorCaught(error)
@@ -101,12 +97,15 @@ final class AcceptOverflowHandler: ChannelInboundHandler {
         }
         let drained = reserve.drain(listener: listener.descriptor)
         if drained > 0 { closedAtOnce?.increment(by: Int64(drained)) }
-        if !isOutOfDescriptors {
-            isOutOfDescriptors = true
+        closedSinceWarning += drained
+        let now = NIODeadline.now()
+        if lastWarning.map({ now - $0 >= Self.warningInterval }) ?? true {
+            lastWarning = now
             var metadata = numbers()
             metadata["listener"] = "\(listener.description)"
-            metadata["closed_at_once"] = "\(drained)"
+            metadata["closed_at_once"] = "\(closedSinceWarning)"
             metadata["spare_descriptor"] = "\(reserve.isHeld ? "held" : "gone; pausing accepts instead")"
+            closedSinceWarning = 0
             logger.warning(
                 "out of file descriptors: new connections are accepted and closed at once until some close; raise LimitNOFILE or lower --max-connections",
                 metadata: metadata
