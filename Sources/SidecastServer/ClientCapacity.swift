@@ -15,8 +15,13 @@ public struct OpenFileLimit: Sendable, Equatable {
 
     /// Raises the soft limit to the hard one; doing it again changes nothing.
     public static func raisingSoftLimit() -> OpenFileLimit {
+        #if os(Linux)
+        let resource = Int32(RLIMIT_NOFILE.rawValue)
+        #else
+        let resource = RLIMIT_NOFILE
+        #endif
         var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
+        guard getrlimit(resource, &limit) == 0 else {
             return OpenFileLimit(before: 1024, current: 1024)
         }
         let before = limit.rlim_cur
@@ -27,7 +32,7 @@ public struct OpenFileLimit: Sendable, Equatable {
         if target > before {
             var raised = limit
             raised.rlim_cur = target
-            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 {
+            if setrlimit(resource, &raised) == 0 {
                 return OpenFileLimit(before: Int(clamping: before), current: Int(clamping: target))
             }
         }
