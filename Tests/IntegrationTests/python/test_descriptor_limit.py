@@ -1,4 +1,4 @@
-"""At the descriptor limit: sidecast runs under a small open-file limit (`ulimit -n` in the
+"""At the descriptor limit (issue 19): sidecast runs under a small open-file limit (`ulimit -n` in the
 spawning shell) and is flooded with more WebSocket clients than fit. While it is full, its own
 CPU time (read from /proc, so the load of other processes does not matter) stays under 10 % of a
 core, a backend attaches and exchanges lines, /healthz answers 200 and /readyz 503 with `full`,
