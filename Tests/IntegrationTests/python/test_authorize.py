@@ -4,13 +4,16 @@ failing closed (PROTOCOL.md §6): --authorize, and no authorizer attached means 
 import concurrent.futures
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 import unittest
 
 import socketio
 
-from harness import SIDECAST_BIN, TIMEOUT, Client, RawSocketIO, SidecastTestCase, start_sidecast
+from harness import (REPO, SIDECAST_BIN, TIMEOUT, Client, RawSocketIO, SidecastTestCase, start_process,
+                     start_sidecast, wait_until)
 
 
 class AuthorizeTests(SidecastTestCase):
@@ -204,6 +207,25 @@ class FailClosedTests(unittest.TestCase):
         # An authorizer attaching again restores the usual behaviour.
         again = self.sidecast.backend(self, group="auth", authorize=True)
         self.accept_next(again)
+
+    def test_example_backend_killed_past_the_grace_period(self):
+        """The Python example backend (which authorizes by token) is killed with SIGKILL and
+        stays down: clients without a token are refused, and so are clients with one."""
+        self.start()
+        chat = start_process([sys.executable, os.path.join(REPO, "examples", "python", "chat.py"),
+                              self.sidecast.socket_path], "chat-python", cwd=REPO)
+        self.addCleanup(lambda: chat.poll() is None and (chat.kill(), chat.wait()))
+        wait_until(lambda: any("attached to sidecast node" in line for line in chat.log_lines),
+                   message="the example backend to attach")
+        client = Client(self.sidecast.url, auth={"token": "ann"})
+        self.addCleanup(client.close)
+        client.connect()
+        self.watcher.expect_connect(sid=client.sid())
+        chat.send_signal(signal.SIGKILL)
+        chat.wait(TIMEOUT)
+        self.sidecast.wait_for_log("group forgotten after its grace period", timeout=TIMEOUT + 2)
+        self.assert_refused_every_time()
+        self.assertEqual(self.refused(auth={"token": "ann"}), UNAVAILABLE)
 
     def test_request_queued_in_grace_is_refused_when_the_grace_period_ends(self):
         self.start()

@@ -1,7 +1,9 @@
 """Client events that no backend serves: dropped and counted, and a rate-limited warning names
 the namespace, so a client that connected to a namespace nobody listens on does not go
-unnoticed (PROTOCOL.md §7)."""
+unnoticed (PROTOCOL.md §7). Likewise clients of an --authorize namespace with no authorizer are
+refused, counted and warned about (§6)."""
 
+import json
 import time
 import unittest
 
@@ -54,6 +56,22 @@ class NoBackendTests(unittest.TestCase):
         time.sleep(0.2)
         self.assertEqual(warnings(node, "/"), [])
         self.assertEqual(metric(scrape(node), "sidecast_drops_total", cause="no_backend"), 0)
+
+    def test_refusals_without_an_authorizer_are_counted_and_warned_about_once(self):
+        node = start_node(self, "--authorize", "/vault")
+        for _ in range(3):
+            raw = RawSocketIO(node)
+            self.addCleanup(raw.close)
+            raw.ws.send("40/vault,")
+            answer = raw.recv_skipping_pings()
+            self.assertEqual(json.loads(answer[len("44/vault,"):]), {"message": "authorization unavailable"})
+        self.assertEqual(metric(scrape(node), "sidecast_authorizations_unavailable_total"), 3)
+        node.wait_for_log("refusing clients: no backend that authorizes the namespace is attached")
+        time.sleep(0.2)
+        refusals = [line for line in node.proc.log_lines if "refusing clients" in line]
+        self.assertEqual(len(refusals), 1, node.log)
+        self.assertIn("nsp=/vault ", refusals[0] + " ")
+        self.assertIn("refused=1", refusals[0])
 
 
 if __name__ == "__main__":
