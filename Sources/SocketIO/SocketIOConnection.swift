@@ -114,7 +114,8 @@ final class SocketIOConnection {
         let limit = server.configuration.maxPendingConnects
         if let connecting, connecting.pending.count >= limit {
             server.metrics.pendingConnectsLimit.increment()
-            server.logger.info("refusing a CONNECT: the client already waits on too many namespaces", metadata: [
+            // Debug, not info: the client stays connected and could repeat this at will.
+            server.logger.debug("refusing a CONNECT: the client already waits on too many namespaces", metadata: [
                 "sid": "\(session.id)", "nsp": "\(name)", "limit": "\(limit)",
             ])
             sendConnectError(namespace: name, message: "too many pending connects", data: nil)
