@@ -19,6 +19,7 @@ enum Setting: String, CaseIterable, Sendable {
     case maxBuffered = "max-buffered"
     case maxConnections = "max-connections"
     case namespace
+    case authorize
     case backendGrace = "backend-grace"
     case redis
     case redisPrefix = "redis-prefix"
@@ -65,7 +66,7 @@ enum Setting: String, CaseIterable, Sendable {
             return .number
         case .requireBackend, .redisSharded:
             return .boolean
-        case .corsOrigin, .namespace, .redisSentinel, .redisCluster:
+        case .corsOrigin, .namespace, .authorize, .redisSentinel, .redisCluster:
             return .list
         }
     }
@@ -85,6 +86,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxBuffered: return .integer(1_048_576)
         case .maxConnections: return .integer(0)
         case .namespace: return .list(["/"])
+        case .authorize: return .list([])
         case .backendGrace: return .number(10)
         case .redis: return .string("")
         case .redisPrefix: return .string("socket.io")
@@ -121,6 +123,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxConnections:
             return "Client connections served at once; past it new ones get HTTP 503. 0 derives it from the open-file limit, less a reserve for backends, Redis, the admin listener and files."
         case .namespace: return "Namespace that exists even with no backend attached; repeatable."
+        case .authorize:
+            return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."
         case .backendGrace: return "Seconds a backend group's messages wait for a backend to (re)attach."
         case .redis:
             return "Redis URL shared by the cluster: redis://[user:password@]host:port[/db] or unix:///path. Empty runs a standalone node."
@@ -158,7 +162,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
         case .maxPayload, .maxBuffered: return "bytes"
         case .maxConnections: return "count"
-        case .namespace: return "namespace"
+        case .namespace, .authorize: return "namespace"
         case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
         case .redis: return "url"
         case .redisPrefix: return "prefix"

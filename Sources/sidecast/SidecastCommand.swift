@@ -45,6 +45,7 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: Setting.maxBuffered.help) var maxBuffered: Int?
     @Option(parsing: .unconditional, help: Setting.maxConnections.help) var maxConnections: Int?
     @Option(name: .customLong(Setting.namespace.rawValue), help: Setting.namespace.help) var namespaces: [String] = []
+    @Option(name: .customLong(Setting.authorize.rawValue), help: Setting.authorize.help) var authorizedNamespaces: [String] = []
     @Option(parsing: .unconditional, help: Setting.backendGrace.help) var backendGrace: Double?
     @Option(help: Setting.redis.help) var redis: String?
     @Option(help: Setting.redisPrefix.help) var redisPrefix: String?
@@ -78,6 +79,7 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.maxBuffered] = maxBuffered.map(SettingValue.integer)
         values[.maxConnections] = maxConnections.map(SettingValue.integer)
         values[.namespace] = namespaces.isEmpty ? nil : .list(namespaces)
+        values[.authorize] = authorizedNamespaces.isEmpty ? nil : .list(authorizedNamespaces)
         values[.backendGrace] = backendGrace.map(SettingValue.number)
         values[.redis] = redis.map(SettingValue.string)
         values[.redisPrefix] = redisPrefix.map(SettingValue.string)
