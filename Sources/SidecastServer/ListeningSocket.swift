@@ -6,10 +6,11 @@ import Glibc
 import Darwin
 #endif
 
-/// A socket bound and listening, made before anything else of a node exists: a port in use or
-/// an address that is not this machine's fails the start while nothing is running yet, and the
-/// message names the address and the flag that changes it. The descriptor also lets a listener
-/// out of descriptors drain its backlog (`AcceptOverflowHandler`).
+/// A socket bound before anything else of a node exists: a port in use or an address that is not
+/// this machine's fails the start while nothing is running yet, and the message names the address
+/// and the flag that changes it. It listens only once NIO takes it over (`withBoundSocket`), after
+/// the stop signals are trapped: whoever sees it accept may already send SIGTERM. The descriptor
+/// also lets a listener out of descriptors drain its backlog (`AcceptOverflowHandler`).
 struct ListeningSocket {
     let descriptor: CInt
     /// "clients on 0.0.0.0:3000", for log lines.
@@ -27,7 +28,7 @@ struct ListeningSocket {
 
     /// Binds `host:port` for `role`, with SO_REUSEADDR so a restart does not wait for the old
     /// connections' TIME_WAIT.
-    static func tcp(host: String, port: Int, backlog: CInt, role: Role) throws -> ListeningSocket {
+    static func tcp(host: String, port: Int, role: Role) throws -> ListeningSocket {
         let place = "cannot listen for \(role.name) on \(host):\(port)"
         let address: SocketAddress
         do {
@@ -40,7 +41,7 @@ struct ListeningSocket {
         let descriptor = try makeSocket(address, place: place)
         var one: CInt = 1
         _ = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
-        try bindAndListen(descriptor, address, backlog: backlog, place: place) { code in
+        try bindOrClose(descriptor, address, place: place) { code in
             switch code {
             case EADDRINUSE:
                 return "the port is already in use by another process; stop it or choose another port with \(role.portFlag)"
@@ -56,7 +57,7 @@ struct ListeningSocket {
     }
 
     /// Binds the backends' Unix socket at `path`, which must not exist (see `removeStaleSocket`).
-    static func unix(path: String, backlog: CInt) throws -> ListeningSocket {
+    static func unix(path: String) throws -> ListeningSocket {
         let place = "cannot create the backend socket \(path)"
         let address: SocketAddress
         do {
@@ -65,7 +66,7 @@ struct ListeningSocket {
             throw SidecastStartError(description: "\(place): the path is too long for a Unix socket; choose a shorter one with --socket")
         }
         let descriptor = try makeSocket(address, place: place)
-        try bindAndListen(descriptor, address, backlog: backlog, place: place) { code in
+        try bindOrClose(descriptor, address, place: place) { code in
             switch code {
             case EACCES: return "permission denied; choose a writable directory with --socket"
             case ENOENT: return "its directory does not exist; create it or choose another path with --socket"
@@ -115,19 +116,10 @@ struct ListeningSocket {
         return descriptor
     }
 
-    /// Binds and listens, closing the socket on failure; `advice` turns an errno into what to do.
-    private static func bindAndListen(
-        _ descriptor: CInt,
-        _ address: SocketAddress,
-        backlog: CInt,
-        place: String,
-        advice: (CInt) -> String?
-    ) throws {
-        var failed: CInt = 0
-        if address.withSockAddr({ bind(descriptor, $0, socklen_t($1)) }) != 0 || listen(descriptor, backlog) != 0 {
-            failed = errno
-        }
-        guard failed != 0 else { return }
+    /// Binds, closing the socket on failure; `advice` turns an errno into what to do.
+    private static func bindOrClose(_ descriptor: CInt, _ address: SocketAddress, place: String, advice: (CInt) -> String?) throws {
+        guard address.withSockAddr({ bind(descriptor, $0, socklen_t($1)) }) != 0 else { return }
+        let failed = errno
         _ = close(descriptor)
         throw SidecastStartError(description: "\(place): \(advice(failed) ?? String(cString: strerror(failed)))")
     }

@@ -85,6 +85,8 @@ public struct Sidecast: Service {
         let clients: Channel
         let backends: Channel
         let admin: Channel
+        // Which listener is being registered, for the error.
+        var starting = sockets.backends
         do {
             backends = try await ServerBootstrap(group: group)
                 .serverChannelInitializer { channel in
@@ -97,6 +99,7 @@ public struct Sidecast: Service {
                 }
                 .withBoundSocket(sockets.backends.descriptor)
                 .get()
+            starting = sockets.clients
             clients = try await ServerBootstrap(group: group)
                 .serverChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -118,6 +121,7 @@ public struct Sidecast: Service {
                 }
                 .withBoundSocket(sockets.clients.descriptor)
                 .get()
+            starting = sockets.admin
             admin = try await ServerBootstrap(group: group)
                 .serverChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -137,15 +141,16 @@ public struct Sidecast: Service {
                 .withBoundSocket(sockets.admin.descriptor)
                 .get()
         } catch {
-            // Only registering with the event loop can fail here. The runtime has started its
-            // Redis links: they are closed before the loop stops, which they would otherwise
-            // outlive with reconnects scheduled on a dead loop.
+            // Only listening and registering with the event loop can fail here; a port in use
+            // failed while binding, with advice. The runtime has started its Redis links: they are
+            // closed before the loop stops, which they would otherwise outlive with reconnects
+            // scheduled on a dead loop. The loop's shutdown closes the channels made so far; the
+            // sockets not taken over yet go with the process, which exits.
             signals.cancel()
-            // The sockets belong to their channels by now, which the loop's shutdown closes.
             try? await loop.flatSubmit { runtime.value.redis?.shutdown() ?? loop.makeSucceededVoidFuture() }.get()
             unlink(configuration.socketPath)
             try? await group.shutdownGracefully()
-            throw SidecastStartError(description: "cannot start listening: \(error)")
+            throw SidecastStartError(description: "cannot listen for \(starting.description): \(error)")
         }
         let stopped = try await loop.submit { runtime.value.didStartListening() }.get()
         logger.info("sidecast listening", metadata: [
@@ -196,7 +201,8 @@ public struct Sidecast: Service {
         /// through the reserve and pauses rather than spin on `EMFILE`. NIO's `ServerBootstrap`
         /// adds an `AcceptBackoffHandler` only on its async bind path, so it is added here.
         func guardAccepts(on channel: Channel, listener: ListeningSocket, logger: Logger, closedAtOnce: Metrics.Counter?) throws {
-            // NIO listens again, with its default backlog of 128, as it takes over a bound socket.
+            // NIO starts listening, with its default backlog of 128, as it takes over a bound
+            // socket; a flood of clients needs a longer one.
             _ = listen(listener.descriptor, ListeningSockets.backlog)
             let runtime = self.runtime
             let limit = self.limit
@@ -229,20 +235,20 @@ public struct Sidecast: Service {
 
         init(_ configuration: SidecastConfiguration) throws {
             try ListeningSocket.removeStaleSocket(at: configuration.socketPath)
-            backends = try ListeningSocket.unix(path: configuration.socketPath, backlog: Self.backlog)
+            backends = try ListeningSocket.unix(path: configuration.socketPath)
             guard chmod(configuration.socketPath, mode_t(configuration.socketMode)) == 0 else {
                 let reason = String(cString: strerror(errno))
                 Self.discard([backends], socketPath: configuration.socketPath)
                 throw SidecastStartError(description: "cannot set mode \(String(configuration.socketMode, radix: 8)) on \(configuration.socketPath): \(reason)")
             }
             do {
-                clients = try ListeningSocket.tcp(host: configuration.host, port: configuration.port, backlog: Self.backlog, role: .clients)
+                clients = try ListeningSocket.tcp(host: configuration.host, port: configuration.port, role: .clients)
             } catch {
                 Self.discard([backends], socketPath: configuration.socketPath)
                 throw error
             }
             do {
-                admin = try ListeningSocket.tcp(host: configuration.adminHost, port: configuration.adminPort, backlog: Self.backlog, role: .admin)
+                admin = try ListeningSocket.tcp(host: configuration.adminHost, port: configuration.adminPort, role: .admin)
             } catch {
                 Self.discard([backends, clients], socketPath: configuration.socketPath)
                 throw error
