@@ -6,11 +6,11 @@ import Glibc
 import Darwin
 #endif
 
-/// A socket bound before anything else of a node exists: a port in use or an address that is not
-/// this machine's fails the start while nothing is running yet, and the message names the address
-/// and the flag that changes it. It listens only once NIO takes it over (`withBoundSocket`), after
-/// the stop signals are trapped: whoever sees it accept may already send SIGTERM. The descriptor
-/// also lets a listener out of descriptors drain its backlog (`AcceptOverflowHandler`).
+/// A socket bound and listening before anything else of a node exists: a port in use or an
+/// address that is not this machine's fails the start while nothing is running yet, and the
+/// message names the address and the flag that changes it. Connections that come before NIO takes
+/// it over (`withBoundSocket`) wait in the backlog. The descriptor also lets a listener out of
+/// descriptors drain its backlog (`AcceptOverflowHandler`).
 struct ListeningSocket {
     let descriptor: CInt
     /// "clients on 0.0.0.0:3000", for log lines.
@@ -28,7 +28,7 @@ struct ListeningSocket {
 
     /// Binds `host:port` for `role`, with SO_REUSEADDR so a restart does not wait for the old
     /// connections' TIME_WAIT.
-    static func tcp(host: String, port: Int, role: Role) throws -> ListeningSocket {
+    static func tcp(host: String, port: Int, backlog: CInt, role: Role) throws -> ListeningSocket {
         let place = "cannot listen for \(role.name) on \(host):\(port)"
         let address: SocketAddress
         do {
@@ -53,11 +53,13 @@ struct ListeningSocket {
                 return nil
             }
         }
+        try listenOrClose(descriptor, backlog: backlog, place: place)
         return ListeningSocket(descriptor: descriptor, description: "\(role.name) on \(host):\(port)")
     }
 
-    /// Binds the backends' Unix socket at `path`, which must not exist (see `removeStaleSocket`).
-    static func unix(path: String) throws -> ListeningSocket {
+    /// Binds the backends' Unix socket at `path`, which must not exist (see `removeStaleSocket`),
+    /// and gives it `mode` before it listens, so no backend ever reaches it under another mode.
+    static func unix(path: String, mode: UInt16, backlog: CInt) throws -> ListeningSocket {
         let place = "cannot create the backend socket \(path)"
         let address: SocketAddress
         do {
@@ -73,6 +75,18 @@ struct ListeningSocket {
             case EADDRINUSE: return "the file exists; choose another path with --socket"
             default: return nil
             }
+        }
+        guard chmod(path, mode_t(mode)) == 0 else {
+            let reason = String(cString: strerror(errno))
+            _ = close(descriptor)
+            unlink(path)
+            throw SidecastStartError(description: "cannot set mode \(String(mode, radix: 8)) on \(path): \(reason)")
+        }
+        do {
+            try listenOrClose(descriptor, backlog: backlog, place: place)
+        } catch {
+            unlink(path)
+            throw error
         }
         return ListeningSocket(descriptor: descriptor, description: "backends on \(path)")
     }
@@ -122,5 +136,12 @@ struct ListeningSocket {
         let failed = errno
         _ = close(descriptor)
         throw SidecastStartError(description: "\(place): \(advice(failed) ?? String(cString: strerror(failed)))")
+    }
+
+    private static func listenOrClose(_ descriptor: CInt, backlog: CInt, place: String) throws {
+        guard listen(descriptor, backlog) != 0 else { return }
+        let failed = errno
+        _ = close(descriptor)
+        throw SidecastStartError(description: "\(place): \(String(cString: strerror(failed)))")
     }
 }

@@ -52,9 +52,16 @@ public struct Sidecast: Service {
         let configuration = self.configuration
         let logger = self.logger
         let nodeID = self.nodeID
+        let signals = StopSignals()
         // Every socket is bound before anything else exists, so a port in use or a bad address
         // stops the start while nothing runs that would need stopping.
-        let sockets = try ListeningSockets(configuration)
+        let sockets: ListeningSockets
+        do {
+            sockets = try ListeningSockets(configuration)
+        } catch {
+            signals.cancel()
+            throw error
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         let parts: Parts
@@ -71,15 +78,14 @@ public struct Sidecast: Service {
                 )
             }.get()
         } catch {
+            signals.cancel()
             sockets.discard(socketPath: configuration.socketPath)
             try? await group.shutdownGracefully()
             throw error
         }
         let runtime = parts.runtime
         let limit = parts.limit
-
-        // Trapped before anything listens: whoever sees a port open may already send a signal.
-        let signals = StopSignals { request in
+        signals.forward { request in
             loop.execute { runtime.value.requestStop(request) }
         }
         let clients: Channel
@@ -141,8 +147,8 @@ public struct Sidecast: Service {
                 .withBoundSocket(sockets.admin.descriptor)
                 .get()
         } catch {
-            // Only listening and registering with the event loop can fail here; a port in use
-            // failed while binding, with advice. The runtime has started its Redis links: they are
+            // Only registering with the event loop can fail here: binding and listening are done,
+            // and failed earlier with advice. The runtime has started its Redis links: they are
             // closed before the loop stops, which they would otherwise outlive with reconnects
             // scheduled on a dead loop. The loop's shutdown closes the channels made so far; the
             // sockets not taken over yet go with the process, which exits.
@@ -201,7 +207,7 @@ public struct Sidecast: Service {
         /// through the reserve and pauses rather than spin on `EMFILE`. NIO's `ServerBootstrap`
         /// adds an `AcceptBackoffHandler` only on its async bind path, so it is added here.
         func guardAccepts(on channel: Channel, listener: ListeningSocket, logger: Logger, closedAtOnce: Metrics.Counter?) throws {
-            // NIO starts listening, with its default backlog of 128, as it takes over a bound
+            // NIO listens again, with its default backlog of 128, as it takes over a bound
             // socket; a flood of clients needs a longer one.
             _ = listen(listener.descriptor, ListeningSockets.backlog)
             let runtime = self.runtime
@@ -235,20 +241,15 @@ public struct Sidecast: Service {
 
         init(_ configuration: SidecastConfiguration) throws {
             try ListeningSocket.removeStaleSocket(at: configuration.socketPath)
-            backends = try ListeningSocket.unix(path: configuration.socketPath)
-            guard chmod(configuration.socketPath, mode_t(configuration.socketMode)) == 0 else {
-                let reason = String(cString: strerror(errno))
-                Self.discard([backends], socketPath: configuration.socketPath)
-                throw SidecastStartError(description: "cannot set mode \(String(configuration.socketMode, radix: 8)) on \(configuration.socketPath): \(reason)")
-            }
+            backends = try ListeningSocket.unix(path: configuration.socketPath, mode: configuration.socketMode, backlog: Self.backlog)
             do {
-                clients = try ListeningSocket.tcp(host: configuration.host, port: configuration.port, role: .clients)
+                clients = try ListeningSocket.tcp(host: configuration.host, port: configuration.port, backlog: Self.backlog, role: .clients)
             } catch {
                 Self.discard([backends], socketPath: configuration.socketPath)
                 throw error
             }
             do {
-                admin = try ListeningSocket.tcp(host: configuration.adminHost, port: configuration.adminPort, role: .admin)
+                admin = try ListeningSocket.tcp(host: configuration.adminHost, port: configuration.adminPort, backlog: Self.backlog, role: .admin)
             } catch {
                 Self.discard([backends, clients], socketPath: configuration.socketPath)
                 throw error
