@@ -16,6 +16,10 @@ import Darwin
 /// Confined to the node's event loop, the only thread that accepts.
 final class DescriptorReserve {
     private var descriptor: CInt
+    /// When the listeners last warned that descriptors ran out; one warning covers them all.
+    var lastWarning: NIODeadline?
+    /// Connections closed at once, over all listeners, since that warning.
+    var closedSinceWarning = 0
 
     init() {
         descriptor = Self.openSpare()
@@ -53,7 +57,7 @@ final class DescriptorReserve {
 
 /// On a listening channel: when `accept` fails for want of descriptors (`EMFILE`, `ENFILE`),
 /// drains the backlog through the `DescriptorReserve` and logs a warning with the numbers, once
-/// a minute at most while it lasts; NIO's `AcceptBackoffHandler`, next in the pipeline, then
+/// a minute at most over all listeners while it lasts; NIO's `AcceptBackoffHandler`, next in the pipeline, then
 /// pauses accepting briefly, so that even without the spare descriptor nothing spins.
 final class AcceptOverflowHandler: ChannelInboundHandler {
     typealias InboundIn = Channel
@@ -72,9 +76,6 @@ final class AcceptOverflowHandler: ChannelInboundHandler {
     /// The numbers to log: the open-file limit, clients, backends.
     private let numbers: () -> Logger.Metadata
     private let closedAtOnce: Counter?
-    private var lastWarning: NIODeadline?
-    /// Connections closed at once since the last warning.
-    private var closedSinceWarning = 0
 
     /// `closedAtOnce` counts the connections drained on the client listener.
     init(listener: ListeningSocket, reserve: DescriptorReserve, logger: Logger, closedAtOnce: Counter?,
@@ -97,15 +98,15 @@ final class AcceptOverflowHandler: ChannelInboundHandler {
         }
         let drained = reserve.drain(listener: listener.descriptor)
         if drained > 0 { closedAtOnce?.increment(by: Int64(drained)) }
-        closedSinceWarning += drained
+        reserve.closedSinceWarning += drained
         let now = NIODeadline.now()
-        if lastWarning.map({ now - $0 >= Self.warningInterval }) ?? true {
-            lastWarning = now
+        if reserve.lastWarning.map({ now - $0 >= Self.warningInterval }) ?? true {
+            reserve.lastWarning = now
             var metadata = numbers()
             metadata["listener"] = "\(listener.description)"
-            metadata["closed_at_once"] = "\(closedSinceWarning)"
+            metadata["closed_at_once"] = "\(reserve.closedSinceWarning)"
             metadata["spare_descriptor"] = "\(reserve.isHeld ? "held" : "gone; pausing accepts instead")"
-            closedSinceWarning = 0
+            reserve.closedSinceWarning = 0
             logger.warning(
                 "out of file descriptors: new connections are accepted and closed at once until some close; raise LimitNOFILE or lower --max-connections",
                 metadata: metadata

@@ -103,6 +103,28 @@ def flood(url, count, workers=32):
     return [ws for ws, _, _ in results if ws], [(took, why) for ws, took, why in results if not ws]
 
 
+def readmit(url):
+    """Whether a client gets in; closes it again."""
+    ws = attempt(url)[0]
+    if ws:
+        ws.close()
+    return ws is not None
+
+
+def closed_within(family, address):
+    """Seconds until sidecast closes a connection made to `address` without a word."""
+    started = time.monotonic()
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.connect(address)
+        try:
+            if sock.recv(1) != b"":
+                raise AssertionError(f"{address} answered while out of descriptors")
+        except ConnectionResetError:
+            pass
+    return time.monotonic() - started
+
+
 def close_all(sockets):
     for ws in sockets:
         try:
@@ -199,6 +221,10 @@ class DescriptorLimitTests(unittest.TestCase):
         slowest = max(took for took, _ in failures)
         self.assertLess(slowest, 1.0, f"a client beyond the descriptors waited {slowest:.2f} s")
 
+        # The backend and admin listeners drain their backlogs too: closed at once, no hanging.
+        for family, address in ((socket.AF_UNIX, node.socket_path), (socket.AF_INET, ("127.0.0.1", node.admin_port))):
+            self.assertLess(closed_within(family, address), 1.0, address)
+
         retrier = Retrier(node.ws_url)
         try:
             share = node.cpu_share(3.0)
@@ -214,7 +240,10 @@ class DescriptorLimitTests(unittest.TestCase):
             self.assertIn(number, warnings[0])
 
         close_all(admitted[:20])
-        wait_until(lambda: attempt(node.ws_url)[0] is not None, message="a client to get in again")
+        wait_until(lambda: readmit(node.ws_url), message="a client to get in again")
+        backend = Backend(node.socket_path)
+        self.addCleanup(backend.close)
+        backend.hello()
         samples = scrape(node)
         self.assertGreater(metric(samples, "sidecast_connections_refused_total", reason="no_descriptors"), 0)
 
