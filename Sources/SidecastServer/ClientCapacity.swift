@@ -54,11 +54,10 @@ public struct ClientCapacity: Sendable, Equatable {
     /// Admin requests in flight (/metrics scrapes, health checks) and refusals being answered.
     public static let adminReserve = 16
 
+    /// Client connections served at once (`--max-connections`, or derived).
     public var maxConnections: Int
-    /// The open-file limit it was derived from.
+    /// The open-file limit in force.
     public var openFileLimit: Int
-    /// Descriptors kept from clients; 0 when `--max-connections` was given.
-    public var reserve: Int
     /// How `maxConnections` was arrived at, for `--print-config` and the start log.
     public var derivation: String
     /// Whether a `--max-connections` given leaves less than the reserve of the open-file limit.
@@ -71,7 +70,6 @@ public struct ClientCapacity: Sendable, Equatable {
         openFileLimit = limit.current
         guard configuration.maxConnections == 0 else {
             maxConnections = configuration.maxConnections
-            self.reserve = 0
             let room = limit.current - reserve
             isAboveLimit = configuration.maxConnections > room
             derivation = configuration.maxConnections > room
@@ -79,12 +77,17 @@ public struct ClientCapacity: Sendable, Equatable {
                 : "set; the open-file limit is \(limit.current)\(raised)"
             return
         }
-        // A tiny limit still leaves clients a quarter of it rather than nothing.
-        maxConnections = max(limit.current - reserve, limit.current / 4, 1)
-        self.reserve = limit.current - maxConnections
-        derivation = "\(maxConnections) = open-file limit \(limit.current)\(raised) less \(self.reserve) reserved: "
-            + "\(Self.processReserve) for the process, \(Self.backendReserve) for backends, "
+        let parts = "\(Self.processReserve) for the process, \(Self.backendReserve) for backends, "
             + "\(Self.adminReserve) for admin requests, \(redis) for Redis"
+        // A tiny limit still leaves clients a quarter of it rather than nothing.
+        guard limit.current - reserve >= limit.current / 4 else {
+            maxConnections = max(limit.current / 4, 1)
+            derivation = "\(maxConnections) = a quarter of the open-file limit \(limit.current)\(raised), "
+                + "too small for the reserve of \(reserve) (\(parts))"
+            return
+        }
+        maxConnections = limit.current - reserve
+        derivation = "\(maxConnections) = open-file limit \(limit.current)\(raised) less \(reserve) reserved: \(parts)"
     }
 
     /// Two links (commands, subscriptions) per Redis node and room for their reconnects; a
