@@ -16,7 +16,7 @@ final class ClientConnectionLimit {
     private let maximumRefusing = ClientCapacity.adminReserve / 2
     private let refusedFull = Counter(label: "sidecast_connections_refused_total", dimensions: [("reason", "full")])
     /// Connections the client listener accepted and closed at once for want of descriptors.
-    let refusedNoDescriptors = Counter(label: "sidecast_connections_refused_total", dimensions: [("reason", "no_descriptors")])
+    static let refusedNoDescriptors = Counter(label: "sidecast_connections_refused_total", dimensions: [("reason", "no_descriptors")])
 
     init(maximum: Int) {
         self.maximum = maximum

@@ -94,58 +94,34 @@ public struct Sidecast: Service {
         // Which listener is being registered, for the error.
         var starting = sockets.backends
         do {
-            backends = try await ServerBootstrap(group: group)
-                .serverChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try parts.guardAccepts(on: channel, listener: sockets.backends, logger: logger, closedAtOnce: nil)
-                    }
-                }
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try runtime.value.bridge.configureBackendChannel(channel) }
-                }
-                .withBoundSocket(sockets.backends.descriptor)
-                .get()
+            backends = try await parts.register(sockets.backends, group: group, logger: logger) { channel in
+                try runtime.value.bridge.configureBackendChannel(channel)
+            }
             starting = sockets.clients
-            clients = try await ServerBootstrap(group: group)
-                .serverChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try parts.guardAccepts(on: channel, listener: sockets.clients, logger: logger,
-                                               closedAtOnce: limit.value.refusedNoDescriptors)
-                    }
+            // NIO keeps each connection's receive buffer between reads, for good, at the largest
+            // size it has grown to. Start small, and cap it at 16 KiB rather than NIO's 64 KiB: a
+            // client that once sent a large message keeps a quarter of it while idle, at the price
+            // of more reads per large message.
+            let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 16384)
+            clients = try await parts.register(
+                sockets.clients, group: group, logger: logger, closedAtOnce: ClientConnectionLimit.refusedNoDescriptors,
+                options: {
+                    $0.childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                        .childChannelOption(.recvAllocator, value: receiveBuffers)
                 }
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                // NIO keeps each connection's receive buffer between reads, for good, at the
-                // largest size it has grown to. Start small, and cap it at 16 KiB rather than
-                // NIO's 64 KiB: a client that once sent a large message keeps a quarter of it
-                // while idle, at the price of more reads per large message.
-                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 16384))
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        guard try limit.value.admit(channel) else { return }
-                        try runtime.value.engineIO.configureChildChannel(channel)
-                    }
-                }
-                .withBoundSocket(sockets.clients.descriptor)
-                .get()
+            ) { channel in
+                guard try limit.value.admit(channel) else { return }
+                try runtime.value.engineIO.configureChildChannel(channel)
+            }
             starting = sockets.admin
-            admin = try await ServerBootstrap(group: group)
-                .serverChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try parts.guardAccepts(on: channel, listener: sockets.admin, logger: logger, closedAtOnce: nil)
+            admin = try await parts.register(sockets.admin, group: group, logger: logger) { channel in
+                try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                try channel.pipeline.syncOperations.addHandler(
+                    AdminHTTPHandler(registry: registry) {
+                        runtime.value.notReadyReasons() + (limit.value.isFull ? ["full"] : [])
                     }
-                }
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                        try channel.pipeline.syncOperations.addHandler(
-                            AdminHTTPHandler(registry: registry) {
-                                runtime.value.notReadyReasons() + (limit.value.isFull ? ["full"] : [])
-                            }
-                        )
-                    }
-                }
-                .withBoundSocket(sockets.admin.descriptor)
-                .get()
+                )
+            }
         } catch {
             // Only registering with the event loop can fail here: binding and listening are done,
             // and failed earlier with advice. The runtime has started its Redis links: they are
@@ -202,6 +178,29 @@ public struct Sidecast: Service {
         var limit: NIOLoopBound<ClientConnectionLimit>
         var reserve: NIOLoopBound<DescriptorReserve>
         var openFileLimit: Int
+
+        /// Registers `listener`, bound and listening, with the event loop; `child` sets up each
+        /// connection it accepts.
+        func register(
+            _ listener: ListeningSocket,
+            group: EventLoopGroup,
+            logger: Logger,
+            closedAtOnce: Metrics.Counter? = nil,
+            options: (ServerBootstrap) -> ServerBootstrap = { $0 },
+            child: @escaping @Sendable (Channel) throws -> Void
+        ) async throws -> Channel {
+            try await options(ServerBootstrap(group: group))
+                .serverChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try guardAccepts(on: channel, listener: listener, logger: logger, closedAtOnce: closedAtOnce)
+                    }
+                }
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try child(channel) }
+                }
+                .withBoundSocket(listener.descriptor)
+                .get()
+        }
 
         /// Makes a listening channel survive running out of descriptors: it drains its backlog
         /// through the reserve and pauses rather than spin on `EMFILE`. NIO's `ServerBootstrap`
