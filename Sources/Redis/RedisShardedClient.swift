@@ -317,7 +317,6 @@ extension RedisShardedClient: RedisPubSubConnectionOwner {
     }
 
     func connectionConnectivityChanged(_ connection: RedisPubSubConnection) {
-        if !connection.isConnected, case .running = self.state { _ = self.refresh() }
         self.connectivityChanged()
     }
 
