@@ -6,8 +6,11 @@ import NIOCore
 /// subscriptions (RESP2 cannot mix them), each reconnecting on its own with backoff.
 ///
 /// While Redis is unreachable, publishes wait in a bounded outbox and go out in order once both
-/// links are back; other commands fail at once with ``RedisClientError/notConnected``.
-/// Subscriptions are remembered and restored on every reconnect.
+/// links are back and Redis counts again the subscribers it counted before (the other nodes
+/// resubscribed), or the settle bound passed; other commands fail at once with
+/// ``RedisClientError/notConnected``. Subscriptions are remembered and restored on every
+/// reconnect. The links, outbox and restore are a ``RedisPubSubConnection``, as in
+/// ``RedisShardedClient``.
 ///
 /// Both links follow the ``RedisTopology``: in Sentinel mode they connect to the current master
 /// and move when Sentinel promotes another; in Cluster mode they share any reachable node and
@@ -356,7 +359,7 @@ extension RedisClient: RedisPubSubConnectionOwner {
         self.subscriberCounts(of: channels)
     }
 
-    func connectionConnectivityChanged(_ connection: RedisPubSubConnection) {
+    func connectionConnectivityChanged(_ connection: RedisPubSubConnection, lostLink: Bool) {
         let connected = self.isConnected
         guard connected != self.reportedConnected else { return }
         self.reportedConnected = connected

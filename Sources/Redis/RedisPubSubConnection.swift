@@ -8,7 +8,8 @@ protocol RedisPubSubConnectionOwner: AnyObject {
     func connectionTarget(_ connection: RedisPubSubConnection, link: RedisLink, failed: RedisTarget?) -> EventLoopFuture<RedisTarget>
     /// How many connections subscribe to each channel, as the cluster sees it.
     func connection(_ connection: RedisPubSubConnection, countSubscribersOf channels: [String]) -> EventLoopFuture<[String: Int]>
-    func connectionConnectivityChanged(_ connection: RedisPubSubConnection)
+    /// A link came up or went down (`lostLink`); ``RedisPubSubConnection/isConnected`` tells the result.
+    func connectionConnectivityChanged(_ connection: RedisPubSubConnection, lostLink: Bool)
     func connection(_ connection: RedisPubSubConnection, received message: RedisPubSubMessage)
     /// Redis answered a publish with an error, such as a `MOVED` redirection in sharded mode.
     func connection(_ connection: RedisPubSubConnection, refused channel: String, message: ByteBuffer, error: String)
@@ -260,7 +261,7 @@ final class RedisPubSubConnection {
 
     // MARK: - Settling after an outage
 
-    private func connectivityChanged() {
+    private func connectivityChanged(lostLink: Bool) {
         if self.isConnected, !self.closed {
             if let settle = self.gate.linksUp(now: .now()) { self.settle(settle) }
             self.scheduleSample()
@@ -269,7 +270,7 @@ final class RedisPubSubConnection {
             self.settleBound?.cancel()
             self.sampler?.cancel()
         }
-        self.owner?.connectionConnectivityChanged(self)
+        self.owner?.connectionConnectivityChanged(self, lostLink: lostLink && !self.closed)
     }
 
     /// Waits for the subscribers counted before the outage, polling Redis, and at most the
@@ -428,7 +429,7 @@ extension RedisPubSubConnection: RedisLinkDelegate {
         case .sentinel:
             return
         }
-        self.connectivityChanged()
+        self.connectivityChanged(lostLink: false)
     }
 
     func linkDidDisconnect(_ link: RedisLink) {
@@ -441,6 +442,6 @@ extension RedisPubSubConnection: RedisLinkDelegate {
         case .sentinel:
             return
         }
-        self.connectivityChanged()
+        self.connectivityChanged(lostLink: true)
     }
 }

@@ -316,7 +316,8 @@ extension RedisShardedClient: RedisPubSubConnectionOwner {
         connection.countSubscribers(of: channels)
     }
 
-    func connectionConnectivityChanged(_ connection: RedisPubSubConnection) {
+    func connectionConnectivityChanged(_ connection: RedisPubSubConnection, lostLink: Bool) {
+        if lostLink, case .running = self.state { _ = self.refresh() }
         self.connectivityChanged()
     }
 
