@@ -310,16 +310,22 @@ final class RedisPubSubConnection {
         self.writeAll(flush.entries, to: connection)
     }
 
+    /// How many channels a sample counts at most, so a node subscribed to thousands of room
+    /// channels (sharded pub/sub) does not pay a count per room every interval.
+    static let sampledChannelLimit = 64
+
     /// While up, counts the subscribers of the channels subscribed here every sample interval:
     /// the other nodes of the cluster subscribe the same ones, so these are the counts to wait
-    /// for after the next outage.
+    /// for after the next outage. The shortest names go first: a namespace's own channels, which
+    /// every node subscribes, before its rooms'.
     private func scheduleSample() {
         self.sampler?.cancel()
         self.sampler = self.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.subscriberSampleInterval) {
             guard !self.closed, self.isConnected else { return }
             self.scheduleSample()
             guard self.gate.phase == .up, !self.channels.isEmpty, let owner = self.owner else { return }
-            owner.connection(self, countSubscribersOf: self.channels.sorted()).assumeIsolated().whenSuccess { counts in
+            let watched = self.channels.sorted { ($0.utf8.count, $0) < ($1.utf8.count, $1) }.prefix(Self.sampledChannelLimit)
+            owner.connection(self, countSubscribersOf: Array(watched)).assumeIsolated().whenSuccess { counts in
                 _ = self.gate.counted(counts, settle: nil, now: .now())
             }
         }
