@@ -158,6 +158,21 @@ final class RedisHighAvailabilityTests: RedisIntegrationTestCase {
         let perNode = try nodes.map { Int(try $0.cli("PUBSUB", "NUMSUB", "ha").split(separator: "\n").last ?? "") ?? -1 }
         XCTAssertEqual(perNode.reduce(0, +), 8, "\(perNode)")
         XCTAssertLessThan(perNode.max() ?? 0, 8)
+        // Counting asks every node over links kept open: 20 counts of 6 nodes open no 120
+        // connections (only the node list, read once a second, opens one now and then).
+        func connectionsReceived() throws -> Int {
+            try nodes.reduce(0) { total, node in
+                let stats = try node.cli("INFO", "stats").split(whereSeparator: \.isNewline)
+                let line = stats.first { $0.hasPrefix("total_connections_received:") } ?? ""
+                return total + (Int(line.split(separator: ":").last ?? "") ?? 0)
+            }
+        }
+        let before = try connectionsReceived()
+        for _ in 0..<20 {
+            XCTAssertEqual(try self.loop.flatSubmit { a.value.subscriberCount(of: "ha") }.wait(), 8)
+        }
+        // redis-cli's own INFO connections count too: one per node for each reading.
+        XCTAssertLessThanOrEqual(try connectionsReceived() - before, nodes.count + 3)
 
         try self.publish(a, "ha", ["from-a"])
         try self.publish(b, "ha", ["from-b"])
