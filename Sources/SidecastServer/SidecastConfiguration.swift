@@ -19,6 +19,9 @@ public struct SidecastConfiguration: Sendable {
     public var maxBuffered = 1 << 20
     /// Namespaces that exist even with no backend attached.
     public var namespaces: Set<String> = ["/"]
+    /// Namespaces that always require a backend's authorization (`--authorize`); they exist
+    /// like `namespaces`, and their clients are refused while no authorizing backend is attached.
+    public var authorizedNamespaces: Set<String> = []
     public var backendGrace: TimeAmount = .seconds(10)
     /// The Redis server shared by the cluster; `nil` runs a standalone node.
     public var redisURL: String?

@@ -74,6 +74,11 @@ struct ResolvedSettings: Sendable {
             throw invalid(.namespace, "must start with '/'", bad)
         }
         configuration.namespaces = namespaces.isEmpty ? ["/"] : Set(namespaces)
+        let authorized = try list(.authorize)
+        if let bad = authorized.first(where: { !$0.hasPrefix("/") }) {
+            throw invalid(.authorize, "must start with '/'", bad)
+        }
+        configuration.authorizedNamespaces = Set(authorized)
         configuration.backendGrace = try seconds(.backendGrace, allowingZero: true)
         let redis = try string(.redis)
         configuration.redisURL = redis.isEmpty ? nil : redis

@@ -18,6 +18,7 @@ enum Setting: String, CaseIterable, Sendable {
     case maxPayload = "max-payload"
     case maxBuffered = "max-buffered"
     case namespace
+    case authorize
     case backendGrace = "backend-grace"
     case redis
     case redisPrefix = "redis-prefix"
@@ -66,7 +67,7 @@ enum Setting: String, CaseIterable, Sendable {
             return .number
         case .requireBackend, .redisSharded:
             return .boolean
-        case .corsOrigin, .namespace, .redisSentinel, .redisCluster:
+        case .corsOrigin, .namespace, .authorize, .redisSentinel, .redisCluster:
             return .list
         }
     }
@@ -85,6 +86,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxPayload: return .integer(1_000_000)
         case .maxBuffered: return .integer(1_048_576)
         case .namespace: return .list(["/"])
+        case .authorize: return .list([])
         case .backendGrace: return .number(10)
         case .redis: return .string("")
         case .redisPrefix: return .string("socket.io")
@@ -121,6 +123,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxBuffered:
             return "Bytes that may wait for one client; past it volatile packets are dropped, then the client is disconnected."
         case .namespace: return "Namespace that exists even with no backend attached; repeatable."
+        case .authorize:
+            return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."
         case .backendGrace: return "Seconds a backend group's messages wait for a backend to (re)attach."
         case .redis:
             return "Redis URL shared by the cluster: redis://[user:password@]host:port[/db] or unix:///path. Empty runs a standalone node."
@@ -161,7 +165,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .corsOrigin: return "origin"
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
         case .maxPayload, .maxBuffered: return "bytes"
-        case .namespace: return "namespace"
+        case .namespace, .authorize: return "namespace"
         case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
         case .redis: return "url"
         case .redisPrefix: return "prefix"

@@ -41,6 +41,7 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(help: Setting.maxPayload.help) var maxPayload: Int?
     @Option(help: Setting.maxBuffered.help) var maxBuffered: Int?
     @Option(name: .customLong(Setting.namespace.rawValue), help: Setting.namespace.help) var namespaces: [String] = []
+    @Option(name: .customLong(Setting.authorize.rawValue), help: Setting.authorize.help) var authorizedNamespaces: [String] = []
     @Option(help: Setting.backendGrace.help) var backendGrace: Double?
     @Option(help: Setting.redis.help) var redis: String?
     @Option(help: Setting.redisPrefix.help) var redisPrefix: String?
@@ -75,6 +76,7 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.maxPayload] = maxPayload.map(SettingValue.integer)
         values[.maxBuffered] = maxBuffered.map(SettingValue.integer)
         values[.namespace] = namespaces.isEmpty ? nil : .list(namespaces)
+        values[.authorize] = authorizedNamespaces.isEmpty ? nil : .list(authorizedNamespaces)
         values[.backendGrace] = backendGrace.map(SettingValue.number)
         values[.redis] = redis.map(SettingValue.string)
         values[.redisPrefix] = redisPrefix.map(SettingValue.string)
