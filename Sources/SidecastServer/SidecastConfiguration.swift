@@ -38,6 +38,9 @@ public struct SidecastConfiguration: Sendable {
     public var redisSharded = false
     /// The data nodes' password in Sentinel and Cluster modes.
     public var redisPassword: String?
+    /// Sentinel mode: the credentials of the sentinels themselves, if they require any.
+    public var redisSentinelUsername: String?
+    public var redisSentinelPassword: String?
     /// Prefix of every Redis channel, as the Node adapter's `key` option.
     public var redisPrefix = "socket.io"
     /// How this node reaches Redis, for logs: never shows a password.

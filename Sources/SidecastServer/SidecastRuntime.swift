@@ -116,7 +116,9 @@ final class SidecastRuntime {
                 let sentinels = try configuration.redisSentinels.map { try RedisEndpoint($0, defaultPort: 26379) }
                 return RedisClientConfiguration(
                     url: try credentials(configuration.redisPassword),
-                    topology: .sentinel(masterName: configuration.redisMasterName, sentinels: sentinels)
+                    topology: .sentinel(masterName: configuration.redisMasterName, sentinels: sentinels),
+                    sentinelUser: configuration.redisSentinelUsername,
+                    sentinelPassword: configuration.redisSentinelPassword
                 )
             }
             if !configuration.redisClusterNodes.isEmpty {

@@ -28,6 +28,8 @@ enum Setting: String, CaseIterable, Sendable {
     case redisCluster = "redis-cluster"
     case redisSharded = "redis-sharded"
     case redisPassword = "redis-password"
+    case redisSentinelUsername = "redis-sentinel-username"
+    case redisSentinelPassword = "redis-sentinel-password"
     case requestsTimeout = "requests-timeout"
     case adminHost = "admin-host"
     case adminPort = "admin-port"
@@ -56,8 +58,8 @@ enum Setting: String, CaseIterable, Sendable {
 
     var kind: Kind {
         switch self {
-        case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .adminHost, .logLevel,
-            .logFormat:
+        case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .redisSentinelUsername,
+            .redisSentinelPassword, .adminHost, .logLevel, .logFormat:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
             .requestsTimeout, .adminPort:
@@ -95,6 +97,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisCluster: return .list([])
         case .redisSharded: return .boolean(false)
         case .redisPassword: return .string("")
+        case .redisSentinelUsername: return .string("")
+        case .redisSentinelPassword: return .string("")
         case .requestsTimeout: return .integer(5_000)
         case .adminHost: return .string("127.0.0.1")
         case .adminPort: return .integer(9464)
@@ -137,6 +141,10 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisSharded:
             return "Use Redis 7 sharded pub/sub (SPUBLISH/SSUBSCRIBE, the wire format of createShardedAdapter) with --redis-cluster or --redis."
         case .redisPassword: return "Password of the Redis data nodes with --redis-sentinel or --redis-cluster."
+        case .redisSentinelUsername:
+            return "ACL user to log in to the sentinels as (with --redis-sentinel-password); empty uses the default user."
+        case .redisSentinelPassword:
+            return "Password of the sentinels themselves (their requirepass), with --redis-sentinel; the data nodes use --redis-password."
         case .requestsTimeout:
             return "Milliseconds cluster requests (fetch, count, acks across nodes) wait for other nodes."
         case .adminHost: return "Address of the admin listener (/metrics, /healthz, /readyz)."
@@ -168,7 +176,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisPrefix: return "prefix"
         case .redisSentinel, .redisCluster: return "host:port"
         case .redisMaster: return "name"
-        case .redisPassword: return "password"
+        case .redisPassword, .redisSentinelPassword: return "password"
+        case .redisSentinelUsername: return "user"
         case .requireBackend, .redisSharded: return "bool"
         case .logLevel: return "level"
         case .logFormat: return "format"

@@ -163,6 +163,18 @@ class PrintConfigTests(ConfigTestCase):
         self.assertNotIn("hunter2", result.stdout)
         self.assertEqual(tomllib.loads(result.stdout)["redis"], "unix:///run/redis.sock?db=2&password=***")
 
+    def test_sentinel_password_is_masked_and_needs_sentinels(self):
+        result = self.run_sidecast("--print-config", "--redis-sentinel", "10.0.0.5:26379", "--redis-master", "m",
+                                   "--redis-sentinel-password", "hunter2", "--redis-sentinel-username", "watcher")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertNotIn("hunter2", result.stdout)
+        config = tomllib.loads(result.stdout)
+        self.assertEqual((config["redis-sentinel-password"], config["redis-sentinel-username"]), ("***", "watcher"))
+        self.assert_rejected("--redis", "redis://127.0.0.1", "--redis-sentinel-password", "hunter2",
+                             mentions=("--redis-sentinel-password", "only with redis-sentinel"))
+        self.assert_rejected("--redis-sentinel", "10.0.0.5:26379", "--redis-master", "m", "--redis-sentinel-username", "u",
+                             mentions=("--redis-sentinel-username", "needs redis-sentinel-password"))
+
     def test_example_config_documents_every_key_and_is_valid(self):
         """examples/systemd/sidecast.toml stays in step with the flags: every key appears in
         it, set or commented out, and uncommenting all of them still gives a valid file."""
