@@ -91,6 +91,11 @@ struct ResolvedSettings: Sendable {
         if configuration.redisSharded && configuration.redisURL == nil && configuration.redisClusterNodes.isEmpty {
             throw invalid(.redisSharded, "needs redis-cluster, or redis for a single Redis 7 server", "true")
         }
+        let subscriptionMode = try string(.redisSubscriptionMode)
+        guard let mode = RedisSubscriptionMode(rawValue: subscriptionMode) else {
+            throw invalid(.redisSubscriptionMode, "must be static, dynamic or dynamic-private", subscriptionMode)
+        }
+        configuration.redisSubscriptionMode = mode
         if !configuration.redisSentinels.isEmpty && configuration.redisMasterName.isEmpty {
             throw invalid(.redisMaster, "must name the master Sentinel monitors when redis-sentinel is set", "\"\"")
         }

@@ -25,6 +25,7 @@ enum Setting: String, CaseIterable, Sendable {
     case redisMaster = "redis-master"
     case redisCluster = "redis-cluster"
     case redisSharded = "redis-sharded"
+    case redisSubscriptionMode = "redis-subscription-mode"
     case redisPassword = "redis-password"
     case requestsTimeout = "requests-timeout"
     case adminHost = "admin-host"
@@ -55,7 +56,7 @@ enum Setting: String, CaseIterable, Sendable {
     var kind: Kind {
         switch self {
         case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .adminHost, .logLevel,
-            .logFormat:
+            .logFormat, .redisSubscriptionMode:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .requestsTimeout,
             .adminPort:
@@ -90,6 +91,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisMaster: return .string("")
         case .redisCluster: return .list([])
         case .redisSharded: return .boolean(false)
+        case .redisSubscriptionMode: return .string("dynamic")
         case .redisPassword: return .string("")
         case .requestsTimeout: return .integer(5_000)
         case .adminHost: return .string("127.0.0.1")
@@ -128,6 +130,8 @@ enum Setting: String, CaseIterable, Sendable {
             return "Seed node host:port of a Redis Cluster, used with classic pub/sub; repeatable or comma-separated."
         case .redisSharded:
             return "Use Redis 7 sharded pub/sub (SPUBLISH/SSUBSCRIBE, the wire format of createShardedAdapter) with --redis-cluster or --redis."
+        case .redisSubscriptionMode:
+            return "With --redis-sharded: static (one channel per namespace), dynamic (plus one per public room) or dynamic-private (plus one per socket), as the Node adapter's subscriptionMode."
         case .redisPassword: return "Password of the Redis data nodes with --redis-sentinel or --redis-cluster."
         case .requestsTimeout:
             return "Milliseconds cluster requests (fetch, count, acks across nodes) wait for other nodes."
@@ -149,7 +153,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .host, .adminHost: return "address"
         case .port, .adminPort: return "port"
         case .path, .socket: return "path"
-        case .socketMode: return "mode"
+        case .socketMode, .redisSubscriptionMode: return "mode"
         case .corsOrigin: return "origin"
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
         case .maxPayload, .maxBuffered: return "bytes"
