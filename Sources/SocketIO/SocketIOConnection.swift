@@ -108,7 +108,7 @@ final class SocketIOConnection {
             sendConnectError(namespace: name, message: "Invalid namespace", data: nil)
             return
         }
-        let socketID = RandomID.make()
+        let socketID = RandomID.make(length: RandomID.socketIDLength)
         if connecting == nil {
             connecting = Connecting(timeout: nil)
         }
