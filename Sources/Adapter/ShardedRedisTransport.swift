@@ -131,7 +131,7 @@ public final class ShardedRedisTransport: ClusterTransport {
             return logger.debug("the sharded format has no allRooms request", metadata: ["namespace": "\(namespace)"])
         }
         let message = ClusterMessage(uid: uid, namespace: namespace, body: body)
-        redis.spublish(channel(for: body, state), message.encode())
+        redis.spublish(Self.channel(for: body, mode: mode, state.channels), message.encode())
     }
 
     public func publishResponse(_ response: ClusterResponse, to requester: String?, namespace: String) {
@@ -152,15 +152,15 @@ public final class ShardedRedisTransport: ClusterTransport {
     /// channel in `dynamic` (unless the room looks like a socket id) and in `dynamic-private`;
     /// everything else, and a broadcast with acks (every node must count itself in), on the
     /// namespace's.
-    private func channel(for body: ClusterMessage.Body, _ state: ServedNamespace) -> String {
-        guard case .broadcast(_, let options, nil) = body, options.rooms.count == 1 else { return state.channels.broadcast }
+    static func channel(for body: ClusterMessage.Body, mode: ShardedSubscriptionMode, _ channels: RedisChannels) -> String {
+        guard case .broadcast(_, let options, nil) = body, options.rooms.count == 1 else { return channels.broadcast }
         switch mode {
         case .static:
-            return state.channels.broadcast
+            return channels.broadcast
         case .dynamic:
-            return Self.looksLikeASocketID(options.rooms[0]) ? state.channels.broadcast : state.channels.room(options.rooms[0])
+            return looksLikeASocketID(options.rooms[0]) ? channels.broadcast : channels.room(options.rooms[0])
         case .dynamicPrivate:
-            return state.channels.room(options.rooms[0])
+            return channels.room(options.rooms[0])
         }
     }
 
