@@ -59,11 +59,6 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
         transport.close()
     }
 
-    /// How many nodes serve `namespace`, this one included.
-    public func serverCount(namespace: String, completion: @escaping (Result<Int, AdapterError>) -> Void) {
-        transport.serverCount(namespace: namespace, completion: completion)
-    }
-
     private func roomChanged(_ room: String, exists: Bool, in namespace: Namespace) {
         if exists {
             transport.roomCreated(room, isPrivate: namespace.sockets[room] != nil, namespace: namespace.name)
