@@ -3,7 +3,9 @@
 `createShardedAdapter`. Emits to rooms whose channels spread over many hash slots cross nodes;
 fetch, count and serverEmit reach every node, which count one another as Node's sharded adapter
 does (`PUBSUB SHARDNUMSUB` of the namespace's channel, no heartbeats); SIGKILL of the master owning the namespace's
-channel interrupts delivery only briefly. A last test measures cross-node latency (p50/p99 over
+channel interrupts delivery only briefly. Emits to one socket of another node arrive in every
+`--redis-subscription-mode`, between sidecast nodes and next to a re-created Node sharded node
+(node_sharded.py). A last test measures cross-node latency (p50/p99 over
 a few hundred emits) in sharded mode next to classic pub/sub on a single Redis, and prints both."""
 
 import statistics
@@ -125,6 +127,14 @@ class ShardedClusterTests(HATestCase):
         reply = self.backends[0].expect("reply", id="load")
         self.assertTrue(reply["ok"], reply)
         self.assertEqual(sorted(reply["responses"], key=lambda r: r["node"]), [{"node": "B"}, {"node": "C"}])
+        # An emit to one socket of another node, single and with acks: it goes on the
+        # namespace's channel, as Node routes 20-character socket ids (issue 11).
+        self.backends[0].emit("to-sid", 1, to=[self.sids[2]])
+        self.assertEqual(list(self.clients[2].wait_for("to-sid")), [1])
+        self.clients[1].ack_replies["ping"] = lambda *args: "pong"
+        reply = self.backends[0].request({"type": "emit", "nsp": "/", "event": "ping", "args": [],
+                                          "to": [self.sids[1]], "ack": {"timeout": 4000}})
+        self.assertEqual((reply["ok"], reply["responses"]), (True, [{"sid": None, "args": ["pong"]}]), reply)
 
     def kill_and_measure_rooms_on(self, victim):
         """`ticks_across_a_kill` over the rooms whose channels the victim held; prints the gap."""
