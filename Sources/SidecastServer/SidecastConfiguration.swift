@@ -21,8 +21,14 @@ public struct SidecastConfiguration: Sendable {
     public var maxPayload = 1_000_000
     /// Bytes that may wait for one slow client before it is cut off (volatile packets go first).
     public var maxBuffered = 1 << 20
+    /// Client connections served at once; past it new ones get HTTP 503. 0 derives it from the
+    /// open-file limit (`ClientCapacity`).
+    public var maxConnections = 0
     /// Namespaces that exist even with no backend attached.
     public var namespaces: Set<String> = ["/"]
+    /// Namespaces that always require a backend's authorization (`--authorize`); they exist
+    /// like `namespaces`, and their clients are refused while no authorizing backend is attached.
+    public var authorizedNamespaces: Set<String> = []
     public var backendGrace: TimeAmount = .seconds(10)
     /// The Redis server shared by the cluster; `nil` runs a standalone node.
     public var redisURL: String?

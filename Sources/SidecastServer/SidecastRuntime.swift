@@ -96,6 +96,7 @@ final class SidecastRuntime {
 
         var bridgeConfiguration = BridgeConfiguration(nodeID: nodeID)
         bridgeConfiguration.namespaces = configuration.namespaces
+        bridgeConfiguration.authorizedNamespaces = configuration.authorizedNamespaces
         bridgeConfiguration.backendGrace = configuration.backendGrace
         bridgeConfiguration.requestsTimeout = configuration.requestsTimeout
         bridge = Bridge(configuration: bridgeConfiguration, server: socketIO, adapter: adapter, logger: logger)
@@ -156,7 +157,8 @@ final class SidecastRuntime {
         if case .serving = phase {} else { reasons.append("draining") }
         if let redis, !redis.isConnected { reasons.append("redis disconnected") }
         if configuration.requireBackend {
-            for namespace in configuration.namespaces.sorted() where !bridge.hasBackend(serving: namespace) {
+            let namespaces = configuration.namespaces.union(configuration.authorizedNamespaces)
+            for namespace in namespaces.sorted() where !bridge.hasBackend(serving: namespace) {
                 reasons.append("no backend for namespace \(namespace)")
             }
         }

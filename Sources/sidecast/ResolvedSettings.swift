@@ -69,11 +69,20 @@ struct ResolvedSettings: Sendable {
         configuration.connectTimeout = .milliseconds(Int64(try positiveInteger(.connectTimeout)))
         configuration.maxPayload = try positiveInteger(.maxPayload)
         configuration.maxBuffered = try positiveInteger(.maxBuffered)
+        configuration.maxConnections = try integer(.maxConnections)
+        guard configuration.maxConnections >= 0 else {
+            throw invalid(.maxConnections, "must be 0 (derived from the open-file limit) or more", String(configuration.maxConnections))
+        }
         let namespaces = try list(.namespace)
         if let bad = namespaces.first(where: { !$0.hasPrefix("/") }) {
             throw invalid(.namespace, "must start with '/'", bad)
         }
         configuration.namespaces = namespaces.isEmpty ? ["/"] : Set(namespaces)
+        let authorized = try list(.authorize)
+        if let bad = authorized.first(where: { !$0.hasPrefix("/") }) {
+            throw invalid(.authorize, "must start with '/'", bad)
+        }
+        configuration.authorizedNamespaces = Set(authorized)
         configuration.backendGrace = try seconds(.backendGrace, allowingZero: true)
         let redis = try string(.redis)
         configuration.redisURL = redis.isEmpty ? nil : redis
@@ -114,7 +123,9 @@ struct ResolvedSettings: Sendable {
 
     /// The effective configuration as a config file: the same keys, each line saying where its
     /// value came from, and the Redis password masked so the output can be pasted into a ticket.
-    var toml: String {
+    /// `notes` add to a line what was worked out at start, like the number `max-connections = 0`
+    /// stands for; the value itself stays as given, so the output still works as a config file.
+    func toml(notes: [Setting: String] = [:]) -> String {
         var text = "# sidecast's effective configuration; precedence: flag > environment > config file > default.\n"
         for setting in Setting.allCases {
             let entry = self[setting]
@@ -125,7 +136,8 @@ struct ResolvedSettings: Sendable {
             if setting == .redisPassword, case .string(let password) = value, !password.isEmpty {
                 value = .string("***")
             }
-            let origin = entry.source == .defaultValue ? "default" : "from " + entry.source.naming(setting)
+            var origin = entry.source == .defaultValue ? "default" : "from " + entry.source.naming(setting)
+            if let note = notes[setting] { origin += "; " + note }
             text += "\(setting.rawValue) = \(value.tomlLiteral)  # \(origin)\n"
         }
         return text

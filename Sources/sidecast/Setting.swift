@@ -17,7 +17,9 @@ enum Setting: String, CaseIterable, Sendable {
     case connectTimeout = "connect-timeout"
     case maxPayload = "max-payload"
     case maxBuffered = "max-buffered"
+    case maxConnections = "max-connections"
     case namespace
+    case authorize
     case backendGrace = "backend-grace"
     case redis
     case redisPrefix = "redis-prefix"
@@ -58,14 +60,14 @@ enum Setting: String, CaseIterable, Sendable {
         case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .adminHost, .logLevel,
             .logFormat, .redisSubscriptionMode:
             return .string
-        case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .requestsTimeout,
-            .adminPort:
+        case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
+            .requestsTimeout, .adminPort:
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
         case .requireBackend, .redisSharded:
             return .boolean
-        case .corsOrigin, .namespace, .redisSentinel, .redisCluster:
+        case .corsOrigin, .namespace, .authorize, .redisSentinel, .redisCluster:
             return .list
         }
     }
@@ -83,7 +85,9 @@ enum Setting: String, CaseIterable, Sendable {
         case .connectTimeout: return .integer(45_000)
         case .maxPayload: return .integer(1_000_000)
         case .maxBuffered: return .integer(1_048_576)
+        case .maxConnections: return .integer(0)
         case .namespace: return .list(["/"])
+        case .authorize: return .list([])
         case .backendGrace: return .number(10)
         case .redis: return .string("")
         case .redisPrefix: return .string("socket.io")
@@ -118,7 +122,11 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxPayload: return "Largest Engine.IO message or HTTP body a client may send, in bytes."
         case .maxBuffered:
             return "Bytes that may wait for one client; past it volatile packets are dropped, then the client is disconnected."
+        case .maxConnections:
+            return "Client connections served at once; past it new ones get HTTP 503. 0 derives it from the open-file limit, less a reserve for backends, Redis, the admin listener and files."
         case .namespace: return "Namespace that exists even with no backend attached; repeatable."
+        case .authorize:
+            return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."
         case .backendGrace: return "Seconds a backend group's messages wait for a backend to (re)attach."
         case .redis:
             return "Redis URL shared by the cluster: redis://[user:password@]host:port[/db] or unix:///path. Empty runs a standalone node."
@@ -157,7 +165,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .corsOrigin: return "origin"
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
         case .maxPayload, .maxBuffered: return "bytes"
-        case .namespace: return "namespace"
+        case .maxConnections: return "count"
+        case .namespace, .authorize: return "namespace"
         case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
         case .redis: return "url"
         case .redisPrefix: return "prefix"
