@@ -104,6 +104,9 @@ struct ResolvedSettings: Sendable {
         guard let mode = RedisSubscriptionMode(rawValue: subscriptionMode) else {
             throw invalid(.redisSubscriptionMode, "must be static, dynamic or dynamic-private", subscriptionMode)
         }
+        if mode != .dynamic && !configuration.redisSharded {
+            throw invalid(.redisSubscriptionMode, "applies only with redis-sharded", subscriptionMode)
+        }
         configuration.redisSubscriptionMode = mode
         if !configuration.redisSentinels.isEmpty && configuration.redisMasterName.isEmpty {
             throw invalid(.redisMaster, "must name the master Sentinel monitors when redis-sentinel is set", "\"\"")
