@@ -1,4 +1,8 @@
+import Adapter
 import NIOCore
+
+/// Which channels a sharded node subscribes (`--redis-subscription-mode`).
+public typealias RedisSubscriptionMode = ShardedSubscriptionMode
 
 /// Everything `sidecast` can be told at start, with the defaults of its flags.
 public struct SidecastConfiguration: Sendable {
@@ -36,6 +40,9 @@ public struct SidecastConfiguration: Sendable {
     /// Sharded pub/sub (Redis 7 SPUBLISH/SSUBSCRIBE) in the format of `createShardedAdapter`,
     /// over the Cluster nodes or the single `redisURL`.
     public var redisSharded = false
+    /// With `redisSharded`: which channels a node subscribes, as the Node adapter's
+    /// `subscriptionMode`.
+    public var redisSubscriptionMode = RedisSubscriptionMode.dynamic
     /// The data nodes' password in Sentinel and Cluster modes.
     public var redisPassword: String?
     /// Sentinel mode: the credentials of the sentinels themselves, if they require any.

@@ -72,24 +72,22 @@ final class SidecastRuntime {
                 throw SidecastStartError(description: "--redis-sharded: \(error)")
             }
             self.redis = redis
-            adapter = ShardedRedisAdapter(
-                server: socketIO,
+            let transport = ShardedRedisTransport(
                 redis: redis,
                 uid: nodeID,
                 prefix: configuration.redisPrefix,
-                requestsTimeout: configuration.requestsTimeout,
+                mode: configuration.redisSubscriptionMode,
                 logger: logger
+            )
+            adapter = ClusterAdapter(
+                server: socketIO, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )
         } else if let redisConfiguration = try Self.redisClientConfiguration(configuration) {
             let redis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: logger)
             self.redis = redis
-            adapter = RedisAdapter(
-                server: socketIO,
-                redis: redis,
-                uid: nodeID,
-                prefix: configuration.redisPrefix,
-                requestsTimeout: configuration.requestsTimeout,
-                logger: logger
+            let transport = RedisPubSubTransport(redis: redis, uid: nodeID, prefix: configuration.redisPrefix, logger: logger)
+            adapter = ClusterAdapter(
+                server: socketIO, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )
         } else {
             redis = nil
@@ -208,8 +206,8 @@ final class SidecastRuntime {
         socketIO.closeAll(reason: .serverShuttingDown)
         engineIO.closeAll(reason: .serverShuttingDown)
         bridge.shutdown()
-        // Unsubscribing drops this node from the other sharded nodes' SHARDNUMSUB count at once.
-        (adapter as? ShardedRedisAdapter)?.close()
+        // Unsubscribing drops this node from the other nodes' count of servers at once.
+        adapter.close()
         let flushed = redis?.shutdown() ?? engineIO.eventLoop.makeSucceededVoidFuture()
         flushed.assumeIsolated().whenComplete { [self] _ in finish() }
     }

@@ -104,6 +104,14 @@ struct ResolvedSettings: Sendable {
         if configuration.redisSharded && configuration.redisURL == nil && configuration.redisClusterNodes.isEmpty {
             throw invalid(.redisSharded, "needs redis-cluster, or redis for a single Redis 7 server", "true")
         }
+        let subscriptionMode = try string(.redisSubscriptionMode)
+        guard let mode = RedisSubscriptionMode(rawValue: subscriptionMode) else {
+            throw invalid(.redisSubscriptionMode, "must be static, dynamic or dynamic-private", subscriptionMode)
+        }
+        if mode != .dynamic && !configuration.redisSharded {
+            throw invalid(.redisSubscriptionMode, "applies only with redis-sharded", subscriptionMode)
+        }
+        configuration.redisSubscriptionMode = mode
         if !configuration.redisSentinels.isEmpty && configuration.redisMasterName.isEmpty {
             throw invalid(.redisMaster, "must name the master Sentinel monitors when redis-sentinel is set", "\"\"")
         }

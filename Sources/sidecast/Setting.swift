@@ -27,6 +27,7 @@ enum Setting: String, CaseIterable, Sendable {
     case redisMaster = "redis-master"
     case redisCluster = "redis-cluster"
     case redisSharded = "redis-sharded"
+    case redisSubscriptionMode = "redis-subscription-mode"
     case redisPassword = "redis-password"
     case redisSentinelUsername = "redis-sentinel-username"
     case redisSentinelPassword = "redis-sentinel-password"
@@ -59,7 +60,7 @@ enum Setting: String, CaseIterable, Sendable {
     var kind: Kind {
         switch self {
         case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .redisSentinelUsername,
-            .redisSentinelPassword, .adminHost, .logLevel, .logFormat:
+            .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
             .requestsTimeout, .adminPort:
@@ -96,6 +97,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisMaster: return .string("")
         case .redisCluster: return .list([])
         case .redisSharded: return .boolean(false)
+        case .redisSubscriptionMode: return .string("dynamic")
         case .redisPassword: return .string("")
         case .redisSentinelUsername: return .string("")
         case .redisSentinelPassword: return .string("")
@@ -140,6 +142,8 @@ enum Setting: String, CaseIterable, Sendable {
             return "Seed node host:port of a Redis Cluster, used with classic pub/sub; repeatable or comma-separated."
         case .redisSharded:
             return "Use Redis 7 sharded pub/sub (SPUBLISH/SSUBSCRIBE, the wire format of createShardedAdapter) with --redis-cluster or --redis."
+        case .redisSubscriptionMode:
+            return "With --redis-sharded: static (one channel per namespace), dynamic (plus one per public room) or dynamic-private (plus one per socket), as the Node adapter's subscriptionMode."
         case .redisPassword: return "Password of the Redis data nodes with --redis-sentinel or --redis-cluster."
         case .redisSentinelUsername:
             return "ACL user to log in to the sentinels as (with --redis-sentinel-password); empty uses the default user."
@@ -165,7 +169,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .host, .adminHost: return "address"
         case .port, .adminPort: return "port"
         case .path, .socket: return "path"
-        case .socketMode: return "mode"
+        case .socketMode, .redisSubscriptionMode: return "mode"
         case .corsOrigin: return "origin"
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
         case .maxPayload, .maxBuffered: return "bytes"

@@ -134,6 +134,11 @@ class RejectionTests(ConfigTestCase):
         self.assert_rejected("--config", path, mentions=("port in " + path, "70000"))
         path = self.write('log-format = "xml"\n')
         self.assert_rejected("--config", path, mentions=("log-format in " + path, "xml"))
+        path = self.write('redis-subscription-mode = "private"\n')
+        self.assert_rejected("--config", path, mentions=("redis-subscription-mode in " + path, "private",
+                                                          "static, dynamic or dynamic-private"))
+        self.assert_rejected("--redis-subscription-mode", "static", mentions=("--redis-subscription-mode",
+                                                                                "only with redis-sharded"))
         path = self.write('socket-mode = "0999"\n')
         self.assert_rejected("--config", path, mentions=("socket-mode in " + path,))
         self.assert_rejected(env={"SIDECAST_PORT": "x"}, mentions=("SIDECAST_PORT",))
