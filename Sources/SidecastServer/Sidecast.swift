@@ -32,6 +32,12 @@ public struct SidecastStartError: Error, CustomStringConvertible {
 public struct Sidecast: Service {
     /// The version `sidecast --version` prints and the start log shows.
     public static let version = "0.1.0"
+    /// The only `--threads` this version serves. More loops need every piece of the sharded
+    /// node (BENCHMARKS.md, "Many event loops"): a shard per loop owning its sessions, sockets
+    /// and rooms; the shard in every session and socket id; requests and backend commands handed
+    /// to the owning shard; queries gathered over shards before nodes. Until all of them exist
+    /// a second loop is refused rather than served with clients that miss each other's rooms.
+    public static let supportedThreads = 1
 
     public let configuration: SidecastConfiguration
     public let logger: Logger
@@ -52,6 +58,9 @@ public struct Sidecast: Service {
         let configuration = self.configuration
         let logger = self.logger
         let nodeID = self.nodeID
+        guard configuration.threads == Self.supportedThreads else {
+            throw SidecastStartError(description: "--threads \(configuration.threads): this version serves clients from \(Self.supportedThreads) event loop")
+        }
         let signals = StopSignals()
         // Every socket is bound before anything else exists, so a port in use or a bad address
         // stops the start while nothing runs that would need stopping.
@@ -62,7 +71,7 @@ public struct Sidecast: Service {
             signals.cancel()
             throw error
         }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: Self.supportedThreads)
         let loop = group.next()
         let parts: Parts
         do {
@@ -143,6 +152,7 @@ public struct Sidecast: Service {
             "admin": "http://\(configuration.adminHost):\(admin.localAddress?.port ?? configuration.adminPort)",
             "redis": "\(configuration.redisMode)",
             "max_connections": "\(capacity.maxConnections)",
+            "threads": "\(configuration.threads)",
         ])
         if capacity.isAboveLimit {
             logger.warning("--max-connections leaves too few descriptors for backends, Redis and the admin listener", metadata: [

@@ -24,6 +24,9 @@ public struct SidecastConfiguration: Sendable {
     /// Client connections served at once; past it new ones get HTTP 503. 0 derives it from the
     /// open-file limit (`ClientCapacity`).
     public var maxConnections = 0
+    /// Event loops serving clients (`--threads`, 0 resolved to the CPU allowance). Only 1 is
+    /// accepted until every piece of the sharded node exists (see `Sidecast`).
+    public var threads = 1
     /// Namespaces that exist even with no backend attached.
     public var namespaces: Set<String> = ["/"]
     /// Namespaces that always require a backend's authorization (`--authorize`); they exist

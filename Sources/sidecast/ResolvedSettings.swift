@@ -49,8 +49,9 @@ struct ResolvedSettings: Sendable {
         }
     }
 
-    /// Checks every value's range and builds the server's configuration.
-    func makeConfiguration() throws(ConfigurationError) -> SidecastConfiguration {
+    /// Checks every value's range and builds the server's configuration; `cpus` is what
+    /// `threads = 0` stands for.
+    func makeConfiguration(cpus: CPUAllowance) throws(ConfigurationError) -> SidecastConfiguration {
         var configuration = SidecastConfiguration()
         configuration.host = try nonEmptyString(.host)
         configuration.port = try port(.port)
@@ -72,6 +73,20 @@ struct ResolvedSettings: Sendable {
         configuration.maxConnections = try integer(.maxConnections)
         guard configuration.maxConnections >= 0 else {
             throw invalid(.maxConnections, "must be 0 (derived from the open-file limit) or more", String(configuration.maxConnections))
+        }
+        let threads = try integer(.threads)
+        guard threads >= 0 else { throw invalid(.threads, "must be 0 (one per CPU this process may run on) or more", String(threads)) }
+        configuration.threads = threads == 0 ? cpus.count : threads
+        guard configuration.threads == Sidecast.supportedThreads else {
+            // Refused rather than half-served: clients on a second loop would not see the
+            // backends, rooms and broadcasts of the first until every shard hand-off exists.
+            let given = threads == 0 ? "0, which is \(cpus.derivation) here" : String(threads)
+            throw invalid(
+                .threads,
+                "must be \(Sidecast.supportedThreads) in this version, which serves every client from one event loop "
+                    + "(use more cores by running one sidecast per core with --redis)",
+                given
+            )
         }
         let namespaces = try list(.namespace)
         if let bad = namespaces.first(where: { !$0.hasPrefix("/") }) {

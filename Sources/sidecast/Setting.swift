@@ -18,6 +18,7 @@ enum Setting: String, CaseIterable, Sendable {
     case maxPayload = "max-payload"
     case maxBuffered = "max-buffered"
     case maxConnections = "max-connections"
+    case threads
     case namespace
     case authorize
     case backendGrace = "backend-grace"
@@ -63,7 +64,7 @@ enum Setting: String, CaseIterable, Sendable {
             .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
-            .requestsTimeout, .adminPort:
+            .threads, .requestsTimeout, .adminPort:
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
@@ -88,6 +89,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxPayload: return .integer(1_000_000)
         case .maxBuffered: return .integer(1_048_576)
         case .maxConnections: return .integer(0)
+        case .threads: return .integer(1)
         case .namespace: return .list(["/"])
         case .authorize: return .list([])
         case .backendGrace: return .number(10)
@@ -128,6 +130,8 @@ enum Setting: String, CaseIterable, Sendable {
             return "Bytes that may wait for one client; past it volatile packets are dropped, then the client is disconnected."
         case .maxConnections:
             return "Client connections served at once; past it new ones get HTTP 503. 0 derives it from the open-file limit, less a reserve for backends, Redis, the admin listener and files."
+        case .threads:
+            return "Event loops serving clients; 0 is one per CPU this process may run on (its affinity mask and cgroup CPU quota). Only 1 is supported so far."
         case .namespace: return "Namespace that exists even with no backend attached; repeatable."
         case .authorize:
             return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."
@@ -173,7 +177,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .corsOrigin: return "origin"
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
         case .maxPayload, .maxBuffered: return "bytes"
-        case .maxConnections: return "count"
+        case .maxConnections, .threads: return "count"
         case .namespace, .authorize: return "namespace"
         case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
         case .redis: return "url"

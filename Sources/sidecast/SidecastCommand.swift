@@ -44,6 +44,7 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: Setting.maxPayload.help) var maxPayload: Int?
     @Option(parsing: .unconditional, help: Setting.maxBuffered.help) var maxBuffered: Int?
     @Option(parsing: .unconditional, help: Setting.maxConnections.help) var maxConnections: Int?
+    @Option(parsing: .unconditional, help: Setting.threads.help) var threads: Int?
     @Option(name: .customLong(Setting.namespace.rawValue), help: Setting.namespace.help) var namespaces: [String] = []
     @Option(name: .customLong(Setting.authorize.rawValue), help: Setting.authorize.help) var authorizedNamespaces: [String] = []
     @Option(parsing: .unconditional, help: Setting.backendGrace.help) var backendGrace: Double?
@@ -81,6 +82,7 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.maxPayload] = maxPayload.map(SettingValue.integer)
         values[.maxBuffered] = maxBuffered.map(SettingValue.integer)
         values[.maxConnections] = maxConnections.map(SettingValue.integer)
+        values[.threads] = threads.map(SettingValue.integer)
         values[.namespace] = namespaces.isEmpty ? nil : .list(namespaces)
         values[.authorize] = authorizedNamespaces.isEmpty ? nil : .list(authorizedNamespaces)
         values[.backendGrace] = backendGrace.map(SettingValue.number)
@@ -112,12 +114,14 @@ struct SidecastCommand: AsyncParsableCommand {
             layers.append(try SettingLayer.file(at: path))
         }
         let settings = ResolvedSettings(layers: layers)
-        let configuration = try settings.makeConfiguration()
+        let cpus = CPUAllowance.current()
+        let configuration = try settings.makeConfiguration(cpus: cpus)
         let level = try settings.logLevel
         let format = try settings.logFormat
         if printConfig {
             let capacity = ClientCapacity(configuration: configuration, limit: .raisingSoftLimit())
-            print(settings.toml(notes: [.maxConnections: capacity.derivation]), terminator: "")
+            let notes = [Setting.maxConnections: capacity.derivation, .threads: cpus.derivation]
+            print(settings.toml(notes: notes), terminator: "")
             return
         }
 

@@ -29,6 +29,8 @@ import websocket
 SIDECAST_BIN = os.environ.get("SIDECAST_BIN")
 VERBOSE = os.environ.get("SIDECAST_TEST_VERBOSE") == "1"
 TIMEOUT = float(os.environ.get("SIDECAST_TEST_WAIT", "5"))
+# Event loops of every sidecast the harness starts (`--threads`); unset leaves sidecast's default.
+THREADS = os.environ.get("SIDECAST_TEST_THREADS")
 HERE = os.path.dirname(os.path.realpath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
@@ -129,6 +131,8 @@ class Sidecast:
             args += ["--namespace", nsp]
         if VERBOSE:
             args += ["--log-level", "debug"]
+        if THREADS:
+            args += ["--threads", THREADS]
         args += [str(f) for f in flags]
         print(f"[harness] starting {' '.join(args[1:])}", file=sys.stderr, flush=True)
         full_env = dict(os.environ)
