@@ -23,6 +23,8 @@ public struct EngineIOConfiguration: Sendable {
     /// Enabled transports; a session opened over polling is offered the upgrade only when
     /// `.websocket` is in this set.
     public var transports: Set<EngineIOTransportKind>
+    /// The event loop's shard this server is, written into its session ids.
+    public var shard: LoopShard
 
     public init() {
         self.path = "/engine.io/"
@@ -32,5 +34,6 @@ public struct EngineIOConfiguration: Sendable {
         self.maxPayload = 1_000_000
         self.corsOrigins = []
         self.transports = [.polling, .websocket]
+        self.shard = .only
     }
 }

@@ -228,7 +228,7 @@ public final class EngineIOServer {
 
     private func makeSessionID() -> String {
         while true {
-            let id = RandomID.make()
+            let id = RandomID.make(shard: self.configuration.shard)
             if self.sessions[id] == nil { return id }
         }
     }

@@ -121,7 +121,7 @@ final class SocketIOConnection {
             sendConnectError(namespace: name, message: "too many pending connects", data: nil)
             return
         }
-        let socketID = RandomID.make(length: RandomID.socketIDLength)
+        let socketID = RandomID.make(length: RandomID.socketIDLength, shard: server.configuration.shard)
         if connecting == nil {
             connecting = Connecting(timeout: nil)
         }

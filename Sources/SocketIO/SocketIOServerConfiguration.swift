@@ -1,3 +1,4 @@
+import EngineIO
 import NIOCore
 
 /// Settings of the Socket.IO layer; transport settings live in `EngineIOConfiguration`.
@@ -18,6 +19,8 @@ public struct SocketIOServerConfiguration: Sendable {
     /// Namespaces one client may wait to join at once while their authorization is decided.
     /// A further CONNECT gets CONNECT_ERROR "too many pending connects".
     public var maxPendingConnects: Int = 16
+    /// The event loop's shard this server is, written into its socket ids.
+    public var shard: LoopShard = .only
 
     public init() {}
 }

@@ -149,4 +149,51 @@ final class RandomIDTests: XCTestCase {
         XCTAssertEqual(seen.count, 10_000)
         XCTAssertEqual(lastCharacters, urlSafe, "the second word's characters are random too")
     }
+
+    /// Every shard of every count reads back from its ids, sessions' and sockets' alike, and
+    /// the ids stay random: unique, of their length, and (past the shard) every character turns up.
+    func testIDsSayTheirShard() {
+        for count in [1, 2, 3, 4, 7, 64, 100, 4095, LoopShard.maximumCount] {
+            for index in Set([0, 1 % count, count / 2, count - 1]) {
+                let shard = LoopShard(index: index, count: count)
+                var seen = Set<String>()
+                for length in [RandomID.length, RandomID.socketIDLength] {
+                    for _ in 0..<500 {
+                        let id = RandomID.make(length: length, shard: shard)
+                        XCTAssertEqual(id.utf8.count, length)
+                        XCTAssertEqual(LoopShard.index(of: id, count: count), index, "\(id) of shard \(shard)")
+                        seen.insert(id)
+                    }
+                }
+                XCTAssertEqual(seen.count, 1000, "shard \(shard)")
+            }
+        }
+    }
+
+    /// With the only shard of a one-loop node, the first two characters are as random as the
+    /// others: ids look as they did before shards existed.
+    func testTheOnlyShardLeavesIDsFullyRandom() {
+        let urlSafe = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        var firsts = Set<UInt8>()
+        var seconds = Set<UInt8>()
+        for _ in 0..<10_000 {
+            let id = Array(RandomID.make().utf8)
+            firsts.insert(id[0])
+            seconds.insert(id[1])
+        }
+        XCTAssertEqual(firsts, urlSafe)
+        XCTAssertEqual(seconds, urlSafe)
+    }
+
+    /// A backend may name any string as a socket: what is not one of our ids has no shard.
+    func testStringsThatAreNotIDsHaveNoShard() {
+        XCTAssertNil(LoopShard.index(of: "", count: 4))
+        XCTAssertNil(LoopShard.index(of: "A", count: 4))
+        XCTAssertNil(LoopShard.index(of: "A.bcdefghijklmnopqrs", count: 4))
+        XCTAssertNil(LoopShard.index(of: "éA", count: 4))
+        XCTAssertEqual(LoopShard.index(of: "AAAAAAAAAAAAAAAAAAAA", count: 4), 0)
+        // "_" is 63 and "A" is 0: the value is 63, shard 3 of 4.
+        XCTAssertEqual(LoopShard.index(of: "_A", count: 4), 3)
+        XCTAssertEqual(LoopShard.index(of: "__", count: 4096), 4095)
+    }
 }

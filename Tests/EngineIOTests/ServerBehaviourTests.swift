@@ -11,6 +11,22 @@ import XCTest
 final class ServerBehaviourTests: XCTestCase {
     private func pollURI(_ sid: String) -> String { "/engine.io/?EIO=4&transport=polling&sid=\(sid)" }
 
+    // MARK: shards
+
+    /// A server that is one shard of several hands out session ids of that shard, over polling
+    /// and WebSocket alike, so another loop can route their requests without asking it.
+    func testSessionIDsSayTheServersShard() throws {
+        let shard = LoopShard(index: 2, count: 3)
+        let test = TestServer { $0.shard = shard }
+        for _ in 0..<20 {
+            let polling = try test.openPollingSession()
+            XCTAssertEqual(polling.count, RandomID.length)
+            XCTAssertEqual(LoopShard.index(of: polling, count: 3), 2, polling)
+            let (_, webSocket) = try test.openWebSocketSession()
+            XCTAssertEqual(LoopShard.index(of: webSocket, count: 3), 2, webSocket)
+        }
+    }
+
     // MARK: server-initiated close
 
     func testServerCloseWithoutPendingPollDeliversQueuedPacketsThenClosePacket() throws {

@@ -23,6 +23,17 @@ final class ConnectionLifecycleTests: XCTestCase {
         XCTAssertTrue(socket.rooms.contains(socket.id), "a socket starts in its own-id room")
     }
 
+    /// A server that is one shard of several gives its sockets ids of that shard, still of
+    /// Node's 20 characters, so a backend's command about a socket can be routed by its id.
+    func testSocketIDsSayTheServersShard() throws {
+        let test = SocketIOTestServer { $0.shard = LoopShard(index: 5, count: 8) }
+        for _ in 0..<20 {
+            let (_, socket) = try test.connectedClient()
+            XCTAssertEqual(socket.id.utf8.count, RandomID.socketIDLength)
+            XCTAssertEqual(LoopShard.index(of: socket.id, count: 8), 5, socket.id)
+        }
+    }
+
     func testConnectToUnknownNamespaceIsRefused() throws {
         let test = SocketIOTestServer()
         let client = try test.client()
