@@ -17,12 +17,15 @@ import SocketIO
 /// Local work never waits for the medium: a broadcast is delivered to this node's clients at
 /// once and published for the others (queued while Redis is away). Requests that need answers
 /// from other nodes fail with a clear error when the transport can't count the nodes.
-/// Confined to the Socket.IO server's event loop.
+///
+/// A node on several event loops is still one node of the cluster (one uid, counted once by
+/// `serverCount`, one answer per request): requests gather over this node's shards
+/// (``NodeShards``) first, then over the other nodes. Confined to the home shard's event loop.
 public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     public weak var delegate: AdapterDelegate?
     /// This node's id on the wire; a node ignores messages carrying its own uid.
     public let uid: String
-    private let server: SocketIOServer
+    private let shards: NodeShards
     private let transport: ClusterTransport
     /// How long requests wait for other nodes when the caller gives no timeout of its own.
     private let requestsTimeout: TimeAmount
@@ -30,14 +33,19 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     private var served: Set<String> = []
     private let requests: PendingRequests
 
-    public init(server: SocketIOServer, transport: ClusterTransport, uid: String, requestsTimeout: TimeAmount, logger: Logger) {
-        self.server = server
+    public init(shards: NodeShards, transport: ClusterTransport, uid: String, requestsTimeout: TimeAmount, logger: Logger) {
+        self.shards = shards
         self.transport = transport
         self.uid = uid
         self.requestsTimeout = requestsTimeout
         self.logger = logger
-        self.requests = PendingRequests(eventLoop: server.eventLoop, logger: logger)
+        self.requests = PendingRequests(eventLoop: shards.eventLoop, logger: logger)
         transport.delegate = self
+    }
+
+    /// The adapter of a node on one event loop. Call on the server's loop.
+    public convenience init(server: SocketIOServer, transport: ClusterTransport, uid: String, requestsTimeout: TimeAmount, logger: Logger) {
+        self.init(shards: NodeShards(server: server), transport: transport, uid: uid, requestsTimeout: requestsTimeout, logger: logger)
     }
 
     /// Requests of this node still waiting for answers.
@@ -46,25 +54,22 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     public func serve(namespace name: String) {
         guard served.insert(name).inserted else { return }
         transport.serve(namespace: name)
-        guard transport.followsRooms else { return }
-        let namespace = server.namespace(named: name)
-        namespace.onRoomChange = { [weak self, weak namespace] room, exists in
-            guard let self, let namespace else { return }
-            self.roomChanged(room, exists: exists, in: namespace)
+        guard transport.followsRooms else {
+            // Without room channels only a node of several shards needs to know its rooms.
+            return shards.followRooms(of: name, onChange: nil)
         }
-        for room in namespace.rooms.keys { roomChanged(room, exists: true, in: namespace) }
+        shards.followRooms(of: name) { [weak self] room, exists, isPrivate in
+            guard let self else { return }
+            if exists {
+                self.transport.roomCreated(room, isPrivate: isPrivate, namespace: name)
+            } else {
+                self.transport.roomDeleted(room, namespace: name)
+            }
+        }
     }
 
     public func close() {
         transport.close()
-    }
-
-    private func roomChanged(_ room: String, exists: Bool, in namespace: Namespace) {
-        if exists {
-            transport.roomCreated(room, isPrivate: namespace.sockets[room] != nil, namespace: namespace.name)
-        } else {
-            transport.roomDeleted(room, namespace: namespace.name)
-        }
     }
 
     // MARK: Operations of this node
@@ -73,7 +78,7 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
         if !options.local {
             transport.publish(.broadcast(packet: packet, options: ClusterOptions(options), requestId: nil), namespace: options.namespace)
         }
-        server.broadcast(packet, options: options)
+        shards.broadcast(packet, options: options)
     }
 
     public func broadcastWithAck(
@@ -83,7 +88,7 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
         completion: @escaping (BroadcastAckResult) -> Void
     ) {
         let request = BroadcastAckRequest(completion: completion)
-        request.startLocally(on: server, packet, options: options)
+        request.startLocally(on: shards, packet, options: options)
         guard !options.local else { return request.expect(otherNodes: 0) }
         let requestID = Self.makeRequestID()
         request.onFinish = { [weak self] in self?.requests.forget(requestID) }
@@ -97,31 +102,32 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     }
 
     public func addSockets(_ options: BroadcastOptions, rooms: [String]) {
-        server.addSockets(options, rooms: rooms)
+        shards.addSockets(options, rooms: rooms)
         guard !options.local else { return }
         transport.publish(.socketsJoin(options: ClusterOptions(options), rooms: rooms), namespace: options.namespace)
     }
 
     public func removeSockets(_ options: BroadcastOptions, rooms: [String]) {
-        server.removeSockets(options, rooms: rooms)
+        shards.removeSockets(options, rooms: rooms)
         guard !options.local else { return }
         transport.publish(.socketsLeave(options: ClusterOptions(options), rooms: rooms), namespace: options.namespace)
     }
 
     public func disconnectSockets(_ options: BroadcastOptions, close: Bool) {
-        server.disconnectSockets(options, close: close)
+        shards.disconnectSockets(options, close: close)
         guard !options.local else { return }
         transport.publish(.disconnectSockets(options: ClusterOptions(options), close: close), namespace: options.namespace)
     }
 
     public func fetchSockets(_ options: BroadcastOptions, completion: @escaping (Result<[SocketDetails], AdapterError>) -> Void) {
-        let local = server.fetchSockets(options).map(SocketDetails.init)
-        guard !options.local else { return completion(.success(local)) }
-        askOtherNodes(options.namespace, failure: { completion(.failure($0)) }, alone: { completion(.success(local)) }) { others in
-            let requestID = Self.makeRequestID()
-            let request = FetchRequest(namespace: options.namespace, otherNodes: others, local: local, completion: completion)
-            self.requests.track(requestID, request, what: "fetchSockets", timeout: self.requestsTimeout)
-            self.transport.publish(.fetchSockets(options: ClusterOptions(options), requestId: requestID), namespace: options.namespace)
+        shards.fetchSockets(options, describe: SocketDetails.init) { [self] local in
+            guard !options.local else { return completion(.success(local)) }
+            askOtherNodes(options.namespace, failure: { completion(.failure($0)) }, alone: { completion(.success(local)) }) { others in
+                let requestID = Self.makeRequestID()
+                let request = FetchRequest(namespace: options.namespace, otherNodes: others, local: local, completion: completion)
+                self.requests.track(requestID, request, what: "fetchSockets", timeout: self.requestsTimeout)
+                self.transport.publish(.fetchSockets(options: ClusterOptions(options), requestId: requestID), namespace: options.namespace)
+            }
         }
     }
 
@@ -132,12 +138,13 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
                 completion(result.map { sockets in Set(sockets.flatMap(\.rooms)) })
             }
         }
-        let local = server.allRooms(namespace: namespace)
-        askOtherNodes(namespace, failure: { completion(.failure($0)) }, alone: { completion(.success(local)) }) { others in
-            let requestID = Self.makeRequestID()
-            let request = AllRoomsRequest(otherNodes: others, local: local, completion: completion)
-            self.requests.track(requestID, request, what: "allRooms", timeout: self.requestsTimeout)
-            self.transport.publish(.allRooms(requestId: requestID), namespace: namespace)
+        shards.allRooms(namespace: namespace) { [self] local in
+            askOtherNodes(namespace, failure: { completion(.failure($0)) }, alone: { completion(.success(local)) }) { others in
+                let requestID = Self.makeRequestID()
+                let request = AllRoomsRequest(otherNodes: others, local: local, completion: completion)
+                self.requests.track(requestID, request, what: "allRooms", timeout: self.requestsTimeout)
+                self.transport.publish(.allRooms(requestId: requestID), namespace: namespace)
+            }
         }
     }
 
@@ -182,7 +189,7 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     // MARK: What other nodes send
 
     public func transport(holdsRoom room: String, namespace: String) -> Bool {
-        server.namespaces[namespace]?.rooms[room] != nil
+        shards.holdsRoom(room, namespace: namespace)
     }
 
     public func transport(didReceive response: ClusterResponse) {
@@ -193,29 +200,34 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
         if sender == uid { return }
         switch request {
         case .broadcast(let packet, let options, nil):
-            server.broadcast(packet, options: options.local(namespace))
+            shards.broadcast(packet, options: options.local(namespace))
         case .broadcast(let packet, let options, let requestID?):
-            let (count, cancel) = server.broadcastWithAck(packet, options: options.local(namespace)) { [weak self] _, args in
+            // The count goes out before any answer, whatever shard answers first: the
+            // requester learns how many answers to wait for from it.
+            let cancel = shards.broadcastWithAck(packet, options: options.local(namespace), counted: { [weak self] count in
+                self?.transport.publishResponse(.broadcastClientCount(requestId: requestID, clientCount: count), to: sender, namespace: namespace)
+            }, onAck: { [weak self] _, args in
                 self?.transport.publishResponse(.broadcastAck(requestId: requestID, packet: args.first), to: sender, namespace: namespace)
-            }
-            transport.publishResponse(.broadcastClientCount(requestId: requestID, clientCount: count), to: sender, namespace: namespace)
+            })
             // Late answers are useless to the requester once its own timeout passed.
             let timeout = options.flags.timeout.map { TimeAmount.milliseconds($0) } ?? requestsTimeout
-            server.eventLoop.assumeIsolated().scheduleTask(in: timeout) { cancel() }
+            shards.eventLoop.assumeIsolated().scheduleTask(in: timeout) { cancel() }
         case .socketsJoin(let options, let rooms):
-            server.addSockets(options.local(namespace), rooms: rooms)
+            shards.addSockets(options.local(namespace), rooms: rooms)
         case .socketsLeave(let options, let rooms):
-            server.removeSockets(options.local(namespace), rooms: rooms)
+            shards.removeSockets(options.local(namespace), rooms: rooms)
         case .disconnectSockets(let options, let close):
-            server.disconnectSockets(options.local(namespace), close: close)
+            shards.disconnectSockets(options.local(namespace), close: close)
         case .fetchSockets(let options, let requestID):
-            let sockets = server.fetchSockets(options.local(namespace)).map {
+            shards.fetchSockets(options.local(namespace), describe: {
                 RedisSocketDetails(id: $0.id, handshake: Self.nodeHandshake($0), rooms: [$0.id] + $0.rooms.subtracting([$0.id]).sorted(), data: $0.data)
+            }) { [weak self] sockets in
+                self?.transport.publishResponse(.fetchSockets(requestId: requestID, sockets: sockets), to: sender, namespace: namespace)
             }
-            transport.publishResponse(.fetchSockets(requestId: requestID, sockets: sockets), to: sender, namespace: namespace)
         case .allRooms(let requestID):
-            let rooms = server.allRooms(namespace: namespace).sorted()
-            transport.publishResponse(.allRooms(requestId: requestID, rooms: rooms), to: sender, namespace: namespace)
+            shards.allRooms(namespace: namespace) { [weak self] rooms in
+                self?.transport.publishResponse(.allRooms(requestId: requestID, rooms: rooms.sorted()), to: sender, namespace: namespace)
+            }
         case .serverSideEmit(let requestID, let packet):
             guard case .string(let event)? = packet.first else {
                 return logger.warning("skipping a server-side emit without an event name", metadata: ["namespace": "\(namespace)"])

@@ -40,19 +40,24 @@ final class BroadcastAckRequest: CollectingRequest {
     private(set) var isDone = false
     /// Stops the answers of this node's sockets from counting.
     private var cancelLocal: () -> Void = {}
+    /// False while this node's shards are still counting their sockets.
+    private var localCounted = true
     var onFinish: (() -> Void)?
 
     init(completion: @escaping (BroadcastAckResult) -> Void) {
         self.completion = completion
     }
 
-    /// Emits to this node's matching sockets and counts them in.
-    func startLocally(on server: SocketIOServer, _ packet: SocketIOPacket, options: BroadcastOptions) {
-        let (count, cancel) = server.broadcastWithAck(packet, options: options) { socketID, args in
+    /// Emits to this node's matching sockets, on every shard, and counts them in.
+    func startLocally(on shards: NodeShards, _ packet: SocketIOPacket, options: BroadcastOptions) {
+        localCounted = false
+        cancelLocal = shards.broadcastWithAck(packet, options: options, counted: { count in
+            self.expectedClients += count
+            self.localCounted = true
+            self.finishIfComplete()
+        }, onAck: { socketID, args in
             self.add(.init(socketID: socketID, args: args))
-        }
-        cancelLocal = cancel
-        expectedClients += count
+        })
     }
 
     /// How many other nodes will report their clients.
@@ -62,7 +67,7 @@ final class BroadcastAckRequest: CollectingRequest {
     }
 
     var isComplete: Bool {
-        nodes.isComplete && responses.count >= expectedClients
+        localCounted && nodes.isComplete && responses.count >= expectedClients
     }
 
     func collect(_ response: ClusterResponse) -> Bool {

@@ -2,13 +2,18 @@ import NIOCore
 import SidecastJSON
 import SocketIO
 
-/// The single-node adapter: every operation is the Socket.IO server's own local one.
+/// The single-node adapter: every operation is the local one, over this node's shards.
 public final class LocalAdapter: Adapter {
-    private let server: SocketIOServer
+    private let shards: NodeShards
     public weak var delegate: AdapterDelegate?
 
-    public init(server: SocketIOServer) {
-        self.server = server
+    public init(shards: NodeShards) {
+        self.shards = shards
+    }
+
+    /// The adapter of a standalone node on one event loop. Call on the server's loop.
+    public convenience init(server: SocketIOServer) {
+        self.init(shards: NodeShards(server: server))
     }
 
     public func serve(namespace: String) {}
@@ -16,7 +21,7 @@ public final class LocalAdapter: Adapter {
     public func close() {}
 
     public func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
-        server.broadcast(packet, options: options)
+        shards.broadcast(packet, options: options)
     }
 
     public func broadcastWithAck(
@@ -26,36 +31,36 @@ public final class LocalAdapter: Adapter {
         completion: @escaping (BroadcastAckResult) -> Void
     ) {
         let request = BroadcastAckRequest(completion: completion)
-        request.startLocally(on: server, packet, options: options)
+        request.startLocally(on: shards, packet, options: options)
         request.expect(otherNodes: 0)
         guard !request.isDone else { return }
-        let timer = server.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+        let timer = shards.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
             request.finish(timedOut: true)
         }
         request.onFinish = { timer.cancel() }
     }
 
     public func addSockets(_ options: BroadcastOptions, rooms: [String]) {
-        server.addSockets(options, rooms: rooms)
+        shards.addSockets(options, rooms: rooms)
     }
 
     public func removeSockets(_ options: BroadcastOptions, rooms: [String]) {
-        server.removeSockets(options, rooms: rooms)
+        shards.removeSockets(options, rooms: rooms)
     }
 
     public func disconnectSockets(_ options: BroadcastOptions, close: Bool) {
-        server.disconnectSockets(options, close: close)
+        shards.disconnectSockets(options, close: close)
     }
 
     public func fetchSockets(
         _ options: BroadcastOptions,
         completion: @escaping (Result<[SocketDetails], AdapterError>) -> Void
     ) {
-        completion(.success(server.fetchSockets(options).map(SocketDetails.init)))
+        shards.fetchSockets(options, describe: SocketDetails.init) { completion(.success($0)) }
     }
 
     public func allRooms(namespace: String, completion: @escaping (Result<Set<String>, AdapterError>) -> Void) {
-        completion(.success(server.allRooms(namespace: namespace)))
+        shards.allRooms(namespace: namespace) { completion(.success($0)) }
     }
 
     /// A single node has no other node to tell: the emit reaches nobody and waits for no one.

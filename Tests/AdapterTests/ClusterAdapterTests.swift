@@ -453,6 +453,8 @@ final class FakeTransport: ClusterTransport {
         roomEvents.append("-\(room)")
     }
 
+    func clearRoomEvents() { roomEvents.removeAll() }
+
     func serverCount(namespace: String, completion: @escaping (Result<Int, AdapterError>) -> Void) {
         completion(bus.reachable ? .success(bus.transports.count) : .failure(.unavailable("the bus is down")))
     }

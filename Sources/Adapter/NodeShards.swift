@@ -1,0 +1,288 @@
+import NIOCore
+import SidecastJSON
+import SocketIO
+
+/// This node's sockets as the adapter reaches them: the Socket.IO servers of its event loops,
+/// one shard each, which own the sockets and rooms of the clients their loop serves.
+///
+/// The adapter lives on the home loop, the first shard's. An operation for every shard runs on
+/// each shard's own loop: at once for a shard on the home loop, handed over with `execute` for
+/// the others. A loop runs what it is handed in the order it was handed, so operations the
+/// adapter issues reach every shard in the order issued, and two emits to one socket arrive in
+/// order. Answers come back to the home loop the same way and are gathered in shard order;
+/// no lock, no table shared between loops.
+///
+/// With one shard every call is direct and synchronous, as before shards existed.
+public final class NodeShards {
+    /// The home loop: the adapter's, where every completion runs.
+    public let eventLoop: EventLoop
+    private let servers: [NIOLoopBound<SocketIOServer>]
+    /// Per namespace, how many shards hold each room; kept only on a node of several shards,
+    /// where no single server knows.
+    private var roomHolders: [String: [String: Int]] = [:]
+
+    /// `servers`, each bound to its own loop; the first is on the home loop.
+    public init(servers: [NIOLoopBound<SocketIOServer>]) {
+        precondition(!servers.isEmpty, "a node has at least one shard")
+        self.servers = servers
+        self.eventLoop = servers[0].eventLoop
+    }
+
+    /// A node of one shard. Call on the server's loop.
+    public convenience init(server: SocketIOServer) {
+        self.init(servers: [NIOLoopBound(server, eventLoop: server.eventLoop)])
+    }
+
+    public var count: Int { servers.count }
+
+    /// The home shard's server. Only for what needs no other shard; used by a node of one shard.
+    var home: SocketIOServer { servers[0].value }
+
+    /// Runs `work` on every shard's loop.
+    func forEach(_ work: @escaping @Sendable (SocketIOServer) -> Void) {
+        for server in servers {
+            if server.eventLoop === eventLoop {
+                work(server.value)
+            } else {
+                server.eventLoop.execute { work(server.value) }
+            }
+        }
+    }
+
+    /// Runs `work` on every shard's loop, then `completion` on the home loop with the results
+    /// in shard order. With one shard, before returning.
+    func gather<Value: Sendable>(
+        _ work: @escaping @Sendable (SocketIOServer) -> Value,
+        completion: @escaping ([Value]) -> Void
+    ) {
+        if servers.count == 1 {
+            return completion([work(home)])
+        }
+        let gathering = NIOLoopBound(Gathering(count: servers.count, completion: completion), eventLoop: eventLoop)
+        let home = eventLoop
+        for (index, server) in servers.enumerated() {
+            if server.eventLoop === home {
+                gathering.value.receive(work(server.value), at: index)
+            } else {
+                server.eventLoop.execute {
+                    let result = work(server.value)
+                    home.execute { gathering.value.receive(result, at: index) }
+                }
+            }
+        }
+    }
+
+    // MARK: Operations over every shard
+
+    func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
+        forEach { $0.broadcast(packet, options: options) }
+    }
+
+    func addSockets(_ options: BroadcastOptions, rooms: [String]) {
+        forEach { $0.addSockets(options, rooms: rooms) }
+    }
+
+    func removeSockets(_ options: BroadcastOptions, rooms: [String]) {
+        forEach { $0.removeSockets(options, rooms: rooms) }
+    }
+
+    func disconnectSockets(_ options: BroadcastOptions, close: Bool) {
+        forEach { $0.disconnectSockets(options, close: close) }
+    }
+
+    /// What every shard's matching sockets say of themselves, as `describe` puts it (on the
+    /// socket's loop, so it may read anything of the socket).
+    func fetchSockets<Details: Sendable>(
+        _ options: BroadcastOptions,
+        describe: @escaping @Sendable (SocketIOSocket) -> Details,
+        completion: @escaping ([Details]) -> Void
+    ) {
+        gather({ $0.fetchSockets(options).map(describe) }, completion: { completion($0.flatMap { $0 }) })
+    }
+
+    func allRooms(namespace: String, completion: @escaping (Set<String>) -> Void) {
+        gather({ $0.allRooms(namespace: namespace) }, completion: { completion($0.reduce(into: []) { $0.formUnion($1) }) })
+    }
+
+    /// Emits `packet` with an ack id to every shard's matching sockets. `counted` hears, once
+    /// every shard has emitted, how many sockets were asked; `onAck` hears each answer, never
+    /// before `counted`. Both run on the home loop. The result stops answers from counting.
+    func broadcastWithAck(
+        _ packet: SocketIOPacket,
+        options: BroadcastOptions,
+        counted: @escaping (Int) -> Void,
+        onAck: @escaping (_ socketID: String, _ args: [JSONValue]) -> Void
+    ) -> () -> Void {
+        if servers.count == 1 {
+            let (count, cancel) = home.broadcastWithAck(packet, options: options, onAck: onAck)
+            counted(count)
+            return cancel
+        }
+        // Answers of a shard counted early wait until every shard has counted, so that whoever
+        // hears `onAck` already knows how many answers to expect.
+        let collector = NIOLoopBound(AckCollector(counted: counted, onAck: onAck), eventLoop: eventLoop)
+        let home = eventLoop
+        gather({ server in
+            let (count, cancel) = server.broadcastWithAck(packet, options: options) { socketID, args in
+                if server.eventLoop === home {
+                    collector.value.answer(socketID, args)
+                } else {
+                    home.execute { collector.value.answer(socketID, args) }
+                }
+            }
+            return (count: count, cancel: NIOLoopBound(cancel, eventLoop: server.eventLoop))
+        }, completion: { shards in
+            collector.value.allCounted(shards.reduce(0) { $0 + $1.count }, cancels: shards.map(\.cancel))
+        })
+        return { collector.value.cancel() }
+    }
+
+    // MARK: Rooms of the whole node
+
+    /// Follows the rooms of `namespace` over every shard. `onChange` hears (on the home loop)
+    /// when a room gets its first member on this node and loses its last: on any shard, that is.
+    /// `isPrivate` says whether the room is a socket's own-id room.
+    func followRooms(of namespace: String, onChange: ((_ room: String, _ exists: Bool, _ isPrivate: Bool) -> Void)?) {
+        if servers.count == 1 {
+            guard let onChange else { return }
+            let server = home
+            let followed = server.namespace(named: namespace)
+            followed.onRoomChange = { [weak followed] room, exists in
+                onChange(room, exists, followed?.sockets[room] != nil)
+            }
+            for room in followed.rooms.keys { onChange(room, true, followed.sockets[room] != nil) }
+            return
+        }
+        let changes = NIOLoopBound(RoomChanges(shards: self, namespace: namespace, onChange: onChange), eventLoop: eventLoop)
+        let home = eventLoop
+        forEach { server in
+            let followed = server.namespace(named: namespace)
+            let onHome = server.eventLoop === home
+            let report: @Sendable (String, Bool, Bool) -> Void = { room, exists, isPrivate in
+                if onHome {
+                    changes.value.changed(room, exists: exists, isPrivate: isPrivate)
+                } else {
+                    home.execute { changes.value.changed(room, exists: exists, isPrivate: isPrivate) }
+                }
+            }
+            followed.onRoomChange = { [weak followed] room, exists in
+                report(room, exists, followed?.sockets[room] != nil)
+            }
+            for room in followed.rooms.keys { report(room, true, followed.sockets[room] != nil) }
+        }
+    }
+
+    /// Whether any shard has a member of `room`. On a node of several shards, known for the
+    /// namespaces whose rooms are followed; others are assumed held, so a message is decoded
+    /// and the shards find no member rather than dropped wrongly.
+    func holdsRoom(_ room: String, namespace: String) -> Bool {
+        if servers.count == 1 {
+            return home.namespaces[namespace]?.rooms[room] != nil
+        }
+        guard let holders = roomHolders[namespace] else { return true }
+        return holders[room] != nil
+    }
+
+    /// A shard's room got its first member there (`exists`) or lost its last; returns whether
+    /// that changed the node's rooms.
+    fileprivate func shardRoomChanged(_ room: String, exists: Bool, namespace: String) -> Bool {
+        var holders = roomHolders[namespace, default: [:]]
+        defer { roomHolders[namespace] = holders }
+        if exists {
+            holders[room, default: 0] += 1
+            return holders[room] == 1
+        }
+        guard let count = holders[room] else { return false }
+        holders[room] = count > 1 ? count - 1 : nil
+        return count == 1
+    }
+}
+
+/// The results of one `gather`, collected on the home loop.
+private final class Gathering<Value> {
+    private var results: [Value?]
+    private var remaining: Int
+    private let completion: ([Value]) -> Void
+
+    init(count: Int, completion: @escaping ([Value]) -> Void) {
+        self.results = Array(repeating: nil, count: count)
+        self.remaining = count
+        self.completion = completion
+    }
+
+    func receive(_ result: Value, at index: Int) {
+        results[index] = result
+        remaining -= 1
+        if remaining == 0 { completion(results.map { $0! }) }
+    }
+}
+
+/// The room changes of one followed namespace over every shard, on the home loop.
+private final class RoomChanges {
+    private weak var shards: NodeShards?
+    private let namespace: String
+    private let onChange: ((String, Bool, Bool) -> Void)?
+
+    init(shards: NodeShards, namespace: String, onChange: ((String, Bool, Bool) -> Void)?) {
+        self.shards = shards
+        self.namespace = namespace
+        self.onChange = onChange
+    }
+
+    func changed(_ room: String, exists: Bool, isPrivate: Bool) {
+        guard let shards, shards.shardRoomChanged(room, exists: exists, namespace: namespace) else { return }
+        onChange?(room, exists, isPrivate)
+    }
+}
+
+/// The answers to one broadcast with acks over several shards, on the home loop.
+private final class AckCollector {
+    private var counted: ((Int) -> Void)?
+    private let onAck: (String, [JSONValue]) -> Void
+    /// Answers that came before every shard had counted.
+    private var early: [(socketID: String, args: [JSONValue])] = []
+    /// Each asking shard's way to stop its answers; nil until every shard has counted.
+    private var cancels: [NIOLoopBound<() -> Void>]?
+    private var isCancelled = false
+
+    init(counted: @escaping (Int) -> Void, onAck: @escaping (String, [JSONValue]) -> Void) {
+        self.counted = counted
+        self.onAck = onAck
+    }
+
+    func answer(_ socketID: String, _ args: [JSONValue]) {
+        guard !isCancelled else { return }
+        if counted != nil {
+            early.append((socketID, args))
+        } else {
+            onAck(socketID, args)
+        }
+    }
+
+    func allCounted(_ total: Int, cancels: [NIOLoopBound<() -> Void>]) {
+        self.cancels = cancels
+        guard !isCancelled else { return cancelShards() }
+        let counted = self.counted
+        self.counted = nil
+        counted?(total)
+        // An answer may finish the request, which cancels: the rest are not heard.
+        while !isCancelled, !early.isEmpty {
+            let answer = early.removeFirst()
+            onAck(answer.socketID, answer.args)
+        }
+    }
+
+    func cancel() {
+        guard !isCancelled else { return }
+        isCancelled = true
+        early.removeAll()
+        cancelShards()
+    }
+
+    private func cancelShards() {
+        for cancel in cancels ?? [] {
+            cancel.eventLoop.execute { cancel.value() }
+        }
+        cancels = []
+    }
+}
