@@ -27,6 +27,7 @@ final class IntegrationTests: XCTestCase {
         "test_ha",
         "test_namespaces",
         "test_ops",
+        "test_origins",
         "test_ping_timeout",
         "test_redis_outage",
         "test_rooms",
@@ -53,6 +54,7 @@ final class IntegrationTests: XCTestCase {
     func testSharded() async throws { try await check("test_sharded") }
     func testNamespaces() async throws { try await check("test_namespaces") }
     func testOps() async throws { try await check("test_ops") }
+    func testOrigins() async throws { try await check("test_origins") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
     func testRooms() async throws { try await check("test_rooms") }
