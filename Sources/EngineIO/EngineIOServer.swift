@@ -172,7 +172,7 @@ public final class EngineIOServer {
         var metadata: Logger.Metadata = ["origin": "\(origin)"]
         if heldBack > 0 { metadata["requests_since_last_line"] = "\(heldBack)" }
         self.logger.warning(
-            "a page from origin \(origin) polls from another origin, and the browser will refuse it the answers: start sidecast with --cors-origin \(origin)",
+            "polling from origin \(origin) gets no CORS headers, so the browser keeps the answers from its page (\"xhr poll error\"); to allow it, start sidecast with --cors-origin \(origin)",
             metadata: metadata
         )
     }
