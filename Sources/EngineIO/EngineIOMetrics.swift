@@ -10,6 +10,10 @@ struct EngineIOMetrics {
     private let originRefusals = Counter(label: "sidecast_connections_refused_total", dimensions: [("reason", "origin")])
     /// One counter per reason, labelled in snake case ("ping_timeout") so queries need no quoting of spaces.
     private let closed: [EngineIOCloseReason: Counter]
+    /// Polling clients closed for sending a POST while their last one was still unanswered.
+    private let overlappingPosts = Counter(
+        label: "sidecast_client_limit_exceeded_total", dimensions: [("limit", "polling_posts")]
+    )
 
     init() {
         let reasons: [EngineIOCloseReason] = [
@@ -37,6 +41,10 @@ struct EngineIOMetrics {
     /// A request, of a new session or of an open one, refused for its `Origin`.
     func refusedForOrigin() {
         self.originRefusals.increment()
+    }
+
+    func refusedOverlappingPost() {
+        self.overlappingPosts.increment()
     }
 
     func upgraded() {
