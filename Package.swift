@@ -85,6 +85,7 @@ let package = Package(
         .target(
             name: "Bridge",
             dependencies: [
+                "EngineIO",
                 "SocketIO",
                 "Adapter",
                 "SidecastJSON",

@@ -42,9 +42,8 @@ public final class EngineIOServer {
     private(set) var isShuttingDown = false
     let metrics = EngineIOMetrics()
     let heartbeat: EngineIOHeartbeat
-    /// Clients cause these warnings at will: one line a minute each, at most.
-    private var originRefusalLog = LogThrottle(interval: .seconds(60))
-    private var crossOriginLog = LogThrottle(interval: .seconds(60))
+    /// Clients cause the origin warnings at will: one line a minute for each kind, at most.
+    private var warnings = WarningThrottle(interval: .seconds(60))
 
     public init(configuration: EngineIOConfiguration, eventLoop: EventLoop, logger: Logger) {
         self.configuration = configuration
@@ -152,13 +151,11 @@ public final class EngineIOServer {
     /// Counts a request refused with 403 for its origin, and says so in the log.
     func didRefuseOrigin(of head: HTTPRequestHead) {
         self.metrics.refusedForOrigin()
-        guard let heldBack = self.originRefusalLog.admit(at: .now()) else { return }
+        guard let count = self.warnings.record("origin refused") else { return }
         let origin = head.headers.first(name: "origin") ?? ""
-        var metadata: Logger.Metadata = ["origin": "\(origin)"]
-        if heldBack > 0 { metadata["refused_since_last_line"] = "\(heldBack)" }
         self.logger.warning(
             "refused a request from origin \(origin), which is not an allowed origin; if its pages may connect, add it with --cors-origin",
-            metadata: metadata
+            metadata: ["origin": "\(origin)", "refused": "\(count)"]
         )
     }
 
@@ -167,13 +164,11 @@ public final class EngineIOServer {
     /// error". Sidecast says why. The request is served as before: the browser refuses it.
     func noteCrossOriginPoll(_ head: HTTPRequestHead) {
         guard self.configuration.allowedOrigins.isEmpty, let origin = head.headers.first(name: "origin"),
-              !Self.isSameOrigin(origin, as: head), let heldBack = self.crossOriginLog.admit(at: .now())
+              !Self.isSameOrigin(origin, as: head), let count = self.warnings.record("cross-origin poll")
         else { return }
-        var metadata: Logger.Metadata = ["origin": "\(origin)"]
-        if heldBack > 0 { metadata["requests_since_last_line"] = "\(heldBack)" }
         self.logger.warning(
             "polling from origin \(origin) gets no CORS headers, so the browser keeps the answers from its page (\"xhr poll error\"); to allow it, start sidecast with --cors-origin \(origin)",
-            metadata: metadata
+            metadata: ["origin": "\(origin)", "requests": "\(count)"]
         )
     }
 

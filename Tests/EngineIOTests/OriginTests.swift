@@ -66,20 +66,6 @@ final class AllowedOriginsTests: XCTestCase {
     }
 }
 
-final class LogThrottleTests: XCTestCase {
-    func testOneLinePerIntervalCountingTheOnesHeldBack() {
-        var throttle = LogThrottle(interval: .seconds(60))
-        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
-        XCTAssertEqual(throttle.admit(at: start), 0, "the first one is logged at once")
-        XCTAssertNil(throttle.admit(at: start + .seconds(1)))
-        XCTAssertNil(throttle.admit(at: start + .seconds(59)))
-        XCTAssertEqual(throttle.admit(at: start + .seconds(60)), 2)
-        XCTAssertNil(throttle.admit(at: start + .seconds(61)))
-        XCTAssertEqual(throttle.admit(at: start + .seconds(600)), 1)
-        XCTAssertEqual(throttle.admit(at: start + .seconds(1200)), 0)
-    }
-}
-
 /// Cross-site WebSocket hijacking: with allowed origins configured, a request whose `Origin` is
 /// not one of them is refused with 403 and Engine.IO's "Forbidden" code, whatever it asks for.
 final class OriginCheckTests: XCTestCase {
