@@ -7,7 +7,7 @@ import NIOCore
 final class RESPReader {
     /// The most elements one array reply may announce. hiredis 0.14 allocates an array's element
     /// pointers as soon as it reads the header, so the 15 bytes `*2147483647\r\n` ask for 16 GiB
-    /// before any element has arrived (found by Fuzz/FuzzRedis); hiredis 1.0 bounds this with
+    /// before any element has arrived (found with Fuzz/FuzzRedis); hiredis 1.0 bounds this with
     /// `maxelements`, 0.14 has no such setting. The largest replies sidecast reads (CLUSTER
     /// SLOTS, PUBSUB NUMSUB) have thousands of elements at most.
     static let maximumArrayElements: Int32 = 1 << 20

@@ -90,7 +90,7 @@ extension JSONValue {
     /// Containers are read by their own functions, which call back here for each member: this
     /// recursion runs once per level of nesting (up to jansson's 2048), so each frame on it is
     /// kept to what one level needs. With every branch's locals in this one function, 2048
-    /// levels took more than 8 MiB of stack in an address-sanitized build (found by
+    /// levels took more than 8 MiB of stack in an address-sanitized build (found with
     /// Fuzz/FuzzSocketIO).
     init(borrowing json: UnsafeMutablePointer<json_t>, decodingBinary: Bool) throws(JSONError) {
         switch json.pointee.type {

@@ -84,7 +84,8 @@ final class RESPReaderHandlerTests: XCTestCase {
         XCTAssertEqual(try self.readAll(), [.integer(1)])
     }
 
-    /// Found by Fuzz/FuzzRedis: 15 bytes made hiredis 0.14 allocate 16 GiB of element pointers.
+    /// Found by running a crafted input through Fuzz/FuzzRedis: 15 bytes made hiredis 0.14
+    /// allocate 16 GiB of element pointers.
     func testArrayAnnouncingTooManyElementsIsAProtocolError() throws {
         for count in [Int64(RESPReader.maximumArrayElements) + 1, Int64(Int32.max)] {
             let reader = try XCTUnwrap(RESPReader())
