@@ -206,7 +206,8 @@ let package = Package(
 
 // libFuzzer targets (Fuzz/), one per parser that a peer's bytes go through. They exist only when
 // scripts/fuzz.sh builds them (SIDECAST_FUZZ=1, `-sanitize=fuzzer,address`, in .build-fuzz):
-// libFuzzer supplies their `main`, so a normal build or `swift test` must not see them.
+// they call into libFuzzer's runtime, which only `-sanitize=fuzzer` links, so a normal build or
+// `swift test` must not see them.
 if Context.environment["SIDECAST_FUZZ"] != nil {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         ("FuzzEngineIO", ["EngineIO"]),
