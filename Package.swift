@@ -184,8 +184,12 @@ let package = Package(
             dependencies: [
                 "Adapter",
                 "SocketIO",
+                "EngineIO",
+                "EngineIOTestSupport",
                 "SidecastJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -39,6 +39,8 @@ final class BackendGroup {
     private let queueLimit: Int
     private var nextPick = 0
     private let logger: Logger
+    /// One warning per reason and interval: a flood of drops must not become a flood of lines.
+    private var warnings: WarningThrottle
     private let backendsGauge: Gauge
     /// Items waiting in the grace queue.
     private let queueGauge: Gauge
@@ -46,9 +48,10 @@ final class BackendGroup {
     private let expiryDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "backend_grace_expired")])
     private let unservedDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "no_backend")])
 
-    init(name: String, queueLimit: Int, logger: Logger) {
+    init(name: String, queueLimit: Int, warningInterval: TimeAmount, logger: Logger) {
         self.name = name
         self.queueLimit = queueLimit
+        self.warnings = WarningThrottle(interval: warningInterval)
         self.logger = logger
         self.backendsGauge = Gauge(label: "sidecast_backends", dimensions: [("group", name)])
         self.queueGauge = Gauge(label: "sidecast_backend_queue_depth", dimensions: [("group", name)])
@@ -149,6 +152,7 @@ final class BackendGroup {
     private func drop(_ count: Int, because reason: String, counting counter: Counter) {
         dropped += count
         counter.increment(by: count)
+        guard let count = warnings.record(reason, count: count) else { return }
         logger.warning("dropped backend messages", metadata: [
             "group": "\(name)", "count": "\(count)", "reason": "\(reason)", "dropped_total": "\(dropped)",
         ])

@@ -25,7 +25,15 @@ public final class Bridge {
     private var serverAcks: [Int: (reply: (JSONValue) -> Void, timer: Scheduled<Void>)] = [:]
     private var nextServerAck = 0
     private var isShuttingDown = false
+    /// Namespaces that require authorization: the `--authorize` ones, and every namespace a
+    /// backend ever said `authorize:true` for. Never shrinks, so an authorizer's outage closes
+    /// the namespace rather than opening it (PROTOCOL.md §6).
+    private var authorizedNamespaces: Set<String>
+    /// Rate-limits the warnings about clients refused or events dropped, per namespace.
+    private var warnings: WarningThrottle
     private let emits = Counter(label: "sidecast_backend_emits_total")
+    private let unservedDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "no_backend")])
+    private let authorizationsUnavailable = Counter(label: "sidecast_authorizations_unavailable_total")
 
     /// A connection waiting for an authorizing backend's `accept` or `reject`.
     private struct PendingAuthorization {
@@ -42,9 +50,13 @@ public final class Bridge {
         self.adapter = adapter
         self.eventLoop = server.eventLoop
         self.logger = logger
+        self.authorizedNamespaces = configuration.authorizedNamespaces
+        self.warnings = WarningThrottle(interval: configuration.warningInterval)
         server.sink = self
         adapter.delegate = self
-        for namespace in configuration.namespaces { adapter.serve(namespace: namespace) }
+        for namespace in configuration.namespaces.union(configuration.authorizedNamespaces) {
+            adapter.serve(namespace: namespace)
+        }
     }
 
     /// Adds the NDJSON framing and the backend handler to an accepted Unix-socket channel.
@@ -89,7 +101,10 @@ public final class Bridge {
         if let existing = groups[hello.group] {
             group = existing
         } else {
-            group = BackendGroup(name: hello.group, queueLimit: configuration.graceQueueLimit, logger: logger)
+            group = BackendGroup(
+                name: hello.group, queueLimit: configuration.graceQueueLimit,
+                warningInterval: configuration.warningInterval, logger: logger
+            )
             groups[hello.group] = group
         }
         for namespace in hello.namespaces { adapter.serve(namespace: namespace) }
@@ -97,6 +112,11 @@ public final class Bridge {
             "backend": "\(backend.id)", "group": "\(hello.group)",
             "nsps": "\(hello.namespaces.joined(separator: ","))", "authorize": "\(hello.authorize)",
         ])
+        if hello.authorize {
+            for namespace in hello.namespaces where authorizedNamespaces.insert(namespace).inserted {
+                logger.info("namespace requires authorization from now on", metadata: ["nsp": "\(namespace)"])
+            }
+        }
         group.attach(backend)
         let waiting = group.pendingAuthorizations
         group.pendingAuthorizations.removeAll()
@@ -331,7 +351,7 @@ public final class Bridge {
     // MARK: Authorization
 
     private func requiresAuthorization(_ nsp: String) -> Bool {
-        groups.values.contains { $0.authorizingNamespaces.contains(nsp) }
+        authorizedNamespaces.contains(nsp)
     }
 
     /// Asks an authorizing backend about `req`, or parks it in a group in grace.
@@ -354,7 +374,14 @@ public final class Bridge {
         } else if let waiting = groups.values.first(where: { $0.isInGrace && $0.authorizingNamespaces.contains(nsp) }) {
             waiting.pendingAuthorizations.append(req)
         } else {
-            finishAuthorization(req, .accept(data: nil))
+            authorizationsUnavailable.increment()
+            if let count = warnings.record("authorize " + nsp) {
+                logger.warning("refusing clients: no backend that authorizes the namespace is attached", metadata: [
+                    "nsp": "\(nsp)", "refused": "\(count)",
+                    "hint": "attach a backend whose hello has \"authorize\":true and lists \(nsp) in nsps",
+                ])
+            }
+            finishAuthorization(req, .reject(message: "authorization unavailable", data: nil))
         }
     }
 
@@ -401,7 +428,8 @@ extension Bridge: AdapterDelegate {
 
 extension Bridge: SocketEventSink {
     public func namespaceExists(_ namespace: String) -> Bool {
-        configuration.namespaces.contains(namespace) || groups.values.contains { $0.namespaces.contains(namespace) }
+        configuration.namespaces.contains(namespace) || configuration.authorizedNamespaces.contains(namespace)
+            || groups.values.contains { $0.namespaces.contains(namespace) }
     }
 
     public func authorize(_ request: ConnectRequest, decide: @escaping (ConnectDecision) -> Void) {
@@ -432,9 +460,24 @@ extension Bridge: SocketEventSink {
     }
 
     public func socket(_ socket: SocketIOSocket, didReceiveEvent event: String, args: [JSONValue], ackID: Int?) {
-        let message = BackendMessage.event(sid: socket.id, namespace: socket.namespace.name, event: event, args: args, ack: ackID)
+        let nsp = socket.namespace.name
+        guard groups.values.contains(where: { $0.namespaces.contains(nsp) }) else {
+            return dropUnserved(event, namespace: nsp)
+        }
+        let message = BackendMessage.event(sid: socket.id, namespace: nsp, event: event, args: args, ack: ackID)
         let line = Backend.line(message, allocator: ByteBufferAllocator())
-        forEachGroup(serving: socket.namespace.name) { $0.deliver(.event(socket, line)) }
+        forEachGroup(serving: nsp) { $0.deliver(.event(socket, line)) }
+    }
+
+    /// A client's event that no backend will see: no group serves its namespace, not even one
+    /// in grace. The warning names the namespace, since the client itself is told nothing.
+    private func dropUnserved(_ event: String, namespace nsp: String) {
+        unservedDrops.increment()
+        guard let count = warnings.record("events " + nsp) else { return }
+        logger.warning("dropping client events: no backend serves the namespace", metadata: [
+            "nsp": "\(nsp)", "dropped": "\(count)", "event": "\(event.prefix(64))",
+            "hint": "attach a backend whose hello lists \(nsp) in nsps",
+        ])
     }
 
     public func socket(_ socket: SocketIOSocket, didDisconnectWith reason: DisconnectReason) {

@@ -6,6 +6,9 @@ public struct BridgeConfiguration: Sendable {
     public var nodeID: String
     /// Namespaces that exist even while no backend serves them (`--namespace`).
     public var namespaces: Set<String> = ["/"]
+    /// Namespaces that require authorization from the start (`--authorize`), whether or not a
+    /// backend said `authorize:true` yet; they exist like `namespaces` (PROTOCOL.md §6).
+    public var authorizedNamespaces: Set<String> = []
     /// How long a group without backends keeps its queue (`--backend-grace`).
     public var backendGrace: TimeAmount = .seconds(10)
     public var helloTimeout: TimeAmount = .seconds(10)
@@ -15,6 +18,9 @@ public struct BridgeConfiguration: Sendable {
     public var maxLineLength = 16 * 1024 * 1024
     /// Messages a group in grace may queue.
     public var graceQueueLimit = 10_000
+    /// The shortest time between two warnings about the same problem of one namespace (events
+    /// dropped without a backend, clients refused without an authorizer).
+    public var warningInterval: TimeAmount = .seconds(10)
 
     public init(nodeID: String) {
         self.nodeID = nodeID

@@ -9,6 +9,10 @@ struct EngineIOMetrics {
     private let webSocketOpened = Counter(label: "sidecast_connections_opened_total", dimensions: [("transport", "websocket")])
     /// One counter per reason, labelled in snake case ("ping_timeout") so queries need no quoting of spaces.
     private let closed: [EngineIOCloseReason: Counter]
+    /// Polling clients closed for sending a POST while their last one was still unanswered.
+    private let overlappingPosts = Counter(
+        label: "sidecast_client_limit_exceeded_total", dimensions: [("limit", "polling_posts")]
+    )
 
     init() {
         let reasons: [EngineIOCloseReason] = [
@@ -31,6 +35,10 @@ struct EngineIOMetrics {
             self.webSocketOpened.increment()
             self.webSocketClients.increment()
         }
+    }
+
+    func refusedOverlappingPost() {
+        self.overlappingPosts.increment()
     }
 
     func upgraded() {

@@ -380,11 +380,19 @@ public final class EngineIOSession {
     }
 
     /// The start of a POST. Returns the error to answer it with, if any.
+    ///
+    /// A client sends one POST at a time and waits for its "ok". One that sends another while
+    /// the last is still being received, or still held unanswered because reading is paused,
+    /// is closed with "transport error" (Node's "data request overlap from client"): a session
+    /// holds at most one POST body, of at most `maxPayload` bytes.
     func beginPost(_ post: EngineIOHTTPHandler) -> EngineIOError? {
         switch self.state {
         case .polling(var polling):
-            if polling.activePost != nil {
-                self.log("data request overlap from client")
+            if polling.activePost != nil || self.heldPost != nil {
+                self.server.logger.info("closing a polling client that sent a POST before the last was answered", metadata: [
+                    "sid": "\(self.id)"
+                ])
+                self.server.metrics.refusedOverlappingPost()
                 self.terminate(.transportError, clientClosed: false)
                 return .badRequest
             }

@@ -1,4 +1,8 @@
+import Adapter
 import NIOCore
+
+/// Which channels a sharded node subscribes (`--redis-subscription-mode`).
+public typealias RedisSubscriptionMode = ShardedSubscriptionMode
 
 /// Everything `sidecast` can be told at start, with the defaults of its flags.
 public struct SidecastConfiguration: Sendable {
@@ -17,8 +21,14 @@ public struct SidecastConfiguration: Sendable {
     public var maxPayload = 1_000_000
     /// Bytes that may wait for one slow client before it is cut off (volatile packets go first).
     public var maxBuffered = 1 << 20
+    /// Client connections served at once; past it new ones get HTTP 503. 0 derives it from the
+    /// open-file limit (`ClientCapacity`).
+    public var maxConnections = 0
     /// Namespaces that exist even with no backend attached.
     public var namespaces: Set<String> = ["/"]
+    /// Namespaces that always require a backend's authorization (`--authorize`); they exist
+    /// like `namespaces`, and their clients are refused while no authorizing backend is attached.
+    public var authorizedNamespaces: Set<String> = []
     public var backendGrace: TimeAmount = .seconds(10)
     /// The Redis server shared by the cluster; `nil` runs a standalone node.
     public var redisURL: String?
@@ -30,8 +40,14 @@ public struct SidecastConfiguration: Sendable {
     /// Sharded pub/sub (Redis 7 SPUBLISH/SSUBSCRIBE) in the format of `createShardedAdapter`,
     /// over the Cluster nodes or the single `redisURL`.
     public var redisSharded = false
+    /// With `redisSharded`: which channels a node subscribes, as the Node adapter's
+    /// `subscriptionMode`.
+    public var redisSubscriptionMode = RedisSubscriptionMode.dynamic
     /// The data nodes' password in Sentinel and Cluster modes.
     public var redisPassword: String?
+    /// Sentinel mode: the credentials of the sentinels themselves, if they require any.
+    public var redisSentinelUsername: String?
+    public var redisSentinelPassword: String?
     /// Prefix of every Redis channel, as the Node adapter's `key` option.
     public var redisPrefix = "socket.io"
     /// How this node reaches Redis, for logs: never shows a password.

@@ -72,24 +72,22 @@ final class SidecastRuntime {
                 throw SidecastStartError(description: "--redis-sharded: \(error)")
             }
             self.redis = redis
-            adapter = ShardedRedisAdapter(
-                server: socketIO,
+            let transport = ShardedRedisTransport(
                 redis: redis,
                 uid: nodeID,
                 prefix: configuration.redisPrefix,
-                requestsTimeout: configuration.requestsTimeout,
+                mode: configuration.redisSubscriptionMode,
                 logger: logger
+            )
+            adapter = ClusterAdapter(
+                server: socketIO, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )
         } else if let redisConfiguration = try Self.redisClientConfiguration(configuration) {
             let redis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: logger)
             self.redis = redis
-            adapter = RedisAdapter(
-                server: socketIO,
-                redis: redis,
-                uid: nodeID,
-                prefix: configuration.redisPrefix,
-                requestsTimeout: configuration.requestsTimeout,
-                logger: logger
+            let transport = RedisPubSubTransport(redis: redis, uid: nodeID, prefix: configuration.redisPrefix, logger: logger)
+            adapter = ClusterAdapter(
+                server: socketIO, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )
         } else {
             redis = nil
@@ -98,6 +96,7 @@ final class SidecastRuntime {
 
         var bridgeConfiguration = BridgeConfiguration(nodeID: nodeID)
         bridgeConfiguration.namespaces = configuration.namespaces
+        bridgeConfiguration.authorizedNamespaces = configuration.authorizedNamespaces
         bridgeConfiguration.backendGrace = configuration.backendGrace
         bridgeConfiguration.requestsTimeout = configuration.requestsTimeout
         bridge = Bridge(configuration: bridgeConfiguration, server: socketIO, adapter: adapter, logger: logger)
@@ -115,7 +114,9 @@ final class SidecastRuntime {
                 let sentinels = try configuration.redisSentinels.map { try RedisEndpoint($0, defaultPort: 26379) }
                 return RedisClientConfiguration(
                     url: try credentials(configuration.redisPassword),
-                    topology: .sentinel(masterName: configuration.redisMasterName, sentinels: sentinels)
+                    topology: .sentinel(masterName: configuration.redisMasterName, sentinels: sentinels),
+                    sentinelUser: configuration.redisSentinelUsername,
+                    sentinelPassword: configuration.redisSentinelPassword
                 )
             }
             if !configuration.redisClusterNodes.isEmpty {
@@ -158,7 +159,8 @@ final class SidecastRuntime {
         if case .serving = phase {} else { reasons.append("draining") }
         if let redis, !redis.isConnected { reasons.append("redis disconnected") }
         if configuration.requireBackend {
-            for namespace in configuration.namespaces.sorted() where !bridge.hasBackend(serving: namespace) {
+            let namespaces = configuration.namespaces.union(configuration.authorizedNamespaces)
+            for namespace in namespaces.sorted() where !bridge.hasBackend(serving: namespace) {
                 reasons.append("no backend for namespace \(namespace)")
             }
         }
@@ -204,8 +206,8 @@ final class SidecastRuntime {
         socketIO.closeAll(reason: .serverShuttingDown)
         engineIO.closeAll(reason: .serverShuttingDown)
         bridge.shutdown()
-        // Unsubscribing drops this node from the other sharded nodes' SHARDNUMSUB count at once.
-        (adapter as? ShardedRedisAdapter)?.close()
+        // Unsubscribing drops this node from the other nodes' count of servers at once.
+        adapter.close()
         let flushed = redis?.shutdown() ?? engineIO.eventLoop.makeSucceededVoidFuture()
         flushed.assumeIsolated().whenComplete { [self] _ in finish() }
     }

@@ -73,6 +73,9 @@ final class SocketIOConnection {
         }
     }
 
+    /// Namespaces whose CONNECT waits for an authorization decision.
+    var pendingConnectCount: Int { connecting?.pending.count ?? 0 }
+
     /// One socket per namespace joined, in joining order.
     var sockets: [SocketIOSocket] {
         guard let firstSocket else { return [] }
@@ -108,7 +111,17 @@ final class SocketIOConnection {
             sendConnectError(namespace: name, message: "Invalid namespace", data: nil)
             return
         }
-        let socketID = RandomID.make()
+        let limit = server.configuration.maxPendingConnects
+        if let connecting, connecting.pending.count >= limit {
+            server.metrics.pendingConnectsLimit.increment()
+            // Debug, not info: the client stays connected and could repeat this at will.
+            server.logger.debug("refusing a CONNECT: the client already waits on too many namespaces", metadata: [
+                "sid": "\(session.id)", "nsp": "\(name)", "limit": "\(limit)",
+            ])
+            sendConnectError(namespace: name, message: "too many pending connects", data: nil)
+            return
+        }
+        let socketID = RandomID.make(length: RandomID.socketIDLength)
         if connecting == nil {
             connecting = Connecting(timeout: nil)
         }

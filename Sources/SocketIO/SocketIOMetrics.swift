@@ -14,6 +14,12 @@ struct SocketIOMetrics {
     let deliveries = Counter(label: "sidecast_deliveries_total")
     let volatileDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "volatile")])
     let slowClientDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "slow_client")])
+    /// Owed acks forgotten because a socket's client waited for more than `maxAcksOwedToClient`.
+    let acksOwedLimit = Counter(label: "sidecast_client_limit_exceeded_total", dimensions: [("limit", "acks_owed")])
+    /// CONNECTs refused because a client already waited on `maxPendingConnects` namespaces.
+    let pendingConnectsLimit = Counter(
+        label: "sidecast_client_limit_exceeded_total", dimensions: [("limit", "pending_connects")]
+    )
 
     func received(bytes: Int) {
         self.packetsIn.increment()

@@ -10,6 +10,14 @@ public struct SocketIOServerConfiguration: Sendable {
     /// client are dropped and any other packet disconnects it: memory stays bounded whatever a
     /// client that stopped reading does.
     public var maxBufferedBytes: Int = 1 << 20
+    /// Acknowledgements one socket's client may wait for at once (events it sent with an ack
+    /// id that nobody answered yet). Past it the oldest is forgotten: its answer, should one
+    /// come, no longer reaches the client, whose own ack timeout (if any) fires as if the
+    /// server never answered. Bounds what a client emitting unanswered acks makes us hold.
+    public var maxAcksOwedToClient: Int = 1000
+    /// Namespaces one client may wait to join at once while their authorization is decided.
+    /// A further CONNECT gets CONNECT_ERROR "too many pending connects".
+    public var maxPendingConnects: Int = 16
 
     public init() {}
 }

@@ -47,8 +47,10 @@ public final class SocketIOSocket {
     private final class Extras {
         var auth: JSONValue?
         var data: JSONValue = .null
-        /// Acks the client asked for and nobody answered yet: an answer is sent at most once.
-        var ackIDsOwedToClient: Set<Int> = []
+        /// Acks the client asked for and nobody answered yet, oldest first: an answer is sent
+        /// at most once. At most `maxAcksOwedToClient`; usually answered in order, so an
+        /// answer's id is found near the front.
+        var ackIDsOwedToClient: [Int] = []
         /// Acks we asked the client for, by packet id.
         var awaitedAcks: [Int: AwaitedAck] = [:]
     }
@@ -120,9 +122,29 @@ public final class SocketIOSocket {
     /// (unknown id, or already answered): the client never sees a second answer.
     @discardableResult
     public func sendAck(_ ackID: Int, _ args: [JSONValue]) -> Bool {
-        guard isConnected, extras?.ackIDsOwedToClient.remove(ackID) != nil else { return false }
+        guard isConnected, let extras, let index = extras.ackIDsOwedToClient.firstIndex(of: ackID) else { return false }
+        extras.ackIDsOwedToClient.remove(at: index)
         send(SocketIOPacket(type: .ack, namespace: namespace.name, id: ackID, data: .array(args)))
         return true
+    }
+
+    /// Acks the client waits for and nobody answered yet.
+    var acksOwedCount: Int { extras?.ackIDsOwedToClient.count ?? 0 }
+
+    /// Records that the client waits for `ackID`, forgetting the oldest owed ack past the limit.
+    private func owe(_ ackID: Int) {
+        let extras = makeExtras()
+        guard !extras.ackIDsOwedToClient.contains(ackID) else { return }
+        let server = namespace.server
+        if extras.ackIDsOwedToClient.count >= server.configuration.maxAcksOwedToClient, !extras.ackIDsOwedToClient.isEmpty {
+            let forgotten = extras.ackIDsOwedToClient.removeFirst()
+            server.metrics.acksOwedLimit.increment()
+            server.logger.debug("client waits for too many acks; forgetting the oldest", metadata: [
+                "sid": "\(session.id)", "socket": "\(id)", "ack": "\(forgotten)",
+                "limit": "\(server.configuration.maxAcksOwedToClient)",
+            ])
+        }
+        extras.ackIDsOwedToClient.append(ackID)
     }
 
     public func join(_ room: String) {
@@ -189,7 +211,7 @@ public final class SocketIOSocket {
             case .double(let d): event = String(d)
             default: return
             }
-            if let ackID = packet.id { makeExtras().ackIDsOwedToClient.insert(ackID) }
+            if let ackID = packet.id { owe(ackID) }
             namespace.server.sink?.socket(self, didReceiveEvent: event, args: Array(payload.dropFirst()), ackID: packet.id)
         case .ack, .binaryAck:
             guard let ackID = packet.id else { return }

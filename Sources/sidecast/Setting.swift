@@ -17,7 +17,9 @@ enum Setting: String, CaseIterable, Sendable {
     case connectTimeout = "connect-timeout"
     case maxPayload = "max-payload"
     case maxBuffered = "max-buffered"
+    case maxConnections = "max-connections"
     case namespace
+    case authorize
     case backendGrace = "backend-grace"
     case redis
     case redisPrefix = "redis-prefix"
@@ -25,7 +27,10 @@ enum Setting: String, CaseIterable, Sendable {
     case redisMaster = "redis-master"
     case redisCluster = "redis-cluster"
     case redisSharded = "redis-sharded"
+    case redisSubscriptionMode = "redis-subscription-mode"
     case redisPassword = "redis-password"
+    case redisSentinelUsername = "redis-sentinel-username"
+    case redisSentinelPassword = "redis-sentinel-password"
     case requestsTimeout = "requests-timeout"
     case adminHost = "admin-host"
     case adminPort = "admin-port"
@@ -54,17 +59,17 @@ enum Setting: String, CaseIterable, Sendable {
 
     var kind: Kind {
         switch self {
-        case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .adminHost, .logLevel,
-            .logFormat:
+        case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .redisSentinelUsername,
+            .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat:
             return .string
-        case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .requestsTimeout,
-            .adminPort:
+        case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
+            .requestsTimeout, .adminPort:
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
         case .requireBackend, .redisSharded:
             return .boolean
-        case .corsOrigin, .namespace, .redisSentinel, .redisCluster:
+        case .corsOrigin, .namespace, .authorize, .redisSentinel, .redisCluster:
             return .list
         }
     }
@@ -82,7 +87,9 @@ enum Setting: String, CaseIterable, Sendable {
         case .connectTimeout: return .integer(45_000)
         case .maxPayload: return .integer(1_000_000)
         case .maxBuffered: return .integer(1_048_576)
+        case .maxConnections: return .integer(0)
         case .namespace: return .list(["/"])
+        case .authorize: return .list([])
         case .backendGrace: return .number(10)
         case .redis: return .string("")
         case .redisPrefix: return .string("socket.io")
@@ -90,7 +97,10 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisMaster: return .string("")
         case .redisCluster: return .list([])
         case .redisSharded: return .boolean(false)
+        case .redisSubscriptionMode: return .string("dynamic")
         case .redisPassword: return .string("")
+        case .redisSentinelUsername: return .string("")
+        case .redisSentinelPassword: return .string("")
         case .requestsTimeout: return .integer(5_000)
         case .adminHost: return .string("127.0.0.1")
         case .adminPort: return .integer(9464)
@@ -116,7 +126,11 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxPayload: return "Largest Engine.IO message or HTTP body a client may send, in bytes."
         case .maxBuffered:
             return "Bytes that may wait for one client; past it volatile packets are dropped, then the client is disconnected."
+        case .maxConnections:
+            return "Client connections served at once; past it new ones get HTTP 503. 0 derives it from the open-file limit, less a reserve for backends, Redis, the admin listener and files."
         case .namespace: return "Namespace that exists even with no backend attached; repeatable."
+        case .authorize:
+            return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."
         case .backendGrace: return "Seconds a backend group's messages wait for a backend to (re)attach."
         case .redis:
             return "Redis URL shared by the cluster: redis://[user:password@]host:port[/db] or unix:///path. Empty runs a standalone node."
@@ -128,7 +142,13 @@ enum Setting: String, CaseIterable, Sendable {
             return "Seed node host:port of a Redis Cluster, used with classic pub/sub; repeatable or comma-separated."
         case .redisSharded:
             return "Use Redis 7 sharded pub/sub (SPUBLISH/SSUBSCRIBE, the wire format of createShardedAdapter) with --redis-cluster or --redis."
+        case .redisSubscriptionMode:
+            return "With --redis-sharded: static (one channel per namespace), dynamic (plus one per public room) or dynamic-private (plus one per socket), as the Node adapter's subscriptionMode."
         case .redisPassword: return "Password of the Redis data nodes with --redis-sentinel or --redis-cluster."
+        case .redisSentinelUsername:
+            return "ACL user to log in to the sentinels as (with --redis-sentinel-password); empty uses the default user."
+        case .redisSentinelPassword:
+            return "Password of the sentinels themselves (their requirepass), with --redis-sentinel; the data nodes use --redis-password."
         case .requestsTimeout:
             return "Milliseconds cluster requests (fetch, count, acks across nodes) wait for other nodes."
         case .adminHost: return "Address of the admin listener (/metrics, /healthz, /readyz)."
@@ -149,17 +169,19 @@ enum Setting: String, CaseIterable, Sendable {
         case .host, .adminHost: return "address"
         case .port, .adminPort: return "port"
         case .path, .socket: return "path"
-        case .socketMode: return "mode"
+        case .socketMode, .redisSubscriptionMode: return "mode"
         case .corsOrigin: return "origin"
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
         case .maxPayload, .maxBuffered: return "bytes"
-        case .namespace: return "namespace"
+        case .maxConnections: return "count"
+        case .namespace, .authorize: return "namespace"
         case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
         case .redis: return "url"
         case .redisPrefix: return "prefix"
         case .redisSentinel, .redisCluster: return "host:port"
         case .redisMaster: return "name"
-        case .redisPassword: return "password"
+        case .redisPassword, .redisSentinelPassword: return "password"
+        case .redisSentinelUsername: return "user"
         case .requireBackend, .redisSharded: return "bool"
         case .logLevel: return "level"
         case .logFormat: return "format"
