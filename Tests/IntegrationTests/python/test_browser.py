@@ -22,6 +22,7 @@ from harness import REPO, Client, free_port, start_process, start_sidecast, wait
 
 try:
     from selenium import webdriver
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -150,7 +151,10 @@ class BrowserChatTests(unittest.TestCase):
         self.driver.switch_to.window(self.tabs[name])
 
     def wait(self, condition, what):
-        return WebDriverWait(self.driver, BROWSER_WAIT, poll_frequency=0.05).until(condition, f"waiting for {what}")
+        # The page redraws its online list on every join and leave: an element found a moment
+        # ago may be gone by the time it is read, and the next poll looks again.
+        return WebDriverWait(self.driver, BROWSER_WAIT, poll_frequency=0.05,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(condition, f"waiting for {what}")
 
     def wait_text(self, element_id, text):
         self.wait(EC.text_to_be_present_in_element((By.ID, element_id), text), f"{text!r} in #{element_id}")
