@@ -1,4 +1,5 @@
 import Adapter
+import EngineIO
 import NIOCore
 
 /// Which channels a sharded node subscribes (`--redis-subscription-mode`).
@@ -13,8 +14,19 @@ public struct SidecastConfiguration: Sendable {
     /// The backends' Unix socket.
     public var socketPath = "sidecast.sock"
     public var socketMode: UInt16 = 0o660
-    /// Allowed CORS origins; empty sends no CORS headers, `*` allows any.
+    /// The origins whose pages may connect: they get CORS headers, and a request carrying any
+    /// other `Origin` is refused with 403. Empty sends no CORS headers and checks no origin; `*`
+    /// allows any; `https://*.example.com` allows the subdomains of example.com.
     public var corsOrigins: [String] = []
+    /// Why `origin` cannot be an entry of `corsOrigins`, or nil if it can.
+    public static func corsOriginProblem(_ origin: String) -> String? {
+        do {
+            _ = try AllowedOrigins([origin])
+            return nil
+        } catch {
+            return error.reason
+        }
+    }
     public var pingInterval: TimeAmount = .milliseconds(25_000)
     public var pingTimeout: TimeAmount = .milliseconds(20_000)
     public var connectTimeout: TimeAmount = .milliseconds(45_000)

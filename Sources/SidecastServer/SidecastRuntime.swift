@@ -55,7 +55,11 @@ final class SidecastRuntime {
         engineConfiguration.pingInterval = configuration.pingInterval
         engineConfiguration.pingTimeout = configuration.pingTimeout
         engineConfiguration.maxPayload = configuration.maxPayload
-        engineConfiguration.corsOrigins = configuration.corsOrigins
+        do {
+            engineConfiguration.allowedOrigins = try AllowedOrigins(configuration.corsOrigins)
+        } catch {
+            throw SidecastStartError(description: "--cors-origin: \(error)")
+        }
         engineIO = EngineIOServer(configuration: engineConfiguration, eventLoop: eventLoop, logger: logger)
 
         var socketConfiguration = SocketIOServerConfiguration()

@@ -65,6 +65,11 @@ struct ResolvedSettings: Sendable {
         }
         configuration.socketMode = mode
         configuration.corsOrigins = try list(.corsOrigin)
+        for origin in configuration.corsOrigins {
+            if let problem = SidecastConfiguration.corsOriginProblem(origin) {
+                throw invalid(.corsOrigin, "must be an origin: \(problem)", origin)
+            }
+        }
         configuration.pingInterval = .milliseconds(Int64(try positiveInteger(.pingInterval)))
         configuration.pingTimeout = .milliseconds(Int64(try positiveInteger(.pingTimeout)))
         configuration.connectTimeout = .milliseconds(Int64(try positiveInteger(.connectTimeout)))

@@ -121,7 +121,10 @@ enum Setting: String, CaseIterable, Sendable {
         case .path: return "HTTP path Socket.IO is served under."
         case .socket: return "Unix socket path backends attach to."
         case .socketMode: return "File mode of the backend socket, in octal."
-        case .corsOrigin: return "Allowed CORS origin; repeat for several, '*' for any. None sends no CORS headers."
+        case .corsOrigin:
+            return "Origin whose pages may connect (https://app.example.com, https://*.example.com); repeat for several, "
+                + "'*' for any. It gets CORS headers; a request from any other origin is refused with 403. "
+                + "None sends no CORS headers and checks no origin."
         case .pingInterval: return "Milliseconds between server pings."
         case .pingTimeout: return "Milliseconds to wait for a pong before closing with 'ping timeout'."
         case .connectTimeout: return "Milliseconds a client may stay connected without joining a namespace."
