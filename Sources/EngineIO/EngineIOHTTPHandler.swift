@@ -8,7 +8,7 @@ import NIOWebSocket
 /// handler holds back the next request until the response is written), so a keep-alive
 /// connection can carry any number of polls. Removed from the pipeline when the connection
 /// is upgraded to WebSocket.
-final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler, PollingExchange {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
@@ -26,6 +26,10 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         /// A POST's body went to the session, which answers it now or, if its reading is
         /// paused, later.
         case awaitingPostAnswer(EngineIOSession)
+        /// A request for another shard's session, being read to its end.
+        case relaying(RelayLink, RelayedRequest)
+        /// The request went to its session's shard, whose answer comes back here.
+        case awaitingRelay(RelayLink)
     }
 
     private enum Answer {
@@ -71,7 +75,10 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         case .awaitingPoll(let session), .post(let session, _), .awaitingPostAnswer(let session):
             self.state = .idle
             session.pollingConnectionDidClose(self)
-        case .idle, .answerAtEnd, .handshake, .poll, .discardingBody:
+        case .awaitingRelay(let link):
+            self.state = .idle
+            link.connectionClosed()
+        case .idle, .answerAtEnd, .handshake, .poll, .discardingBody, .relaying:
             break
         }
         context.fireChannelInactive()
@@ -133,6 +140,20 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             } else {
                 self.state = .handshake(head)
             }
+        case .success(.otherShard(let owner)):
+            // Upgrades are not relayed yet: the client's probe fails and it goes on polling.
+            if isUpgrade {
+                self.state = .answerAtEnd(.error(.badRequest))
+                return
+            }
+            let kind: RelayedRequest.Kind = switch head.method {
+            case .GET: .poll
+            case .POST where head.headers.first(name: "content-type") == "application/octet-stream": .refusedPost(answered: false)
+            case .POST: .post(ByteBuffer())
+            default: .other
+            }
+            let request = RelayedRequest(sid: query["sid"] ?? "", transport: query["transport"] ?? "", method: head.method, kind: kind)
+            self.state = .relaying(RelayLink(owner: owner), request)
         case .success(.session(let session)):
             if isUpgrade {
                 self.state = .answerAtEnd(.error(.badRequest))
@@ -158,6 +179,9 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     private func requestBody(_ chunk: ByteBuffer) {
+        if case .relaying(let link, var request) = self.state {
+            return self.relayBody(chunk, link: link, request: &request)
+        }
         guard case .post(let session, var body) = self.state else { return }
         // Leave the state while appending so the buffer is not shared and copied.
         self.state = .discardingBody
@@ -176,10 +200,35 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         self.state = .post(session, body: body)
     }
 
+    /// Adds a chunk to a relayed POST's body; past maxPayload the POST is refused here and the
+    /// session's shard is told, as for a session of this shard.
+    private func relayBody(_ chunk: ByteBuffer, link: RelayLink, request: inout RelayedRequest) {
+        guard case .post(var body) = request.kind else { return }
+        self.state = .discardingBody
+        guard body.readableBytes + chunk.readableBytes <= self.server.configuration.maxPayload else {
+            self.server.logger.info("polling payload over maxPayload", metadata: ["sid": "\(request.sid)"])
+            self.keepAlive = false
+            self.respond(status: .payloadTooLarge, headers: self.corsHeaders)
+            request.kind = .refusedPost(answered: true)
+            link.send(request, answeringTo: NIOLoopBound(self, eventLoop: self.server.eventLoop))
+            return
+        }
+        if body.readableBytes == 0 {
+            body = chunk
+        } else {
+            body.writeImmutableBuffer(chunk)
+        }
+        request.kind = .post(body)
+        self.state = .relaying(link, request)
+    }
+
     private func requestEnd() {
         let state = self.state
         self.state = .idle
         switch state {
+        case .relaying(let link, let request):
+            self.state = .awaitingRelay(link)
+            link.send(request, answeringTo: NIOLoopBound(self, eventLoop: self.server.eventLoop))
         case .answerAtEnd(.error(let error)):
             self.respond(error)
         case .answerAtEnd(.notFound):
@@ -196,7 +245,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         case .post(let session, let body):
             self.state = .awaitingPostAnswer(session)
             session.finishPost(self, body: body)
-        case .idle, .discardingBody, .awaitingPoll, .awaitingPostAnswer:
+        case .idle, .discardingBody, .awaitingPoll, .awaitingPostAnswer, .awaitingRelay:
             break
         }
     }
@@ -215,7 +264,10 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     /// Answers the pending long-poll with one payload holding `messages`.
     func respondToPoll(with messages: [EngineIOMessage]) {
-        guard case .awaitingPoll = self.state else { return }
+        switch self.state {
+        case .awaitingPoll, .awaitingRelay: break
+        default: return
+        }
         self.state = .idle
         let payload = EngineIOMessage.pollingPayload(messages)
         var headers = self.corsHeaders
@@ -226,7 +278,10 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     /// Answers the POST handed to the session with "ok", or with `error`.
     func respondToPost(_ error: EngineIOError?) {
-        guard case .awaitingPostAnswer = self.state else { return }
+        switch self.state {
+        case .awaitingPostAnswer, .awaitingRelay: break
+        default: return
+        }
         self.state = .idle
         if let error {
             self.respond(error)
@@ -236,6 +291,13 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             headers.add(name: "Cache-Control", value: "no-store")
             self.respond(status: .ok, headers: headers, body: [ByteBuffer(string: "ok")], length: 2)
         }
+    }
+
+    /// Answers a relayed request that its session's shard refused before taking it.
+    func respondToRelayed(_ error: EngineIOError) {
+        guard case .awaitingRelay = self.state else { return }
+        self.state = .idle
+        self.respond(error)
     }
 
     // MARK: - Responses

@@ -42,6 +42,8 @@ public final class EngineIOServer {
     private(set) var isShuttingDown = false
     let metrics = EngineIOMetrics()
     let heartbeat: EngineIOHeartbeat
+    /// Every shard's server, by shard index, on a node of several loops; empty on one loop.
+    var shards: [NIOLoopBound<EngineIOServer>] = []
     /// Clients cause the origin warnings at will: one line a minute for each kind, at most.
     private var warnings = WarningThrottle(interval: .seconds(60))
 
@@ -178,6 +180,8 @@ public final class EngineIOServer {
     enum RequestTarget {
         case handshake(EngineIOTransportKind)
         case session(EngineIOSession)
+        /// A session of another shard of this node: the request is relayed to it.
+        case otherShard(NIOLoopBound<EngineIOServer>)
     }
 
     /// Validates a request like the Node server's `verify` followed by its handshake's
@@ -191,7 +195,9 @@ public final class EngineIOServer {
         }
         // An empty sid counts as absent, as in Node.
         if let sid = query["sid"], !sid.isEmpty {
-            guard let session = self.sessions[sid] else { return .failure(.unknownSid) }
+            guard let session = self.sessions[sid] else {
+                return self.otherShard(owning: sid).map { .success(.otherShard($0)) } ?? .failure(.unknownSid)
+            }
             if !isUpgrade && session.transport != transport { return .failure(.badRequest) }
             return .success(.session(session))
         }
@@ -214,9 +220,9 @@ public final class EngineIOServer {
         let uri = EngineIORequestURI(head.uri)
         guard uri.query["transport"] == EngineIOTransportKind.websocket.rawValue else { return nil }
         switch self.route(method: head.method, query: uri.query, isUpgrade: true) {
-        case .success:
+        case .success(.handshake), .success(.session):
             return HTTPHeaders()
-        case .failure:
+        case .success(.otherShard), .failure:
             return nil
         }
     }

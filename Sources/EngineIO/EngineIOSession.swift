@@ -37,9 +37,9 @@ public final class EngineIOSession {
 
     private struct Polling {
         /// The GET waiting for packets.
-        var pendingPoll: EngineIOHTTPHandler?
+        var pendingPoll: PollingExchange?
         /// The POST whose body is being received.
-        var activePost: EngineIOHTTPHandler?
+        var activePost: PollingExchange?
         var upgrade: Upgrade?
     }
 
@@ -47,12 +47,12 @@ public final class EngineIOSession {
     /// A class, like `Upgrade`: rare and short-lived, so every session keeps one reference
     /// rather than room for the whole value.
     private final class HeldPost {
-        let post: EngineIOHTTPHandler
+        let post: PollingExchange
         var packets: ArraySlice<EngineIOPacket>
         /// Whether the body ended with a malformed packet: the session fails after the others.
         let malformed: Bool
 
-        init(post: EngineIOHTTPHandler, packets: ArraySlice<EngineIOPacket>, malformed: Bool) {
+        init(post: PollingExchange, packets: ArraySlice<EngineIOPacket>, malformed: Bool) {
             self.post = post
             self.packets = packets
             self.malformed = malformed
@@ -200,7 +200,7 @@ public final class EngineIOSession {
     /// more than 16 packets; the rest simply waits for the client's next poll, which comes at once.
     static let maxPacketsPerPoll = 16
 
-    private func flushOutbox(to poll: EngineIOHTTPHandler, appending last: EngineIOMessage? = nil) {
+    private func flushOutbox(to poll: PollingExchange, appending last: EngineIOMessage? = nil) {
         var messages: [EngineIOMessage]
         if last == nil, self.outbox.count > Self.maxPacketsPerPoll {
             messages = Array(self.outbox.prefix(Self.maxPacketsPerPoll))
@@ -349,7 +349,7 @@ public final class EngineIOSession {
     // MARK: - Polling transport
 
     /// A long-poll GET. Returns the error to answer it with, if any.
-    func handlePoll(_ poll: EngineIOHTTPHandler) -> EngineIOError? {
+    func handlePoll(_ poll: PollingExchange) -> EngineIOError? {
         switch self.state {
         case .polling(var polling):
             if polling.pendingPoll != nil {
@@ -385,7 +385,7 @@ public final class EngineIOSession {
     /// the last is still being received, or still held unanswered because reading is paused,
     /// is closed with "transport error" (Node's "data request overlap from client"): a session
     /// holds at most one POST body, of at most `maxPayload` bytes.
-    func beginPost(_ post: EngineIOHTTPHandler) -> EngineIOError? {
+    func beginPost(_ post: PollingExchange) -> EngineIOError? {
         switch self.state {
         case .polling(var polling):
             if polling.activePost != nil || self.heldPost != nil {
@@ -411,7 +411,7 @@ public final class EngineIOSession {
     /// The complete body of a POST begun with `beginPost`. The POST is answered through
     /// `respondToPost`: at once, or after `resumeReading()` when reading is paused. The
     /// packets before a malformed one are still handled.
-    func finishPost(_ post: EngineIOHTTPHandler, body: ByteBuffer) {
+    func finishPost(_ post: PollingExchange, body: ByteBuffer) {
         switch self.state {
         case .polling(var polling) where polling.activePost === post:
             polling.activePost = nil
@@ -457,7 +457,7 @@ public final class EngineIOSession {
 
     /// A POST that cannot be accepted (body over `maxPayload`, binary content type):
     /// "transport error", like the Node polling transport's `onError`.
-    func rejectPost(_ post: EngineIOHTTPHandler) {
+    func rejectPost(_ post: PollingExchange) {
         if case .polling(var polling) = self.state, polling.activePost === post {
             polling.activePost = nil
             self.state = .polling(polling)
@@ -467,7 +467,7 @@ public final class EngineIOSession {
 
     /// The connection of a pending GET or an unfinished POST went away: "transport error",
     /// like Node's "poll connection closed prematurely".
-    func pollingConnectionDidClose(_ handler: EngineIOHTTPHandler) {
+    func pollingConnectionDidClose(_ handler: PollingExchange) {
         if let held = self.heldPost, held.post === handler {
             self.heldPost = nil
             self.log("held polling connection closed prematurely")

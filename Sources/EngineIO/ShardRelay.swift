@@ -1,0 +1,150 @@
+import NIOCore
+import NIOHTTP1
+
+/// One polling request as a session sees it: a long-poll GET it answers with packets, or a POST
+/// it answers with "ok" or an error. Either the connection's own HTTP handler or, for a request
+/// that reached another loop, the relay that hands the answer back to that loop.
+protocol PollingExchange: AnyObject {
+    func respondToPoll(with messages: [EngineIOMessage])
+    func respondToPost(_ error: EngineIOError?)
+}
+
+/// A polling request of a session owned by another shard, read to its end on the connection's
+/// loop and handed to the session's.
+///
+/// A polling client opens new connections at will, and each lands on whichever loop accepted
+/// it; the sid says which shard owns the session (its first two characters, ``LoopShard``), so
+/// the request goes there without a table shared by the loops. Moving the connection itself is
+/// not possible under TLS and not offered by NIO, so the request is relayed: two hand-offs per
+/// request, one each way.
+struct RelayedRequest: Sendable {
+    enum Kind: Sendable {
+        /// A long-poll GET.
+        case poll
+        /// A POST with its whole body.
+        case post(ByteBuffer)
+        /// A POST the connection's loop refused (binary content type, body over maxPayload);
+        /// `answered` when it already answered it.
+        case refusedPost(answered: Bool)
+        /// Any other method: answered with "bad request" once the sid is known valid.
+        case other
+    }
+
+    var sid: String
+    var transport: String
+    var method: HTTPMethod
+    var kind: Kind
+}
+
+/// The owning shard's side of a relayed request: the session answers it like a connection of
+/// its own, and the answer is handed back to the connection's loop.
+final class RelayedExchange: PollingExchange {
+    private let handler: NIOLoopBound<EngineIOHTTPHandler>
+    /// The session the request went to, told if the connection closes while it waits.
+    var session: EngineIOSession?
+
+    init(handler: NIOLoopBound<EngineIOHTTPHandler>) {
+        self.handler = handler
+    }
+
+    func respondToPoll(with messages: [EngineIOMessage]) {
+        session = nil
+        let handler = self.handler
+        handler.eventLoop.execute { handler.value.respondToPoll(with: messages) }
+    }
+
+    func respondToPost(_ error: EngineIOError?) {
+        session = nil
+        let handler = self.handler
+        handler.eventLoop.execute { handler.value.respondToPost(error) }
+    }
+
+    /// An answer decided before the session took the request: an error status.
+    func respond(_ error: EngineIOError) {
+        session = nil
+        let handler = self.handler
+        handler.eventLoop.execute { handler.value.respondToRelayed(error) }
+    }
+}
+
+/// What the connection's loop keeps of a request it relayed: where it went, and (filled in on
+/// the owning loop) the exchange standing for it there.
+struct RelayLink: Sendable {
+    let owner: NIOLoopBound<EngineIOServer>
+    let exchange: NIOLoopBoundBox<RelayedExchange?>
+
+    init(owner: NIOLoopBound<EngineIOServer>) {
+        self.owner = owner
+        self.exchange = .makeEmptyBox(valueType: RelayedExchange.self, eventLoop: owner.eventLoop)
+    }
+
+    /// Hands the request to the owning shard; its answer comes back to `handler`.
+    func send(_ request: RelayedRequest, answeringTo handler: NIOLoopBound<EngineIOHTTPHandler>) {
+        let link = self
+        owner.eventLoop.execute {
+            let exchange = RelayedExchange(handler: handler)
+            link.exchange.value = exchange
+            link.owner.value.serveRelayed(request, through: exchange)
+        }
+    }
+
+    /// The connection closed before the answer came: the session hears it as a polling
+    /// connection closed prematurely. Handed over after `send`, so it runs after it.
+    func connectionClosed() {
+        let link = self
+        owner.eventLoop.execute {
+            guard let exchange = link.exchange.value, let session = exchange.session else { return }
+            exchange.session = nil
+            session.pollingConnectionDidClose(exchange)
+        }
+    }
+}
+
+extension EngineIOServer {
+    /// Makes this server one shard of a node: `shards[i]` is shard `i`'s server, this one at
+    /// `configuration.shard.index`. Requests for another shard's sessions are relayed to it.
+    /// Call on this server's loop before it takes connections.
+    public func join(shards: [NIOLoopBound<EngineIOServer>]) {
+        precondition(shards.count == configuration.shard.count, "one server per shard")
+        precondition(shards[configuration.shard.index].eventLoop === eventLoop, "this server is its own shard")
+        self.shards = shards
+    }
+
+    /// The server of the shard that owns `sid`, when it is another shard of this node.
+    func otherShard(owning sid: String) -> NIOLoopBound<EngineIOServer>? {
+        guard shards.count > 1, let index = LoopShard.index(of: sid, count: shards.count),
+              index != configuration.shard.index
+        else { return nil }
+        return shards[index]
+    }
+
+    /// A request relayed from another loop, validated again here, where the session table is.
+    func serveRelayed(_ request: RelayedRequest, through exchange: RelayedExchange) {
+        let query = ["transport": request.transport, "sid": request.sid]
+        switch route(method: request.method, query: query, isUpgrade: false) {
+        case .failure(let error):
+            exchange.respond(error)
+        case .success(.handshake), .success(.otherShard):
+            // A sid that says this shard and is not in its table.
+            exchange.respond(.unknownSid)
+        case .success(.session(let session)):
+            switch request.kind {
+            case .poll:
+                exchange.session = session
+                if let error = session.handlePoll(exchange) { exchange.respond(error) }
+            case .post(let body):
+                exchange.session = session
+                if let error = session.beginPost(exchange) {
+                    exchange.respond(error)
+                } else {
+                    session.finishPost(exchange, body: body)
+                }
+            case .refusedPost(let answered):
+                session.rejectPost(exchange)
+                if !answered { exchange.respond(.badRequest) }
+            case .other:
+                exchange.respond(.badRequest)
+            }
+        }
+    }
+}
