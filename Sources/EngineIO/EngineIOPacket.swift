@@ -13,7 +13,7 @@ enum EngineIOPacketType: UInt8 {
 }
 
 /// One packet received from a client, decoded like engine.io-parser's `decodePacket`.
-enum EngineIOPacket: Equatable {
+enum EngineIOPacket: Equatable, Sendable {
     case open
     case close
     /// A ping; only the upgrade probe ("2probe") is valid from a v4 client.

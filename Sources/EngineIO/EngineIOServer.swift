@@ -44,6 +44,8 @@ public final class EngineIOServer {
     let heartbeat: EngineIOHeartbeat
     /// Every shard's server, by shard index, on a node of several loops; empty on one loop.
     var shards: [NIOLoopBound<EngineIOServer>] = []
+    /// Frames for WebSockets relayed to other loops, waiting for the end of this loop's round.
+    var relayedWrites: [RelayedWrite] = []
     /// Clients cause the origin warnings at will: one line a minute for each kind, at most.
     private var warnings = WarningThrottle(interval: .seconds(60))
 
@@ -220,9 +222,9 @@ public final class EngineIOServer {
         let uri = EngineIORequestURI(head.uri)
         guard uri.query["transport"] == EngineIOTransportKind.websocket.rawValue else { return nil }
         switch self.route(method: head.method, query: uri.query, isUpgrade: true) {
-        case .success(.handshake), .success(.session):
+        case .success(.handshake), .success(.session), .success(.otherShard):
             return HTTPHeaders()
-        case .success(.otherShard), .failure:
+        case .failure:
             return nil
         }
     }
@@ -236,6 +238,12 @@ public final class EngineIOServer {
         try pipeline.addHandler(webSocket)
         let uri = EngineIORequestURI(head.uri)
         if let sid = uri.query["sid"], !sid.isEmpty {
+            if self.sessions[sid] == nil, let owner = self.otherShard(owning: sid) {
+                let link = RelayedSessionLink(owner: owner)
+                webSocket.relay = link
+                link.adopt(sid: sid, handler: NIOLoopBound(webSocket, eventLoop: self.eventLoop))
+                return
+            }
             guard let session = self.sessions[sid], session.canUpgrade else {
                 self.logger.debug("upgrade attempt for a closed, upgrading or upgraded session", metadata: ["sid": "\(sid)"])
                 webSocket.close()
@@ -274,6 +282,11 @@ public final class EngineIOServer {
         self.logger.debug("session opened", metadata: ["sid": "\(session.id)", "transport": "\(session.transport.rawValue)"])
         session.open(upgrades: session.transport == .polling && self.configuration.transports.contains(.websocket)
                      ? [.websocket] : [])
+    }
+
+    /// The session `id` of this shard's table.
+    func session(id: String) -> EngineIOSession? {
+        self.sessions[id]
     }
 
     func remove(_ session: EngineIOSession) {

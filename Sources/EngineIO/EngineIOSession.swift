@@ -28,7 +28,7 @@ public final class EngineIOSession {
 
     private enum State {
         case polling(Polling)
-        case websocket(WebSocketTransportHandler)
+        case websocket(WebSocketTransport)
         /// Closed by the server while no long-poll was pending: the next poll carries the
         /// rest of the outbox and the close packet, or the timer gives up.
         case closing(timeout: Scheduled<Void>)
@@ -61,12 +61,12 @@ public final class EngineIOSession {
 
     /// A WebSocket opened with this session's sid, not yet confirmed with the "5" packet.
     private final class Upgrade {
-        let webSocket: WebSocketTransportHandler
+        let webSocket: WebSocketTransport
         /// Whether "2probe" was answered; polls are then released with a noop at once.
         var probed = false
         let timeout: Scheduled<Void>
 
-        init(webSocket: WebSocketTransportHandler, timeout: Scheduled<Void>) {
+        init(webSocket: WebSocketTransport, timeout: Scheduled<Void>) {
             self.webSocket = webSocket
             self.timeout = timeout
         }
@@ -84,7 +84,7 @@ public final class EngineIOSession {
         self.state = .polling(Polling())
     }
 
-    init(server: EngineIOServer, id: String, handshake: EngineIOHandshake, webSocket: WebSocketTransportHandler) {
+    init(server: EngineIOServer, id: String, handshake: EngineIOHandshake, webSocket: WebSocketTransport) {
         self.server = server
         self.id = id
         self.handshake = handshake
@@ -495,7 +495,7 @@ public final class EngineIOSession {
         return false
     }
 
-    func beginUpgrade(_ webSocket: WebSocketTransportHandler) {
+    func beginUpgrade(_ webSocket: WebSocketTransport) {
         guard case .polling(var polling) = self.state, polling.upgrade == nil else {
             webSocket.close()
             return
@@ -512,7 +512,7 @@ public final class EngineIOSession {
     }
 
     /// A packet from a WebSocket; nil for a malformed one.
-    func webSocket(_ webSocket: WebSocketTransportHandler, didReceive packet: EngineIOPacket?) {
+    func webSocket(_ webSocket: WebSocketTransport, didReceive packet: EngineIOPacket?) {
         switch self.state {
         case .websocket(let current) where current === webSocket:
             guard let packet else {
@@ -551,7 +551,7 @@ public final class EngineIOSession {
         }
     }
 
-    func webSocketDidClose(_ webSocket: WebSocketTransportHandler) {
+    func webSocketDidClose(_ webSocket: WebSocketTransport) {
         switch self.state {
         case .websocket(let current) where current === webSocket:
             self.terminate(.transportClose, clientClosed: true)
@@ -564,7 +564,7 @@ public final class EngineIOSession {
         }
     }
 
-    func webSocketDidFail(_ webSocket: WebSocketTransportHandler) {
+    func webSocketDidFail(_ webSocket: WebSocketTransport) {
         if case .websocket(let current) = self.state, current === webSocket {
             self.terminate(.transportError, clientClosed: false)
         } else {
@@ -572,7 +572,7 @@ public final class EngineIOSession {
         }
     }
 
-    private func abandonUpgrade(of webSocket: WebSocketTransportHandler) {
+    private func abandonUpgrade(of webSocket: WebSocketTransport) {
         if case .polling(var polling) = self.state, let upgrade = polling.upgrade, upgrade.webSocket === webSocket {
             upgrade.timeout.cancel()
             polling.upgrade = nil

@@ -148,3 +148,166 @@ extension EngineIOServer {
         }
     }
 }
+
+/// A session's WebSocket as the session drives it: the connection's own handler, or, for a
+/// connection on another loop, the relay to that handler.
+protocol WebSocketTransport: AnyObject {
+    func write(_ messages: some Collection<EngineIOMessage>)
+    /// Sends a close frame after what was written before, then closes the connection.
+    func close()
+    func pauseReading()
+    func resumeReading()
+    var bufferedBytes: Int { get }
+    func isBuffering(moreThan limit: Int) -> Bool
+}
+
+/// On the session's shard: the WebSocket of a connection that another loop serves, a polling
+/// session's upgrade that landed there.
+///
+/// Frames written are handed to the connection's loop once per round of this loop, all the
+/// relayed connections of one loop in one hand-off (``EngineIOServer/relayWrite(_:to:)``): a
+/// broadcast crosses once per loop, not once per client, and the `writev` to the client runs on
+/// the connection's loop. What the client sends comes back one packet per hand-off, in order.
+/// The backlog `--max-buffered` is checked against is the one the connection's loop last
+/// reported: when it turned unwritable, after each flush while it stays so, and when it drains.
+final class RelayedWebSocket: WebSocketTransport {
+    let handler: NIOLoopBound<WebSocketTransportHandler>
+    /// This shard's server, which batches the writes.
+    private unowned let server: EngineIOServer
+    var session: EngineIOSession?
+    private var remoteIsWritable = true
+    private var remoteBufferedBytes = 0
+    private var isClosed = false
+
+    init(handler: NIOLoopBound<WebSocketTransportHandler>, server: EngineIOServer) {
+        self.handler = handler
+        self.server = server
+    }
+
+    func write(_ messages: some Collection<EngineIOMessage>) {
+        guard !isClosed else { return }
+        server.relayWrite(Array(messages), to: handler)
+    }
+
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        session = nil
+        // What was written first goes first.
+        server.flushRelayedWrites()
+        let handler = self.handler
+        handler.eventLoop.execute { handler.value.close() }
+    }
+
+    func pauseReading() {
+        let handler = self.handler
+        handler.eventLoop.execute { handler.value.pauseReading() }
+    }
+
+    func resumeReading() {
+        let handler = self.handler
+        handler.eventLoop.execute { handler.value.resumeReading() }
+    }
+
+    var bufferedBytes: Int { remoteBufferedBytes }
+
+    func isBuffering(moreThan limit: Int) -> Bool {
+        if limit >= 64 * 1024, remoteIsWritable { return false }
+        return remoteBufferedBytes > limit
+    }
+
+    func report(isWritable: Bool, bufferedBytes: Int) {
+        remoteIsWritable = isWritable
+        remoteBufferedBytes = bufferedBytes
+    }
+}
+
+/// On the connection's loop: the session of another shard that a WebSocket serves.
+final class RelayedSessionLink {
+    private let owner: NIOLoopBound<EngineIOServer>
+    /// The session's side, made on the owning loop when the upgrade is handed over.
+    private let transport: NIOLoopBoundBox<RelayedWebSocket?>
+
+    init(owner: NIOLoopBound<EngineIOServer>) {
+        self.owner = owner
+        self.transport = .makeEmptyBox(valueType: RelayedWebSocket.self, eventLoop: owner.eventLoop)
+    }
+
+    /// Hands the upgraded connection to the session `sid` of the owning shard, which starts
+    /// the upgrade, or closes the WebSocket when the session can't upgrade (closed, unknown,
+    /// upgrading or upgraded already), as for a session of this shard.
+    func adopt(sid: String, handler: NIOLoopBound<WebSocketTransportHandler>) {
+        let owner = self.owner
+        let transport = self.transport
+        owner.eventLoop.execute {
+            let server = owner.value
+            let webSocket = RelayedWebSocket(handler: handler, server: server)
+            transport.value = webSocket
+            guard let session = server.session(id: sid), session.canUpgrade else {
+                server.logger.debug("relayed upgrade attempt for a closed, upgrading or upgraded session", metadata: ["sid": "\(sid)"])
+                return webSocket.close()
+            }
+            webSocket.session = session
+            session.beginUpgrade(webSocket)
+        }
+    }
+
+    func received(_ packet: EngineIOPacket?) {
+        let transport = self.transport
+        owner.eventLoop.execute {
+            guard let webSocket = transport.value, let session = webSocket.session else { return }
+            session.webSocket(webSocket, didReceive: packet)
+        }
+    }
+
+    func closed() {
+        let transport = self.transport
+        owner.eventLoop.execute {
+            guard let webSocket = transport.value, let session = webSocket.session else { return }
+            webSocket.session = nil
+            session.webSocketDidClose(webSocket)
+        }
+    }
+
+    func failed() {
+        let transport = self.transport
+        owner.eventLoop.execute {
+            guard let webSocket = transport.value, let session = webSocket.session else { return }
+            webSocket.session = nil
+            session.webSocketDidFail(webSocket)
+        }
+    }
+
+    func report(isWritable: Bool, bufferedBytes: Int) {
+        let transport = self.transport
+        owner.eventLoop.execute { transport.value?.report(isWritable: isWritable, bufferedBytes: bufferedBytes) }
+    }
+}
+
+extension EngineIOServer {
+    /// Queues frames for a relayed WebSocket; every queued frame goes to its connection's loop
+    /// at the end of this loop's round, one hand-off per loop.
+    func relayWrite(_ messages: [EngineIOMessage], to handler: NIOLoopBound<WebSocketTransportHandler>) {
+        relayedWrites.append((handler, messages))
+        if relayedWrites.count == 1 {
+            eventLoop.assumeIsolated().execute { self.flushRelayedWrites() }
+        }
+    }
+
+    func flushRelayedWrites() {
+        guard !relayedWrites.isEmpty else { return }
+        var byLoop: [ObjectIdentifier: [RelayedWrite]] = [:]
+        for write in relayedWrites {
+            byLoop[ObjectIdentifier(write.handler.eventLoop), default: []].append(write)
+        }
+        relayedWrites.removeAll(keepingCapacity: true)
+        for writes in byLoop.values {
+            writes[0].handler.eventLoop.execute {
+                for write in writes { write.handler.value.write(write.messages) }
+            }
+        }
+    }
+}
+
+/// Frames for a relayed WebSocket, waiting for the end of the loop's round.
+typealias RelayedWrite = (handler: NIOLoopBound<WebSocketTransportHandler>, messages: [EngineIOMessage])

@@ -8,13 +8,15 @@ import NIOWebSocket
 /// a client fragments a message), last in the pipeline, so it sees the channel's read requests
 /// first and can hold them back while the session's reading is paused, as NIO's
 /// `BackPressureHandler` does.
-final class WebSocketTransportHandler: ChannelDuplexHandler {
+final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport {
     typealias InboundIn = WebSocketFrame
     typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
     /// The session this WebSocket serves or is upgrading; cleared once the connection is gone.
     var session: EngineIOSession?
+    /// Instead of `session`: the session of another shard this WebSocket serves, through its loop.
+    var relay: RelayedSessionLink?
     /// For its logger: a `Logger` kept here would cost every connection 56 bytes.
     private let server: EngineIOServer
     private var context: ChannelHandlerContext?
@@ -122,6 +124,7 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         self.isWritable = context.channel.isWritable
+        self.relay?.report(isWritable: self.isWritable, bufferedBytes: self.bufferedBytes)
         context.fireChannelWritabilityChanged()
     }
 
@@ -146,10 +149,9 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     private func process(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
         switch frame.opcode {
         case .text:
-            let packet = EngineIOPacket(text: frame.unmaskedData)
-            self.session?.webSocket(self, didReceive: packet)
+            self.received(EngineIOPacket(text: frame.unmaskedData))
         case .binary:
-            self.session?.webSocket(self, didReceive: .binary(frame.unmaskedData))
+            self.received(.binary(frame.unmaskedData))
         case .ping:
             guard !self.closeSent else { return }
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
@@ -161,12 +163,23 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         }
     }
 
+    private func received(_ packet: EngineIOPacket?) {
+        if let relay = self.relay {
+            relay.received(packet)
+        } else {
+            self.session?.webSocket(self, didReceive: packet)
+        }
+    }
+
     // MARK: - Connection events
 
     func channelInactive(context: ChannelHandlerContext) {
         let session = self.session
         self.session = nil
         session?.webSocketDidClose(self)
+        let relay = self.relay
+        self.relay = nil
+        relay?.closed()
         context.fireChannelInactive()
     }
 
@@ -179,6 +192,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         // close could send a normal one.
         let session = self.session
         self.session = nil
+        let relay = self.relay
+        self.relay = nil
         switch error {
         case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
             self.close(code: .messageTooLarge)
@@ -186,6 +201,7 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
             self.close(code: .protocolError)
         }
         session?.webSocketDidFail(self)
+        relay?.failed()
     }
 
     /// Writes each message as its own frame, text or binary.
@@ -208,10 +224,18 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     func flushNow() {
         self.flushPending = false
         (self.encoderContext ?? self.context)?.flush()
+        // A relayed client that does not keep up: its session's shard follows the backlog.
+        if let relay = self.relay, !self.isWritable {
+            relay.report(isWritable: false, bufferedBytes: self.bufferedBytes)
+        }
+    }
+
+    func close() {
+        self.close(code: .normalClosure)
     }
 
     /// Sends a close frame after what was written before, then closes the connection.
-    func close(code: WebSocketErrorCode = .normalClosure) {
+    func close(code: WebSocketErrorCode) {
         guard !self.closeSent, let context = self.context else { return }
         self.closeSent = true
         var data = context.channel.allocator.buffer(capacity: 2)

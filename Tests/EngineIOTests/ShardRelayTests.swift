@@ -141,15 +141,87 @@ final class ShardRelayTests: XCTestCase {
         XCTAssertEqual(second.delegate.closed.map(\.reason), [.transportError])
     }
 
-    /// WebSocket upgrades are not relayed yet: refused, so the client goes on polling.
-    func testAnUpgradeOnAnotherLoopIsRefusedAndTheSessionGoesOnPolling() throws {
+    /// The upgrade of a polling session that lands on the other loop: the WebSocket stays on
+    /// the loop that accepted it, the session on its shard; probe, upgrade, packets both ways
+    /// and the close cross between them.
+    func testAnUpgradeOnAnotherLoopIsRelayedBothWays() throws {
+        let (sid, session) = try sessionOfTheSecondShard()
+        second.delegate.echo = false
+        let connection = try first.connect()
+        XCTAssertEqual(try connection.upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)")?.status, 101)
+        second.loop.run()
+        XCTAssertFalse(session.canUpgrade, "the upgrade started on the session's shard")
+
+        try connection.sendText("2probe")
+        second.loop.run()
+        XCTAssertEqual(try connection.readTexts(), ["3probe"])
+        try connection.sendText("5")
+        second.loop.run()
+        XCTAssertEqual(session.transport, .websocket)
+
+        session.send(.text("one"))
+        session.send(.text("two"))
+        second.loop.run()
+        XCTAssertEqual(try connection.readTexts(), ["4one", "4two"])
+        try connection.sendText("4hello")
+        second.loop.run()
+        XCTAssertEqual(second.delegate.texts, ["hello"])
+
+        try connection.channel.close().wait()
+        first.loop.run()
+        second.loop.run()
+        XCTAssertEqual(second.delegate.closed.map(\.reason), [.transportClose])
+        XCTAssertEqual(second.server.sessionCount, 0)
+    }
+
+    /// Frames written to the relayed WebSockets of one loop in one round cross in one
+    /// hand-off, in order per client.
+    func testWritesOfOneRoundCrossTogetherInOrder() throws {
+        let upgraded = try (0..<3).map { _ in try relayedWebSocketSession() }
+        for n in 0..<5 {
+            for (_, session) in upgraded { session.send(.text("m\(n)")) }
+        }
+        XCTAssertEqual(second.server.relayedWrites.count, 15, "waiting for the end of the round")
+        second.loop.run()
+        XCTAssertEqual(second.server.relayedWrites.count, 0)
+        for (connection, _) in upgraded {
+            XCTAssertEqual(try connection.readTexts(), (0..<5).map { "4m\($0)" })
+        }
+    }
+
+    /// The server closing a relayed session sends what was written first, then the close frame.
+    func testClosingARelayedSessionSendsItsFramesThenTheClose() throws {
+        let (connection, session) = try relayedWebSocketSession()
+        session.send(.text("last"))
+        session.close()
+        second.loop.run()
+        let frames = try connection.readFrames()
+        XCTAssertEqual(frames.map(\.opcode), [TestFrame.textOpcode, 0x8])
+        XCTAssertEqual(frames.first?.text, "4last")
+        XCTAssertFalse(connection.isActive)
+    }
+
+    func testAnUpgradeForAnUnknownSessionOfAnotherShardIsClosed() throws {
+        let sid = RandomID.make(shard: LoopShard(index: 1, count: 2))
+        let connection = try first.connect()
+        XCTAssertEqual(try connection.upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)")?.status, 101)
+        second.loop.run()
+        XCTAssertEqual(try connection.readFrames().map(\.opcode), [0x8])
+        XCTAssertFalse(connection.isActive)
+    }
+
+    /// A polling session of the second shard upgraded through a connection of the first loop.
+    private func relayedWebSocketSession() throws -> (TestConnection, EngineIOSession) {
         let (sid, session) = try sessionOfTheSecondShard()
         let connection = try first.connect()
-        let response = try XCTUnwrap(try connection.upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)"))
-        XCTAssertEqual(response.status, 400)
+        XCTAssertEqual(try connection.upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)")?.status, 101)
         second.loop.run()
-        XCTAssertTrue(session.isOpen)
-        XCTAssertEqual(session.transport, .polling)
-        XCTAssertTrue(session.canUpgrade)
+        try connection.sendText("2probe")
+        second.loop.run()
+        XCTAssertEqual(try connection.readTexts(), ["3probe"])
+        try connection.sendText("5")
+        second.loop.run()
+        XCTAssertEqual(session.transport, .websocket)
+        return (connection, session)
     }
 }
