@@ -72,6 +72,7 @@ let package = Package(
         .target(
             name: "Adapter",
             dependencies: [
+                "EngineIO",
                 "SocketIO",
                 "SidecastJSON",
                 "Redis",

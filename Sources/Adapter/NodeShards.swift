@@ -1,3 +1,4 @@
+import EngineIO
 import NIOCore
 import SidecastJSON
 import SocketIO
@@ -35,8 +36,28 @@ public final class NodeShards {
 
     public var count: Int { servers.count }
 
-    /// The home shard's server. Only for what needs no other shard; used by a node of one shard.
-    var home: SocketIOServer { servers[0].value }
+    /// The home shard's server, on the home loop.
+    public var home: SocketIOServer { servers[0].value }
+
+    /// Runs `work` on the loop of the shard that owns the socket `socketID` (its id says which),
+    /// then `completion` on the home loop with the result; before returning when that is the
+    /// home shard. An id that is not one of ours goes to the home shard, which has no such
+    /// socket. Work handed to one shard runs in the order handed.
+    public func withShard<Value: Sendable>(
+        owning socketID: String,
+        _ work: @escaping @Sendable (SocketIOServer) -> Value,
+        completion: @escaping (Value) -> Void
+    ) {
+        let index = servers.count == 1 ? 0 : LoopShard.index(of: socketID, count: servers.count) ?? 0
+        let server = servers[index]
+        guard server.eventLoop !== eventLoop else { return completion(work(server.value)) }
+        let done = NIOLoopBound(completion, eventLoop: eventLoop)
+        let home = eventLoop
+        server.eventLoop.execute {
+            let result = work(server.value)
+            home.execute { done.value(result) }
+        }
+    }
 
     /// Runs `work` on every shard's loop.
     func forEach(_ work: @escaping @Sendable (SocketIOServer) -> Void) {

@@ -12,7 +12,7 @@ final class Backend {
     /// Authorization requests (by `req`) this backend was asked and has not answered.
     var pendingAuthorizations: Set<Int> = []
     /// Sockets whose clients stopped being read because this backend fell behind, by id.
-    private var pausedSockets: [String: SocketIOSocket] = [:]
+    private var pausedSockets: [String: BridgeSocket] = [:]
     private(set) var isAttached = true
     /// Set while the handler carries out a batch of lines read together: their replies are
     /// flushed once at the end of the batch, one system call instead of one per reply.
@@ -78,7 +78,7 @@ final class Backend {
     /// Sends a line produced by `socket`'s client. When the backend can't keep up, that client
     /// stops being read until the backend drains its buffer: memory stays bounded by the
     /// channel's high-water mark plus one read per stalled client, never an unbounded queue.
-    func send(line: ByteBuffer, from socket: SocketIOSocket) {
+    func send(line: ByteBuffer, from socket: BridgeSocket) {
         send(line: line)
         if isAttached, !channel.isWritable, pausedSockets.updateValue(socket, forKey: socket.id) == nil {
             socket.pauseReading()

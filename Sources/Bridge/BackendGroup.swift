@@ -7,10 +7,10 @@ import SocketIO
 
 /// A message a group owes its backends, queued in order while the group has none.
 enum GroupItem {
-    case connect(SocketIOSocket)
+    case connect(BridgeSocket)
     /// An `event` line, encoded once for every group.
-    case event(SocketIOSocket, ByteBuffer)
-    case disconnect(SocketIOSocket, ByteBuffer)
+    case event(BridgeSocket, ByteBuffer)
+    case disconnect(BridgeSocket, ByteBuffer)
     /// A line about no socket (a `serverEvent`): any backend serving the namespace takes it.
     case line(namespace: String, ByteBuffer)
 }
@@ -110,9 +110,9 @@ final class BackendGroup {
     private func route(_ item: GroupItem) {
         switch item {
         case .connect(let socket):
-            guard let backend = pick(socket.namespace.name) else { return drop(1, because: "no backend serves the namespace", counting: unservedDrops) }
+            guard let backend = pick(socket.namespaceName) else { return drop(1, because: "no backend serves the namespace", counting: unservedDrops) }
             members[socket.id] = backend
-            backend.send(BackendMessage.connect(socket, resumed: false))
+            backend.send(socket.connectMessage(resumed: false))
         case .event(let socket, let line):
             guard let backend = backend(for: socket) else { return drop(1, because: "no backend serves the namespace", counting: unservedDrops) }
             backend.send(line: line, from: socket)
@@ -128,11 +128,11 @@ final class BackendGroup {
     }
 
     /// The socket's sticky backend, moving the socket (with a resumed `connect`) when it is gone.
-    private func backend(for socket: SocketIOSocket) -> Backend? {
+    private func backend(for socket: BridgeSocket) -> Backend? {
         if let current = members[socket.id], current.isAttached { return current }
-        guard let backend = pick(socket.namespace.name) else { return nil }
+        guard let backend = pick(socket.namespaceName) else { return nil }
         members[socket.id] = backend
-        backend.send(BackendMessage.connect(socket, resumed: true))
+        backend.send(socket.connectMessage(resumed: true))
         return backend
     }
 

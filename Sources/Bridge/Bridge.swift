@@ -10,13 +10,22 @@ import SocketIO
 ///
 /// Client activity flows to backends as `connect`/`event`/`disconnect` lines, one copy per
 /// group; backend commands flow to clients through the adapter, so they reach every node of a
-/// cluster. Confined to the Socket.IO server's event loop.
+/// cluster. Confined to the home shard's event loop.
+///
+/// On a node of several loops, the clients of the other shards reach the bridge through their
+/// shard's ``ShardSink`` (a socket's connect, events and disconnect arrive in the order its
+/// client sent them), and a backend's commands about one socket are handed to that socket's
+/// shard, read from its id, in the order the backend sent them.
 public final class Bridge {
     public let configuration: BridgeConfiguration
     let logger: Logger
-    private let server: SocketIOServer
+    private let shards: NodeShards
     private let adapter: Adapter
     private let eventLoop: EventLoop
+    /// The sockets of other shards that connected, by id.
+    private var remoteSockets: [String: RemoteSocket] = [:]
+    /// The sinks of the other shards, told which namespaces exist.
+    private var shardSinks: [NIOLoopBound<ShardSink>] = []
 
     private var groups: [String: BackendGroup] = [:]
     private var nextBackendID = 0
@@ -45,11 +54,19 @@ public final class Bridge {
         var backend: Backend?
     }
 
-    public init(configuration: BridgeConfiguration, server: SocketIOServer, adapter: Adapter, logger: Logger) {
+    /// The bridge of a node on one event loop. Call on the server's loop.
+    public convenience init(configuration: BridgeConfiguration, server: SocketIOServer, adapter: Adapter, logger: Logger) {
+        self.init(configuration: configuration, shards: NodeShards(server: server), adapter: adapter, logger: logger)
+    }
+
+    /// The bridge of a node whose shards are `shards`; the other shards' servers take the
+    /// sinks `makeShardSink` gives. Call on the home loop.
+    public init(configuration: BridgeConfiguration, shards: NodeShards, adapter: Adapter, logger: Logger) {
         self.configuration = configuration
-        self.server = server
+        self.shards = shards
         self.adapter = adapter
-        self.eventLoop = server.eventLoop
+        self.eventLoop = shards.eventLoop
+        let server = shards.home
         self.logger = logger
         self.authorizedNamespaces = configuration.authorizedNamespaces
         self.warnings = WarningThrottle(interval: configuration.warningInterval)
@@ -119,6 +136,7 @@ public final class Bridge {
             }
         }
         group.attach(backend)
+        shareServedNamespaces()
         let waiting = group.pendingAuthorizations
         group.pendingAuthorizations.removeAll()
         for req in waiting { dispatchAuthorization(req) }
@@ -130,6 +148,7 @@ public final class Bridge {
         backend.resumePausedSockets()
         guard let group = groups[backend.group] else { return }
         group.detach(backend)
+        shareServedNamespaces()
         logger.info("backend detached", metadata: ["backend": "\(backend.id)", "group": "\(group.name)"])
         if group.isInGrace && !isShuttingDown {
             logger.warning("group has no backend; queueing its messages", metadata: [
@@ -139,6 +158,7 @@ public final class Bridge {
                 guard let self, let group, group.isInGrace else { return }
                 group.expire()
                 self.groups.removeValue(forKey: group.name)
+                self.shareServedNamespaces()
                 let orphaned = group.pendingAuthorizations
                 group.pendingAuthorizations.removeAll()
                 for req in orphaned { self.dispatchAuthorization(req) }
@@ -162,42 +182,48 @@ public final class Bridge {
                 throw BridgeError.badMessage("hello was already said on this connection")
             case .ack(let sid, let nsp, let ack, let args):
                 try requireNamespace(nsp)
-                guard let socket = server.socket(id: sid, namespace: nsp), socket.sendAck(ack, args) else {
-                    if id != nil { throw BridgeError(code: "unknown_ack", message: "ack \(ack) of \(sid) in \(nsp) is not pending") }
-                    return
+                shards.withShard(owning: sid, { $0.socket(id: sid, namespace: nsp)?.sendAck(ack, args) ?? false }) { [self] sent in
+                    guard sent else {
+                        if id != nil {
+                            report(BridgeError(code: "unknown_ack", message: "ack \(ack) of \(sid) in \(nsp) is not pending"), id: id, line: request.command.type, to: backend)
+                        }
+                        return
+                    }
+                    succeed(id, backend)
                 }
-                succeed(id, backend)
             case .emit(let emit):
                 try self.emit(emit, id: id, backend: backend)
             case .join(let selector, let nsp, let rooms):
                 try requireNamespace(nsp)
                 switch selector {
                 case .socket(let sid):
-                    let socket = try localSocket(sid, nsp)
-                    for room in rooms { socket.join(room) }
+                    onSocket(sid, nsp, id: id, line: request.command.type, backend: backend) { socket in
+                        for room in rooms { socket.join(room) }
+                    }
                 case .rooms(let inRooms, let except, let local):
                     adapter.addSockets(options(nsp, inRooms, except, local: local), rooms: rooms)
+                    succeed(id, backend)
                 }
-                succeed(id, backend)
             case .leave(let selector, let nsp, let rooms):
                 try requireNamespace(nsp)
                 switch selector {
                 case .socket(let sid):
-                    let socket = try localSocket(sid, nsp)
-                    for room in rooms where room != sid { socket.leave(room) }
+                    onSocket(sid, nsp, id: id, line: request.command.type, backend: backend) { socket in
+                        for room in rooms where room != sid { socket.leave(room) }
+                    }
                 case .rooms(let inRooms, let except, let local):
                     adapter.removeSockets(options(nsp, inRooms, except, local: local), rooms: rooms)
+                    succeed(id, backend)
                 }
-                succeed(id, backend)
             case .disconnect(let selector, let nsp, let close):
                 try requireNamespace(nsp)
                 switch selector {
                 case .socket(let sid):
-                    try localSocket(sid, nsp).disconnect(close: close)
+                    onSocket(sid, nsp, id: id, line: request.command.type, backend: backend) { $0.disconnect(close: close) }
                 case .rooms(let inRooms, let except, let local):
                     adapter.disconnectSockets(options(nsp, inRooms, except, local: local), close: close)
+                    succeed(id, backend)
                 }
-                succeed(id, backend)
             case .fetch(let nsp, let inRooms, let except, let local),
                 .count(let nsp, let inRooms, let except, let local),
                 .rooms(let nsp, let inRooms, let except, let local):
@@ -211,8 +237,10 @@ public final class Bridge {
                 succeed(id, backend)
             case .data(let sid, let nsp, let data):
                 try requireNamespace(nsp)
-                try localSocket(sid, nsp).data = data
-                succeed(id, backend)
+                // A socket of another shard has its `connect` line made here, for a backend
+                // that takes it over: it must carry the new data too.
+                remoteSockets[sid]?.snapshot.data = data
+                onSocket(sid, nsp, id: id, line: request.command.type, backend: backend) { $0.data = data }
             case .serverEmit(let nsp, let event, let args):
                 serverEmit(nsp, event, args, id: id, backend: backend)
             case .serverAck(let ack, let args):
@@ -259,19 +287,47 @@ public final class Bridge {
             return succeed(id, backend)
         }
         let timeout = TimeAmount.milliseconds(timeoutMS)
-        if emit.to.count == 1, emit.except.isEmpty, let socket = server.socket(id: emit.to[0], namespace: emit.namespace) {
-            socket.emit(emit.event, emit.args, timeout: timeout) { result in
-                switch result {
-                case .success(let args):
-                    backend.send(BackendMessage.reply(id: id, fields: [("args", .array(args))]))
-                case .failure(.timeout):
-                    backend.send(BackendMessage.reply(id: id, error: BridgeError(code: "timeout", message: "the client did not answer within \(timeoutMS) ms")))
-                case .failure(.disconnected):
-                    backend.send(BackendMessage.reply(id: id, error: BridgeError(code: "timeout", message: "the client disconnected before answering")))
+        let answer: (Result<[JSONValue], SocketIOSocket.AckFailure>) -> Void = { result in
+            switch result {
+            case .success(let args):
+                backend.send(BackendMessage.reply(id: id, fields: [("args", .array(args))]))
+            case .failure(.timeout):
+                backend.send(BackendMessage.reply(id: id, error: BridgeError(code: "timeout", message: "the client did not answer within \(timeoutMS) ms")))
+            case .failure(.disconnected):
+                backend.send(BackendMessage.reply(id: id, error: BridgeError(code: "timeout", message: "the client disconnected before answering")))
+            }
+        }
+        guard emit.to.count == 1, emit.except.isEmpty else {
+            return broadcastWithAck(packet, options: options, timeout: timeout, timeoutMS: timeoutMS, id: id, backend: backend)
+        }
+        // One socket: its own ack, on its shard; not found there, the cluster is asked.
+        let sid = emit.to[0]
+        let (event, args) = (emit.event, emit.args)
+        let home = eventLoop
+        let answerHere = NIOLoopBound(answer, eventLoop: home)
+        shards.withShard(owning: sid, { server in
+            guard let socket = server.socket(id: sid, namespace: options.namespace) else { return false }
+            socket.emit(event, args, timeout: timeout) { result in
+                if server.eventLoop === home {
+                    answerHere.value(result)
+                } else {
+                    home.execute { answerHere.value(result) }
                 }
             }
-            return
-        }
+            return true
+        }, completion: { [self] (found: Bool) in
+            if !found { broadcastWithAck(packet, options: options, timeout: timeout, timeoutMS: timeoutMS, id: id, backend: backend) }
+        })
+    }
+
+    private func broadcastWithAck(
+        _ packet: SocketIOPacket,
+        options: BroadcastOptions,
+        timeout: TimeAmount,
+        timeoutMS: Int64,
+        id: JSONValue,
+        backend: Backend
+    ) {
         adapter.broadcastWithAck(packet, options: options, timeout: timeout) { result in
             let responses: JSONValue = .array(result.responses.map { ["sid": $0.socketID.map { .string($0) } ?? .null, "args": .array($0.args)] })
             if result.timedOut {
@@ -344,9 +400,27 @@ public final class Bridge {
         guard namespaceExists(nsp) else { throw BridgeError.unknownNamespace(nsp) }
     }
 
-    private func localSocket(_ sid: String, _ nsp: String) throws -> SocketIOSocket {
-        guard let socket = server.socket(id: sid, namespace: nsp) else { throw BridgeError.unknownSid(sid, nsp) }
-        return socket
+    /// Runs `work` on the socket `sid` of `nsp`, on its shard, then answers the command: "ok",
+    /// or an unknown sid.
+    private func onSocket(
+        _ sid: String,
+        _ nsp: String,
+        id: JSONValue?,
+        line: String,
+        backend: Backend,
+        _ work: @escaping @Sendable (SocketIOSocket) -> Void
+    ) {
+        shards.withShard(owning: sid, { server in
+            guard let socket = server.socket(id: sid, namespace: nsp) else { return false }
+            work(socket)
+            return true
+        }, completion: { [self] (found: Bool) in
+            if found {
+                succeed(id, backend)
+            } else {
+                report(BridgeError.unknownSid(sid, nsp), id: id, line: line, to: backend)
+            }
+        })
     }
 
     // MARK: Authorization
@@ -472,7 +546,7 @@ extension Bridge: SocketEventSink {
 
     /// A client's event that no backend will see: no group serves its namespace, not even one
     /// in grace. The warning names the namespace, since the client itself is told nothing.
-    private func dropUnserved(_ event: String, namespace nsp: String) {
+    fileprivate func dropUnserved(_ event: String, namespace nsp: String) {
         unservedDrops.increment()
         guard let count = warnings.record("events " + nsp) else { return }
         logger.warning("dropping client events: no backend serves the namespace", metadata: [
@@ -487,7 +561,61 @@ extension Bridge: SocketEventSink {
         forEachGroup(serving: socket.namespace.name) { $0.deliver(.disconnect(socket, line)) }
     }
 
-    private func forEachGroup(serving namespace: String, _ body: (BackendGroup) -> Void) {
+    fileprivate func forEachGroup(serving namespace: String, _ body: (BackendGroup) -> Void) {
         for group in groups.values where group.namespaces.contains(namespace) { body(group) }
+    }
+}
+
+// MARK: Shards
+
+extension Bridge {
+    /// The sink for the Socket.IO server of another shard: it hands that shard's clients to
+    /// this bridge. Call on that shard's loop; then give the sinks to `connect(shardSinks:)`.
+    public func makeShardSink(on loop: EventLoop) -> ShardSink {
+        ShardSink(bridge: NIOLoopBound(self, eventLoop: eventLoop), loop: loop, served: servedNamespaces)
+    }
+
+    /// The other shards' sinks, to be told which namespaces exist. Call on the home loop.
+    public func connect(shardSinks: [NIOLoopBound<ShardSink>]) {
+        self.shardSinks = shardSinks
+        shareServedNamespaces()
+    }
+
+    /// The namespaces a client may join now.
+    var servedNamespaces: Set<String> {
+        groups.values.reduce(into: configuration.namespaces.union(configuration.authorizedNamespaces)) { $0.formUnion($1.namespaces) }
+    }
+
+    /// Gives the other shards the namespaces that exist now, for their CONNECT packets. A
+    /// CONNECT that crosses a backend's attaching is answered by the copy the shard had.
+    func shareServedNamespaces() {
+        guard !shardSinks.isEmpty else { return }
+        let served = servedNamespaces
+        for sink in shardSinks {
+            sink.eventLoop.execute { sink.value.served = served }
+        }
+    }
+
+    func remoteSocketDidConnect(_ snapshot: RemoteSocketSnapshot, socket: NIOLoopBound<SocketIOSocket>) {
+        let remote = RemoteSocket(snapshot: snapshot, socket: socket)
+        remoteSockets[snapshot.id] = remote
+        forEachGroup(serving: snapshot.namespace) { $0.deliver(.connect(remote)) }
+    }
+
+    func remoteSocket(_ id: String, namespace nsp: String, didReceiveEvent event: String, args: [JSONValue], ackID: Int?) {
+        guard let remote = remoteSockets[id] else { return }
+        guard groups.values.contains(where: { $0.namespaces.contains(nsp) }) else {
+            return dropUnserved(event, namespace: nsp)
+        }
+        let message = BackendMessage.event(sid: id, namespace: nsp, event: event, args: args, ack: ackID)
+        let line = Backend.line(message, allocator: ByteBufferAllocator())
+        forEachGroup(serving: nsp) { $0.deliver(.event(remote, line)) }
+    }
+
+    func remoteSocket(_ id: String, namespace nsp: String, didDisconnectWith reason: DisconnectReason) {
+        guard let remote = remoteSockets.removeValue(forKey: id) else { return }
+        let message = BackendMessage.disconnect(sid: id, namespace: nsp, reason: reason)
+        let line = Backend.line(message, allocator: ByteBufferAllocator())
+        forEachGroup(serving: nsp) { $0.deliver(.disconnect(remote, line)) }
     }
 }

@@ -1,7 +1,7 @@
 import SidecastJSON
 
 /// What the server asks before a socket joins a namespace.
-public struct ConnectRequest {
+public struct ConnectRequest: Sendable {
     /// The id the socket will have once accepted; known up front so the decision can be sticky.
     public let socketID: String
     public let namespace: String

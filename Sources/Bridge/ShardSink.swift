@@ -1,0 +1,61 @@
+import NIOCore
+import SidecastJSON
+import SocketIO
+
+/// The Socket.IO sink of a shard other than the bridge's: on that shard's loop, it hands its
+/// clients' connects, events and disconnects to the bridge's loop, one hand-off each, so a
+/// socket's messages reach the bridge in the order its client sent them. Authorization is
+/// asked of the bridge and its decision handed back.
+public final class ShardSink: SocketEventSink {
+    private let bridge: NIOLoopBound<Bridge>
+    private let loop: EventLoop
+    /// The namespaces that exist, as the bridge last shared them.
+    var served: Set<String>
+
+    init(bridge: NIOLoopBound<Bridge>, loop: EventLoop, served: Set<String>) {
+        self.bridge = bridge
+        self.loop = loop
+        self.served = served
+    }
+
+    public func namespaceExists(_ namespace: String) -> Bool {
+        served.contains(namespace)
+    }
+
+    public func authorize(_ request: ConnectRequest, decide: @escaping (ConnectDecision) -> Void) {
+        let bridge = self.bridge
+        let loop = self.loop
+        let decideHere = NIOLoopBound(decide, eventLoop: loop)
+        bridge.eventLoop.execute {
+            bridge.value.authorize(request) { decision in
+                loop.execute { decideHere.value(decision) }
+            }
+        }
+    }
+
+    public func authorizationAbandoned(socketID: String, namespace: String) {
+        let bridge = self.bridge
+        bridge.eventLoop.execute { bridge.value.authorizationAbandoned(socketID: socketID, namespace: namespace) }
+    }
+
+    public func socketDidConnect(_ socket: SocketIOSocket) {
+        let bridge = self.bridge
+        let snapshot = RemoteSocketSnapshot(socket)
+        let handle = NIOLoopBound(socket, eventLoop: loop)
+        bridge.eventLoop.execute { bridge.value.remoteSocketDidConnect(snapshot, socket: handle) }
+    }
+
+    public func socket(_ socket: SocketIOSocket, didReceiveEvent event: String, args: [JSONValue], ackID: Int?) {
+        let bridge = self.bridge
+        let (id, nsp) = (socket.id, socket.namespace.name)
+        bridge.eventLoop.execute {
+            bridge.value.remoteSocket(id, namespace: nsp, didReceiveEvent: event, args: args, ackID: ackID)
+        }
+    }
+
+    public func socket(_ socket: SocketIOSocket, didDisconnectWith reason: DisconnectReason) {
+        let bridge = self.bridge
+        let (id, nsp) = (socket.id, socket.namespace.name)
+        bridge.eventLoop.execute { bridge.value.remoteSocket(id, namespace: nsp, didDisconnectWith: reason) }
+    }
+}
