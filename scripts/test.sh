@@ -34,5 +34,11 @@ fi
 
 step "swift test"
 # The project's tests are XCTest; without this, Swift Testing would close the output with a
-# "0 tests" line of its own.
-swift test --disable-swift-testing "$@"
+# "0 tests" line of its own. The integration tests start every sidecast with one event loop,
+# then, for a whole run, again with four (more loops than this machine may have cores, on
+# purpose: correctness must not depend on the number of cores).
+SIDECAST_TEST_THREADS="${SIDECAST_TEST_THREADS:-1}" swift test --disable-swift-testing "$@"
+if [ $# -eq 0 ]; then
+    step "integration tests with --threads 4"
+    SIDECAST_TEST_THREADS=4 swift test --disable-swift-testing --skip-build --filter IntegrationTests
+fi

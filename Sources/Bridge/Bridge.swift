@@ -570,9 +570,10 @@ extension Bridge: SocketEventSink {
 
 extension Bridge {
     /// The sink for the Socket.IO server of another shard: it hands that shard's clients to
-    /// this bridge. Call on that shard's loop; then give the sinks to `connect(shardSinks:)`.
-    public func makeShardSink(on loop: EventLoop) -> ShardSink {
-        ShardSink(bridge: NIOLoopBound(self, eventLoop: eventLoop), loop: loop, served: servedNamespaces)
+    /// `bridge`. Call on that shard's loop; then give the sinks to `connect(shardSinks:)`, which
+    /// tells them the namespaces that exist.
+    public static func makeShardSink(for bridge: NIOLoopBound<Bridge>, on loop: EventLoop) -> ShardSink {
+        ShardSink(bridge: bridge, loop: loop, served: [])
     }
 
     /// The other shards' sinks, to be told which namespaces exist. Call on the home loop.

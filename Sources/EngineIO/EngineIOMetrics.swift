@@ -3,8 +3,10 @@ import Metrics
 /// The Engine.IO layer's metrics. The objects are made once per server, so opening and closing
 /// sessions only bumps them: no lookups or label strings per event.
 struct EngineIOMetrics {
-    private let pollingClients = Meter(label: "sidecast_connected_clients", dimensions: [("transport", "polling")])
-    private let webSocketClients = Meter(label: "sidecast_connected_clients", dimensions: [("transport", "websocket")])
+    /// Connected clients, with a `shard` label on a node of several loops, where an operator
+    /// wants to see how evenly the loops share them.
+    private let pollingClients: Meter
+    private let webSocketClients: Meter
     private let pollingOpened = Counter(label: "sidecast_connections_opened_total", dimensions: [("transport", "polling")])
     private let webSocketOpened = Counter(label: "sidecast_connections_opened_total", dimensions: [("transport", "websocket")])
     private let originRefusals = Counter(label: "sidecast_connections_refused_total", dimensions: [("reason", "origin")])
@@ -15,7 +17,10 @@ struct EngineIOMetrics {
         label: "sidecast_client_limit_exceeded_total", dimensions: [("limit", "polling_posts")]
     )
 
-    init() {
+    init(shard: LoopShard) {
+        let shardLabel = shard.count > 1 ? [("shard", String(shard.index))] : []
+        pollingClients = Meter(label: "sidecast_connected_clients", dimensions: [("transport", "polling")] + shardLabel)
+        webSocketClients = Meter(label: "sidecast_connected_clients", dimensions: [("transport", "websocket")] + shardLabel)
         let reasons: [EngineIOCloseReason] = [
             .transportClose, .transportError, .pingTimeout, .parseError, .forcedClose, .serverShuttingDown,
         ]

@@ -40,7 +40,7 @@ public final class EngineIOServer {
     /// polling request to carry their close packet.
     private var sessions: [String: EngineIOSession] = [:]
     private(set) var isShuttingDown = false
-    let metrics = EngineIOMetrics()
+    let metrics: EngineIOMetrics
     let heartbeat: EngineIOHeartbeat
     /// Every shard's server, by shard index, on a node of several loops; empty on one loop.
     var shards: [NIOLoopBound<EngineIOServer>] = []
@@ -54,6 +54,7 @@ public final class EngineIOServer {
         self.eventLoop = eventLoop
         self.logger = logger
         self.cors = CORSPolicy(origins: configuration.allowedOrigins)
+        self.metrics = EngineIOMetrics(shard: configuration.shard)
         self.heartbeat = EngineIOHeartbeat(
             eventLoop: eventLoop, pingInterval: configuration.pingInterval, pingTimeout: configuration.pingTimeout
         )

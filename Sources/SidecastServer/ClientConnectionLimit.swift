@@ -1,4 +1,5 @@
 import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// Counts client connections against `--max-connections` and turns away the ones past it at
@@ -6,13 +7,18 @@ import NIOCore
 /// the admin listener. Counts TCP connections, as descriptors go: a long-polling client may
 /// hold two.
 ///
-/// Confined to the node's event loop: connections are counted as they are accepted.
-final class ClientConnectionLimit {
+/// Connections are counted on the loop each is served on, so with several loops the counts
+/// sit behind a lock: taken once when a connection is accepted and once when it closes, never
+/// per message.
+final class ClientConnectionLimit: Sendable {
     let maximum: Int
-    private(set) var open = 0
-    /// Refusals still being answered; past `maximumRefusing` a connection is closed unanswered,
-    /// so a flood of clients that never send a request cannot hold descriptors either.
-    private var refusing = 0
+    private struct Counts {
+        var open = 0
+        /// Refusals still being answered; past `maximumRefusing` a connection is closed
+        /// unanswered, so a flood of clients that never send a request cannot hold descriptors.
+        var refusing = 0
+    }
+    private let counts = NIOLockedValueBox(Counts())
     private let maximumRefusing = ClientCapacity.adminReserve / 2
     private let refusedFull = Counter(label: "sidecast_connections_refused_total", dimensions: [("reason", "full")])
     /// Connections the client listener accepted and closed at once for want of descriptors.
@@ -23,26 +29,42 @@ final class ClientConnectionLimit {
         Gauge(label: "sidecast_max_connections").record(maximum)
     }
 
+    /// Client connections open now.
+    var open: Int { counts.withLockedValue { $0.open } }
+
     /// Whether new clients are refused now; /readyz says "full" meanwhile.
     var isFull: Bool { open >= maximum }
 
+    private enum Admission {
+        case admitted, refused, dropped
+    }
+
     /// Counts `channel` as a client and returns true when there is room; otherwise sets it up
-    /// to be refused and returns false.
+    /// to be refused and returns false. Call on the channel's loop.
     func admit(_ channel: Channel) throws -> Bool {
-        if open < maximum {
-            open += 1
-            channel.closeFuture.assumeIsolated().whenComplete { [self] _ in open -= 1 }
-            return true
+        let admission = counts.withLockedValue { counts -> Admission in
+            if counts.open < maximum {
+                counts.open += 1
+                return .admitted
+            }
+            guard counts.refusing < maximumRefusing else { return .dropped }
+            counts.refusing += 1
+            return .refused
         }
-        refusedFull.increment()
-        guard refusing < maximumRefusing else {
+        switch admission {
+        case .admitted:
+            channel.closeFuture.whenComplete { [counts] _ in counts.withLockedValue { $0.open -= 1 } }
+            return true
+        case .dropped:
+            refusedFull.increment()
             channel.close(promise: nil)
             return false
+        case .refused:
+            refusedFull.increment()
+            channel.closeFuture.whenComplete { [counts] _ in counts.withLockedValue { $0.refusing -= 1 } }
+            try channel.pipeline.syncOperations.addHandler(FullRefusalHandler())
+            return false
         }
-        refusing += 1
-        channel.closeFuture.assumeIsolated().whenComplete { [self] _ in refusing -= 1 }
-        try channel.pipeline.syncOperations.addHandler(FullRefusalHandler())
-        return false
     }
 }
 

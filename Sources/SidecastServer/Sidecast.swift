@@ -1,3 +1,5 @@
+import Bridge
+import EngineIO
 import Logging
 import Metrics
 import NIOCore
@@ -32,12 +34,9 @@ public struct SidecastStartError: Error, CustomStringConvertible {
 public struct Sidecast: Service {
     /// The version `sidecast --version` prints and the start log shows.
     public static let version = "0.1.0"
-    /// The only `--threads` this version serves. More loops need every piece of the sharded
-    /// node (BENCHMARKS.md, "Many event loops"): a shard per loop owning its sessions, sockets
-    /// and rooms; the shard in every session and socket id; requests and backend commands handed
-    /// to the owning shard; queries gathered over shards before nodes. Until all of them exist
-    /// a second loop is refused rather than served with clients that miss each other's rooms.
-    public static let supportedThreads = 1
+    /// The most event loops (`--threads`) a node runs: as many shards as session and socket
+    /// ids can tell apart.
+    public static let maximumThreads = LoopShard.maximumCount
 
     public let configuration: SidecastConfiguration
     public let logger: Logger
@@ -58,9 +57,6 @@ public struct Sidecast: Service {
         let configuration = self.configuration
         let logger = self.logger
         let nodeID = self.nodeID
-        guard configuration.threads == Self.supportedThreads else {
-            throw SidecastStartError(description: "--threads \(configuration.threads): this version serves clients from \(Self.supportedThreads) event loop")
-        }
         let signals = StopSignals()
         // Every socket is bound before anything else exists, so a port in use or a bad address
         // stops the start while nothing runs that would need stopping.
@@ -71,21 +67,33 @@ public struct Sidecast: Service {
             signals.cancel()
             throw error
         }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: Self.supportedThreads)
-        let loop = group.next()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: min(max(configuration.threads, 1), Self.maximumThreads))
+        // The home loop holds the bridge, the adapter, Redis and the listeners; every loop, the
+        // home loop too, serves a shard of the clients.
+        let loops = Array(group.makeIterator())
+        let loop = loops[0]
         let parts: Parts
         do {
+            var shards: [Shard] = []
+            for (index, shardLoop) in loops.enumerated() {
+                shards.append(try await shardLoop.submit {
+                    try Shard(index: index, count: loops.count, configuration: configuration, loop: shardLoop, logger: logger)
+                }.get())
+            }
+            let built = shards
             parts = try await loop.submit {
                 Parts(
+                    shards: built,
                     runtime: NIOLoopBound(
-                        try SidecastRuntime(configuration: configuration, nodeID: nodeID, eventLoop: loop, logger: logger),
+                        try SidecastRuntime(configuration: configuration, nodeID: nodeID, shards: built, logger: logger),
                         eventLoop: loop
                     ),
-                    limit: NIOLoopBound(ClientConnectionLimit(maximum: capacity.maxConnections), eventLoop: loop),
+                    limit: ClientConnectionLimit(maximum: capacity.maxConnections),
                     reserve: NIOLoopBound(DescriptorReserve(), eventLoop: loop),
                     openFileLimit: capacity.openFileLimit
                 )
             }.get()
+            try await Self.connect(shards, bridge: parts.runtime)
         } catch {
             signals.cancel()
             sockets.discard(socketPath: configuration.socketPath)
@@ -103,7 +111,8 @@ public struct Sidecast: Service {
         // Which listener is being registered, for the error.
         var starting = sockets.backends
         do {
-            backends = try await parts.register(sockets.backends, group: group, logger: logger) { channel in
+            // Backends are served on the home loop, where the bridge is.
+            backends = try await parts.register(sockets.backends, group: loop, logger: logger) { channel in
                 try runtime.value.bridge.configureBackendChannel(channel)
             }
             starting = sockets.clients
@@ -112,22 +121,27 @@ public struct Sidecast: Service {
             // client that once sent a large message keeps a quarter of it while idle, at the price
             // of more reads per large message.
             let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 16384)
+            // One acceptor on the home loop hands connections to the loops in turn: every loop gets
+            // the same number to within one, whatever the ramp (BENCHMARKS.md, "Many event
+            // loops", has SO_REUSEPORT's spread, measured). Each connection is set up on its loop,
+            // for that loop's shard.
+            let engines = Dictionary(uniqueKeysWithValues: parts.shards.map { (ObjectIdentifier($0.eventLoop), $0.engineIO) })
             clients = try await parts.register(
-                sockets.clients, group: group, logger: logger, closedAtOnce: ClientConnectionLimit.refusedNoDescriptors,
+                sockets.clients, group: loop, childGroup: group, logger: logger, closedAtOnce: ClientConnectionLimit.refusedNoDescriptors,
                 options: {
                     $0.childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                         .childChannelOption(.recvAllocator, value: receiveBuffers)
                 }
             ) { channel in
-                guard try limit.value.admit(channel) else { return }
-                try runtime.value.engineIO.configureChildChannel(channel)
+                guard try limit.admit(channel), let engineIO = engines[ObjectIdentifier(channel.eventLoop)] else { return }
+                try engineIO.value.configureChildChannel(channel)
             }
             starting = sockets.admin
-            admin = try await parts.register(sockets.admin, group: group, logger: logger) { channel in
+            admin = try await parts.register(sockets.admin, group: loop, logger: logger) { channel in
                 try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                 try channel.pipeline.syncOperations.addHandler(
                     AdminHTTPHandler(registry: registry) {
-                        runtime.value.notReadyReasons() + (limit.value.isFull ? ["full"] : [])
+                        runtime.value.notReadyReasons() + (limit.isFull ? ["full"] : [])
                     }
                 )
             }
@@ -182,10 +196,34 @@ public struct Sidecast: Service {
         logger.info("sidecast stopped")
     }
 
+    /// Makes the shards of a node of several loops one node: each Engine.IO server relays the
+    /// requests for the others' sessions, and each Socket.IO server but the home one hands its
+    /// clients to the bridge through a sink.
+    private static func connect(_ shards: [Shard], bridge runtime: NIOLoopBound<SidecastRuntime>) async throws {
+        guard shards.count > 1 else { return }
+        let engines = shards.map(\.engineIO)
+        for shard in shards {
+            try await shard.eventLoop.submit { shard.engineIO.value.join(shards: engines) }.get()
+        }
+        let home = shards[0].eventLoop
+        let bridge = try await home.submit { NIOLoopBound(runtime.value.bridge, eventLoop: home) }.get()
+        var sinks: [NIOLoopBound<ShardSink>] = []
+        for shard in shards.dropFirst() {
+            sinks.append(try await shard.eventLoop.submit {
+                let sink = Bridge.makeShardSink(for: bridge, on: shard.eventLoop)
+                shard.socketIO.value.sink = sink
+                return NIOLoopBound(sink, eventLoop: shard.eventLoop)
+            }.get())
+        }
+        let connected = sinks
+        try await home.submit { runtime.value.bridge.connect(shardSinks: connected) }.get()
+    }
+
     /// What a node keeps on its event loop besides the runtime.
     private struct Parts: Sendable {
+        var shards: [Shard]
         var runtime: NIOLoopBound<SidecastRuntime>
-        var limit: NIOLoopBound<ClientConnectionLimit>
+        var limit: ClientConnectionLimit
         var reserve: NIOLoopBound<DescriptorReserve>
         var openFileLimit: Int
 
@@ -193,13 +231,14 @@ public struct Sidecast: Service {
         /// connection it accepts.
         func register(
             _ listener: ListeningSocket,
-            group: EventLoopGroup,
+            group: EventLoop,
+            childGroup: EventLoopGroup? = nil,
             logger: Logger,
             closedAtOnce: Metrics.Counter? = nil,
             options: (ServerBootstrap) -> ServerBootstrap = { $0 },
             child: @escaping @Sendable (Channel) throws -> Void
         ) async throws -> Channel {
-            try await options(ServerBootstrap(group: group))
+            try await options(ServerBootstrap(group: group, childGroup: childGroup ?? group))
                 .serverChannelInitializer { [self] channel in
                     channel.eventLoop.makeCompletedFuture {
                         try guardAccepts(on: channel, listener: listener, logger: logger, closedAtOnce: closedAtOnce)
@@ -226,8 +265,8 @@ public struct Sidecast: Service {
                 AcceptOverflowHandler(listener: listener, reserve: reserve.value, logger: logger, closedAtOnce: closedAtOnce) {
                     [
                         "open_file_limit": "\(openFileLimit)",
-                        "max_connections": "\(limit.value.maximum)",
-                        "clients": "\(limit.value.open)",
+                        "max_connections": "\(limit.maximum)",
+                        "clients": "\(limit.open)",
                         "backends": "\(runtime.value.bridge.backendCount)",
                     ]
                 },

@@ -15,11 +15,51 @@ enum StopRequest {
     case interrupt
 }
 
-/// The object graph of one running node, built and used on its single event loop.
+/// One event loop's share of the node: its Engine.IO and Socket.IO servers, which own the
+/// sessions, sockets and rooms of the clients that loop serves.
+struct Shard: Sendable {
+    let engineIO: NIOLoopBound<EngineIOServer>
+    let socketIO: NIOLoopBound<SocketIOServer>
+
+    var eventLoop: EventLoop { engineIO.eventLoop }
+
+    /// Shard `index` of `count`. Call on `loop`.
+    init(index: Int, count: Int, configuration: SidecastConfiguration, loop: EventLoop, logger: Logger) throws {
+        let shard = LoopShard(index: index, count: count)
+        var engineConfiguration = EngineIOConfiguration()
+        engineConfiguration.path = configuration.path
+        engineConfiguration.pingInterval = configuration.pingInterval
+        engineConfiguration.pingTimeout = configuration.pingTimeout
+        engineConfiguration.maxPayload = configuration.maxPayload
+        do {
+            engineConfiguration.allowedOrigins = try AllowedOrigins(configuration.corsOrigins)
+        } catch {
+            throw SidecastStartError(description: "--cors-origin: \(error)")
+        }
+        engineConfiguration.shard = shard
+        let engineIO = EngineIOServer(configuration: engineConfiguration, eventLoop: loop, logger: logger)
+
+        var socketConfiguration = SocketIOServerConfiguration()
+        socketConfiguration.connectTimeout = configuration.connectTimeout
+        socketConfiguration.maxBufferedBytes = configuration.maxBuffered
+        socketConfiguration.shard = shard
+        let socketIO = SocketIOServer(configuration: socketConfiguration, eventLoop: loop, logger: logger)
+        engineIO.delegate = socketIO
+        self.engineIO = NIOLoopBound(engineIO, eventLoop: loop)
+        self.socketIO = NIOLoopBound(socketIO, eventLoop: loop)
+    }
+}
+
+/// The object graph of one running node, built and used on its home event loop (the first
+/// shard's).
 ///
 /// Engine.IO hands sessions to Socket.IO, Socket.IO hands activity to the bridge, the bridge
-/// acts through the adapter: each layer only knows the one below it through a protocol.
+/// acts through the adapter: each layer only knows the one below it through a protocol. On a
+/// node of several loops every shard has its own Engine.IO and Socket.IO servers; the bridge,
+/// the adapter and Redis are the home loop's, and reach the shards through `NodeShards`.
 final class SidecastRuntime {
+    let shards: [Shard]
+    /// The home shard's servers.
     let engineIO: EngineIOServer
     let socketIO: SocketIOServer
     let adapter: Adapter
@@ -46,27 +86,15 @@ final class SidecastRuntime {
         case stopped
     }
 
-    init(configuration: SidecastConfiguration, nodeID: String, eventLoop: EventLoop, logger: Logger) throws {
+    /// Call on the first shard's loop, the home loop.
+    init(configuration: SidecastConfiguration, nodeID: String, shards: [Shard], logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-
-        var engineConfiguration = EngineIOConfiguration()
-        engineConfiguration.path = configuration.path
-        engineConfiguration.pingInterval = configuration.pingInterval
-        engineConfiguration.pingTimeout = configuration.pingTimeout
-        engineConfiguration.maxPayload = configuration.maxPayload
-        do {
-            engineConfiguration.allowedOrigins = try AllowedOrigins(configuration.corsOrigins)
-        } catch {
-            throw SidecastStartError(description: "--cors-origin: \(error)")
-        }
-        engineIO = EngineIOServer(configuration: engineConfiguration, eventLoop: eventLoop, logger: logger)
-
-        var socketConfiguration = SocketIOServerConfiguration()
-        socketConfiguration.connectTimeout = configuration.connectTimeout
-        socketConfiguration.maxBufferedBytes = configuration.maxBuffered
-        socketIO = SocketIOServer(configuration: socketConfiguration, eventLoop: eventLoop, logger: logger)
-        engineIO.delegate = socketIO
+        self.shards = shards
+        let eventLoop = shards[0].eventLoop
+        engineIO = shards[0].engineIO.value
+        socketIO = shards[0].socketIO.value
+        let nodeShards = NodeShards(servers: shards.map(\.socketIO))
 
         if let redisConfiguration = try Self.redisClientConfiguration(configuration), configuration.redisSharded {
             let redis: RedisShardedClient
@@ -84,18 +112,18 @@ final class SidecastRuntime {
                 logger: logger
             )
             adapter = ClusterAdapter(
-                server: socketIO, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
+                shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )
         } else if let redisConfiguration = try Self.redisClientConfiguration(configuration) {
             let redis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: logger)
             self.redis = redis
             let transport = RedisPubSubTransport(redis: redis, uid: nodeID, prefix: configuration.redisPrefix, logger: logger)
             adapter = ClusterAdapter(
-                server: socketIO, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
+                shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )
         } else {
             redis = nil
-            adapter = LocalAdapter(server: socketIO)
+            adapter = LocalAdapter(shards: nodeShards)
         }
 
         var bridgeConfiguration = BridgeConfiguration(nodeID: nodeID)
@@ -103,7 +131,7 @@ final class SidecastRuntime {
         bridgeConfiguration.authorizedNamespaces = configuration.authorizedNamespaces
         bridgeConfiguration.backendGrace = configuration.backendGrace
         bridgeConfiguration.requestsTimeout = configuration.requestsTimeout
-        bridge = Bridge(configuration: bridgeConfiguration, server: socketIO, adapter: adapter, logger: logger)
+        bridge = Bridge(configuration: bridgeConfiguration, shards: nodeShards, adapter: adapter, logger: logger)
         redis?.start()
     }
 
@@ -177,7 +205,7 @@ final class SidecastRuntime {
         let loop = engineIO.eventLoop.assumeIsolated()
         switch phase {
         case .serving:
-            engineIO.refuseNewSessions()
+            forEachShard { $0.engineIO.value.refuseNewSessions() }
             // Leaves a little of the timeout for closing the listeners afterwards.
             let allowance = min(configuration.drainTimeout, .milliseconds(500))
             deadline = loop.scheduleTask(in: configuration.drainTimeout - allowance) { [self] in forceStop() }
@@ -207,13 +235,26 @@ final class SidecastRuntime {
     /// Redis outbox drain.
     private func closeClients() {
         phase = .closing
-        socketIO.closeAll(reason: .serverShuttingDown)
-        engineIO.closeAll(reason: .serverShuttingDown)
+        forEachShard { shard in
+            shard.socketIO.value.closeAll(reason: .serverShuttingDown)
+            shard.engineIO.value.closeAll(reason: .serverShuttingDown)
+        }
         bridge.shutdown()
         // Unsubscribing drops this node from the other nodes' count of servers at once.
         adapter.close()
         let flushed = redis?.shutdown() ?? engineIO.eventLoop.makeSucceededVoidFuture()
         flushed.assumeIsolated().whenComplete { [self] _ in finish() }
+    }
+
+    /// Runs `body` on every shard's loop: at once for the home shard, handed over for others.
+    private func forEachShard(_ body: @escaping @Sendable (Shard) -> Void) {
+        for shard in shards {
+            if shard.eventLoop === engineIO.eventLoop {
+                body(shard)
+            } else {
+                shard.eventLoop.execute { body(shard) }
+            }
+        }
     }
 
     /// The drain timeout passed: clients are closed if they were not yet, and what is still

@@ -19,13 +19,14 @@ public final class Namespace {
     /// subscribes a room's channel only while the room exists on this node.
     public var onRoomChange: ((_ room: String, _ exists: Bool) -> Void)?
     private var nextAckID = 0
-    /// Sockets connected to this namespace on this node.
-    private let socketsGauge: Gauge
+    /// Sockets connected to this namespace on this node: counted up and down rather than set,
+    /// so the shards of a node on several loops add up.
+    private let socketsMeter: Meter
 
     init(name: String, server: SocketIOServer) {
         self.name = name
         self.server = server
-        self.socketsGauge = Gauge(label: "sidecast_connected_sockets", dimensions: [("namespace", name)])
+        self.socketsMeter = Meter(label: "sidecast_connected_sockets", dimensions: [("namespace", name)])
     }
 
     /// Ack ids count per namespace, as in Node, so a broadcast can share one id among its targets.
@@ -35,13 +36,11 @@ public final class Namespace {
     }
 
     func insert(_ socket: SocketIOSocket) {
-        sockets[socket.id] = socket
-        socketsGauge.record(sockets.count)
+        if sockets.updateValue(socket, forKey: socket.id) == nil { socketsMeter.increment() }
     }
 
     func removeSocket(_ socket: SocketIOSocket) {
-        sockets.removeValue(forKey: socket.id)
-        socketsGauge.record(sockets.count)
+        if sockets.removeValue(forKey: socket.id) != nil { socketsMeter.decrement() }
     }
 
     /// Room name → ids of member sockets. A socket's own id is a room too.

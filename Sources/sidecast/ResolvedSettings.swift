@@ -80,19 +80,10 @@ struct ResolvedSettings: Sendable {
             throw invalid(.maxConnections, "must be 0 (derived from the open-file limit) or more", String(configuration.maxConnections))
         }
         let threads = try integer(.threads)
-        guard threads >= 0 else { throw invalid(.threads, "must be 0 (one per CPU this process may run on) or more", String(threads)) }
-        configuration.threads = threads == 0 ? cpus.count : threads
-        guard configuration.threads == Sidecast.supportedThreads else {
-            // Refused rather than half-served: clients on a second loop would not see the
-            // backends, rooms and broadcasts of the first until every shard hand-off exists.
-            let given = threads == 0 ? "0, which is \(cpus.derivation) here" : String(threads)
-            throw invalid(
-                .threads,
-                "must be \(Sidecast.supportedThreads) in this version, which serves every client from one event loop "
-                    + "(use more cores by running one sidecast per core with --redis)",
-                given
-            )
+        guard (0...Sidecast.maximumThreads).contains(threads) else {
+            throw invalid(.threads, "must be 0 (one per CPU this process may run on) to \(Sidecast.maximumThreads)", String(threads))
         }
+        configuration.threads = threads == 0 ? min(cpus.count, Sidecast.maximumThreads) : threads
         let namespaces = try list(.namespace)
         if let bad = namespaces.first(where: { !$0.hasPrefix("/") }) {
             throw invalid(.namespace, "must start with '/'", bad)

@@ -89,7 +89,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxPayload: return .integer(1_000_000)
         case .maxBuffered: return .integer(1_048_576)
         case .maxConnections: return .integer(0)
-        case .threads: return .integer(1)
+        case .threads: return .integer(0)
         case .namespace: return .list(["/"])
         case .authorize: return .list([])
         case .backendGrace: return .number(10)
@@ -134,7 +134,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxConnections:
             return "Client connections served at once; past it new ones get HTTP 503. 0 derives it from the open-file limit, less a reserve for backends, Redis, the admin listener and files."
         case .threads:
-            return "Event loops serving clients; 0 is one per CPU this process may run on (its affinity mask and cgroup CPU quota). Only 1 is supported so far."
+            return "Event loops serving clients, each with its share of them; 0 is one per CPU this process may run on (its affinity mask and cgroup CPU quota)."
         case .namespace: return "Namespace that exists even with no backend attached; repeatable."
         case .authorize:
             return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."

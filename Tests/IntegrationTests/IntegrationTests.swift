@@ -35,6 +35,7 @@ final class IntegrationTests: XCTestCase {
         "test_redis_outage",
         "test_rooms",
         "test_sharded",
+        "test_threads",
         "test_transports",
     ]
 
@@ -64,6 +65,7 @@ final class IntegrationTests: XCTestCase {
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
     func testRooms() async throws { try await check("test_rooms") }
+    func testThreads() async throws { try await check("test_threads") }
     func testTransports() async throws { try await check("test_transports") }
 
     /// Guards against a module that exists but that no method runs, or a method whose module is gone.

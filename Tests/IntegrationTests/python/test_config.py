@@ -144,32 +144,27 @@ class RejectionTests(ConfigTestCase):
         self.assert_rejected(env={"SIDECAST_PORT": "x"}, mentions=("SIDECAST_PORT",))
         self.assert_rejected("--ping-interval", 0, mentions=("--ping-interval",))
 
-    def test_threads_other_than_one_are_refused_with_the_reason(self):
-        """Until every shard hand-off exists, a second event loop is refused at start rather
-        than served with clients that would miss each other's rooms."""
-        advice = ("in this version, which serves every client from one event loop", "one sidecast per core")
-        self.assert_rejected("--threads", 4, mentions=("--threads", "got 4") + advice)
-        self.assert_rejected(env={"SIDECAST_THREADS": "2"}, mentions=("SIDECAST_THREADS", "got 2") + advice)
-        path = self.write("threads = 3\n")
-        self.assert_rejected("--print-config", "--config", path, mentions=("threads in " + path, "got 3"))
-        self.assert_rejected("--threads", -1, mentions=("--threads", "0 (one per CPU this process may run on) or more"))
-        self.assertEqual(self.print_config("--threads", 1)["threads"], 1)
+    def test_threads_out_of_range_are_refused(self):
+        self.assert_rejected("--threads", -1, mentions=("--threads", "must be 0 (one per CPU this process may run on) to 4096", "got -1"))
+        self.assert_rejected(env={"SIDECAST_THREADS": "4097"}, mentions=("SIDECAST_THREADS", "got 4097"))
+        path = self.write("threads = 5000\n")
+        self.assert_rejected("--print-config", "--config", path, mentions=("threads in " + path, "got 5000"))
+        self.assertEqual(self.print_config("--threads", 4)["threads"], 4)
         self.assertEqual(self.print_config("--config", self.write("threads = 1\n"))["threads"], 1)
 
     def test_threads_zero_counts_the_cpus_of_the_affinity_mask(self):
-        """`--threads 0` stands for the CPUs this process may run on: its affinity mask (as
-        `sched_getaffinity` reports it) or the cgroup's quota, the smaller. Pinned to one CPU it
-        is 1 and served; on more CPUs it is refused, naming how many."""
-        pinned = subprocess.run(["taskset", "-c", str(min(os.sched_getaffinity(0))), SIDECAST_BIN, "--print-config",
-                                 "--threads", "0"], env=clean_environment(), capture_output=True, text=True, timeout=20)
+        """`--threads 0`, the default, stands for the CPUs this process may run on: its
+        affinity mask (as `sched_getaffinity` reports it) or the cgroup's quota, the smaller."""
+        pinned = subprocess.run(["taskset", "-c", str(min(os.sched_getaffinity(0))), SIDECAST_BIN, "--print-config"],
+                                env=clean_environment(), capture_output=True, text=True, timeout=20)
         self.assertEqual(pinned.returncode, 0, pinned.stderr)
         line = next(line for line in pinned.stdout.splitlines() if line.startswith("threads ="))
-        self.assertIn("threads = 0  # from --threads; 1 CPU this process may run on (affinity mask 1,", line)
+        self.assertIn("threads = 0  # default; 1 CPU this process may run on (affinity mask 1,", line)
         cpus = len(os.sched_getaffinity(0))
-        if cpus < 2:
-            self.skipTest("this process may run on one CPU only: nothing to refuse")
-        stderr = self.assert_rejected("--threads", 0, mentions=("--threads", f"affinity mask {cpus},"))
-        self.assertRegex(stderr, r"got 0, which is \d+ CPUs this process may run on \(affinity mask \d+, cgroup quota or CPUs \d+\) here$")
+        output = self.run_sidecast("--print-config", "--threads", 0).stdout
+        line = next(line for line in output.splitlines() if line.startswith("threads ="))
+        self.assertRegex(line, rf"threads = 0  # from --threads; \d+ CPUs? this process may run on \(affinity mask {cpus}, "
+                               r"cgroup quota or CPUs \d+\)$")
 
     def test_unreadable_or_malformed_file(self):
         missing = os.path.join(self.dir, "missing.toml")

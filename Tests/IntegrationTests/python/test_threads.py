@@ -1,0 +1,180 @@
+"""One sidecast on four event loops (`--threads 4`, more loops than this machine may have cores,
+on purpose): clients spread over every shard, a broadcast reaches each client once, a polling
+client whose every request lands on a new TCP connection (so on another loop) is served
+through its upgrade, 10,000 numbered emits from one backend to sockets of every shard arrive in
+order, and fetch, count and rooms see every shard.
+
+Which shard owns a socket is read from its id as sidecast writes it
+(Sources/EngineIO/RandomID.swift, `LoopShard`): the first two characters hold a value whose
+remainder by the number of shards is the shard.
+"""
+
+import json
+import unittest
+
+import requests
+import websocket
+
+from harness import TIMEOUT, RawSocketIO, SidecastTestCase, eio_url, wait_until
+from test_ops import metric, scrape, start_node
+
+THREADS = 4
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def shard_of(sid, count=THREADS):
+    return (ALPHABET.index(sid[0]) | ALPHABET.index(sid[1]) << 6) % count
+
+
+class ThreadsTestCase(SidecastTestCase):
+    sidecast_flags = ("--threads", THREADS)
+
+    def query(self, type, **fields):
+        reply = self.backend.request({"type": type, "nsp": "/", **fields})
+        self.assertTrue(reply["ok"], reply)
+        return reply
+
+    def clients_on_every_shard(self, count=8, **kwargs):
+        """`count` connected python-socketio clients with their socket ids, at least one on each
+        shard (the acceptor hands connections to the loops in turn)."""
+        clients = [self.connected_client(**kwargs) for _ in range(count)]
+        sids = [message["sid"] for _, message in clients]
+        self.assertEqual({shard_of(sid) for sid in sids}, set(range(THREADS)), sids)
+        return [client for client, _ in clients], sids
+
+
+class ShardTests(ThreadsTestCase):
+    def test_fetch_count_and_rooms_see_every_shard(self):
+        clients, sids = self.clients_on_every_shard()
+        for index, sid in enumerate(sids):
+            self.backend.join(sid, f"r{index % 2}")
+        self.assertEqual(self.query("count")["count"], 8)
+        self.assertEqual(self.query("count", **{"in": ["r0"]})["count"], 4)
+        self.assertEqual(self.query("count", **{"in": ["r1"], "except": [sids[1]]})["count"], 3)
+        self.assertEqual(set(self.query("rooms")["rooms"]), {"r0", "r1"})
+        sockets = self.query("fetch", **{"in": ["r1"]})["sockets"]
+        self.assertEqual(sorted(s["sid"] for s in sockets), sorted(sids[1::2]))
+        for socket in sockets:
+            self.assertEqual(sorted(socket["rooms"]), sorted([socket["sid"], "r1"]))
+        # A join by selector reaches every shard; so does a disconnect.
+        self.assertTrue(self.backend.request({"type": "join", "nsp": "/", "in": ["r0"], "rooms": ["even"]})["ok"])
+        self.assertEqual(self.query("count", **{"in": ["even"]})["count"], 4)
+        self.assertTrue(self.backend.request({"type": "disconnect", "nsp": "/", "in": ["even"]})["ok"])
+        for index, client in enumerate(clients):
+            if index % 2 == 0:
+                client.wait_for("disconnect")
+        self.assertEqual(sorted(s["sid"] for s in self.query("fetch")["sockets"]), sorted(sids[1::2]))
+
+    def test_ten_thousand_numbered_emits_arrive_in_order_on_every_shard(self):
+        # Raw WebSocket clients read frames in the order they arrive; python-socketio hands each
+        # event to a thread of its own, which may reorder them.
+        clients = [RawSocketIO(self.sidecast) for _ in range(8)]
+        for client in clients:
+            self.addCleanup(client.close)
+        sids = [client.connect() for client in clients]
+        for sid in sids:
+            self.backend.expect_connect(sid=sid)
+        self.assertEqual({shard_of(sid) for sid in sids}, set(range(THREADS)), sids)
+        total = 10_000
+        for n in range(total):
+            self.backend.emit("n", n, to=[sids[n % len(sids)]])
+        for index, client in enumerate(clients):
+            expected = [f'42["n",{n}]' for n in range(index, total, len(sids))]
+            received = [client.recv_skipping_pings() for _ in expected]
+            self.assertEqual(received, expected, f"socket {sids[index]} of shard {shard_of(sids[index])}")
+
+    def test_a_clients_events_reach_the_backend_in_order_and_acks_come_back(self):
+        clients, sids = self.clients_on_every_shard()
+        for client in clients:
+            for n in range(20):
+                client.emit("seq", n)
+        for sid in sids:
+            for n in range(20):
+                self.assertEqual(self.backend.expect_event("seq", sid=sid)["args"], [n])
+        # An ack, and an emit with ack to one socket, cross to the socket's shard and back.
+        client = clients[3]
+        future = client.call_async("question")
+        event = self.backend.expect_event("question", sid=sids[3])
+        self.backend.ack(event, "answer")
+        self.assertEqual(future.result(TIMEOUT), ("answer",))
+        clients[5].ack_replies["ping"] = lambda *args: "pong"
+        reply = self.backend.request({"type": "emit", "nsp": "/", "event": "ping", "args": [], "to": [sids[5]], "ack": {"timeout": 2000}})
+        self.assertEqual(reply["args"], ["pong"], reply)
+
+
+class BroadcastOverShardsTests(unittest.TestCase):
+    def test_clients_spread_over_every_shard_and_a_broadcast_reaches_each_once(self):
+        node = start_node(self, "--threads", THREADS)
+        backend = node.backend(self)
+        clients = [RawSocketIO(node) for _ in range(16)]
+        for client in clients:
+            self.addCleanup(client.close)
+        sids = [client.connect() for client in clients]
+        self.assertEqual({shard_of(client.open["sid"]) for client in clients}, set(range(THREADS)))
+        samples = scrape(node)
+        per_shard = [metric(samples, "sidecast_connected_clients", transport="websocket", shard=str(shard))
+                     for shard in range(THREADS)]
+        self.assertEqual(sum(per_shard), 16, per_shard)
+        self.assertTrue(all(count > 0 for count in per_shard), per_shard)
+        self.assertEqual(metric(samples, "sidecast_connected_sockets", namespace="/"), 16)
+        self.assertEqual({shard_of(sid) for sid in sids}, set(range(THREADS)))
+
+        backend.emit("hello", "everyone")
+        for client in clients:
+            self.assertEqual(client.recv_skipping_pings(), '42["hello","everyone"]')
+        for client in clients:
+            client.ws.settimeout(0.3)
+            try:
+                extra = client.recv_skipping_pings()
+            except websocket.WebSocketTimeoutException:
+                continue
+            self.fail(f"a second message after the broadcast: {extra!r}")
+
+
+class PollingAcrossLoopsTests(ThreadsTestCase):
+    """Every request on a new TCP connection: with four loops taking connections in turn,
+    nearly every request lands on a loop other than its session's and is relayed."""
+
+    def fresh(self, method, url, **kwargs):
+        with requests.Session() as http:
+            return http.request(method, url, headers={"Connection": "close"}, timeout=TIMEOUT, **kwargs)
+
+    def poll(self, url):
+        response = self.fresh("GET", url)
+        self.assertEqual(response.status_code, 200, response.text)
+        return response.text.split("\x1e")
+
+    def test_a_client_on_new_connections_is_served_through_its_upgrade(self):
+        for _ in range(THREADS):
+            self.one_client_through_upgrade()
+
+    def one_client_through_upgrade(self):
+        opening = self.fresh("GET", eio_url(self.sidecast))
+        sid = json.loads(opening.text[1:])["sid"]
+        url = eio_url(self.sidecast, sid=sid)
+        self.assertEqual(self.fresh("POST", url, data=b"40").text, "ok")
+        packets = self.poll(url)
+        socket_sid = json.loads(packets[0][2:])["sid"]
+        self.backend.expect_connect(sid=socket_sid)
+        self.backend.emit("over", "polling", to=[socket_sid])
+        self.assertEqual(self.poll(url), ['42["over","polling"]'])
+        self.assertEqual(self.fresh("POST", url, data=b'42["up",1]').text, "ok")
+        self.assertEqual(self.backend.expect_event("up", sid=socket_sid)["args"], [1])
+
+        ws = websocket.create_connection(eio_url(self.sidecast, transport="websocket", sid=sid)
+                                         .replace("http://", "ws://", 1), timeout=TIMEOUT)
+        self.addCleanup(ws.close)
+        ws.send("2probe")
+        self.assertEqual(ws.recv(), "3probe")
+        ws.send("5")
+        wait_until(lambda: self.fresh("GET", url).status_code == 400, message="polling to end after the upgrade")
+        self.backend.emit("over", "websocket", to=[socket_sid])
+        self.assertEqual(ws.recv(), '42["over","websocket"]')
+        ws.send('42["down",2]')
+        self.assertEqual(self.backend.expect_event("down", sid=socket_sid)["args"], [2])
+        ws.close()
+        self.backend.expect("disconnect", sid=socket_sid)
+
+
+if __name__ == "__main__":
+    unittest.main()
