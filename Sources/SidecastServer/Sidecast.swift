@@ -29,8 +29,10 @@ public struct SidecastStartError: Error, CustomStringConvertible {
 /// it. Either way backends are told, the Redis outbox is flushed and `run()` returns within
 /// the drain timeout. Run it in a service group that traps no signals of its own.
 ///
-/// All Socket.IO state lives on a single event loop, as Node keeps it on one thread: rooms,
-/// sockets and backends need no locks, and a node scales out by running one per host.
+/// Clients are spread over `--threads` event loops, one shard each: a shard's sessions, sockets
+/// and rooms live on its loop only, as Node keeps them on one thread, so they need no locks. The
+/// bridge, the adapter, Redis and the listeners live on the first loop; work crosses loops by
+/// hand-offs (BENCHMARKS.md, "Many event loops").
 public struct Sidecast: Service {
     /// The version `sidecast --version` prints and the start log shows.
     public static let version = "0.1.0"
