@@ -73,7 +73,13 @@ final class Bench {
         if let redisPort { arguments += ["--redis", "redis://127.0.0.1:\(redisPort)"] }
         // Builds with an admin (metrics) listener default it to a fixed port, which a second
         // node on this machine could not bind.
-        if try sidecastHasAdminListener() { arguments += ["--admin-port", "0"] }
+        if try sidecastHelp().contains("--admin-port") { arguments += ["--admin-port", "0"] }
+        // Builds with several event loops default to one per CPU: ask for the number measured.
+        if try sidecastHelp().contains("--threads") {
+            arguments += ["--threads", String(options.threads)]
+        } else if options.threads != 1 {
+            throw BenchError("\(options.sidecast) has no --threads: it serves one event loop")
+        }
         let process = try ChildProcess(
             name: name,
             executable: options.sidecast,
@@ -161,10 +167,11 @@ final class Bench {
         }
     }
 
-    private var adminListener: Bool?
+    private var helpText: String?
 
-    private func sidecastHasAdminListener() throws -> Bool {
-        if let adminListener { return adminListener }
+    /// `sidecast --help`, to learn which flags the binary has.
+    private func sidecastHelp() throws -> String {
+        if let helpText { return helpText }
         let help = Process()
         let output = Pipe()
         help.executableURL = URL(fileURLWithPath: options.sidecast)
@@ -178,8 +185,8 @@ final class Bench {
         }
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         help.waitUntilExit()
-        adminListener = text.contains("--admin-port")
-        return adminListener ?? false
+        helpText = text
+        return text
     }
 
     private var pinsCores: Bool { Self.pinsCores(options) }

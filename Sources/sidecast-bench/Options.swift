@@ -67,6 +67,8 @@ struct Options: Sendable {
     var targetHost = "127.0.0.1"
     var sidecarCore = 0
     var loadCore = 1
+    /// sidecast's event loops (`--threads`); they all run on the sidecar core.
+    var threads = 1
 
     static let maxDuration = 600.0
     static let maxClients = 1_000_000
@@ -99,6 +101,7 @@ struct Options: Sendable {
           --redis-server PATH redis-server binary for cluster (redis-server)
           --host ADDR         loopback address sidecast listens on (127.0.0.1); anything
                               outside 127.0.0.0/8 is refused
+          --threads N         sidecast's event loops, all on the sidecar core (1)
           --sidecar-core N    core sidecast (and redis-server) run on (0)
           --load-core N       core this process runs on (1)
           --json FILE         also write the result as JSON
@@ -179,6 +182,7 @@ struct Options: Sendable {
         case "host": targetHost = value
         case "sidecar-core": sidecarCore = try int()
         case "load-core": loadCore = try int()
+        case "threads": threads = try int()
         case "json": json = value
         default: throw .invalid("unknown option --\(name)")
         }
@@ -194,6 +198,7 @@ struct Options: Sendable {
             throw .invalid("--rate must be positive for \(scenario.rawValue)")
         }
         guard ramp > 0 else { throw .invalid("--ramp must be positive") }
+        guard (1...4096).contains(threads) else { throw .invalid("--threads must be 1...4096") }
         guard (1...250).contains(addresses) else { throw .invalid("--addresses must be 1...250 (127.0.0.2 ... 127.0.0.251)") }
         guard (40...1_000_000).contains(payloadBytes) else { throw .invalid("--payload-bytes must be 40...1000000") }
         guard firstMessageBytes == 0 || (40...900_000).contains(firstMessageBytes) else {
