@@ -141,7 +141,8 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
                 self.state = .handshake(head)
             }
         case .success(.otherShard(let owner)):
-            // Upgrades are not relayed yet: the client's probe fails and it goes on polling.
+            // An upgrade reaches this handler only when it is not the first request of its
+            // connection, which NIO's decoder cannot carry on after.
             if isUpgrade {
                 self.state = .answerAtEnd(.error(.badRequest))
                 return
@@ -153,7 +154,13 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
             default: .other
             }
             let request = RelayedRequest(sid: query["sid"] ?? "", transport: query["transport"] ?? "", method: head.method, kind: kind)
-            self.state = .relaying(RelayLink(owner: owner), request)
+            let link = RelayLink(owner: owner)
+            self.state = .relaying(link, request)
+            // The session learns of a POST at its start, as for one of its own connections, so
+            // a second POST while this one's body is still coming is refused.
+            if case .post = kind {
+                link.beginPost(request, answeringTo: NIOLoopBound(self, eventLoop: self.server.eventLoop))
+            }
         case .success(.session(let session)):
             if isUpgrade {
                 self.state = .answerAtEnd(.error(.badRequest))
@@ -228,7 +235,11 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         switch state {
         case .relaying(let link, let request):
             self.state = .awaitingRelay(link)
-            link.send(request, answeringTo: NIOLoopBound(self, eventLoop: self.server.eventLoop))
+            if case .post(let body) = request.kind {
+                link.finishPost(body)
+            } else {
+                link.send(request, answeringTo: NIOLoopBound(self, eventLoop: self.server.eventLoop))
+            }
         case .answerAtEnd(.error(let error)):
             self.respond(error)
         case .answerAtEnd(.notFound):
@@ -293,10 +304,18 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         }
     }
 
-    /// Answers a relayed request that its session's shard refused before taking it.
+    /// Answers a relayed request that its session's shard refused before taking it; a POST may
+    /// be refused while its body is still coming, which is then dropped.
     func respondToRelayed(_ error: EngineIOError) {
-        guard case .awaitingRelay = self.state else { return }
-        self.state = .idle
+        switch self.state {
+        case .awaitingRelay:
+            self.state = .idle
+        case .relaying:
+            self.state = .discardingBody
+            self.keepAlive = false
+        default:
+            return
+        }
         self.respond(error)
     }
 

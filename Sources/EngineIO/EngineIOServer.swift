@@ -156,12 +156,26 @@ public final class EngineIOServer {
     /// Counts a request refused with 403 for its origin, and says so in the log.
     func didRefuseOrigin(of head: HTTPRequestHead) {
         self.metrics.refusedForOrigin()
-        guard let count = self.warnings.record("origin refused") else { return }
         let origin = head.headers.first(name: "origin") ?? ""
-        self.logger.warning(
-            "refused a request from origin \(origin), which is not an allowed origin; if its pages may connect, add it with --cors-origin",
-            metadata: ["origin": "\(origin)", "refused": "\(count)"]
-        )
+        self.throttledWarning("origin refused") { count in
+            (
+                "refused a request from origin \(origin), which is not an allowed origin; if its pages may connect, add it with --cors-origin",
+                ["origin": "\(origin)", "refused": "\(count)"]
+            )
+        }
+    }
+
+    /// Logs a warning at most once a minute for `key` over the whole node: on a node of several
+    /// loops the first shard's throttle counts for every shard.
+    private func throttledWarning(_ key: String, _ message: @escaping @Sendable (_ count: Int) -> (Logger.Message, Logger.Metadata)) {
+        if self.shards.count > 1, self.configuration.shard.index != 0 {
+            let first = self.shards[0]
+            first.eventLoop.execute { first.value.throttledWarning(key, message) }
+            return
+        }
+        guard let count = self.warnings.record(key) else { return }
+        let (text, metadata) = message(count)
+        self.logger.warning(text, metadata: metadata)
     }
 
     /// With no allowed origins configured, a polling request from another origin gets no CORS
@@ -169,12 +183,14 @@ public final class EngineIOServer {
     /// error". Sidecast says why. The request is served as before: the browser refuses it.
     func noteCrossOriginPoll(_ head: HTTPRequestHead) {
         guard self.configuration.allowedOrigins.isEmpty, let origin = head.headers.first(name: "origin"),
-              !Self.isSameOrigin(origin, as: head), let count = self.warnings.record("cross-origin poll")
+              !Self.isSameOrigin(origin, as: head)
         else { return }
-        self.logger.warning(
-            "polling from origin \(origin) gets no CORS headers, so the browser keeps the answers from its page (\"xhr poll error\"); to allow it, start sidecast with --cors-origin \(origin)",
-            metadata: ["origin": "\(origin)", "requests": "\(count)"]
-        )
+        self.throttledWarning("cross-origin poll") { count in
+            (
+                "polling from origin \(origin) gets no CORS headers, so the browser keeps the answers from its page (\"xhr poll error\"); to allow it, start sidecast with --cors-origin \(origin)",
+                ["origin": "\(origin)", "requests": "\(count)"]
+            )
+        }
     }
 
     // MARK: - Routing
@@ -222,8 +238,12 @@ public final class EngineIOServer {
         }
         let uri = EngineIORequestURI(head.uri)
         guard uri.query["transport"] == EngineIOTransportKind.websocket.rawValue else { return nil }
+        // A session of another shard is upgraded here too, and handed over in `didUpgrade`; that
+        // shard closes the WebSocket if the session is gone, as for a session of this shard.
+        // The answer must come now: NIO's frame decoder, replaced in `didUpgrade`, must not
+        // have read bytes yet.
         switch self.route(method: head.method, query: uri.query, isUpgrade: true) {
-        case .success(.handshake), .success(.session), .success(.otherShard):
+        case .success:
             return HTTPHeaders()
         case .failure:
             return nil

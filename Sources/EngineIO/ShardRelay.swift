@@ -21,7 +21,8 @@ struct RelayedRequest: Sendable {
     enum Kind: Sendable {
         /// A long-poll GET.
         case poll
-        /// A POST with its whole body.
+        /// A POST, announced at its start (`RelayLink.beginPost`) and handed its whole body at
+        /// its end (`RelayLink.finishPost`).
         case post(ByteBuffer)
         /// A POST the connection's loop refused (binary content type, body over maxPayload);
         /// `answered` when it already answered it.
@@ -88,6 +89,20 @@ struct RelayLink: Sendable {
         }
     }
 
+    /// Tells the session a POST starts; its body follows with `finishPost`.
+    func beginPost(_ request: RelayedRequest, answeringTo handler: NIOLoopBound<EngineIOHTTPHandler>) {
+        send(request, answeringTo: handler)
+    }
+
+    /// Hands the POST's whole body to the session that took its start.
+    func finishPost(_ body: ByteBuffer) {
+        let link = self
+        owner.eventLoop.execute {
+            guard let exchange = link.exchange.value, let session = exchange.session else { return }
+            session.finishPost(exchange, body: body)
+        }
+    }
+
     /// The connection closed before the answer came: the session hears it as a polling
     /// connection closed prematurely. Handed over after `send`, so it runs after it.
     func connectionClosed() {
@@ -112,7 +127,7 @@ extension EngineIOServer {
 
     /// The server of the shard that owns `sid`, when it is another shard of this node.
     func otherShard(owning sid: String) -> NIOLoopBound<EngineIOServer>? {
-        guard shards.count > 1, let index = LoopShard.index(of: sid, count: shards.count),
+        guard shards.count > 1, sid.utf8.count == RandomID.length, let index = LoopShard.index(of: sid, count: shards.count),
               index != configuration.shard.index
         else { return nil }
         return shards[index]
@@ -132,13 +147,9 @@ extension EngineIOServer {
             case .poll:
                 exchange.session = session
                 if let error = session.handlePoll(exchange) { exchange.respond(error) }
-            case .post(let body):
+            case .post:
                 exchange.session = session
-                if let error = session.beginPost(exchange) {
-                    exchange.respond(error)
-                } else {
-                    session.finishPost(exchange, body: body)
-                }
+                if let error = session.beginPost(exchange) { exchange.respond(error) }
             case .refusedPost(let answered):
                 session.rejectPost(exchange)
                 if !answered { exchange.respond(.badRequest) }

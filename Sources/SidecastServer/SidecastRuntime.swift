@@ -235,15 +235,27 @@ final class SidecastRuntime {
     /// Redis outbox drain.
     private func closeClients() {
         phase = .closing
-        forEachShard { shard in
-            shard.socketIO.value.closeAll(reason: .serverShuttingDown)
-            shard.engineIO.value.closeAll(reason: .serverShuttingDown)
+        let home = engineIO.eventLoop
+        let closed = shards.map { shard in
+            let close: @Sendable () -> Void = {
+                shard.socketIO.value.closeAll(reason: .serverShuttingDown)
+                shard.engineIO.value.closeAll(reason: .serverShuttingDown)
+            }
+            if shard.eventLoop === home {
+                close()
+                return home.makeSucceededVoidFuture()
+            }
+            return shard.eventLoop.submit(close)
         }
-        bridge.shutdown()
-        // Unsubscribing drops this node from the other nodes' count of servers at once.
-        adapter.close()
-        let flushed = redis?.shutdown() ?? engineIO.eventLoop.makeSucceededVoidFuture()
-        flushed.assumeIsolated().whenComplete { [self] _ in finish() }
+        // The backends are told after every shard closed its clients: the disconnects those
+        // shards handed to the bridge are queued on this loop before the end of the wait.
+        EventLoopFuture.andAllComplete(closed, on: home).assumeIsolated().whenComplete { [self] _ in
+            bridge.shutdown()
+            // Unsubscribing drops this node from the other nodes' count of servers at once.
+            adapter.close()
+            let flushed = redis?.shutdown() ?? home.makeSucceededVoidFuture()
+            flushed.assumeIsolated().whenComplete { [self] _ in finish() }
+        }
     }
 
     /// Runs `body` on every shard's loop: at once for the home shard, handed over for others.

@@ -3,6 +3,7 @@ limit behaves as documented, and each is counted in sidecast_client_limit_exceed
 
 import json
 import socket
+import time
 import unittest
 
 import requests
@@ -88,6 +89,10 @@ class PollingPostTests(unittest.TestCase):
         path = eio_url(node, sid=polling.sid)[len(node.url):]
         unfinished.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
                            f"Content-Length: {len(body) + 10}\r\n\r\n".encode() + body)
+        # On several event loops (SIDECAST_TEST_THREADS) the two connections may be served by
+        # different loops, which hand their requests to the session's in whatever order they
+        # run; nothing outside shows that the first has arrived, so it gets a head start.
+        time.sleep(0.3)
         # ...then another one: refused, and the session is closed as in Node.
         overlap = polling.post('42["overlap"]')
         self.assertEqual(overlap.status_code, 400, overlap.text)

@@ -53,7 +53,11 @@ def scrape(node):
 
 
 def metric(samples, name, **labels):
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    """The value of the series `name` with exactly `labels`; a series that a node of several
+    event loops splits by `shard` counts as the sum over its shards."""
+    wanted = frozenset(labels.items())
+    return sum(value for (sample, found), value in samples.items()
+               if sample == name and wanted <= found and {key for key, _ in found - wanted} <= {"shard"})
 
 
 def readyz(node):
