@@ -24,6 +24,8 @@ public struct EngineIOConfiguration: Sendable {
     /// Enabled transports; a session opened over polling is offered the upgrade only when
     /// `.websocket` is in this set.
     public var transports: Set<EngineIOTransportKind>
+    /// Whether Engine.IO v3 clients (`EIO=3`, Socket.IO 2.x) are served; Node's `allowEIO3`.
+    public var allowEIO3: Bool
 
     public init() {
         self.path = "/engine.io/"
@@ -33,5 +35,6 @@ public struct EngineIOConfiguration: Sendable {
         self.maxPayload = 1_000_000
         self.allowedOrigins = .none
         self.transports = [.polling, .websocket]
+        self.allowEIO3 = false
     }
 }

@@ -16,9 +16,9 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         case idle
         /// The answer was decided from the head; it is sent once the request is complete.
         case answerAtEnd(Answer)
-        case handshake(HTTPRequestHead)
+        case handshake(HTTPRequestHead, EngineIOProtocolVersion)
         case poll(EngineIOSession)
-        case post(EngineIOSession, body: ByteBuffer)
+        case post(EngineIOSession, body: ByteBuffer, binary: Bool)
         /// A POST was refused before its end (413): the rest of its body is dropped.
         case discardingBody
         /// A GET waits for the session to send packets.
@@ -68,7 +68,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     func channelInactive(context: ChannelHandlerContext) {
         switch self.state {
-        case .awaitingPoll(let session), .post(let session, _), .awaitingPostAnswer(let session):
+        case .awaitingPoll(let session), .post(let session, _, _), .awaitingPostAnswer(let session):
             self.state = .idle
             session.pollingConnectionDidClose(self)
         case .idle, .answerAtEnd, .handshake, .poll, .discardingBody:
@@ -125,13 +125,13 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         switch self.server.route(method: head.method, query: query, isUpgrade: isUpgrade) {
         case .failure(let error):
             self.state = .answerAtEnd(.error(error))
-        case .success(.handshake):
+        case .success(.handshake(_, let version)):
             if self.server.isShuttingDown {
                 self.state = .answerAtEnd(.serviceUnavailable)
             } else if isUpgrade {
                 self.state = .answerAtEnd(.error(.badRequest))
             } else {
-                self.state = .handshake(head)
+                self.state = .handshake(head, version)
             }
         case .success(.session(let session)):
             if isUpgrade {
@@ -142,14 +142,16 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             case .GET:
                 self.state = .poll(session)
             case .POST:
-                // Binary payloads are base64 text in v4: an octet-stream body is refused.
-                if head.headers.first(name: "content-type") == "application/octet-stream" {
+                // Binary payloads are base64 text in v4: an octet-stream body is refused. A v3
+                // client may send the XHR2 binary payload instead.
+                let isBinary = head.headers.first(name: "content-type") == "application/octet-stream"
+                if isBinary && session.version == .v4 {
                     session.rejectPost(self)
                     self.state = .answerAtEnd(.error(.badRequest))
                 } else if let error = session.beginPost(self) {
                     self.state = .answerAtEnd(.error(error))
                 } else {
-                    self.state = .post(session, body: ByteBuffer())
+                    self.state = .post(session, body: ByteBuffer(), binary: isBinary)
                 }
             default:
                 self.state = .answerAtEnd(.error(.badRequest))
@@ -158,7 +160,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     private func requestBody(_ chunk: ByteBuffer) {
-        guard case .post(let session, var body) = self.state else { return }
+        guard case .post(let session, var body, let binary) = self.state else { return }
         // Leave the state while appending so the buffer is not shared and copied.
         self.state = .discardingBody
         guard body.readableBytes + chunk.readableBytes <= self.server.configuration.maxPayload else {
@@ -173,7 +175,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         } else {
             body.writeImmutableBuffer(chunk)
         }
-        self.state = .post(session, body: body)
+        self.state = .post(session, body: body, binary: binary)
     }
 
     private func requestEnd() {
@@ -188,14 +190,14 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             self.respond(status: .noContent, headers: headers, contentLength: false)
         case .answerAtEnd(.serviceUnavailable):
             self.respond(status: .serviceUnavailable, headers: self.corsHeaders)
-        case .handshake(let head):
-            self.server.openPollingSession(head: head, remoteAddress: self.context?.remoteAddress,
+        case .handshake(let head, let version):
+            self.server.openPollingSession(head: head, remoteAddress: self.context?.remoteAddress, version: version,
                                            firstPoll: self)
         case .poll(let session):
             self.startPoll(on: session)
-        case .post(let session, let body):
+        case .post(let session, let body, let binary):
             self.state = .awaitingPostAnswer(session)
-            session.finishPost(self, body: body)
+            session.finishPost(self, body: body, binary: binary)
         case .idle, .discardingBody, .awaitingPoll, .awaitingPostAnswer:
             break
         }
@@ -215,8 +217,16 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     /// Answers the pending long-poll with one payload holding `messages`.
     func respondToPoll(with messages: [EngineIOMessage]) {
-        guard case .awaitingPoll = self.state else { return }
+        guard case .awaitingPoll(let session) = self.state else { return }
         self.state = .idle
+        if case .v3(let supportsBinary) = session.version {
+            let (body, binary) = EngineIOv3Payload.encode(messages, supportsBinary: supportsBinary)
+            var headers = self.corsHeaders
+            headers.add(name: "Content-Type", value: binary ? "application/octet-stream" : "text/plain; charset=UTF-8")
+            headers.add(name: "Cache-Control", value: "no-store")
+            self.respond(status: .ok, headers: headers, body: [body], length: body.readableBytes)
+            return
+        }
         let payload = EngineIOMessage.pollingPayload(messages)
         var headers = self.corsHeaders
         headers.add(name: "Content-Type", value: "text/plain; charset=UTF-8")

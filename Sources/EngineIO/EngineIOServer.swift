@@ -176,7 +176,7 @@ public final class EngineIOServer {
 
     /// What a valid request addresses.
     enum RequestTarget {
-        case handshake(EngineIOTransportKind)
+        case handshake(EngineIOTransportKind, EngineIOProtocolVersion)
         case session(EngineIOSession)
     }
 
@@ -197,8 +197,16 @@ public final class EngineIOServer {
         }
         guard method == .GET else { return .failure(.badHandshakeMethod) }
         if transport == .websocket && !isUpgrade { return .failure(.badRequest) }
-        guard query["EIO"] == "4" else { return .failure(.unsupportedProtocolVersion) }
-        return .success(.handshake(transport))
+        guard let version = self.protocolVersion(of: query) else { return .failure(.unsupportedProtocolVersion) }
+        return .success(.handshake(transport, version))
+    }
+
+    /// The protocol a handshake asks for: "4", or with `allowEIO3` anything else is taken as
+    /// v3, as the Node server's `verify` does.
+    func protocolVersion(of query: [String: String]) -> EngineIOProtocolVersion? {
+        if query["EIO"] == "4" { return .v4 }
+        guard self.configuration.allowEIO3 else { return nil }
+        return .v3(supportsBinary: (query["b64"] ?? "").isEmpty)
     }
 
     /// `shouldUpgrade` of the WebSocket upgrader: nil leaves the request to the HTTP handler,
@@ -239,7 +247,8 @@ public final class EngineIOServer {
             session.beginUpgrade(webSocket)
         } else {
             let handshake = EngineIOHandshake(head: head, remoteAddress: channel.remoteAddress)
-            let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake, webSocket: webSocket)
+            let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake, webSocket: webSocket,
+                                          version: self.protocolVersion(of: uri.query) ?? .v4)
             webSocket.session = session
             self.register(session)
             self.delegate?.sessionDidOpen(session)
@@ -251,10 +260,10 @@ public final class EngineIOServer {
     /// Opens a polling session whose first long-poll is the handshake request itself, so the
     /// open packet is its answer; the delegate hears of the session after that, like Node's
     /// "connection" event.
-    func openPollingSession(head: HTTPRequestHead, remoteAddress: SocketAddress?,
+    func openPollingSession(head: HTTPRequestHead, remoteAddress: SocketAddress?, version: EngineIOProtocolVersion,
                             firstPoll: EngineIOHTTPHandler) {
         let handshake = EngineIOHandshake(head: head, remoteAddress: remoteAddress)
-        let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake)
+        let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake, version: version)
         self.register(session)
         firstPoll.startPoll(on: session)
         if session.isOpen {

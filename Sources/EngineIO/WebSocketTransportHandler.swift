@@ -146,10 +146,13 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     private func process(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
         switch frame.opcode {
         case .text:
-            let packet = EngineIOPacket(text: frame.unmaskedData)
+            let packet = self.session?.version == .v4
+                ? EngineIOPacket(text: frame.unmaskedData) : EngineIOPacket(v3Text: frame.unmaskedData)
             self.session?.webSocket(self, didReceive: packet)
         case .binary:
-            self.session?.webSocket(self, didReceive: .binary(frame.unmaskedData))
+            let packet = self.session?.version == .v4
+                ? .binary(frame.unmaskedData) : EngineIOv3Payload.decodeBinaryFrame(frame.unmaskedData)
+            self.session?.webSocket(self, didReceive: packet)
         case .ping:
             guard !self.closeSent else { return }
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
@@ -191,8 +194,13 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     /// Writes each message as its own frame, text or binary.
     func write(_ messages: some Collection<EngineIOMessage>) {
         guard !self.closeSent, let context = self.context else { return }
+        let isV3 = self.session.map { $0.version != .v4 } ?? false
         for message in messages {
-            if let encoded = message.encodedFrame, let encoderContext = self.encoderContext {
+            if isV3, case .binary(let data) = message.storage {
+                // A v3 binary frame starts with the packet type.
+                let frame = WebSocketFrame(fin: true, opcode: .binary, data: EngineIOv3Payload.binaryFrame(data))
+                context.write(Self.wrapOutboundOut(frame), promise: nil)
+            } else if let encoded = message.encodedFrame, let encoderContext = self.encoderContext {
                 encoderContext.write(NIOAny(encoded), promise: nil)
             } else {
                 context.write(Self.wrapOutboundOut(message.webSocketFrame), promise: nil)
