@@ -70,11 +70,11 @@ public struct EngineIOHandshake: Sendable {
 }
 
 /// The parts of a request URI the server routes on.
-struct EngineIORequestURI: Equatable {
-    var path: Substring
-    var query: [String: String]
+public struct EngineIORequestURI: Equatable {
+    public var path: Substring
+    public var query: [String: String]
 
-    init(_ uri: String) {
+    public init(_ uri: String) {
         if let mark = uri.firstIndex(of: "?") {
             self.path = uri[..<mark]
             self.query = Self.parseQuery(uri[uri.index(after: mark)...])
@@ -86,7 +86,7 @@ struct EngineIORequestURI: Equatable {
 
     /// `application/x-www-form-urlencoded` decoding as `URLSearchParams` does it: "+" is a
     /// space, bad percent escapes are kept literally, a fragment ends the query.
-    static func parseQuery(_ query: Substring) -> [String: String] {
+    public static func parseQuery(_ query: Substring) -> [String: String] {
         var result: [String: String] = [:]
         let query = query.prefix { $0 != "#" }
         for pair in query.split(separator: "&", omittingEmptySubsequences: true) {

@@ -1,9 +1,13 @@
 import Adapter
 import EngineIO
 import NIOCore
+import SocketIO
 
 /// Which channels a sharded node subscribes (`--redis-subscription-mode`).
 public typealias RedisSubscriptionMode = ShardedSubscriptionMode
+
+/// The packet format of every client (`--parser`).
+public typealias PacketParser = SocketIOParserKind
 
 /// Everything `sidecast` can be told at start, with the defaults of its flags.
 public struct SidecastConfiguration: Sendable {
@@ -36,6 +40,10 @@ public struct SidecastConfiguration: Sendable {
     /// Client connections served at once; past it new ones get HTTP 503. 0 derives it from the
     /// open-file limit (`ClientCapacity`).
     public var maxConnections = 0
+    /// Whether Engine.IO v3 clients are served too (`--allow-eio3`).
+    public var allowEIO3 = false
+    /// The packet format of every client (`--parser`).
+    public var parser = PacketParser.default
     /// Namespaces that exist even with no backend attached.
     public var namespaces: Set<String> = ["/"]
     /// Namespaces that always require a backend's authorization (`--authorize`); they exist

@@ -55,6 +55,7 @@ final class SidecastRuntime {
         engineConfiguration.pingInterval = configuration.pingInterval
         engineConfiguration.pingTimeout = configuration.pingTimeout
         engineConfiguration.maxPayload = configuration.maxPayload
+        engineConfiguration.allowEIO3 = configuration.allowEIO3
         do {
             engineConfiguration.allowedOrigins = try AllowedOrigins(configuration.corsOrigins)
         } catch {
@@ -65,6 +66,7 @@ final class SidecastRuntime {
         var socketConfiguration = SocketIOServerConfiguration()
         socketConfiguration.connectTimeout = configuration.connectTimeout
         socketConfiguration.maxBufferedBytes = configuration.maxBuffered
+        socketConfiguration.parser = configuration.parser
         socketIO = SocketIOServer(configuration: socketConfiguration, eventLoop: eventLoop, logger: logger)
         engineIO.delegate = socketIO
 

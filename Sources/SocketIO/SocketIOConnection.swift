@@ -26,6 +26,8 @@ final class SocketIOConnection {
     init(server: SocketIOServer, session: EngineIOSession) {
         self.server = server
         self.session = session
+        // A v3 client is connected to "/" at once (`start`), with no timeout to wait out.
+        guard session.version == .v4 else { return }
         // Captured strongly: a weak reference would cost the connection a side table for its
         // whole life; the task is cancelled (and the closure freed) once a namespace is joined
         // or the connection closes.
@@ -36,6 +38,14 @@ final class SocketIOConnection {
             self.close(reason: .forcedClose)
         }
         connecting = Connecting(timeout: timeout)
+    }
+
+    /// Connects an Engine.IO v3 client to the main namespace unasked, as Node's `onconnection`
+    /// does for protocol 3: Socket.IO v4-protocol clients send no CONNECT for "/".
+    func start() {
+        if session.version != .v4 {
+            connect(to: "/", auth: [:])
+        }
     }
 
     func receive(text: String) {
@@ -95,7 +105,17 @@ final class SocketIOConnection {
     }
 
     private func route(_ packet: SocketIOPacket) {
+        var packet = packet
         server.logger.trace("packet in", metadata: ["sid": "\(session.id)", "packet": "\(packet)"])
+        if session.version != .v4, let mark = packet.namespace.firstIndex(of: "?") {
+            // Socket.IO v4 protocol: a CONNECT carries the client's query in the namespace
+            // string, and that query is its auth (Node's `url.parse(packet.nsp, true)`).
+            let query = EngineIORequestURI.parseQuery(packet.namespace[packet.namespace.index(after: mark)...])
+            packet.data = .object(.init(uniqueKeysWithValues: query.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) }))
+            packet.namespace = String(packet.namespace[..<mark])
+        } else if session.version != .v4, packet.type == .connect {
+            packet.data = [:]
+        }
         if packet.type == .connect {
             connect(to: packet.namespace, auth: packet.data)
         } else if let socket = socket(in: packet.namespace) {
@@ -108,7 +128,8 @@ final class SocketIOConnection {
     private func connect(to name: String, auth: JSONValue?) {
         guard socket(in: name) == nil, connecting?.pending.contains(where: { $0.namespace == name }) != true else { return }
         guard let sink = server.sink, sink.namespaceExists(name) else {
-            sendConnectError(namespace: name, message: "Invalid namespace", data: nil)
+            // An object even for a v3 client: Node's `Client.connect` has no protocol branch.
+            sendConnectError(namespace: name, message: "Invalid namespace", data: nil, alwaysObject: true)
             return
         }
         let limit = server.configuration.maxPendingConnects
@@ -155,14 +176,18 @@ final class SocketIOConnection {
         }
         namespace.insert(socket)
         socket.join(socketID)
-        socket.send(SocketIOPacket(type: .connect, namespace: name, data: ["sid": .string(socketID)]))
+        // Socket.IO v4 protocol (a v3 client): the CONNECT carries no data.
+        socket.send(SocketIOPacket(type: .connect, namespace: name, data: session.version == .v4 ? ["sid": .string(socketID)] : nil))
         server.logger.debug("socket connected", metadata: ["nsp": "\(name)", "socket": "\(socketID)"])
         server.sink?.socketDidConnect(socket)
     }
 
-    private func sendConnectError(namespace: String, message: String, data: JSONValue?) {
+    private func sendConnectError(namespace: String, message: String, data: JSONValue?, alwaysObject: Bool = false) {
         var payload: JSONValue = ["message": .string(message)]
-        if let data, !data.isNull, case .object(var members) = payload {
+        if session.version != .v4 && !alwaysObject {
+            // Socket.IO v4 protocol: the ERROR packet carries `err.data || err.message`.
+            payload = data.flatMap { $0.isNull ? nil : $0 } ?? .string(message)
+        } else if let data, !data.isNull, case .object(var members) = payload {
             members["data"] = data
             payload = .object(members)
         }

@@ -87,7 +87,9 @@ public final class SocketIOServer {
 
 extension SocketIOServer: EngineIOServerDelegate {
     public func sessionDidOpen(_ session: EngineIOSession) {
-        session.userData = SocketIOConnection(server: self, session: session)
+        let connection = SocketIOConnection(server: self, session: session)
+        session.userData = connection
+        connection.start()
     }
 
     public func session(_ session: EngineIOSession, didReceiveText text: String) {

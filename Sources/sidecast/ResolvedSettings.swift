@@ -78,6 +78,12 @@ struct ResolvedSettings: Sendable {
         guard configuration.maxConnections >= 0 else {
             throw invalid(.maxConnections, "must be 0 (derived from the open-file limit) or more", String(configuration.maxConnections))
         }
+        configuration.allowEIO3 = try boolean(.allowEIO3)
+        let parser = try string(.parser)
+        guard let parserKind = PacketParser(rawValue: parser) else {
+            throw invalid(.parser, "must be default or msgpack", parser)
+        }
+        configuration.parser = parserKind
         let namespaces = try list(.namespace)
         if let bad = namespaces.first(where: { !$0.hasPrefix("/") }) {
             throw invalid(.namespace, "must start with '/'", bad)

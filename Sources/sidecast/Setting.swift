@@ -18,6 +18,8 @@ enum Setting: String, CaseIterable, Sendable {
     case maxPayload = "max-payload"
     case maxBuffered = "max-buffered"
     case maxConnections = "max-connections"
+    case allowEIO3 = "allow-eio3"
+    case parser
     case namespace
     case authorize
     case backendGrace = "backend-grace"
@@ -60,14 +62,14 @@ enum Setting: String, CaseIterable, Sendable {
     var kind: Kind {
         switch self {
         case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .redisSentinelUsername,
-            .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat:
+            .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat, .parser:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
             .requestsTimeout, .adminPort:
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
-        case .requireBackend, .redisSharded:
+        case .requireBackend, .redisSharded, .allowEIO3:
             return .boolean
         case .corsOrigin, .namespace, .authorize, .redisSentinel, .redisCluster:
             return .list
@@ -88,6 +90,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxPayload: return .integer(1_000_000)
         case .maxBuffered: return .integer(1_048_576)
         case .maxConnections: return .integer(0)
+        case .allowEIO3: return .boolean(false)
+        case .parser: return .string("default")
         case .namespace: return .list(["/"])
         case .authorize: return .list([])
         case .backendGrace: return .number(10)
@@ -131,6 +135,10 @@ enum Setting: String, CaseIterable, Sendable {
             return "Bytes that may wait for one client; past it volatile packets are dropped, then the client is disconnected."
         case .maxConnections:
             return "Client connections served at once; past it new ones get HTTP 503. 0 derives it from the open-file limit, less a reserve for backends, Redis, the admin listener and files."
+        case .allowEIO3:
+            return "Also serve Engine.IO v3 clients (Socket.IO 2.x, python-socketio 4.x), as Node's allowEIO3."
+        case .parser:
+            return "Packet format for every client: default (JSON text with binary attachments) or msgpack (socket.io-msgpack-parser)."
         case .namespace: return "Namespace that exists even with no backend attached; repeatable."
         case .authorize:
             return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."
@@ -185,7 +193,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisMaster: return "name"
         case .redisPassword, .redisSentinelPassword: return "password"
         case .redisSentinelUsername: return "user"
-        case .requireBackend, .redisSharded: return "bool"
+        case .requireBackend, .redisSharded, .allowEIO3: return "bool"
+        case .parser: return "parser"
         case .logLevel: return "level"
         case .logFormat: return "format"
         }

@@ -44,6 +44,8 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: Setting.maxPayload.help) var maxPayload: Int?
     @Option(parsing: .unconditional, help: Setting.maxBuffered.help) var maxBuffered: Int?
     @Option(parsing: .unconditional, help: Setting.maxConnections.help) var maxConnections: Int?
+    @Flag(name: .customLong(Setting.allowEIO3.rawValue), inversion: .prefixedNo, help: Setting.allowEIO3.help) var allowEIO3: Bool?
+    @Option(help: Setting.parser.help) var parser: String?
     @Option(name: .customLong(Setting.namespace.rawValue), help: Setting.namespace.help) var namespaces: [String] = []
     @Option(name: .customLong(Setting.authorize.rawValue), help: Setting.authorize.help) var authorizedNamespaces: [String] = []
     @Option(parsing: .unconditional, help: Setting.backendGrace.help) var backendGrace: Double?
@@ -81,6 +83,8 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.maxPayload] = maxPayload.map(SettingValue.integer)
         values[.maxBuffered] = maxBuffered.map(SettingValue.integer)
         values[.maxConnections] = maxConnections.map(SettingValue.integer)
+        values[.allowEIO3] = allowEIO3.map(SettingValue.boolean)
+        values[.parser] = parser.map(SettingValue.string)
         values[.namespace] = namespaces.isEmpty ? nil : .list(namespaces)
         values[.authorize] = authorizedNamespaces.isEmpty ? nil : .list(authorizedNamespaces)
         values[.backendGrace] = backendGrace.map(SettingValue.number)

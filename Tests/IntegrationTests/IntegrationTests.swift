@@ -24,9 +24,11 @@ final class IntegrationTests: XCTestCase {
         "test_cluster",
         "test_config",
         "test_descriptor_limit",
+        "test_eio3",
         "test_emitter",
         "test_ha",
         "test_limits",
+        "test_msgpack_parser",
         "test_namespaces",
         "test_no_backend",
         "test_ops",
@@ -53,10 +55,12 @@ final class IntegrationTests: XCTestCase {
     func testCluster() async throws { try await check("test_cluster") }
     func testConfig() async throws { try await check("test_config") }
     func testDescriptorLimit() async throws { try await check("test_descriptor_limit") }
+    func testEIO3() async throws { try await check("test_eio3") }
     func testEmitter() async throws { try await check("test_emitter") }
     func testHA() async throws { try await check("test_ha") }
     func testSharded() async throws { try await check("test_sharded") }
     func testLimits() async throws { try await check("test_limits") }
+    func testMsgpackParser() async throws { try await check("test_msgpack_parser") }
     func testNamespaces() async throws { try await check("test_namespaces") }
     func testNoBackend() async throws { try await check("test_no_backend") }
     func testOps() async throws { try await check("test_ops") }
