@@ -3,7 +3,8 @@ import PackageDescription
 
 // Imports point one way only:
 //   EngineIO → SocketIO (+ SidecastJSON) → Adapter (+ Redis) → Bridge → SidecastServer → sidecast
-// Each C library is wrapped by exactly one Swift module.
+// Each C library is wrapped by exactly one Swift module: jansson and msgpack-c by SidecastJSON,
+// hiredis by Redis.
 let package = Package(
     name: "sidecast",
     platforms: [.macOS(.v14)],
@@ -32,6 +33,7 @@ let package = Package(
             dependencies: [
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 "CJansson",
+                "CMsgpack",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ]
@@ -53,6 +55,7 @@ let package = Package(
                 "EngineIO",
                 "SidecastJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
@@ -75,7 +78,6 @@ let package = Package(
                 "SocketIO",
                 "SidecastJSON",
                 "Redis",
-                "CMsgpack",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),

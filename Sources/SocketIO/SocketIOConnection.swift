@@ -49,6 +49,11 @@ final class SocketIOConnection {
     }
 
     func receive(text: String) {
+        if server.configuration.parser == .msgpack {
+            // socket.io-msgpack-parser decodes every message as msgpack; text is none.
+            parseFailed(.invalidMessagePack)
+            return
+        }
         do {
             if let pending = pendingBinaryPacket {
                 // Throws: a text packet cannot interrupt the attachments of a binary one.
@@ -66,6 +71,14 @@ final class SocketIOConnection {
     }
 
     func receive(binary: ByteBuffer) {
+        if server.configuration.parser == .msgpack {
+            do {
+                route(try MessagePackPacketCodec.decode(binary))
+            } catch {
+                parseFailed(error)
+            }
+            return
+        }
         do {
             guard let pending = pendingBinaryPacket else {
                 var decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)

@@ -42,6 +42,9 @@ public final class SocketIOServer {
 
     /// Encodes a packet once into Engine.IO messages that any number of sessions can send.
     public func encodeMessages(_ packet: SocketIOPacket) -> [EngineIOMessage] {
+        if configuration.parser == .msgpack {
+            return [.binary(MessagePackPacketCodec.encode(packet))]
+        }
         let (text, attachments) = encoder.encode(packet)
         var messages = [EngineIOMessage.text(text)]
         messages.reserveCapacity(1 + attachments.count)

@@ -13,7 +13,7 @@ public struct SocketIOPacketDecoder: Sendable {
         case awaitingAttachments(SocketIOPacket, expected: Int, received: [ByteBuffer])
     }
 
-    private static let reservedEventNames: Set<String> = [
+    static let reservedEventNames: Set<String> = [
         "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener",
     ]
 

@@ -1,4 +1,3 @@
-import Adapter
 import NIOCore
 import SidecastJSON
 import XCTest
