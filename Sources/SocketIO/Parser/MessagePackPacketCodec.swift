@@ -55,6 +55,8 @@ public enum MessagePackPacketCodec {
             guard let number = idValue.intValue, let fitting = Int(exactly: number) else { throw .invalidAckID }
             id = fitting
         }
+        // After the parser's own checks, in their order: socket.io-parser's rule for event names.
+        if type == .event, !hasValidEventName(data) { throw .invalidPayload }
         let isAbsent = data == nil || ((type == .disconnect || type == .connect) && data?.isNull == true)
         return SocketIOPacket(type: type, namespace: namespace, id: id, data: isAbsent ? nil : data)
     }
@@ -73,16 +75,17 @@ public enum MessagePackPacketCodec {
         case .connectError:
             if case .string? = data { return true }
             return false
-        case .event, .binaryEvent:
-            guard case .array(let elements)? = data else { return false }
-            switch elements.first {
-            case .int?, .double?: return true
-            case .string(let name)?: return !SocketIOPacketDecoder.reservedEventNames.contains(name)
-            default: return false
-            }
-        case .ack, .binaryAck:
+        case .event, .binaryEvent, .ack, .binaryAck:
             if case .array? = data { return true }
             return false
+        }
+    }
+
+    private static func hasValidEventName(_ data: JSONValue?) -> Bool {
+        switch data?.arrayValue?.first {
+        case .int?, .double?: return true
+        case .string(let name)?: return !SocketIOPacketDecoder.reservedEventNames.contains(name)
+        default: return false
         }
     }
 }

@@ -1,3 +1,4 @@
+import Adapter
 import NIOCore
 import SidecastJSON
 import XCTest
