@@ -23,6 +23,9 @@ public struct EngineIOConfiguration: Sendable {
     /// Enabled transports; a session opened over polling is offered the upgrade only when
     /// `.websocket` is in this set.
     public var transports: Set<EngineIOTransportKind>
+    /// Whether clients reach the server over TLS, which the server does not see itself: every
+    /// handshake's `secure`, as Node's `request.connection.encrypted`.
+    public var isSecure: Bool
 
     public init() {
         self.path = "/engine.io/"
@@ -32,5 +35,6 @@ public struct EngineIOConfiguration: Sendable {
         self.maxPayload = 1_000_000
         self.corsOrigins = []
         self.transports = [.polling, .websocket]
+        self.isSecure = false
     }
 }

@@ -188,7 +188,7 @@ public final class EngineIOServer {
             webSocket.session = session
             session.beginUpgrade(webSocket)
         } else {
-            let handshake = EngineIOHandshake(head: head, remoteAddress: channel.remoteAddress)
+            let handshake = EngineIOHandshake(head: head, remoteAddress: channel.remoteAddress, secure: self.configuration.isSecure)
             let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake, webSocket: webSocket)
             webSocket.session = session
             self.register(session)
@@ -203,7 +203,7 @@ public final class EngineIOServer {
     /// "connection" event.
     func openPollingSession(head: HTTPRequestHead, remoteAddress: SocketAddress?,
                             firstPoll: EngineIOHTTPHandler) {
-        let handshake = EngineIOHandshake(head: head, remoteAddress: remoteAddress)
+        let handshake = EngineIOHandshake(head: head, remoteAddress: remoteAddress, secure: self.configuration.isSecure)
         let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake)
         self.register(session)
         firstPoll.startPoll(on: session)

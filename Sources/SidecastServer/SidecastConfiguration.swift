@@ -6,6 +6,8 @@ public struct SidecastConfiguration: Sendable {
     public var port = 3000
     /// Where Socket.IO is served, as Socket.IO's `path` option.
     public var path = "/socket.io/"
+    /// TLS on the client listener; `nil` serves plain HTTP and WebSocket.
+    public var tls: ClientTLSFiles?
     /// The backends' Unix socket.
     public var socketPath = "sidecast.sock"
     public var socketMode: UInt16 = 0o660

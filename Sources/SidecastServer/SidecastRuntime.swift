@@ -56,6 +56,7 @@ final class SidecastRuntime {
         engineConfiguration.pingTimeout = configuration.pingTimeout
         engineConfiguration.maxPayload = configuration.maxPayload
         engineConfiguration.corsOrigins = configuration.corsOrigins
+        engineConfiguration.isSecure = configuration.tls != nil
         engineIO = EngineIOServer(configuration: engineConfiguration, eventLoop: eventLoop, logger: logger)
 
         var socketConfiguration = SocketIOServerConfiguration()

@@ -9,6 +9,9 @@ enum Setting: String, CaseIterable, Sendable {
     case host
     case port
     case path
+    case tlsCert = "tls-cert"
+    case tlsKey = "tls-key"
+    case tlsCA = "tls-ca"
     case socket
     case socketMode = "socket-mode"
     case corsOrigin = "cors-origin"
@@ -56,7 +59,7 @@ enum Setting: String, CaseIterable, Sendable {
 
     var kind: Kind {
         switch self {
-        case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .adminHost, .logLevel,
+        case .host, .path, .tlsCert, .tlsKey, .tlsCA, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .adminHost, .logLevel,
             .logFormat:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
@@ -76,6 +79,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .host: return .string("0.0.0.0")
         case .port: return .integer(3000)
         case .path: return .string("/socket.io/")
+        case .tlsCert, .tlsKey, .tlsCA: return .string("")
         case .socket: return .string("sidecast.sock")
         case .socketMode: return .string("0660")
         case .corsOrigin: return .list([])
@@ -111,6 +115,10 @@ enum Setting: String, CaseIterable, Sendable {
         case .host: return "Address to listen on for Socket.IO clients."
         case .port: return "TCP port for Socket.IO clients."
         case .path: return "HTTP path Socket.IO is served under."
+        case .tlsCert:
+            return "PEM certificate (chain) of the client listener, which then speaks HTTPS and WSS; reread on SIGHUP. Needs --tls-key."
+        case .tlsKey: return "PEM private key of --tls-cert; reread on SIGHUP."
+        case .tlsCA: return "PEM CA certificates client certificates must chain to; set, clients without one are refused."
         case .socket: return "Unix socket path backends attach to."
         case .socketMode: return "File mode of the backend socket, in octal."
         case .corsOrigin: return "Allowed CORS origin; repeat for several, '*' for any. None sends no CORS headers."
@@ -156,7 +164,7 @@ enum Setting: String, CaseIterable, Sendable {
         switch self {
         case .host, .adminHost: return "address"
         case .port, .adminPort: return "port"
-        case .path, .socket: return "path"
+        case .path, .socket, .tlsCert, .tlsKey, .tlsCA: return "path"
         case .socketMode: return "mode"
         case .corsOrigin: return "origin"
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"

@@ -35,6 +35,9 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(help: Setting.host.help) var host: String?
     @Option(parsing: .unconditional, help: Setting.port.help) var port: Int?
     @Option(help: Setting.path.help) var path: String?
+    @Option(help: Setting.tlsCert.help) var tlsCert: String?
+    @Option(help: Setting.tlsKey.help) var tlsKey: String?
+    @Option(name: .customLong(Setting.tlsCA.rawValue), help: Setting.tlsCA.help) var tlsCA: String?
     @Option(help: Setting.socket.help) var socket: String?
     @Option(help: Setting.socketMode.help) var socketMode: String?
     @Option(name: .customLong(Setting.corsOrigin.rawValue), help: Setting.corsOrigin.help) var corsOrigins: [String] = []
@@ -69,6 +72,9 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.host] = host.map(SettingValue.string)
         values[.port] = port.map(SettingValue.integer)
         values[.path] = path.map(SettingValue.string)
+        values[.tlsCert] = tlsCert.map(SettingValue.string)
+        values[.tlsKey] = tlsKey.map(SettingValue.string)
+        values[.tlsCA] = tlsCA.map(SettingValue.string)
         values[.socket] = socket.map(SettingValue.string)
         values[.socketMode] = socketMode.map(SettingValue.string)
         values[.corsOrigin] = corsOrigins.isEmpty ? nil : .list(corsOrigins)

@@ -34,6 +34,7 @@ final class IntegrationTests: XCTestCase {
         "test_redis_outage",
         "test_rooms",
         "test_sharded",
+        "test_tls",
         "test_transports",
     ]
 
@@ -62,6 +63,7 @@ final class IntegrationTests: XCTestCase {
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
     func testRooms() async throws { try await check("test_rooms") }
+    func testTLS() async throws { try await check("test_tls") }
     func testTransports() async throws { try await check("test_transports") }
 
     /// Guards against a module that exists but that no method runs, or a method whose module is gone.
