@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-extras/swift-extras-base64.git", from: "1.2.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
@@ -40,6 +41,7 @@ let package = Package(
         .target(
             name: "EngineIO",
             dependencies: [
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -152,6 +154,7 @@ let package = Package(
         .testTarget(
             name: "EngineIOTests",
             dependencies: [
+                .product(name: "CompressNIO", package: "compress-nio"),
                 "EngineIO",
                 "EngineIOTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
