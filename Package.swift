@@ -44,7 +44,6 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -89,6 +88,7 @@ let package = Package(
         .target(
             name: "Bridge",
             dependencies: [
+                "EngineIO",
                 "SocketIO",
                 "Adapter",
                 "SidecastJSON",
@@ -189,8 +189,12 @@ let package = Package(
             dependencies: [
                 "Adapter",
                 "SocketIO",
+                "EngineIO",
+                "EngineIOTestSupport",
                 "SidecastJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -65,6 +65,11 @@ struct ResolvedSettings: Sendable {
         }
         configuration.socketMode = mode
         configuration.corsOrigins = try list(.corsOrigin)
+        for origin in configuration.corsOrigins {
+            if let problem = SidecastConfiguration.corsOriginProblem(origin) {
+                throw invalid(.corsOrigin, "must be an origin: \(problem)", origin)
+            }
+        }
         configuration.pingInterval = .milliseconds(Int64(try positiveInteger(.pingInterval)))
         configuration.pingTimeout = .milliseconds(Int64(try positiveInteger(.pingTimeout)))
         configuration.connectTimeout = .milliseconds(Int64(try positiveInteger(.connectTimeout)))
@@ -93,6 +98,10 @@ struct ResolvedSettings: Sendable {
         configuration.redisClusterNodes = try addresses(.redisCluster)
         let password = try string(.redisPassword)
         configuration.redisPassword = password.isEmpty ? nil : password
+        let sentinelUsername = try string(.redisSentinelUsername)
+        let sentinelPassword = try string(.redisSentinelPassword)
+        configuration.redisSentinelUsername = sentinelUsername.isEmpty ? nil : sentinelUsername
+        configuration.redisSentinelPassword = sentinelPassword.isEmpty ? nil : sentinelPassword
         let modes = [Setting.redis, .redisSentinel, .redisCluster].filter { self[$0].value != $0.defaultValue }
         if modes.count > 1 {
             throw invalid(modes[1], "cannot be combined with \(self[modes[0]].source.naming(modes[0]))", self[modes[1]].value.helpDescription)
@@ -101,8 +110,23 @@ struct ResolvedSettings: Sendable {
         if configuration.redisSharded && configuration.redisURL == nil && configuration.redisClusterNodes.isEmpty {
             throw invalid(.redisSharded, "needs redis-cluster, or redis for a single Redis 7 server", "true")
         }
+        let subscriptionMode = try string(.redisSubscriptionMode)
+        guard let mode = RedisSubscriptionMode(rawValue: subscriptionMode) else {
+            throw invalid(.redisSubscriptionMode, "must be static, dynamic or dynamic-private", subscriptionMode)
+        }
+        if mode != .dynamic && !configuration.redisSharded {
+            throw invalid(.redisSubscriptionMode, "applies only with redis-sharded", subscriptionMode)
+        }
+        configuration.redisSubscriptionMode = mode
         if !configuration.redisSentinels.isEmpty && configuration.redisMasterName.isEmpty {
             throw invalid(.redisMaster, "must name the master Sentinel monitors when redis-sentinel is set", "\"\"")
+        }
+        for setting in [Setting.redisSentinelUsername, .redisSentinelPassword]
+        where configuration.redisSentinels.isEmpty && self[setting].value != setting.defaultValue {
+            throw invalid(setting, "applies only with redis-sentinel", setting == .redisSentinelPassword ? "\"***\"" : self[setting].value.helpDescription)
+        }
+        if configuration.redisSentinelUsername != nil && configuration.redisSentinelPassword == nil {
+            throw invalid(.redisSentinelUsername, "needs redis-sentinel-password", self[.redisSentinelUsername].value.helpDescription)
         }
         configuration.requestsTimeout = .milliseconds(Int64(try positiveInteger(.requestsTimeout)))
         configuration.adminHost = try nonEmptyString(.adminHost)
@@ -129,7 +153,7 @@ struct ResolvedSettings: Sendable {
             if setting == .redis, case .string(let url) = value {
                 value = .string(RedisURLMask.masking(url))
             }
-            if setting == .redisPassword, case .string(let password) = value, !password.isEmpty {
+            if setting == .redisPassword || setting == .redisSentinelPassword, case .string(let password) = value, !password.isEmpty {
                 value = .string("***")
             }
             var origin = entry.source == .defaultValue ? "default" : "from " + entry.source.naming(setting)

@@ -30,7 +30,10 @@ enum Setting: String, CaseIterable, Sendable {
     case redisMaster = "redis-master"
     case redisCluster = "redis-cluster"
     case redisSharded = "redis-sharded"
+    case redisSubscriptionMode = "redis-subscription-mode"
     case redisPassword = "redis-password"
+    case redisSentinelUsername = "redis-sentinel-username"
+    case redisSentinelPassword = "redis-sentinel-password"
     case requestsTimeout = "requests-timeout"
     case adminHost = "admin-host"
     case adminPort = "admin-port"
@@ -59,8 +62,8 @@ enum Setting: String, CaseIterable, Sendable {
 
     var kind: Kind {
         switch self {
-        case .host, .path, .tlsCert, .tlsKey, .tlsCA, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .adminHost, .logLevel,
-            .logFormat:
+        case .host, .path, .tlsCert, .tlsKey, .tlsCA, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword,
+            .redisSentinelUsername, .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
             .requestsTimeout, .adminPort:
@@ -98,7 +101,10 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisMaster: return .string("")
         case .redisCluster: return .list([])
         case .redisSharded: return .boolean(false)
+        case .redisSubscriptionMode: return .string("dynamic")
         case .redisPassword: return .string("")
+        case .redisSentinelUsername: return .string("")
+        case .redisSentinelPassword: return .string("")
         case .requestsTimeout: return .integer(5_000)
         case .adminHost: return .string("127.0.0.1")
         case .adminPort: return .integer(9464)
@@ -121,7 +127,10 @@ enum Setting: String, CaseIterable, Sendable {
         case .tlsCA: return "PEM CA certificates client certificates must chain to; set, clients without one are refused."
         case .socket: return "Unix socket path backends attach to."
         case .socketMode: return "File mode of the backend socket, in octal."
-        case .corsOrigin: return "Allowed CORS origin; repeat for several, '*' for any. None sends no CORS headers."
+        case .corsOrigin:
+            return "Origin whose pages may connect (https://app.example.com, https://*.example.com); repeat for several, "
+                + "'*' for any. It gets CORS headers; a request from any other origin is refused with 403. "
+                + "None sends no CORS headers and checks no origin."
         case .pingInterval: return "Milliseconds between server pings."
         case .pingTimeout: return "Milliseconds to wait for a pong before closing with 'ping timeout'."
         case .connectTimeout: return "Milliseconds a client may stay connected without joining a namespace."
@@ -144,7 +153,13 @@ enum Setting: String, CaseIterable, Sendable {
             return "Seed node host:port of a Redis Cluster, used with classic pub/sub; repeatable or comma-separated."
         case .redisSharded:
             return "Use Redis 7 sharded pub/sub (SPUBLISH/SSUBSCRIBE, the wire format of createShardedAdapter) with --redis-cluster or --redis."
+        case .redisSubscriptionMode:
+            return "With --redis-sharded: static (one channel per namespace), dynamic (plus one per public room) or dynamic-private (plus one per socket), as the Node adapter's subscriptionMode."
         case .redisPassword: return "Password of the Redis data nodes with --redis-sentinel or --redis-cluster."
+        case .redisSentinelUsername:
+            return "ACL user to log in to the sentinels as (with --redis-sentinel-password); empty uses the default user."
+        case .redisSentinelPassword:
+            return "Password of the sentinels themselves (their requirepass), with --redis-sentinel; the data nodes use --redis-password."
         case .requestsTimeout:
             return "Milliseconds cluster requests (fetch, count, acks across nodes) wait for other nodes."
         case .adminHost: return "Address of the admin listener (/metrics, /healthz, /readyz)."
@@ -165,7 +180,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .host, .adminHost: return "address"
         case .port, .adminPort: return "port"
         case .path, .socket, .tlsCert, .tlsKey, .tlsCA: return "path"
-        case .socketMode: return "mode"
+        case .socketMode, .redisSubscriptionMode: return "mode"
         case .corsOrigin: return "origin"
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
         case .maxPayload, .maxBuffered: return "bytes"
@@ -176,7 +191,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisPrefix: return "prefix"
         case .redisSentinel, .redisCluster: return "host:port"
         case .redisMaster: return "name"
-        case .redisPassword: return "password"
+        case .redisPassword, .redisSentinelPassword: return "password"
+        case .redisSentinelUsername: return "user"
         case .requireBackend, .redisSharded: return "bool"
         case .logLevel: return "level"
         case .logFormat: return "format"

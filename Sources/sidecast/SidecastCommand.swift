@@ -56,7 +56,10 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(help: Setting.redisMaster.help) var redisMaster: String?
     @Option(name: .customLong(Setting.redisCluster.rawValue), help: Setting.redisCluster.help) var redisClusterNodes: [String] = []
     @Flag(inversion: .prefixedNo, help: Setting.redisSharded.help) var redisSharded: Bool?
+    @Option(help: Setting.redisSubscriptionMode.help) var redisSubscriptionMode: String?
     @Option(help: Setting.redisPassword.help) var redisPassword: String?
+    @Option(help: Setting.redisSentinelUsername.help) var redisSentinelUsername: String?
+    @Option(help: Setting.redisSentinelPassword.help) var redisSentinelPassword: String?
     @Option(parsing: .unconditional, help: Setting.requestsTimeout.help) var requestsTimeout: Int?
     @Option(help: Setting.adminHost.help) var adminHost: String?
     @Option(parsing: .unconditional, help: Setting.adminPort.help) var adminPort: Int?
@@ -93,6 +96,9 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.redisMaster] = redisMaster.map(SettingValue.string)
         values[.redisCluster] = redisClusterNodes.isEmpty ? nil : .list(redisClusterNodes)
         values[.redisPassword] = redisPassword.map(SettingValue.string)
+        values[.redisSentinelUsername] = redisSentinelUsername.map(SettingValue.string)
+        values[.redisSentinelPassword] = redisSentinelPassword.map(SettingValue.string)
+        values[.redisSubscriptionMode] = redisSubscriptionMode.map(SettingValue.string)
         values[.requestsTimeout] = requestsTimeout.map(SettingValue.integer)
         values[.adminHost] = adminHost.map(SettingValue.string)
         values[.adminPort] = adminPort.map(SettingValue.integer)

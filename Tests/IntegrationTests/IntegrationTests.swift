@@ -30,6 +30,7 @@ final class IntegrationTests: XCTestCase {
         "test_namespaces",
         "test_no_backend",
         "test_ops",
+        "test_origins",
         "test_ping_timeout",
         "test_redis_outage",
         "test_rooms",
@@ -60,6 +61,7 @@ final class IntegrationTests: XCTestCase {
     func testNamespaces() async throws { try await check("test_namespaces") }
     func testNoBackend() async throws { try await check("test_no_backend") }
     func testOps() async throws { try await check("test_ops") }
+    func testOrigins() async throws { try await check("test_origins") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
     func testRooms() async throws { try await check("test_rooms") }
