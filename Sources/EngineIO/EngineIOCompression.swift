@@ -16,17 +16,25 @@ public enum PerMessageDeflate {
     /// The extension's token.
     static let name = "permessage-deflate"
 
-    /// What the client's `Sec-WebSocket-Extensions` offers allow: the value of the response's
-    /// header for the first acceptable `permessage-deflate` offer, or nil to decline them all
-    /// (the connection then goes on uncompressed).
-    static func negotiate(_ headers: HTTPHeaders) -> String? {
+    /// The extension as agreed with one client.
+    struct Agreement: Equatable {
+        /// The value of the 101 response's `Sec-WebSocket-Extensions`.
+        var responseHeader: String
+        /// The client compresses each message on its own, so its inflater need keep nothing.
+        var clientNoContextTakeover: Bool
+    }
+
+    /// What the client's `Sec-WebSocket-Extensions` offers allow: the first acceptable
+    /// `permessage-deflate` offer, or nil to decline them all (the connection then goes on
+    /// uncompressed).
+    static func negotiate(_ headers: HTTPHeaders) -> Agreement? {
         for offer in Self.offers(in: headers) where offer.name == Self.name {
             if let response = Self.accept(offer.parameters) { return response }
         }
         return nil
     }
 
-    private static func accept(_ parameters: [(name: String, value: String?)]) -> String? {
+    private static func accept(_ parameters: [(name: String, value: String?)]) -> Agreement? {
         var seen: Set<String> = []
         var clientNoContextTakeover = false
         for (name, value) in parameters {
@@ -47,7 +55,10 @@ public enum PerMessageDeflate {
                 return nil
             }
         }
-        return Self.name + "; server_no_context_takeover" + (clientNoContextTakeover ? "; client_no_context_takeover" : "")
+        return Agreement(
+            responseHeader: Self.name + "; server_no_context_takeover" + (clientNoContextTakeover ? "; client_no_context_takeover" : ""),
+            clientNoContextTakeover: clientNoContextTakeover
+        )
     }
 
     /// 8 to 15 written as decimal digits without leading zeros (RFC 7692 §7.1.2.1).
@@ -204,20 +215,76 @@ final class HTTPCompression {
         return best?.encoding
     }
 
-    /// The body compressed, or nil to send it as it is: under the threshold, or no encoding
-    /// accepted.
-    func compress(_ body: ByteBuffer, for headers: HTTPHeaders) -> (encoding: Encoding, body: ByteBuffer)? {
-        guard body.readableBytes >= self.threshold, let encoding = Self.encoding(accepting: headers) else { return nil }
+    /// The body, `length` bytes in `parts`, compressed; nil to send it as it is, when it is
+    /// under the threshold.
+    func compress(_ parts: [ByteBuffer], length: Int, as encoding: Encoding) -> ByteBuffer? {
+        guard length >= self.threshold else { return nil }
         let compressor = encoding == .gzip ? self.gzip : self.zlib
-        var input = body
+        // One input buffer: zlib's bound then holds for the whole output, which a single
+        // finishing call writes. Copying the body costs little next to compressing it.
+        var input = ByteBuffer()
+        input.reserveCapacity(length)
+        for part in parts { input.writeImmutableBuffer(part) }
         do {
             try compressor.reset()
             var output = ByteBuffer()
             output.reserveCapacity(compressor.maxSize(from: input))
             try compressor.deflate(from: &input, to: &output, flush: .finish)
-            return (encoding, output)
+            return output
         } catch {
             return nil
         }
     }
+}
+
+/// A server's compressors, as its configuration asks: confined to its event loop, like the server.
+final class EngineIOCompressors {
+    let webSocket: WebSocketDeflater?
+    let http: HTTPCompression?
+    /// The deflated frames of the last broadcast messages, by the shared frame they were made
+    /// from: a broadcast's recipients take its messages one after the other, so the first
+    /// recipient that agreed to permessage-deflate compresses a message and the others reuse it.
+    private var recentFrames: [(source: ByteBuffer, frame: ByteBuffer?)] = []
+    private static let recentFrameCount = 8
+
+    init(configuration: EngineIOConfiguration) {
+        // Making them fails only when zlib is out of memory; compression is then left off.
+        self.webSocket = configuration.perMessageDeflateThreshold.flatMap { try? WebSocketDeflater(threshold: $0) }
+        self.http = configuration.httpCompressionThreshold.flatMap { try? HTTPCompression(threshold: $0) }
+    }
+
+    /// The whole frame of `message` compressed, RSV1 set; nil to send it uncompressed.
+    func deflatedFrame(for message: EngineIOMessage) -> ByteBuffer? {
+        guard let deflater = self.webSocket else { return nil }
+        let (opcode, payload) = message.webSocketOpcodeAndPayload
+        guard payload.readableBytes >= deflater.threshold else { return nil }
+        guard let shared = message.encodedFrame else {
+            return deflater.deflate(payload).map { EngineIOBroadcastEncoder.frame(opcode: opcode, payload: $0, compressed: true) }
+        }
+        if let recent = self.recentFrames.last(where: { $0.source.sharesBytes(with: shared) }) {
+            return recent.frame
+        }
+        let frame = deflater.deflate(payload).map { EngineIOBroadcastEncoder.frame(opcode: opcode, payload: $0, compressed: true) }
+        if self.recentFrames.count == Self.recentFrameCount { self.recentFrames.removeFirst() }
+        // Keeping `shared` keeps its storage alive, so no other buffer can take its address.
+        self.recentFrames.append((shared, frame))
+        return frame
+    }
+}
+
+extension ByteBuffer {
+    /// Whether both are views of the same bytes in the same storage: the identity of a shared
+    /// broadcast frame, told without comparing its bytes.
+    func sharesBytes(with other: ByteBuffer) -> Bool {
+        guard self.readableBytes == other.readableBytes else { return false }
+        let mine = self.withUnsafeReadableBytes { UnsafeRawPointer($0.baseAddress) }
+        let theirs = other.withUnsafeReadableBytes { UnsafeRawPointer($0.baseAddress) }
+        return mine == theirs
+    }
+}
+
+/// Errors of the permessage-deflate extension on a connection.
+enum PerMessageDeflateError: Error {
+    /// RSV1 set without the extension agreed, or on a control frame (RFC 7692 §6.1).
+    case unexpectedCompression
 }

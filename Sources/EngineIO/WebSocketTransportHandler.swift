@@ -25,6 +25,10 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     private var isWritable = true
     private var closeSent = false
     private var hasAggregator = false
+    /// permessage-deflate, when the client offered it and the server has it on.
+    var compression: PerMessageDeflate.Agreement?
+    /// Made at the client's first compressed message.
+    private var inflater: WebSocketInflater?
     /// Written frames wait for `flushNow`, which the server calls once per event loop round.
     private var flushPending = false
     private var isReadingPaused = false
@@ -144,6 +148,10 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     // MARK: - Frames
 
     private func process(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        if frame.rsv1 {
+            self.processCompressed(frame, context: context)
+            return
+        }
         switch frame.opcode {
         case .text:
             let packet = EngineIOPacket(text: frame.unmaskedData)
@@ -158,6 +166,29 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
             self.answerClose(frame, context: context)
         default:
             break
+        }
+    }
+
+    /// A message with RSV1 set: permessage-deflate compressed, allowed only on a data frame of
+    /// a connection that agreed to the extension (RFC 7692 §6.1).
+    private func processCompressed(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        guard let compression = self.compression, frame.opcode == .text || frame.opcode == .binary else {
+            self.errorCaught(context: context, error: PerMessageDeflateError.unexpectedCompression)
+            return
+        }
+        let data: ByteBuffer
+        do {
+            let inflater = try self.inflater ?? WebSocketInflater(resetsEachMessage: compression.clientNoContextTakeover)
+            self.inflater = inflater
+            data = try inflater.inflate(frame.unmaskedData, limit: self.server.configuration.maxPayload)
+        } catch {
+            self.errorCaught(context: context, error: error)
+            return
+        }
+        if frame.opcode == .text {
+            self.session?.webSocket(self, didReceive: EngineIOPacket(text: data))
+        } else {
+            self.session?.webSocket(self, didReceive: .binary(data))
         }
     }
 
@@ -180,7 +211,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         let session = self.session
         self.session = nil
         switch error {
-        case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
+        case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge,
+            WebSocketInflater.Failure.tooLarge:
             self.close(code: .messageTooLarge)
         default:
             self.close(code: .protocolError)
@@ -192,7 +224,10 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     func write(_ messages: some Collection<EngineIOMessage>) {
         guard !self.closeSent, let context = self.context else { return }
         for message in messages {
-            if let encoded = message.encodedFrame, let encoderContext = self.encoderContext {
+            if self.compression != nil, let encoderContext = self.encoderContext,
+               let deflated = self.server.compressors.deflatedFrame(for: message) {
+                encoderContext.write(NIOAny(deflated), promise: nil)
+            } else if let encoded = message.encodedFrame, let encoderContext = self.encoderContext {
                 encoderContext.write(NIOAny(encoded), promise: nil)
             } else {
                 context.write(Self.wrapOutboundOut(message.webSocketFrame), promise: nil)

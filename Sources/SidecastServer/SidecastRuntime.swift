@@ -61,6 +61,9 @@ final class SidecastRuntime {
         } catch {
             throw SidecastStartError(description: "--cors-origin: \(error)")
         }
+        // Node's thresholds: smaller messages gain too little to pay for compressing.
+        engineConfiguration.perMessageDeflateThreshold = configuration.perMessageDeflate ? 1024 : nil
+        engineConfiguration.httpCompressionThreshold = configuration.httpCompression ? 1024 : nil
         engineIO = EngineIOServer(configuration: engineConfiguration, eventLoop: eventLoop, logger: logger)
 
         var socketConfiguration = SocketIOServerConfiguration()

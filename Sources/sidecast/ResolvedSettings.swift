@@ -79,6 +79,8 @@ struct ResolvedSettings: Sendable {
         guard configuration.maxConnections >= 0 else {
             throw invalid(.maxConnections, "must be 0 (derived from the open-file limit) or more", String(configuration.maxConnections))
         }
+        configuration.perMessageDeflate = try boolean(.perMessageDeflate)
+        configuration.httpCompression = try boolean(.httpCompression)
         let namespaces = try list(.namespace)
         if let bad = namespaces.first(where: { !$0.hasPrefix("/") }) {
             throw invalid(.namespace, "must start with '/'", bad)

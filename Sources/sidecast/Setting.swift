@@ -21,6 +21,8 @@ enum Setting: String, CaseIterable, Sendable {
     case maxPayload = "max-payload"
     case maxBuffered = "max-buffered"
     case maxConnections = "max-connections"
+    case perMessageDeflate = "per-message-deflate"
+    case httpCompression = "http-compression"
     case namespace
     case authorize
     case backendGrace = "backend-grace"
@@ -70,7 +72,7 @@ enum Setting: String, CaseIterable, Sendable {
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
-        case .requireBackend, .redisSharded:
+        case .requireBackend, .redisSharded, .perMessageDeflate, .httpCompression:
             return .boolean
         case .corsOrigin, .namespace, .authorize, .redisSentinel, .redisCluster:
             return .list
@@ -92,6 +94,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxPayload: return .integer(1_000_000)
         case .maxBuffered: return .integer(1_048_576)
         case .maxConnections: return .integer(0)
+        case .perMessageDeflate, .httpCompression: return .boolean(false)
         case .namespace: return .list(["/"])
         case .authorize: return .list([])
         case .backendGrace: return .number(10)
@@ -139,6 +142,10 @@ enum Setting: String, CaseIterable, Sendable {
             return "Bytes that may wait for one client; past it volatile packets are dropped, then the client is disconnected."
         case .maxConnections:
             return "Client connections served at once; past it new ones get HTTP 503. 0 derives it from the open-file limit, less a reserve for backends, Redis, the admin listener and files."
+        case .perMessageDeflate:
+            return "Compress WebSocket messages of 1024 bytes or more with permessage-deflate for clients that offer it, as Node's perMessageDeflate."
+        case .httpCompression:
+            return "Compress long-polling responses of 1024 bytes or more with gzip or deflate, by Accept-Encoding, as Node's httpCompression."
         case .namespace: return "Namespace that exists even with no backend attached; repeatable."
         case .authorize:
             return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."
@@ -193,7 +200,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisMaster: return "name"
         case .redisPassword, .redisSentinelPassword: return "password"
         case .redisSentinelUsername: return "user"
-        case .requireBackend, .redisSharded: return "bool"
+        case .requireBackend, .redisSharded, .perMessageDeflate, .httpCompression: return "bool"
         case .logLevel: return "level"
         case .logFormat: return "format"
         }

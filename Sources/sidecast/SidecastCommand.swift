@@ -47,6 +47,8 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: Setting.maxPayload.help) var maxPayload: Int?
     @Option(parsing: .unconditional, help: Setting.maxBuffered.help) var maxBuffered: Int?
     @Option(parsing: .unconditional, help: Setting.maxConnections.help) var maxConnections: Int?
+    @Flag(inversion: .prefixedNo, help: Setting.perMessageDeflate.help) var perMessageDeflate: Bool?
+    @Flag(inversion: .prefixedNo, help: Setting.httpCompression.help) var httpCompression: Bool?
     @Option(name: .customLong(Setting.namespace.rawValue), help: Setting.namespace.help) var namespaces: [String] = []
     @Option(name: .customLong(Setting.authorize.rawValue), help: Setting.authorize.help) var authorizedNamespaces: [String] = []
     @Option(parsing: .unconditional, help: Setting.backendGrace.help) var backendGrace: Double?
@@ -87,6 +89,8 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.maxPayload] = maxPayload.map(SettingValue.integer)
         values[.maxBuffered] = maxBuffered.map(SettingValue.integer)
         values[.maxConnections] = maxConnections.map(SettingValue.integer)
+        values[.perMessageDeflate] = perMessageDeflate.map(SettingValue.boolean)
+        values[.httpCompression] = httpCompression.map(SettingValue.boolean)
         values[.namespace] = namespaces.isEmpty ? nil : .list(namespaces)
         values[.authorize] = authorizedNamespaces.isEmpty ? nil : .list(authorizedNamespaces)
         values[.backendGrace] = backendGrace.map(SettingValue.number)

@@ -14,14 +14,14 @@ final class CompressionTests: XCTestCase {
 
     func testNegotiationAcceptsWhatBrowsersAndWsOffer() {
         // Chromium's and Firefox's offer.
-        XCTAssertEqual(PerMessageDeflate.negotiate(offer("permessage-deflate; client_max_window_bits")),
+        XCTAssertEqual(PerMessageDeflate.negotiate(offer("permessage-deflate; client_max_window_bits"))?.responseHeader,
                        "permessage-deflate; server_no_context_takeover")
         // Node's ws, with its defaults.
-        XCTAssertEqual(PerMessageDeflate.negotiate(offer("permessage-deflate; client_max_window_bits=15")),
+        XCTAssertEqual(PerMessageDeflate.negotiate(offer("permessage-deflate; client_max_window_bits=15"))?.responseHeader,
                        "permessage-deflate; server_no_context_takeover")
-        XCTAssertEqual(PerMessageDeflate.negotiate(offer("Permessage-Deflate;Server_No_Context_Takeover; server_max_window_bits=\"15\"")),
+        XCTAssertEqual(PerMessageDeflate.negotiate(offer("Permessage-Deflate;Server_No_Context_Takeover; server_max_window_bits=\"15\""))?.responseHeader,
                        "permessage-deflate; server_no_context_takeover")
-        XCTAssertEqual(PerMessageDeflate.negotiate(offer("permessage-deflate; client_no_context_takeover")),
+        XCTAssertEqual(PerMessageDeflate.negotiate(offer("permessage-deflate; client_no_context_takeover"))?.responseHeader,
                        "permessage-deflate; server_no_context_takeover; client_no_context_takeover")
     }
 
@@ -37,7 +37,7 @@ final class CompressionTests: XCTestCase {
             XCTAssertNil(PerMessageDeflate.negotiate(offer(invalid)), invalid)
         }
         XCTAssertEqual(
-            PerMessageDeflate.negotiate(offer("foo, permessage-deflate; server_max_window_bits=9", "permessage-deflate")),
+            PerMessageDeflate.negotiate(offer("foo, permessage-deflate; server_max_window_bits=9", "permessage-deflate"))?.responseHeader,
             "permessage-deflate; server_no_context_takeover"
         )
     }
@@ -53,6 +53,25 @@ final class CompressionTests: XCTestCase {
         let inflater = try WebSocketInflater(resetsEachMessage: false)
         XCTAssertEqual(try inflater.inflate(compressed, limit: 1_000_000), text)
         XCTAssertEqual(try inflater.inflate(compressed, limit: 1_000_000), text)
+    }
+
+    /// A fan-out compresses once per frame: every recipient of a prepared broadcast message gets
+    /// the same deflated frame, RSV1 set; a unicast message is compressed for its one recipient.
+    func testABroadcastMessageIsDeflatedOnceForAllItsRecipients() throws {
+        var configuration = EngineIOConfiguration()
+        configuration.perMessageDeflateThreshold = 1024
+        let compressors = EngineIOCompressors(configuration: configuration)
+        let text = String(repeating: "[\"news\",\"fan-out\"]", count: 100)
+        let message = EngineIOBroadcastEncoder.prepare([.text(text)])[0]
+        let first = try XCTUnwrap(compressors.deflatedFrame(for: message))
+        let second = try XCTUnwrap(compressors.deflatedFrame(for: message))
+        XCTAssertTrue(first.sharesBytes(with: second))
+        XCTAssertEqual(first.getInteger(at: first.readerIndex, as: UInt8.self), 0xC1)
+        let unicast = try XCTUnwrap(compressors.deflatedFrame(for: .text(text)))
+        XCTAssertEqual(unicast, first)
+        XCTAssertFalse(unicast.sharesBytes(with: first))
+        XCTAssertNil(compressors.deflatedFrame(for: EngineIOBroadcastEncoder.prepare([.text("short")])[0]))
+        XCTAssertNil(EngineIOCompressors(configuration: EngineIOConfiguration()).deflatedFrame(for: message))
     }
 
     func testSmallAndIncompressibleMessagesAreSentAsTheyAre() throws {
@@ -114,13 +133,14 @@ final class CompressionTests: XCTestCase {
     func testHTTPBodiesCompressFromTheThresholdOnAndDecompress() throws {
         let compression = try HTTPCompression(threshold: 1024)
         let small = ByteBuffer(string: String(repeating: "x", count: 1023))
-        XCTAssertNil(compression.compress(small, for: HTTPHeaders([("Accept-Encoding", "gzip")])))
-        let body = ByteBuffer(string: String(repeating: "4hello", count: 500))
-        for (accept, algorithm) in [("gzip", CompressionAlgorithm.gzip()), ("deflate", .zlib())] {
-            let (encoding, compressed) = try XCTUnwrap(compression.compress(body, for: HTTPHeaders([("Accept-Encoding", accept)])))
-            XCTAssertEqual(encoding.rawValue, accept)
-            var input = compressed
-            XCTAssertEqual(try input.decompress(with: algorithm), body)
+        XCTAssertNil(compression.compress([small], length: 1023, as: .gzip))
+        let parts = [ByteBuffer(string: String(repeating: "4hello", count: 300)), ByteBuffer(bytes: [0x1E]),
+                     ByteBuffer(string: String(repeating: "4world", count: 300))]
+        let body = ByteBuffer(string: String(repeating: "4hello", count: 300) + "\u{1E}" + String(repeating: "4world", count: 300))
+        for (encoding, algorithm) in [(HTTPCompression.Encoding.gzip, CompressionAlgorithm.gzip()), (.deflate, .zlib())] {
+            var compressed = try XCTUnwrap(compression.compress(parts, length: body.readableBytes, as: encoding))
+            XCTAssertLessThan(compressed.readableBytes, 200)
+            XCTAssertEqual(try compressed.decompress(with: algorithm), body)
         }
     }
 }

@@ -22,6 +22,7 @@ final class IntegrationTests: XCTestCase {
         "test_chat_languages",
         "test_cli",
         "test_cluster",
+        "test_compression",
         "test_config",
         "test_descriptor_limit",
         "test_emitter",
@@ -52,6 +53,7 @@ final class IntegrationTests: XCTestCase {
     func testChatLanguages() async throws { try await check("test_chat_languages") }
     func testCLI() async throws { try await check("test_cli") }
     func testCluster() async throws { try await check("test_cluster") }
+    func testCompression() async throws { try await check("test_compression") }
     func testConfig() async throws { try await check("test_config") }
     func testDescriptorLimit() async throws { try await check("test_descriptor_limit") }
     func testEmitter() async throws { try await check("test_emitter") }
