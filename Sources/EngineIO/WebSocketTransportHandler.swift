@@ -29,6 +29,9 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     var compression: PerMessageDeflate.Agreement?
     /// Made at the client's first compressed message.
     private var inflater: WebSocketInflater?
+    /// Whether the fragmented message NIO's aggregator is joining was compressed: the
+    /// aggregator drops RSV1, so `CompressedFragmentMarker` notes it from the first fragment.
+    var isJoiningCompressedMessage = false
     /// Written frames wait for `flushNow`, which the server calls once per event loop round.
     private var flushPending = false
     private var isReadingPaused = false
@@ -57,10 +60,15 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = Self.unwrapInboundIn(data)
+        var frame = Self.unwrapInboundIn(data)
         if !self.hasAggregator, !frame.fin || frame.opcode == .continuation {
             self.addAggregator(context: context, passing: frame)
             return
+        }
+        if self.isJoiningCompressedMessage, frame.opcode == .text || frame.opcode == .binary {
+            // The joined message: marked again, as it was sent, so that it is inflated.
+            self.isJoiningCompressedMessage = false
+            frame.rsv1 = true
         }
         if self.isReadingPaused || self.nextHeldFrame < self.heldFrames.count {
             self.heldFrames.append(frame)
@@ -82,6 +90,9 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         )
         do {
             try context.pipeline.syncOperations.addHandler(aggregator, position: .before(self))
+            if self.compression != nil {
+                try context.pipeline.syncOperations.addHandler(CompressedFragmentMarker(transport: self), position: .before(aggregator))
+            }
             let reader = try context.pipeline.syncOperations.context(handlerType: WebSocketFrameReader.self)
             reader.fireChannelRead(NIOAny(fragment))
         } catch {
@@ -272,6 +283,29 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         context.writeAndFlush(Self.wrapOutboundOut(reply)).whenComplete { _ in
             loopBoundContext.value.close(promise: nil)
         }
+    }
+}
+
+/// Sits before NIO's frame aggregator on a connection with permessage-deflate. RSV1 marks a
+/// compressed message on its first frame only (RFC 7692 §6.1), and the aggregator, joining the
+/// fragments, drops it: this tells the transport, which the joined message reaches next, before
+/// any other message can come.
+final class CompressedFragmentMarker: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+
+    private weak var transport: WebSocketTransportHandler?
+
+    init(transport: WebSocketTransportHandler) {
+        self.transport = transport
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = Self.unwrapInboundIn(data)
+        if !frame.fin, frame.opcode == .text || frame.opcode == .binary {
+            self.transport?.isJoiningCompressedMessage = frame.rsv1
+        }
+        context.fireChannelRead(data)
     }
 }
 

@@ -105,14 +105,22 @@ class DeflateWebSocket:
                 if predicate(text):
                     return rsv1, text
 
-    def send(self, text, compress=False, opcode=1):
+    def send(self, text, compress=False, opcode=1, fragments=1):
+        """One message; with `fragments`, its (compressed) payload split over that many frames,
+        RSV1 on the first only (RFC 7692 §6.1)."""
         payload = text.encode() if isinstance(text, str) else text
-        first = 0x80 | opcode
         if compress:
             payload = self.compressor.compress(payload) + self.compressor.flush(zlib.Z_SYNC_FLUSH)
             assert payload.endswith(TAIL)
             payload = payload[:-4]
-            first |= 0x40
+        size = -(-len(payload) // fragments)
+        for index in range(fragments):
+            first = (0x80 if index == fragments - 1 else 0) | (opcode if index == 0 else 0)
+            if compress and index == 0:
+                first |= 0x40
+            self._send_frame(first, payload[index * size:(index + 1) * size])
+
+    def _send_frame(self, first, payload):
         mask = os.urandom(4)
         header = bytes([first])
         if len(payload) < 126:
@@ -169,6 +177,15 @@ class PerMessageDeflateTests(unittest.TestCase):
         self.assertEqual(backend.expect_event("upload", sid=sid)["args"], ["small", 3])
         client.send("42" + json.dumps(["upload", "plain", 4]))
         self.assertEqual(backend.expect_event("upload", sid=sid)["args"], ["plain", 4])
+        # Compressed messages in fragments, RSV1 on the first: the first fragmented message
+        # brings NIO's aggregator into the pipeline, later ones go through it.
+        for n in (5, 6):
+            client.send("42" + json.dumps(["upload", big, n]), compress=True, fragments=3)
+            self.assertEqual(backend.expect_event("upload", sid=sid)["args"], [big, n])
+        client.send("42" + json.dumps(["upload", big, 7]), fragments=2)
+        self.assertEqual(backend.expect_event("upload", sid=sid)["args"], [big, 7])
+        client.send("42" + json.dumps(["upload", big, 8]), compress=True)
+        self.assertEqual(backend.expect_event("upload", sid=sid)["args"], [big, 8])
 
     def test_a_broadcast_reaches_compressing_and_plain_clients_alike(self):
         sidecast = start_sidecast(self, "--per-message-deflate")
