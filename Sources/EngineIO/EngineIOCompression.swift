@@ -22,6 +22,16 @@ public enum PerMessageDeflate {
         var responseHeader: String
         /// The client compresses each message on its own, so its inflater need keep nothing.
         var clientNoContextTakeover: Bool
+
+        var clientContext: ClientContext { self.clientNoContextTakeover ? .resetEachMessage : .kept }
+    }
+
+    /// How the client compresses, as a connection keeps it.
+    enum ClientContext: UInt8 {
+        /// Messages refer back to earlier ones (the default, and what browsers do).
+        case kept
+        /// `client_no_context_takeover`: each message stands alone.
+        case resetEachMessage
     }
 
     /// What the client's `Sec-WebSocket-Extensions` offers allow: the first acceptable

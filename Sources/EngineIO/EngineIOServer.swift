@@ -234,7 +234,7 @@ public final class EngineIOServer {
         pipeline.removeHandler(context: nioReader, promise: nil)
         let webSocket = WebSocketTransportHandler(server: self)
         // The same offer as `upgradeResponseHeaders` answered.
-        webSocket.compression = self.compressors.webSocket == nil ? nil : PerMessageDeflate.negotiate(head.headers)
+        webSocket.compression = self.compressors.webSocket == nil ? nil : PerMessageDeflate.negotiate(head.headers)?.clientContext
         try pipeline.addHandler(webSocket)
         let uri = EngineIORequestURI(head.uri)
         if let sid = uri.query["sid"], !sid.isEmpty {

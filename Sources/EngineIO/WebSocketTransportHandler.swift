@@ -25,8 +25,10 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     private var isWritable = true
     private var closeSent = false
     private var hasAggregator = false
-    /// permessage-deflate, when the client offered it and the server has it on.
-    var compression: PerMessageDeflate.Agreement?
+    /// permessage-deflate, when the client offered it and the server has it on: how the client
+    /// compresses. One byte rather than the agreement, whose header string every connection
+    /// would keep.
+    var compression: PerMessageDeflate.ClientContext?
     /// Made at the client's first compressed message.
     private var inflater: WebSocketInflater?
     /// Whether the fragmented message NIO's aggregator is joining was compressed: the
@@ -189,7 +191,7 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         }
         let data: ByteBuffer
         do {
-            let inflater = try self.inflater ?? WebSocketInflater(resetsEachMessage: compression.clientNoContextTakeover)
+            let inflater = try self.inflater ?? WebSocketInflater(resetsEachMessage: compression == .resetEachMessage)
             self.inflater = inflater
             data = try inflater.inflate(frame.unmaskedData, limit: self.server.configuration.maxPayload)
         } catch {

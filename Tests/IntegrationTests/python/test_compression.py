@@ -210,6 +210,16 @@ class PerMessageDeflateTests(unittest.TestCase):
         compressed, _ = client.recv(lambda text: text.startswith("42"))
         self.assertFalse(compressed)
 
+    def test_client_no_context_takeover_is_agreed_and_honoured(self):
+        sidecast = start_sidecast(self, "--per-message-deflate")
+        backend = sidecast.backend(self)
+        client, sid = self.connect(sidecast, backend, offer="permessage-deflate; client_no_context_takeover")
+        self.assertEqual(client.extensions, AGREED + "; client_no_context_takeover")
+        for n in (1, 2):
+            client.compressor = zlib.compressobj(wbits=-15)
+            client.send("42" + json.dumps(["upload", "again " * 300, n]), compress=True)
+            self.assertEqual(backend.expect_event("upload", sid=sid)["args"], ["again " * 300, n])
+
     def test_off_by_default_and_rsv1_without_the_extension_is_a_protocol_error(self):
         sidecast = start_sidecast(self)
         backend = sidecast.backend(self)
