@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -93,12 +94,12 @@ public struct Sidecast: Service {
         }
         let runtime = parts.runtime
         let limit = parts.limit
-        // Read by each accepted connection and replaced on SIGHUP, both on the loop.
-        let tls = tlsContext.map { NIOLoopBoundBox.makeBoxSendingValue($0, eventLoop: loop) }
+        // Read by each accepted connection, on whichever loop accepts it, and replaced on SIGHUP.
+        let tls = tlsContext.map { NIOLockedValueBox($0) }
         let reloader = configuration.tls.flatMap { files in
             tls.map { box in
                 CertificateReloader(files: files, logger: logger) { context in
-                    loop.execute { box.value = context }
+                    box.withLockedValue { $0 = context }
                 }
             }
         }
@@ -129,7 +130,7 @@ public struct Sidecast: Service {
             ) { channel in
                 // First, so that even a refusal for a full server is sent over TLS.
                 if let tls {
-                    try channel.pipeline.syncOperations.addHandlers(NIOSSLServerHandler(context: tls.value), UncleanShutdownFilter())
+                    try channel.pipeline.syncOperations.addHandlers(NIOSSLServerHandler(context: tls.withLockedValue { $0 }), UncleanShutdownFilter())
                 }
                 guard try limit.value.admit(channel) else { return }
                 try runtime.value.engineIO.configureChildChannel(channel)
