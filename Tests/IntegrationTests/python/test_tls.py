@@ -9,6 +9,7 @@ directory; none is committed."""
 import base64
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -164,6 +165,9 @@ class TLSTests(unittest.TestCase):
         with self.assertRaises(requests.exceptions.ConnectionError):
             requests.get(f"{sidecast.url}/socket.io/?EIO=4&transport=polling", timeout=TIMEOUT)
         self.assertIn(f"clients=https://127.0.0.1:{sidecast.port}", sidecast.log)
+        # The admin listener stays plain HTTP.
+        admin = re.search(r"admin=(http://127\.0\.0\.1:\d+)", sidecast.log).group(1)
+        self.assertEqual(requests.get(admin + "/healthz", timeout=TIMEOUT).status_code, 200)
 
     def test_a_close_without_close_notify_is_a_transport_close(self):
         # Many clients drop the TCP connection without TLS's close_notify; without TLS that is
