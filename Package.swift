@@ -214,3 +214,25 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: [], exclude: ["python"]),
     ]
 )
+
+// libFuzzer targets (Fuzz/), one per parser that a peer's bytes go through. They exist only when
+// scripts/fuzz.sh builds them (SIDECAST_FUZZ=1, `-sanitize=fuzzer,address`, in .build-fuzz):
+// they call into libFuzzer's runtime, which only `-sanitize=fuzzer` links, so a normal build or
+// `swift test` must not see them.
+if Context.environment["SIDECAST_FUZZ"] != nil {
+    let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+        ("FuzzEngineIO", ["EngineIO"]),
+        ("FuzzSocketIO", ["SocketIO"]),
+        ("FuzzBridge", ["Bridge"]),
+        ("FuzzAdapter", ["Adapter"]),
+        ("FuzzRedis", ["Redis"]),
+    ]
+    package.targets.append(.systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"))
+    package.targets += fuzzTargets.map { target in
+        .executableTarget(
+            name: target.name,
+            dependencies: target.dependencies + ["CLibFuzzer", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/Targets/\(target.name)"
+        )
+    }
+}
