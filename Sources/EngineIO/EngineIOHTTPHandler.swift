@@ -42,6 +42,8 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
     private var version = HTTPVersion.http1_1
     /// CORS headers for the request being served.
     private var corsHeaders = HTTPHeaders()
+    /// The coding its Accept-Encoding prefers, when `--http-compression` is on.
+    private var acceptedEncoding: HTTPCompression.Encoding?
 
     init(server: EngineIOServer) {
         self.server = server
@@ -91,6 +93,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         self.version = head.version
         self.keepAlive = head.isKeepAlive
         self.corsHeaders = HTTPHeaders()
+        self.acceptedEncoding = self.server.compressors.http == nil ? nil : HTTPCompression.encoding(accepting: head.headers)
         self.server.logger.debug("handling HTTP request", metadata: ["method": "\(head.method.rawValue)", "uri": "\(head.uri)"])
 
         guard head.uri.hasPrefix(self.server.configuration.path) else {
@@ -219,18 +222,24 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
     func respondToPoll(with messages: [EngineIOMessage]) {
         guard case .awaitingPoll(let session) = self.state else { return }
         self.state = .idle
+        let payload: (parts: [ByteBuffer], length: Int)
+        var contentType = "text/plain; charset=UTF-8"
         if case .v3(let supportsBinary) = session.version {
             let (body, binary) = EngineIOv3Payload.encode(messages, supportsBinary: supportsBinary)
-            var headers = self.corsHeaders
-            headers.add(name: "Content-Type", value: binary ? "application/octet-stream" : "text/plain; charset=UTF-8")
-            headers.add(name: "Cache-Control", value: "no-store")
-            self.respond(status: .ok, headers: headers, body: [body], length: body.readableBytes)
+            payload = ([body], body.readableBytes)
+            if binary { contentType = "application/octet-stream" }
+        } else {
+            payload = EngineIOMessage.pollingPayload(messages)
+        }
+        var headers = self.corsHeaders
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Cache-Control", value: "no-store")
+        if let encoding = self.acceptedEncoding, let compression = self.server.compressors.http,
+           let compressed = compression.compress(payload.parts, length: payload.length, as: encoding) {
+            headers.add(name: "Content-Encoding", value: encoding.rawValue)
+            self.respond(status: .ok, headers: headers, body: [compressed], length: compressed.readableBytes)
             return
         }
-        let payload = EngineIOMessage.pollingPayload(messages)
-        var headers = self.corsHeaders
-        headers.add(name: "Content-Type", value: "text/plain; charset=UTF-8")
-        headers.add(name: "Cache-Control", value: "no-store")
         self.respond(status: .ok, headers: headers, body: payload.parts, length: payload.length)
     }
 

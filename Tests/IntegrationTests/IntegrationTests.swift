@@ -22,6 +22,7 @@ final class IntegrationTests: XCTestCase {
         "test_chat_languages",
         "test_cli",
         "test_cluster",
+        "test_compression",
         "test_config",
         "test_descriptor_limit",
         "test_eio3",
@@ -37,6 +38,7 @@ final class IntegrationTests: XCTestCase {
         "test_redis_outage",
         "test_rooms",
         "test_sharded",
+        "test_tls",
         "test_transports",
     ]
 
@@ -53,6 +55,7 @@ final class IntegrationTests: XCTestCase {
     func testChatLanguages() async throws { try await check("test_chat_languages") }
     func testCLI() async throws { try await check("test_cli") }
     func testCluster() async throws { try await check("test_cluster") }
+    func testCompression() async throws { try await check("test_compression") }
     func testConfig() async throws { try await check("test_config") }
     func testDescriptorLimit() async throws { try await check("test_descriptor_limit") }
     func testEIO3() async throws { try await check("test_eio3") }
@@ -68,6 +71,7 @@ final class IntegrationTests: XCTestCase {
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
     func testRooms() async throws { try await check("test_rooms") }
+    func testTLS() async throws { try await check("test_tls") }
     func testTransports() async throws { try await check("test_transports") }
 
     /// Guards against a module that exists but that no method runs, or a method whose module is gone.
