@@ -226,7 +226,7 @@ if Context.environment["SIDECAST_FUZZ"] != nil {
         ("FuzzEngineIO", ["EngineIO"]),
         ("FuzzSocketIO", ["SocketIO"]),
         ("FuzzBridge", ["Bridge"]),
-        ("FuzzAdapter", ["Adapter"]),
+        ("FuzzAdapter", ["Adapter", "SidecastJSON"]),
         ("FuzzRedis", ["Redis"]),
     ]
     package.targets.append(.systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"))
