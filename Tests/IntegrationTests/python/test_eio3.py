@@ -237,6 +237,36 @@ class RawEio3PollingTests(SidecastTestCase):
         self.assertEqual(unb64(event["args"][0]), b"\xab\xcd")
 
 
+class Eio3AuthorizeTests(SidecastTestCase):
+    """A backend's rejection reaches a v3 client as the ERROR packet of the Socket.IO v4
+    protocol: a plain string (`err.data || err.message` in socket.io's `lib/namespace.ts`)."""
+
+    sidecast_flags = ("--allow-eio3", "--authorize", "/chat")
+    namespaces = ("/", "/chat")
+    backend_nsps = ("/", "/chat")
+
+    def setUp(self):
+        self.sidecast = start_sidecast(self, *self.sidecast_flags, namespaces=self.namespaces)
+        self.backend = self.sidecast.backend(self, nsps=self.backend_nsps, authorize=True)
+
+    def test_rejection_is_a_plain_string(self):
+        url = f"{self.sidecast.url}/socket.io/?EIO=3&transport=polling&b64=1"
+        sid = open_sid(requests.get(url, timeout=TIMEOUT).text)
+        url += f"&sid={sid}"
+        # The backend authorizes "/" too: the unasked connect of "/" waits for its answer.
+        request = self.backend.expect_connect(nsp="/")
+        self.assertEqual(request["auth"], {})
+        self.backend.send({"type": "accept", "req": request["req"]})
+        self.backend.expect_connect(nsp="/", sid=request["sid"])
+        self.assertEqual(requests.get(url, timeout=TIMEOUT).text, "2:40")
+        connect = "40/chat?token=nope,"
+        requests.post(url, data=f"{len(connect)}:{connect}".encode(), timeout=TIMEOUT)
+        request = self.backend.expect_connect(nsp="/chat")
+        self.assertEqual(request["auth"], {"token": "nope"})
+        self.backend.send({"type": "reject", "req": request["req"], "message": "bad token"})
+        self.assertEqual(requests.get(url, timeout=TIMEOUT).text, '19:44/chat,"bad token"')
+
+
 class WithoutAllowEio3Tests(unittest.TestCase):
     def test_eio3_handshake_is_refused(self):
         sidecast = start_sidecast(self)
