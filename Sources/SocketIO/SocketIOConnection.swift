@@ -1,5 +1,6 @@
 import EngineIO
 import NIOCore
+import OrderedCollections
 import SidecastJSON
 
 /// One client's Engine.IO session seen from Socket.IO (`Client` in Node): the attachment
@@ -117,18 +118,9 @@ final class SocketIOConnection {
         close(reason: .parseError)
     }
 
-    private func route(_ packet: SocketIOPacket) {
-        var packet = packet
+    private func route(_ received: SocketIOPacket) {
+        let packet = session.version == .v4 ? received : Self.normalizedV4Protocol(received)
         server.logger.trace("packet in", metadata: ["sid": "\(session.id)", "packet": "\(packet)"])
-        if session.version != .v4, let mark = packet.namespace.firstIndex(of: "?") {
-            // Socket.IO v4 protocol: a CONNECT carries the client's query in the namespace
-            // string, and that query is its auth (Node's `url.parse(packet.nsp, true)`).
-            let query = EngineIORequestURI.parseQuery(packet.namespace[packet.namespace.index(after: mark)...])
-            packet.data = .object(.init(uniqueKeysWithValues: query.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) }))
-            packet.namespace = String(packet.namespace[..<mark])
-        } else if session.version != .v4, packet.type == .connect {
-            packet.data = [:]
-        }
         if packet.type == .connect {
             connect(to: packet.namespace, auth: packet.data)
         } else if let socket = socket(in: packet.namespace) {
@@ -136,6 +128,26 @@ final class SocketIOConnection {
         } else {
             server.logger.debug("no socket for namespace", metadata: ["nsp": "\(packet.namespace)"])
         }
+    }
+
+    /// A packet of the Socket.IO v4 protocol (an Engine.IO v3 client) in the form of v5. Its
+    /// namespace may carry a query, which for a CONNECT is the auth, as Node's `Client.ondecoded`
+    /// takes it with `url.parse(packet.nsp, true)` (a repeated name keeps its last value here,
+    /// where Node makes an array); a CONNECT without one has the auth `{}`.
+    private static func normalizedV4Protocol(_ packet: SocketIOPacket) -> SocketIOPacket {
+        var packet = packet
+        var auth: OrderedDictionary<String, JSONValue> = [:]
+        if let mark = packet.namespace.firstIndex(of: "?") {
+            let query = EngineIORequestURI.parseQuery(packet.namespace[packet.namespace.index(after: mark)...])
+            for (name, value) in query.sorted(by: { $0.key < $1.key }) {
+                auth[name] = .string(value)
+            }
+            packet.namespace = String(packet.namespace[..<mark])
+        }
+        if packet.type == .connect {
+            packet.data = .object(auth)
+        }
+        return packet
     }
 
     private func connect(to name: String, auth: JSONValue?) {

@@ -14,6 +14,11 @@ import SidecastJSON
 /// - an EVENT's name is checked as socket.io-parser does (a string that is not a reserved event
 ///   name, or a number): backends never see an event called "disconnect" from a client.
 /// Members other than the four (the JavaScript client sends `options`) are ignored.
+///
+/// A CONNECT_ERROR goes out as Node's server writes it, with the object
+/// `{message, data}`, although the parser's own `checkPacket` only lets a string through
+/// for type 4: a JavaScript client on this parser fails to decode a connect error from Node
+/// in the same way.
 public enum MessagePackPacketCodec {
     /// The packet as one binary Engine.IO message's payload.
     public static func encode(_ packet: SocketIOPacket) -> ByteBuffer {

@@ -7,7 +7,10 @@ claims compatibility; read against index.js it holds, with one difference that s
 tolerates: python always writes the `data` key, as nil when there is none, and index.js refuses
 a DISCONNECT whose data is not undefined ("invalid payload"), so a Node server would close a
 python client that leaves a namespace with "parse error" rather than "client namespace
-disconnect". Sidecast takes a nil payload as absent (MsgpackWireTests.test_python_client_leaves_a_namespace).
+disconnect". Sidecast takes a nil payload as absent
+(MsgpackWireTests.test_python_client_leaves_a_namespace). The other way, python accepts
+whatever index.js would send, CONNECT_ERROR objects included (index.js itself would refuse
+those, as its checkPacket wants a string for type 4).
 Backends see the same NDJSON as with the default parser: msgpack `bin` becomes {"$binary"}.
 """
 
