@@ -35,6 +35,7 @@ final class IntegrationTests: XCTestCase {
         "test_ops",
         "test_origins",
         "test_ping_timeout",
+        "test_protocol_doc",
         "test_redis_outage",
         "test_rooms",
         "test_sharded",
@@ -69,6 +70,7 @@ final class IntegrationTests: XCTestCase {
     func testOps() async throws { try await check("test_ops") }
     func testOrigins() async throws { try await check("test_origins") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
+    func testProtocolDocument() async throws { try await check("test_protocol_doc") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
     func testRooms() async throws { try await check("test_rooms") }
     func testTLS() async throws { try await check("test_tls") }

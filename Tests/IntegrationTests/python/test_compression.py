@@ -14,25 +14,15 @@ import base64
 import gzip
 import json
 import os
-import shutil
 import socket
 import struct
-import subprocess
-import sys
-import tempfile
 import unittest
 import zlib
 
 import requests
 
-from harness import REPO, TIMEOUT, start_sidecast
-from test_browser import CLIENT_BUNDLE, find_chromium, unavailable
-
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-except ImportError:  # reported by setUpClass: a skip outside CI, a failure in it
-    webdriver = None
+from harness import TIMEOUT, start_sidecast
+from browser import CLIENT_BUNDLE, ChromiumTestCase
 
 TAIL = b"\x00\x00\xff\xff"
 CHROMIUM_OFFER = "permessage-deflate; client_max_window_bits"
@@ -299,35 +289,14 @@ class HTTPCompressionTests(unittest.TestCase):
         self.assertEqual(json.loads(body.decode()[2:]), ["news", "poll " * 400])
 
 
-class CompressionBrowserTests(unittest.TestCase):
+class CompressionBrowserTests(ChromiumTestCase):
     """Chromium offers permessage-deflate on every WebSocket and compresses what it sends."""
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        if webdriver is None:
-            unavailable("selenium is not installed (scripts/requirements-test.txt)")
-        cls.chromium = find_chromium()
-        cls.chromedriver = shutil.which("chromedriver")
-        if not cls.chromium or not cls.chromedriver:
-            unavailable("chromium or chromedriver is not installed (Debian: chromium chromium-driver)")
-        if not os.path.exists(CLIENT_BUNDLE):
-            fetch = subprocess.run([sys.executable, os.path.join(REPO, "examples", "web", "fetch-client.py")])
-            if fetch.returncode != 0:
-                unavailable("the Socket.IO client bundle is missing and examples/web/fetch-client.py failed")
 
     def test_chromium_agrees_and_large_messages_round_trip(self):
         sidecast = start_sidecast(self, "--per-message-deflate", "--http-compression")
         backend = sidecast.backend(self)
-        profile = tempfile.TemporaryDirectory(prefix="sidecast-chromium-")
-        self.addCleanup(profile.cleanup)
-        options = webdriver.ChromeOptions()
-        options.binary_location = self.chromium
-        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                         f"--user-data-dir={profile.name}"):
-            options.add_argument(argument)
-        driver = webdriver.Chrome(service=Service(executable_path=self.chromedriver), options=options)
-        self.addCleanup(driver.quit)
+        driver = self.start_chromium()
         driver.set_script_timeout(TIMEOUT * 3)
         # A page of sidecast's own origin: the Engine.IO open packet, with the client loaded into it.
         driver.get(f"{sidecast.url}/socket.io/?EIO=4&transport=polling")

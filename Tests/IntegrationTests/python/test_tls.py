@@ -15,21 +15,14 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import unittest
 
 import requests
 import websocket
 
-from harness import REPO, SIDECAST_BIN, TIMEOUT, Client, start_sidecast, wait_until
-from test_browser import CLIENT_BUNDLE, IN_CI, find_chromium, unavailable
-
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-except ImportError:  # reported by setUpClass: a skip outside CI, a failure in it
-    webdriver = None
+from harness import SIDECAST_BIN, TIMEOUT, Client, start_sidecast
+from browser import CLIENT_BUNDLE, IN_CI, ChromiumTestCase
 
 
 def openssl(*args, cwd):
@@ -281,7 +274,7 @@ class TLSTests(unittest.TestCase):
         self.assertIsNone(sidecast.proc.poll())
 
 
-class TLSBrowserTests(unittest.TestCase):
+class TLSBrowserTests(ChromiumTestCase):
     """Headless Chromium, trusting the server certificate through its key's SPKI hash (Chromium
     reads no CA file without NSS tools, and matches the hashes against the chain the server
     sends, which holds no CA), loads the official client into a page served over https by
@@ -290,32 +283,13 @@ class TLSBrowserTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if webdriver is None:
-            unavailable("selenium is not installed (scripts/requirements-test.txt)")
-        cls.chromium = find_chromium()
-        cls.chromedriver = shutil.which("chromedriver")
-        if not cls.chromium or not cls.chromedriver:
-            unavailable("chromium or chromedriver is not installed (Debian: chromium chromium-driver)")
-        if not os.path.exists(CLIENT_BUNDLE):
-            fetch = subprocess.run([sys.executable, os.path.join(REPO, "examples", "web", "fetch-client.py")])
-            if fetch.returncode != 0:
-                unavailable("the Socket.IO client bundle is missing and examples/web/fetch-client.py failed")
         cls.pki = TestPKI()
         cls.addClassCleanup(cls.pki.cleanup)
 
     def test_chromium_connects_over_https_and_wss(self):
         sidecast = start_sidecast(self, *tls_flags(self.pki))
         backend = sidecast.backend(self)
-        profile = tempfile.TemporaryDirectory(prefix="sidecast-chromium-")
-        self.addCleanup(profile.cleanup)
-        options = webdriver.ChromeOptions()
-        options.binary_location = self.chromium
-        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                         f"--user-data-dir={profile.name}",
-                         f"--ignore-certificate-errors-spki-list={self.pki.spki_hash(self.pki.server[0])}"):
-            options.add_argument(argument)
-        driver = webdriver.Chrome(service=Service(executable_path=self.chromedriver), options=options)
-        self.addCleanup(driver.quit)
+        driver = self.start_chromium(f"--ignore-certificate-errors-spki-list={self.pki.spki_hash(self.pki.server[0])}")
         driver.set_script_timeout(TIMEOUT * 3)
 
         origin = f"https://127.0.0.1:{sidecast.port}"
