@@ -237,6 +237,32 @@ class RawEio3PollingTests(SidecastTestCase):
         self.assertEqual(unb64(event["args"][0]), b"\xab\xcd")
 
 
+class Eio3CompressionTests(SidecastTestCase):
+    """v3 payloads go through --http-compression like v4 ones (engine.io's polling `doWrite`
+    compresses whatever the parser produced), and the python-socketio 4.x client reads them."""
+
+    sidecast_flags = ("--allow-eio3", "--http-compression")
+
+    def test_large_v3_payloads_are_compressed(self):
+        url = f"{self.sidecast.url}/socket.io/?EIO=3&transport=polling&b64=1"
+        sid = open_sid(requests.get(url, timeout=TIMEOUT).text)
+        url += f"&sid={sid}"
+        main_sid = self.backend.expect_connect(nsp="/")["sid"]
+        self.assertEqual(requests.get(url, timeout=TIMEOUT).text, "2:40")
+        self.backend.emit("big", "é" * 2000, to=[main_sid])
+        response = requests.get(url, headers={"Accept-Encoding": "gzip"}, timeout=TIMEOUT)
+        self.assertEqual(response.headers.get("Content-Encoding"), "gzip")
+        packet = '42["big","' + "é" * 2000 + '"]'
+        self.assertEqual(response.text, f"{len(packet)}:{packet}")
+
+    def test_python_socketio_4_over_compressed_polling(self):
+        client = Eio3Client(self)
+        client.connect(self.sidecast, ["polling"], events=["big"])
+        sid = self.backend.expect_connect(nsp="/")["sid"]
+        self.backend.emit("big", "x" * 5000, b64(b"\x00" * 3000), to=[sid])
+        self.assertEqual(client.expect("event", event="big")["args"], ["x" * 5000, as_bytes(b"\x00" * 3000)])
+
+
 class Eio3AuthorizeTests(SidecastTestCase):
     """A backend's rejection reaches a v3 client as the ERROR packet of the Socket.IO v4
     protocol: a plain string (`err.data || err.message` in socket.io's `lib/namespace.ts`)."""
