@@ -331,7 +331,7 @@ public final class EngineIOSession {
             self.schedulePing()
         case .text(let payload):
             self.log("got message of \(payload.readableBytes) bytes")
-            self.server.delegate?.session(self, didReceiveText: String(buffer: payload))
+            self.server.delegate?.session(self, didReceiveText: payload)
         case .binary(let data):
             self.log("got binary message of \(data.readableBytes) bytes")
             self.server.delegate?.session(self, didReceiveBinary: data)

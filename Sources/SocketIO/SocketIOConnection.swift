@@ -38,16 +38,24 @@ final class SocketIOConnection {
         connecting = Connecting(timeout: timeout)
     }
 
-    func receive(text: String) {
+    func receive(text: ByteBuffer) {
         do {
             if let pending = pendingBinaryPacket {
                 // Throws: a text packet cannot interrupt the attachments of a binary one.
                 _ = try pending.decoder.decode(text: text)
             }
             var decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
-            if let packet = try decoder.decode(text: text) {
+            switch try decoder.decodeKeepingEventData(text: text) {
+            case .packet(let packet)?:
                 route(packet)
-            } else {
+            case .event(let namespace, let id, let data)?:
+                server.logger.trace("event in", metadata: ["sid": "\(session.id)", "nsp": "\(namespace)", "id": "\(id.map(String.init) ?? "-")"])
+                if let socket = socket(in: namespace) {
+                    socket.receivedEvent(data: data, id: id)
+                } else {
+                    server.logger.debug("no socket for namespace", metadata: ["nsp": "\(namespace)"])
+                }
+            case nil:
                 pendingBinaryPacket = PendingBinaryPacket(decoder)
             }
         } catch {

@@ -93,8 +93,8 @@ extension SocketIOServer: EngineIOServerDelegate {
         session.userData = SocketIOConnection(server: self, session: session)
     }
 
-    public func session(_ session: EngineIOSession, didReceiveText text: String) {
-        metrics.received(bytes: text.utf8.count + 1)
+    public func session(_ session: EngineIOSession, didReceiveText text: ByteBuffer) {
+        metrics.received(bytes: text.readableBytes + 1)
         (session.userData as? SocketIOConnection)?.receive(text: text)
     }
 

@@ -63,6 +63,26 @@ final class SocketIOPacketDecoderTests: XCTestCase {
         }
     }
 
+    func testAPlainEventKeepsItsDataParsedAndEveryOtherPacketIsAValue() throws {
+        var decoder = SocketIOPacketDecoder()
+        guard case .event(let namespace, let id, let data)? = try decoder.decodeKeepingEventData(text: ByteBuffer(string: #"2/chat,7["m",{"a":1},2]"#)) else {
+            return XCTFail("a plain EVENT keeps its data parsed")
+        }
+        XCTAssertEqual(namespace, "/chat")
+        XCTAssertEqual(id, 7)
+        XCTAssertEqual(try data.value(binaryObjects: .keep), ["m", ["a": 1], 2])
+        guard case .packet(let ack)? = try decoder.decodeKeepingEventData(text: ByteBuffer(string: #"3/chat,7["ok"]"#)) else {
+            return XCTFail("an ACK is a packet")
+        }
+        XCTAssertEqual(ack, SocketIOPacket(type: .ack, namespace: "/chat", id: 7, data: ["ok"]))
+        XCTAssertNil(try decoder.decodeKeepingEventData(text: ByteBuffer(string: #"51-["m",{"_placeholder":true,"num":0}]"#)))
+        XCTAssertNotNil(try decoder.decode(binary: ByteBuffer(bytes: [1])))
+        // The same checks as for values: a reserved name, no name, a payload that is no array.
+        for text in [#"2["connect"]"#, #"2[]"#, #"2[{"a":1}]"#, #"2{"a":1}"#, #"2["m""#] {
+            XCTAssertThrowsError(try decoder.decodeKeepingEventData(text: ByteBuffer(string: text)), text)
+        }
+    }
+
     func testBinaryEventReassembly() throws {
         var decoder = SocketIOPacketDecoder()
         XCTAssertNil(try decoder.decode(text: #"52-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#))
