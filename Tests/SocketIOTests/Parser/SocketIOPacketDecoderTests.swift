@@ -232,6 +232,19 @@ final class SocketIOPacketDecoderTests: XCTestCase {
         XCTAssertEqual(try decoder.decode(text: message.dropFirst()), SocketIOPacket(type: .event, data: ["sub"]))
     }
 
+    /// A WebSocket text frame is no longer copied into a `String` (which replaced bad bytes
+    /// with U+FFFD): bad UTF-8 in the payload now reaches jansson, which refuses it, and the
+    /// client is closed as after any malformed packet (Node's `ws` closes it with 1007).
+    func testInvalidUTF8InAnEventIsInvalidJSON() {
+        var decoder = SocketIOPacketDecoder()
+        var frame = ByteBuffer(string: #"2["m",""#)
+        frame.writeBytes([0xC3, 0x28])
+        frame.writeString(#""]"#)
+        XCTAssertThrowsError(try decoder.decodeKeepingEventData(text: frame)) { error in
+            XCTAssertEqual(error as? SocketIOParseError, .invalidJSON)
+        }
+    }
+
     func testInvalidUTF8NamespaceIsRejected() {
         var decoder = SocketIOPacketDecoder()
         var frame = ByteBuffer(string: "0/")
