@@ -41,7 +41,6 @@ let package = Package(
             dependencies: [
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -86,6 +85,7 @@ let package = Package(
         .target(
             name: "Bridge",
             dependencies: [
+                "EngineIO",
                 "SocketIO",
                 "Adapter",
                 "SidecastJSON",
@@ -184,8 +184,12 @@ let package = Package(
             dependencies: [
                 "Adapter",
                 "SocketIO",
+                "EngineIO",
+                "EngineIOTestSupport",
                 "SidecastJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

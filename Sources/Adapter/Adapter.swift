@@ -13,6 +13,9 @@ public protocol Adapter: AnyObject {
     /// Starts listening for a namespace's cluster traffic; the bridge calls it for every
     /// namespace that comes to exist. Calling it again for the same namespace does nothing.
     func serve(namespace: String)
+    /// Stops listening to the cluster at shutdown, so the other nodes stop counting this one
+    /// at once; what was published stays queued for the flush.
+    func close()
     func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions)
     /// Emits with one ack id to every matching socket on every node and collects the answers
     /// until all have answered or `timeout` passes.

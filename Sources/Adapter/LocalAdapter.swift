@@ -13,6 +13,8 @@ public final class LocalAdapter: Adapter {
 
     public func serve(namespace: String) {}
 
+    public func close() {}
+
     public func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
         server.broadcast(packet, options: options)
     }
@@ -24,11 +26,10 @@ public final class LocalAdapter: Adapter {
         completion: @escaping (BroadcastAckResult) -> Void
     ) {
         let request = BroadcastAckRequest(completion: completion)
-        let cancel = request.startLocally(on: server, packet, options: options)
-        request.expect(nodes: 1)
+        request.startLocally(on: server, packet, options: options)
+        request.expect(otherNodes: 0)
         guard !request.isDone else { return }
         let timer = server.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-            cancel()
             request.finish(timedOut: true)
         }
         request.onFinish = { timer.cancel() }

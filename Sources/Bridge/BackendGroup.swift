@@ -1,4 +1,5 @@
 import DequeModule
+import EngineIO
 import Logging
 import Metrics
 import NIOCore

@@ -1,4 +1,5 @@
 import Adapter
+import EngineIO
 import Logging
 import Metrics
 import NIOCore

@@ -4,13 +4,7 @@ import NIOHTTP1
 /// restricted to what Sidecast configures: an origin list (or "*"), methods GET and POST, and
 /// requested headers reflected on preflight. Credentials and exposed headers are not offered.
 struct CORSPolicy {
-    private let origins: [String]
-    private let allowsAnyOrigin: Bool
-
-    init(origins: [String]) {
-        self.origins = origins
-        self.allowsAnyOrigin = origins.contains("*")
-    }
+    let origins: AllowedOrigins
 
     var isEnabled: Bool { !self.origins.isEmpty }
 
@@ -20,10 +14,10 @@ struct CORSPolicy {
     func responseHeaders(for request: HTTPHeaders) -> HTTPHeaders {
         var headers = HTTPHeaders()
         guard self.isEnabled else { return headers }
-        if self.allowsAnyOrigin {
+        if self.origins.allowsAnyOrigin {
             headers.add(name: "Access-Control-Allow-Origin", value: "*")
         } else {
-            if let origin = request.first(name: "origin"), self.origins.contains(origin) {
+            if let origin = request.first(name: "origin"), self.origins.allows(origin) {
                 headers.add(name: "Access-Control-Allow-Origin", value: origin)
             }
             headers.add(name: "Vary", value: "Origin")

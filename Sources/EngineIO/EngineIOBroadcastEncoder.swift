@@ -1,44 +1,36 @@
-import Logging
 import NIOCore
-import NIOEmbedded
-import NIOWebSocket
 
-/// Encodes the WebSocket frames of messages bound for many sessions once, with NIO's own
-/// `WebSocketFrameEncoder` in a channel of its own. Each WebSocket recipient then writes the
-/// one shared buffer past its pipeline's encoder: no frame header of its own, no encoder pass
-/// and one iovec instead of two per delivery. Confined to one event loop, like the server.
-public final class EngineIOBroadcastEncoder {
-    private let logger: Logger
-    private lazy var channel = EmbeddedChannel(handler: WebSocketFrameEncoder())
-
-    public init(logger: Logger) {
-        self.logger = logger
-    }
-
+/// Encodes the WebSocket frames of messages bound for many sessions once. Each WebSocket
+/// recipient then writes the one shared buffer past its pipeline's encoder: no frame header of
+/// its own, no encoder pass and one iovec instead of two per delivery.
+public enum EngineIOBroadcastEncoder {
     /// The same messages, each carrying its encoded frame. Polling sessions ignore the frame.
-    public func prepare(_ messages: [EngineIOMessage]) -> [EngineIOMessage] {
-        messages.map { message in
-            guard let frame = self.encodeFrame(message) else { return message }
-            return EngineIOMessage(storage: message.storage, encodedFrame: frame)
-        }
+    public static func prepare(_ messages: [EngineIOMessage]) -> [EngineIOMessage] {
+        messages.map { EngineIOMessage(storage: $0.storage, encodedFrame: self.frame($0)) }
     }
 
-    /// The encoder writes the header and the payload as separate buffers; they are joined.
-    private func encodeFrame(_ message: EngineIOMessage) -> ByteBuffer? {
-        var parts: [ByteBuffer] = []
-        do {
-            try self.channel.writeOutbound(message.webSocketFrame)
-            while let part = try self.channel.readOutbound(as: ByteBuffer.self) {
-                parts.append(part)
-            }
-        } catch {
-            // Recipients encode the frame themselves then, as for a single send.
-            self.logger.error("cannot encode a broadcast frame", metadata: ["error": "\(error)"])
-            return nil
+    /// One unfragmented, unmasked server frame (RFC 6455 §5.2): FIN and the opcode, the
+    /// payload length in 7, 7+16 or 7+64 bits, then the payload. Written here rather than by
+    /// NIO's `WebSocketFrameEncoder`, which would need a channel to run in.
+    static func frame(_ message: EngineIOMessage) -> ByteBuffer {
+        let (opcode, payload): (UInt8, ByteBuffer) = switch message.storage {
+        case .text(let buffer): (0x1, buffer)
+        case .binary(let data): (0x2, data)
         }
+        let length = payload.readableBytes
         var frame = ByteBuffer()
-        frame.reserveCapacity(parts.reduce(0) { $0 + $1.readableBytes })
-        for var part in parts { frame.writeBuffer(&part) }
+        frame.reserveCapacity(10 + length)
+        frame.writeInteger(0x80 | opcode)
+        if length <= 125 {
+            frame.writeInteger(UInt8(length))
+        } else if length <= Int(UInt16.max) {
+            frame.writeInteger(UInt8(126))
+            frame.writeInteger(UInt16(length))
+        } else {
+            frame.writeInteger(UInt8(127))
+            frame.writeInteger(UInt64(length))
+        }
+        frame.writeImmutableBuffer(payload)
         return frame
     }
 }

@@ -18,8 +18,9 @@ public struct EngineIOConfiguration: Sendable {
     public var upgradeTimeout: TimeAmount
     /// Largest accepted POST body or WebSocket message, in bytes (Node's `maxHttpBufferSize`).
     public var maxPayload: Int
-    /// Allowed CORS origins: empty sends no CORS headers at all, `["*"]` allows any origin.
-    public var corsOrigins: [String]
+    /// The origins whose pages may connect: CORS answers them, and a request carrying any other
+    /// `Origin` is refused with 403. Empty sends no CORS headers and checks nothing.
+    public var allowedOrigins: AllowedOrigins
     /// Enabled transports; a session opened over polling is offered the upgrade only when
     /// `.websocket` is in this set.
     public var transports: Set<EngineIOTransportKind>
@@ -30,7 +31,7 @@ public struct EngineIOConfiguration: Sendable {
         self.pingTimeout = .seconds(20)
         self.upgradeTimeout = .seconds(10)
         self.maxPayload = 1_000_000
-        self.corsOrigins = []
+        self.allowedOrigins = .none
         self.transports = [.polling, .websocket]
     }
 }

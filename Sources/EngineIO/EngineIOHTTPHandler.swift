@@ -103,7 +103,6 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             return
         }
 
-        let query = EngineIORequestURI(head.uri).query
         // An upgrade request reaches this handler only when NIO did not upgrade: it was refused
         // by `shouldUpgrade`, or it is not the first request of its connection.
         let isUpgrade = head.headers[canonicalForm: "upgrade"].contains { $0.lowercased() == "websocket" }
@@ -112,6 +111,17 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             // cannot carry another request: close it after the answer, as Node's `abortUpgrade`.
             self.keepAlive = false
         }
+        // Every request, not only handshakes: a page from a foreign origin must not poll or
+        // post in a session opened elsewhere either.
+        guard self.server.allowsOrigin(of: head) else {
+            self.server.didRefuseOrigin(of: head)
+            self.state = .answerAtEnd(.error(.forbiddenOrigin))
+            return
+        }
+        if !isUpgrade {
+            self.server.noteCrossOriginPoll(head)
+        }
+        let query = EngineIORequestURI(head.uri).query
         switch self.server.route(method: head.method, query: query, isUpgrade: isUpgrade) {
         case .failure(let error):
             self.state = .answerAtEnd(.error(error))

@@ -1,5 +1,4 @@
 import ExtrasBase64
-import Logging
 import NIOCore
 
 /// An outbound Engine.IO packet, encoded once. Broadcasts hand the same value to every
@@ -54,7 +53,7 @@ public struct EngineIOMessage: Sendable, Hashable {
     }
 
     /// Every session gets one each ping interval: its WebSocket frame is encoded once.
-    static let ping = EngineIOBroadcastEncoder(logger: Logger(label: "sidecast.engineio")).prepare([packet(.ping)])[0]
+    static let ping = EngineIOBroadcastEncoder.prepare([packet(.ping)])[0]
     static let probePong = packet(.pong, "probe")
     static let noop = packet(.noop)
     static let close = packet(.close)

@@ -7,6 +7,7 @@ struct EngineIOMetrics {
     private let webSocketClients = Meter(label: "sidecast_connected_clients", dimensions: [("transport", "websocket")])
     private let pollingOpened = Counter(label: "sidecast_connections_opened_total", dimensions: [("transport", "polling")])
     private let webSocketOpened = Counter(label: "sidecast_connections_opened_total", dimensions: [("transport", "websocket")])
+    private let originRefusals = Counter(label: "sidecast_connections_refused_total", dimensions: [("reason", "origin")])
     /// One counter per reason, labelled in snake case ("ping_timeout") so queries need no quoting of spaces.
     private let closed: [EngineIOCloseReason: Counter]
     /// Polling clients closed for sending a POST while their last one was still unanswered.
@@ -35,6 +36,11 @@ struct EngineIOMetrics {
             self.webSocketOpened.increment()
             self.webSocketClients.increment()
         }
+    }
+
+    /// A request, of a new session or of an open one, refused for its `Origin`.
+    func refusedForOrigin() {
+        self.originRefusals.increment()
     }
 
     func refusedOverlappingPost() {

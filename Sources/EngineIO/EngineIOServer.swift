@@ -44,12 +44,14 @@ public final class EngineIOServer {
     private(set) var isShuttingDown = false
     let metrics = EngineIOMetrics()
     let heartbeat: EngineIOHeartbeat
+    /// Clients cause the origin warnings at will: one line a minute for each kind, at most.
+    private var warnings = WarningThrottle(interval: .seconds(60))
 
     public init(configuration: EngineIOConfiguration, eventLoop: EventLoop, logger: Logger) {
         self.configuration = configuration
         self.eventLoop = eventLoop
         self.logger = logger
-        self.cors = CORSPolicy(origins: configuration.corsOrigins)
+        self.cors = CORSPolicy(origins: configuration.allowedOrigins)
         self.heartbeat = EngineIOHeartbeat(
             eventLoop: eventLoop, pingInterval: configuration.pingInterval, pingTimeout: configuration.pingTimeout
         )
@@ -128,6 +130,50 @@ public final class EngineIOServer {
         self.heartbeat.stop()
     }
 
+    // MARK: - Origins
+
+    /// Whether a request carrying `head`'s headers may go on: one without `Origin` (not from a
+    /// browser) always may, and so may one from sidecast's own origin, which is not cross-site
+    /// and is what some non-browser clients send (Python's websocket-client sends the URL it
+    /// connects to). Any other origin must be allowed.
+    func allowsOrigin(of head: HTTPRequestHead) -> Bool {
+        guard let origin = head.headers.first(name: "origin") else { return true }
+        return self.configuration.allowedOrigins.allows(origin) || Self.isSameOrigin(origin, as: head)
+    }
+
+    /// Whether `origin` names the host and port the request was sent to. The scheme is not
+    /// compared: behind a TLS proxy sidecast cannot know it.
+    private static func isSameOrigin(_ origin: String, as head: HTTPRequestHead) -> Bool {
+        guard let host = head.headers.first(name: "host"), let separator = origin.firstRange(of: "://") else {
+            return false
+        }
+        return origin[separator.upperBound...].lowercased() == host.lowercased()
+    }
+
+    /// Counts a request refused with 403 for its origin, and says so in the log.
+    func didRefuseOrigin(of head: HTTPRequestHead) {
+        self.metrics.refusedForOrigin()
+        guard let count = self.warnings.record("origin refused") else { return }
+        let origin = head.headers.first(name: "origin") ?? ""
+        self.logger.warning(
+            "refused a request from origin \(origin), which is not an allowed origin; if its pages may connect, add it with --cors-origin",
+            metadata: ["origin": "\(origin)", "refused": "\(count)"]
+        )
+    }
+
+    /// With no allowed origins configured, a polling request from another origin gets no CORS
+    /// headers, and the browser keeps its answer from the page, which only says "xhr poll
+    /// error". Sidecast says why. The request is served as before: the browser refuses it.
+    func noteCrossOriginPoll(_ head: HTTPRequestHead) {
+        guard self.configuration.allowedOrigins.isEmpty, let origin = head.headers.first(name: "origin"),
+              !Self.isSameOrigin(origin, as: head), let count = self.warnings.record("cross-origin poll")
+        else { return }
+        self.logger.warning(
+            "polling from origin \(origin) gets no CORS headers, so the browser keeps the answers from its page (\"xhr poll error\"); to allow it, start sidecast with --cors-origin \(origin)",
+            metadata: ["origin": "\(origin)", "requests": "\(count)"]
+        )
+    }
+
     // MARK: - Routing
 
     /// What a valid request addresses.
@@ -159,16 +205,20 @@ public final class EngineIOServer {
 
     /// `shouldUpgrade` of the WebSocket upgrader: nil leaves the request to the HTTP handler,
     /// which answers it with the matching error.
+    ///
+    /// A request for a session that exists is upgraded even when that session is upgrading or
+    /// upgraded already: `didUpgrade` then closes the new WebSocket and leaves the session
+    /// alone, as Node's `onWebSocket` does.
     private func upgradeResponseHeaders(for head: HTTPRequestHead) -> HTTPHeaders? {
-        guard !self.isShuttingDown, head.uri.hasPrefix(self.configuration.path) else { return nil }
+        guard !self.isShuttingDown, head.uri.hasPrefix(self.configuration.path), self.allowsOrigin(of: head) else {
+            return nil
+        }
         let uri = EngineIORequestURI(head.uri)
         guard uri.query["transport"] == EngineIOTransportKind.websocket.rawValue else { return nil }
         switch self.route(method: head.method, query: uri.query, isUpgrade: true) {
-        case .success(.handshake):
+        case .success:
             return HTTPHeaders()
-        case .success(.session(let session)) where session.canUpgrade:
-            return HTTPHeaders()
-        case .success(.session), .failure:
+        case .failure:
             return nil
         }
     }
@@ -183,7 +233,7 @@ public final class EngineIOServer {
         let uri = EngineIORequestURI(head.uri)
         if let sid = uri.query["sid"], !sid.isEmpty {
             guard let session = self.sessions[sid], session.canUpgrade else {
-                self.logger.debug("upgrade attempt for closed or upgrading session", metadata: ["sid": "\(sid)"])
+                self.logger.debug("upgrade attempt for a closed, upgrading or upgraded session", metadata: ["sid": "\(sid)"])
                 webSocket.close()
                 return
             }

@@ -26,6 +26,8 @@ final class RedisClusterDiscovery {
     private var refreshTimer: Scheduled<Void>?
     /// Until a node answered `CLUSTER NODES`, the roles are unknown and a replica could be chosen.
     private var listed = false
+    /// Called after every node list read, so the client can keep a link to each node.
+    var onUpdate: (() -> Void)?
 
     init(seeds: [RedisEndpoint], credentials: RedisURL, eventLoop: EventLoop, timeout: TimeAmount, refreshInterval: TimeAmount, logger: Logger) {
         precondition(!seeds.isEmpty, "Cluster mode needs at least one seed node")
@@ -109,6 +111,7 @@ final class RedisClusterDiscovery {
         }
         self.nodes = nodes
         self.listed = true
+        self.onUpdate?()
     }
 
     /// Asks the nodes in turn, the current one first, for the node list; shared while in flight.

@@ -29,6 +29,9 @@ final class RedisCommandHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Receives, once, the publishes written but never answered when the connection ends:
     /// Redis may not have seen them, so the client queues them again rather than lose them.
     var onUnansweredPublishes: (([RedisCommand]) -> Void)?
+    /// Receives a publish Redis answered with an error (a `MOVED` in sharded mode); without
+    /// it, the refusal is logged.
+    var onRefusedPublish: ((RedisCommand, String) -> Void)?
     private let logger: Logger
     /// From writing a publish on this link to Redis's reply; time spent in the outbox while
     /// Redis was away is not included.
@@ -47,10 +50,14 @@ final class RedisCommandHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch waiter {
         case .caller(let promise):
             promise.succeed(reply)
-        case .publish(_, let writtenAt):
+        case .publish(let command, let writtenAt):
             self.publishLatency.recordNanoseconds((NIODeadline.now() - writtenAt).nanoseconds)
             if case .error(let message) = reply {
-                self.logger.warning("Redis refused a publish", metadata: ["redis.error": "\(message)"])
+                if let onRefused = self.onRefusedPublish {
+                    onRefused(command, message)
+                } else {
+                    self.logger.warning("Redis refused a publish", metadata: ["redis.error": "\(message)"])
+                }
             }
         }
     }

@@ -14,6 +14,8 @@ final class RedisSentinelDiscovery {
     private var sentinels: [RedisEndpoint]
     /// The data nodes' credentials and database.
     private let credentials: RedisURL
+    /// What the sentinels themselves require, when they do.
+    private let sentinelCredentials: (user: String?, password: String?)
     private let eventLoop: EventLoop
     private let timeout: TimeAmount
     private let logger: Logger
@@ -22,11 +24,15 @@ final class RedisSentinelDiscovery {
     /// Which sentinel the event link uses; it moves on after each failure.
     private var watched = 0
 
-    init(masterName: String, sentinels: [RedisEndpoint], credentials: RedisURL, eventLoop: EventLoop, timeout: TimeAmount, logger: Logger) {
+    init(
+        masterName: String, sentinels: [RedisEndpoint], credentials: RedisURL, sentinelUser: String? = nil, sentinelPassword: String? = nil,
+        eventLoop: EventLoop, timeout: TimeAmount, logger: Logger
+    ) {
         precondition(!sentinels.isEmpty, "Sentinel mode needs at least one sentinel")
         self.masterName = masterName
         self.sentinels = sentinels
         self.credentials = credentials
+        self.sentinelCredentials = (sentinelUser, sentinelPassword.flatMap { $0.isEmpty ? nil : $0 })
         self.eventLoop = eventLoop
         self.timeout = timeout
         self.logger = logger
@@ -67,7 +73,7 @@ final class RedisSentinelDiscovery {
         return switched
     }
 
-    private func ask(_ index: Int, lastError: Error?) -> EventLoopFuture<RedisEndpoint> {
+    private func ask(_ index: Int, lastError: String?) -> EventLoopFuture<RedisEndpoint> {
         guard index < self.sentinels.count else {
             let reason = "none of \(self.sentinels.count) sentinels named master '\(self.masterName)'"
             return self.eventLoop.makeFailedFuture(RedisClientError.noMaster(lastError.map { "\(reason); last error: \($0)" } ?? reason))
@@ -76,10 +82,13 @@ final class RedisSentinelDiscovery {
         let question = RedisCommand(["SENTINEL", "get-master-addr-by-name", self.masterName])
         return RedisProbe.send([question], to: self.sentinelURL(sentinel), on: self.eventLoop, timeout: self.timeout, logger: self.logger)
             .flatMapThrowing { replies -> RedisEndpoint in
+                if case .error(let message) = replies.first {
+                    throw RedisClientError.commandFailed(message)
+                }
                 guard let fields = replies.first?.array, fields.count == 2, let host = fields[0].string,
                     let port = fields[1].string.flatMap({ Int($0) })
                 else {
-                    throw RedisClientError.noMaster("sentinel \(sentinel) answered \(replies.first.map { "\($0)" } ?? "nothing")")
+                    throw RedisClientError.noMaster("answered \(replies.first.map { "\($0)" } ?? "nothing")")
                 }
                 return RedisEndpoint(host: host, port: port)
             }
@@ -100,16 +109,16 @@ final class RedisSentinelDiscovery {
             }
             .flatMapError { error in
                 self.logger.debug("sentinel did not name the master", metadata: ["redis.sentinel": "\(sentinel)", "error": "\(error)"])
-                return self.ask(index + 1, lastError: error)
+                return self.ask(index + 1, lastError: "sentinel \(sentinel): \(error)")
             }
             .nonisolated()
     }
 
-    /// Sentinels are reached without the data nodes' credentials.
+    /// Sentinels are reached with their own credentials, if any, never the data nodes'.
     private func sentinelURL(_ sentinel: RedisEndpoint) -> RedisURL {
         var url = sentinel.url(loggingInAs: self.credentials)
-        url.user = nil
-        url.password = nil
+        url.user = self.sentinelCredentials.user
+        url.password = self.sentinelCredentials.password
         url.database = nil
         return url
     }

@@ -7,13 +7,13 @@ import NIOCore
 /// A shard channel lives on the master owning its hash slot, so unlike classic pub/sub a
 /// message only crosses the shard that owns its channel. The client reads the slot map
 /// (`CLUSTER SLOTS`) from the seeds, keeps one ``RedisShard`` (a publish link and a
-/// subscription link) per master it needs, publishes each message on its channel's master and
+/// subscription link, a ``RedisPubSubConnection``) per master it needs, publishes each message on its channel's master and
 /// subscribes each channel there. A `MOVED` answer moves the slot and sends the publish again;
 /// a lost link, and a timer, make it read the map again, so after a failover the subscriptions
 /// and the queued publishes follow the slots to the promoted master.
 ///
-/// Publishes for a master that is down wait in that shard's outbox, bounded as in
-/// ``RedisClient``. Confined to one event loop (the caller's); call every method on it.
+/// Publishes for a master that is down wait in that shard's outbox, bounded and released after
+/// an outage as in ``RedisClient``. Confined to one event loop (the caller's); call every method on it.
 public final class RedisShardedClient {
     public typealias MessageHandler = (_ channel: String, _ message: ByteBuffer) -> Void
 
@@ -39,18 +39,14 @@ public final class RedisShardedClient {
     private let layout: Layout
     private var state: State = .idle
     private var slots: RedisSlotMap?
-    private var shards: [RedisEndpoint: RedisShard] = [:]
+    private var shards: [RedisEndpoint: RedisPubSubConnection] = [:]
     private var handlers: [String: MessageHandler] = [:]
     /// Publishes made before the first slot map was read.
     private var unrouted: RedisOutbox
     private var refreshing: EventLoopFuture<Void>?
     private var refreshTimer: Scheduled<Void>?
     private var reportedConnected = false
-    private var dropped = 0
-
-    private let connectedGauge = Gauge(label: "sidecast_redis_connected")
-    private let outboxGauge = Gauge(label: "sidecast_redis_outbox_length")
-    private let outboxDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "outbox_overflow")])
+    private let metrics: RedisClientMetrics
 
     /// Fails for a Sentinel topology: Sentinel has no sharded pub/sub of its own.
     public init(configuration: RedisClientConfiguration, eventLoop: EventLoop, logger: Logger) throws {
@@ -70,6 +66,7 @@ public final class RedisShardedClient {
         self.eventLoop = eventLoop
         self.logger = logger
         self.unrouted = RedisOutbox(limit: configuration.outboxLimit)
+        self.metrics = RedisClientMetrics(outboxLimit: configuration.outboxLimit, logger: logger)
     }
 
     /// Every master of the slot map has both links up and its subscriptions active.
@@ -80,11 +77,11 @@ public final class RedisShardedClient {
 
     /// Publishes waiting for Redis, over every shard.
     public var outboxCount: Int {
-        self.unrouted.count + self.shards.values.reduce(0) { $0 + $1.outbox.count }
+        self.unrouted.count + self.shards.values.reduce(0) { $0 + $1.outboxCount }
     }
 
     /// Publishes dropped because an outbox was full, over the client's lifetime.
-    public var droppedPublishes: Int { self.dropped }
+    public var droppedPublishes: Int { self.metrics.dropped }
 
     public func start() {
         self.eventLoop.preconditionInEventLoop()
@@ -113,6 +110,7 @@ public final class RedisShardedClient {
         let closing = self.shards.values.map { $0.close() }
         self.shards.removeAll()
         let future = EventLoopFuture.whenAllComplete(closing, on: self.eventLoop).assumeIsolated().map { results in
+            self.metrics.queuedChanged(by: -self.unrouted.count)
             let undelivered = self.unrouted.count + results.reduce(0) { $0 + ((try? $1.get())?.count ?? 0) }
             if undelivered > 0 {
                 self.logger.warning("Redis client shut down with undelivered publishes", metadata: ["redis.undelivered": "\(undelivered)"])
@@ -148,15 +146,17 @@ public final class RedisShardedClient {
             self.logger.debug("publish after shutdown dropped", metadata: ["redis.channel": "\(channel)"])
             return
         }
-        let kept: Bool
         if let master = self.slots?.master(of: channel), let shard = self.shards[master] {
-            kept = shard.publish(channel, message)
-            if !shard.isConnected { self.outboxGauge.record(self.outboxCount) }
+            shard.publish(channel, message)
         } else {
-            kept = self.unrouted.append(channel: channel, message: message)
-            self.outboxGauge.record(self.outboxCount)
+            self.queueUnrouted(channel, message)
         }
-        if !kept { self.countDrops(1) }
+    }
+
+    private func queueUnrouted(_ channel: String, _ message: ByteBuffer) {
+        let kept = self.unrouted.append(channel: channel, message: message)
+        self.metrics.queuedChanged(by: kept ? 1 : 0)
+        if !kept { self.metrics.didDrop(1) }
     }
 
     /// How many connections subscribe to the shard channel: `PUBSUB SHARDNUMSUB` on the master
@@ -183,17 +183,6 @@ public final class RedisShardedClient {
             }
             return self.eventLoop.makeSucceededFuture(Int(count))
         }.nonisolated()
-    }
-
-    private func countDrops(_ count: Int) {
-        guard count > 0 else { return }
-        if self.dropped == 0 {
-            self.logger.warning("Redis outbox is full; dropping the oldest publishes until Redis is back", metadata: [
-                "redis.outbox-limit": "\(self.configuration.outboxLimit)"
-            ])
-        }
-        self.dropped += count
-        self.outboxDrops.increment(by: Int64(count))
     }
 
     // MARK: - Slot map
@@ -249,9 +238,10 @@ public final class RedisShardedClient {
         guard case .running = self.state, let slots = self.slots else { return }
         let masters = slots.masters
         for master in masters where self.shards[master] == nil {
-            let shard = RedisShard(
-                url: master.url(loggingInAs: self.configuration.url), configuration: self.configuration,
-                eventLoop: self.eventLoop, logger: self.logger
+            var logger = self.logger
+            logger[metadataKey: "redis.shard"] = "\(master)"
+            let shard = RedisPubSubConnection(
+                flavor: .sharded, configuration: self.configuration, eventLoop: self.eventLoop, metrics: self.metrics, logger: logger
             )
             shard.owner = self
             self.shards[master] = shard
@@ -266,9 +256,11 @@ public final class RedisShardedClient {
         for (endpoint, shard) in self.shards where !masters.contains(endpoint) {
             self.shards[endpoint] = nil
             self.logger.info("leaving a Redis node that owns no slot now", metadata: ["redis.node": "\(endpoint)"])
-            shard.close().assumeIsolated().whenSuccess { self.reroute($0) }
+            shard.close().assumeIsolated().whenSuccess { self.reroute(Array($0)) }
         }
-        self.reroute(Array(self.unrouted.removeAll()))
+        let unrouted = self.unrouted.removeAll()
+        self.metrics.queuedChanged(by: -unrouted.count)
+        self.reroute(Array(unrouted))
         self.connectivityChanged()
     }
 
@@ -276,7 +268,7 @@ public final class RedisShardedClient {
     private func reroute(_ entries: [RedisOutbox.Entry]) {
         guard case .running = self.state, !entries.isEmpty, let slots = self.slots else {
             if !entries.isEmpty, case .running = self.state {
-                for entry in entries where !self.unrouted.append(channel: entry.channel, message: entry.message) { self.countDrops(1) }
+                for entry in entries { self.queueUnrouted(entry.channel, entry.message) }
             }
             return
         }
@@ -287,7 +279,7 @@ public final class RedisShardedClient {
         }
         for (master, entries) in byShard {
             guard let shard = self.shards[master] else { continue }
-            self.countDrops(shard.adopt(entries))
+            shard.adopt(entries)
         }
     }
 
@@ -295,7 +287,7 @@ public final class RedisShardedClient {
         let connected = self.isConnected
         guard connected != self.reportedConnected else { return }
         self.reportedConnected = connected
-        self.connectedGauge.record(connected ? 1 : 0)
+        self.metrics.connectivityChanged(connected)
         self.onStateChange?(connected)
     }
 
@@ -309,21 +301,27 @@ public final class RedisShardedClient {
     }
 }
 
-extension RedisShardedClient: RedisShardOwner {
-    func shardDidFail(_ shard: RedisShard) {
-        guard case .running = self.state else { return }
-        _ = self.refresh()
+extension RedisShardedClient: RedisPubSubConnectionOwner {
+    /// A shard stays on its master; a failed attempt means the slot map may be stale (a
+    /// failover), so it is read again.
+    func connectionTarget(_ connection: RedisPubSubConnection, link: RedisLink, failed: RedisTarget?) -> EventLoopFuture<RedisTarget> {
+        guard let master = self.shards.first(where: { $0.value === connection })?.key else {
+            return self.eventLoop.makeFailedFuture(RedisClientError.shutDown)
+        }
+        if failed != nil, case .running = self.state { _ = self.refresh() }
+        return self.eventLoop.makeSucceededFuture(RedisTarget(url: master.url(loggingInAs: self.configuration.url)))
     }
 
-    func shardConnectivityChanged(_ shard: RedisShard) {
+    func connection(_ connection: RedisPubSubConnection, countSubscribersOf channels: [String]) -> EventLoopFuture<[String: Int]> {
+        connection.countSubscribers(of: channels)
+    }
+
+    func connectionConnectivityChanged(_ connection: RedisPubSubConnection, lostLink: Bool) {
+        if lostLink, case .running = self.state { _ = self.refresh() }
         self.connectivityChanged()
     }
 
-    func shardDidFlushOutbox(_ shard: RedisShard) {
-        self.outboxGauge.record(self.outboxCount)
-    }
-
-    func shard(_ shard: RedisShard, refused channel: String, message: ByteBuffer, error: String) {
+    func connection(_ connection: RedisPubSubConnection, refused channel: String, message: ByteBuffer, error: String) {
         guard case .running = self.state, case .cluster = self.layout, let moved = Self.redirection(error) else {
             self.logger.warning("Redis refused a publish", metadata: ["redis.error": "\(error)", "redis.channel": "\(channel)"])
             return
@@ -334,12 +332,8 @@ extension RedisShardedClient: RedisShardOwner {
         _ = self.refresh()
     }
 
-    func shard(_ shard: RedisShard, lost channel: String, message: ByteBuffer) {
-        guard case .running = self.state else { return }
-        self.spublish(channel, message)
-    }
-
-    func shard(_ shard: RedisShard, received message: ByteBuffer, on channel: String) {
-        self.handlers[channel]?(channel, message)
+    func connection(_ connection: RedisPubSubConnection, received message: RedisPubSubMessage) {
+        guard case .message(let channel, let payload) = message else { return }
+        self.handlers[channel]?(channel, payload)
     }
 }

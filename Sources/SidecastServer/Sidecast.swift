@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -29,6 +30,9 @@ public struct SidecastStartError: Error, CustomStringConvertible {
 /// All Socket.IO state lives on a single event loop, as Node keeps it on one thread: rooms,
 /// sockets and backends need no locks, and a node scales out by running one per host.
 public struct Sidecast: Service {
+    /// The version `sidecast --version` prints and the start log shows.
+    public static let version = "0.1.0"
+
     public let configuration: SidecastConfiguration
     public let logger: Logger
     /// A fresh id per process, like the Redis adapter's uid.
@@ -44,70 +48,107 @@ public struct Sidecast: Service {
     public func run() async throws {
         // Before the runtime exists: its layers make their metrics as they are built.
         let registry = SidecastMetrics.registry
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
+        let capacity = ClientCapacity(configuration: configuration, limit: .raisingSoftLimit())
         let configuration = self.configuration
         let logger = self.logger
         let nodeID = self.nodeID
-        let runtime: NIOLoopBound<SidecastRuntime>
+        let signals = StopSignals()
+        // Every socket is bound before anything else exists, so a port in use or a bad address
+        // stops the start while nothing runs that would need stopping.
+        let sockets: ListeningSockets
         do {
-            runtime = try await loop.submit {
-                NIOLoopBound(
-                    try SidecastRuntime(configuration: configuration, nodeID: nodeID, eventLoop: loop, logger: logger),
-                    eventLoop: loop
+            sockets = try ListeningSockets(configuration)
+        } catch {
+            signals.cancel()
+            throw error
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let parts: Parts
+        do {
+            parts = try await loop.submit {
+                Parts(
+                    runtime: NIOLoopBound(
+                        try SidecastRuntime(configuration: configuration, nodeID: nodeID, eventLoop: loop, logger: logger),
+                        eventLoop: loop
+                    ),
+                    limit: NIOLoopBound(ClientConnectionLimit(maximum: capacity.maxConnections), eventLoop: loop),
+                    reserve: NIOLoopBound(DescriptorReserve(), eventLoop: loop),
+                    openFileLimit: capacity.openFileLimit
                 )
             }.get()
         } catch {
+            signals.cancel()
+            sockets.discard(socketPath: configuration.socketPath)
             try? await group.shutdownGracefully()
             throw error
         }
-
-        // Trapped before anything listens: whoever sees a port open may already send a signal.
-        let signals = StopSignals { request in
+        let runtime = parts.runtime
+        let limit = parts.limit
+        signals.forward { request in
             loop.execute { runtime.value.requestStop(request) }
         }
         let clients: Channel
         let backends: Channel
         let admin: Channel
+        // Which listener is being registered, for the error.
+        var starting = sockets.backends
         do {
-            try await Self.removeStaleSocket(at: configuration.socketPath, group: group)
-            backends = try await ServerBootstrap(group: group)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try runtime.value.bridge.configureBackendChannel(channel) }
-                }
-                .bind(unixDomainSocketPath: configuration.socketPath, cleanupExistingSocketFile: false)
-                .get()
-            guard chmod(configuration.socketPath, mode_t(configuration.socketMode)) == 0 else {
-                throw SidecastStartError(description: "cannot set mode \(String(configuration.socketMode, radix: 8)) on \(configuration.socketPath): errno \(errno)")
+            backends = try await parts.register(sockets.backends, group: group, logger: logger) { channel in
+                try runtime.value.bridge.configureBackendChannel(channel)
             }
-            clients = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 1024)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                // NIO keeps each connection's receive buffer between reads, for good, at the
-                // largest size it has grown to. Start small, and cap it at 16 KiB rather than
-                // NIO's 64 KiB: a client that once sent a large message keeps a quarter of it
-                // while idle, at the price of more reads per large message.
-                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 16384))
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try runtime.value.engineIO.configureChildChannel(channel) }
+            starting = sockets.clients
+            // NIO keeps each connection's receive buffer between reads, for good, at the largest
+            // size it has grown to. Start small, and cap it at 16 KiB rather than NIO's 64 KiB: a
+            // client that once sent a large message keeps a quarter of it while idle, at the price
+            // of more reads per large message.
+            let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 16384)
+            clients = try await parts.register(
+                sockets.clients, group: group, logger: logger, closedAtOnce: ClientConnectionLimit.refusedNoDescriptors,
+                options: {
+                    $0.childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                        .childChannelOption(.recvAllocator, value: receiveBuffers)
                 }
-                .bind(host: configuration.host, port: configuration.port)
-                .get()
-            admin = try await Self.bindAdmin(configuration, group: group, registry: registry, runtime: runtime)
+            ) { channel in
+                guard try limit.value.admit(channel) else { return }
+                try runtime.value.engineIO.configureChildChannel(channel)
+            }
+            starting = sockets.admin
+            admin = try await parts.register(sockets.admin, group: group, logger: logger) { channel in
+                try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                try channel.pipeline.syncOperations.addHandler(
+                    AdminHTTPHandler(registry: registry) {
+                        runtime.value.notReadyReasons() + (limit.value.isFull ? ["full"] : [])
+                    }
+                )
+            }
         } catch {
+            // Only registering with the event loop can fail here: binding and listening are done,
+            // and failed earlier with advice. The runtime has started its Redis links: they are
+            // closed before the loop stops, which they would otherwise outlive with reconnects
+            // scheduled on a dead loop. The loop's shutdown closes the channels made so far; the
+            // sockets not taken over yet go with the process, which exits.
             signals.cancel()
+            try? await loop.flatSubmit { runtime.value.redis?.shutdown() ?? loop.makeSucceededVoidFuture() }.get()
+            unlink(configuration.socketPath)
             try? await group.shutdownGracefully()
-            throw error
+            throw SidecastStartError(description: "cannot listen for \(starting.description): \(error)")
         }
         let stopped = try await loop.submit { runtime.value.didStartListening() }.get()
         logger.info("sidecast listening", metadata: [
+            "version": "\(Self.version)",
             "node": "\(nodeID)",
             "clients": "http://\(configuration.host):\(clients.localAddress?.port ?? configuration.port)\(configuration.path)",
             "backends": "\(configuration.socketPath)",
             "admin": "http://\(configuration.adminHost):\(admin.localAddress?.port ?? configuration.adminPort)",
             "redis": "\(configuration.redisMode)",
+            "max_connections": "\(capacity.maxConnections)",
         ])
+        if capacity.isAboveLimit {
+            logger.warning("--max-connections leaves too few descriptors for backends, Redis and the admin listener", metadata: [
+                "max_connections": "\(capacity.derivation)",
+            ])
+        }
 
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
@@ -131,44 +172,97 @@ public struct Sidecast: Service {
         logger.info("sidecast stopped")
     }
 
-    private static func bindAdmin(
-        _ configuration: SidecastConfiguration,
-        group: EventLoopGroup,
-        registry: PrometheusCollectorRegistry,
-        runtime: NIOLoopBound<SidecastRuntime>
-    ) async throws -> Channel {
-        do {
-            return try await ServerBootstrap(group: group)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { channel in
+    /// What a node keeps on its event loop besides the runtime.
+    private struct Parts: Sendable {
+        var runtime: NIOLoopBound<SidecastRuntime>
+        var limit: NIOLoopBound<ClientConnectionLimit>
+        var reserve: NIOLoopBound<DescriptorReserve>
+        var openFileLimit: Int
+
+        /// Registers `listener`, bound and listening, with the event loop; `child` sets up each
+        /// connection it accepts.
+        func register(
+            _ listener: ListeningSocket,
+            group: EventLoopGroup,
+            logger: Logger,
+            closedAtOnce: Metrics.Counter? = nil,
+            options: (ServerBootstrap) -> ServerBootstrap = { $0 },
+            child: @escaping @Sendable (Channel) throws -> Void
+        ) async throws -> Channel {
+            try await options(ServerBootstrap(group: group))
+                .serverChannelInitializer { [self] channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                        try channel.pipeline.syncOperations.addHandler(
-                            AdminHTTPHandler(registry: registry) { runtime.value.notReadyReasons() }
-                        )
+                        try guardAccepts(on: channel, listener: listener, logger: logger, closedAtOnce: closedAtOnce)
                     }
                 }
-                .bind(host: configuration.adminHost, port: configuration.adminPort)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try child(channel) }
+                }
+                .withBoundSocket(listener.descriptor)
                 .get()
-        } catch {
-            throw SidecastStartError(
-                description: "cannot listen for admin requests on \(configuration.adminHost):\(configuration.adminPort): \(error)"
-            )
+        }
+
+        /// Makes a listening channel survive running out of descriptors: it drains its backlog
+        /// through the reserve and pauses rather than spin on `EMFILE`. NIO's `ServerBootstrap`
+        /// adds an `AcceptBackoffHandler` only on its async bind path, so it is added here.
+        func guardAccepts(on channel: Channel, listener: ListeningSocket, logger: Logger, closedAtOnce: Metrics.Counter?) throws {
+            // NIO listens again, with its default backlog of 128, as it takes over a bound
+            // socket; a flood of clients needs a longer one.
+            _ = listen(listener.descriptor, ListeningSockets.backlog)
+            let runtime = self.runtime
+            let limit = self.limit
+            let openFileLimit = self.openFileLimit
+            try channel.pipeline.syncOperations.addHandlers([
+                AcceptOverflowHandler(listener: listener, reserve: reserve.value, logger: logger, closedAtOnce: closedAtOnce) {
+                    [
+                        "open_file_limit": "\(openFileLimit)",
+                        "max_connections": "\(limit.value.maximum)",
+                        "clients": "\(limit.value.open)",
+                        "backends": "\(runtime.value.bridge.backendCount)",
+                    ]
+                },
+                AcceptBackoffHandler(shouldForwardIOErrorCaught: false) { error in
+                    AcceptOverflowHandler.isOutOfDescriptors(error) || error.errnoCode == ENOBUFS || error.errnoCode == ENOMEM
+                        ? AcceptOverflowHandler.backoff : nil
+                },
+            ])
         }
     }
 
-    /// A socket file left by a crash is replaced; one that still accepts belongs to a live
-    /// sidecast, and starting a second one on it is an error.
-    private static func removeStaleSocket(at path: String, group: EventLoopGroup) async throws {
-        var status = stat()
-        guard lstat(path, &status) == 0 else { return }
-        guard (status.st_mode & S_IFMT) == S_IFSOCK else {
-            throw SidecastStartError(description: "\(path) exists and is not a socket; refusing to replace it")
+    /// The node's three listening sockets, bound in this order; a failure closes the ones
+    /// already bound and removes the backend socket file it made.
+    private struct ListeningSockets: Sendable {
+        static let backlog: CInt = 1024
+
+        let backends: ListeningSocket
+        let clients: ListeningSocket
+        let admin: ListeningSocket
+
+        init(_ configuration: SidecastConfiguration) throws {
+            try ListeningSocket.removeStaleSocket(at: configuration.socketPath)
+            backends = try ListeningSocket.unix(path: configuration.socketPath, mode: configuration.socketMode, backlog: Self.backlog)
+            do {
+                clients = try ListeningSocket.tcp(host: configuration.host, port: configuration.port, backlog: Self.backlog, role: .clients)
+            } catch {
+                Self.discard([backends], socketPath: configuration.socketPath)
+                throw error
+            }
+            do {
+                admin = try ListeningSocket.tcp(host: configuration.adminHost, port: configuration.adminPort, backlog: Self.backlog, role: .admin)
+            } catch {
+                Self.discard([backends, clients], socketPath: configuration.socketPath)
+                throw error
+            }
         }
-        if let live = try? await ClientBootstrap(group: group).connect(unixDomainSocketPath: path).get() {
-            try? await live.close()
-            throw SidecastStartError(description: "another sidecast is already listening on \(path)")
+
+        /// Closes the sockets no channel has taken over yet.
+        func discard(socketPath: String) {
+            Self.discard([backends, clients, admin], socketPath: socketPath)
         }
-        unlink(path)
+
+        private static func discard(_ sockets: [ListeningSocket], socketPath: String) {
+            for socket in sockets { socket.discard() }
+            unlink(socketPath)
+        }
     }
 }

@@ -1,4 +1,9 @@
+import Adapter
+import EngineIO
 import NIOCore
+
+/// Which channels a sharded node subscribes (`--redis-subscription-mode`).
+public typealias RedisSubscriptionMode = ShardedSubscriptionMode
 
 /// Everything `sidecast` can be told at start, with the defaults of its flags.
 public struct SidecastConfiguration: Sendable {
@@ -9,14 +14,28 @@ public struct SidecastConfiguration: Sendable {
     /// The backends' Unix socket.
     public var socketPath = "sidecast.sock"
     public var socketMode: UInt16 = 0o660
-    /// Allowed CORS origins; empty sends no CORS headers, `*` allows any.
+    /// The origins whose pages may connect: they get CORS headers, and a request carrying any
+    /// other `Origin` is refused with 403. Empty sends no CORS headers and checks no origin; `*`
+    /// allows any; `https://*.example.com` allows the subdomains of example.com.
     public var corsOrigins: [String] = []
+    /// Why `origin` cannot be an entry of `corsOrigins`, or nil if it can.
+    public static func corsOriginProblem(_ origin: String) -> String? {
+        do {
+            _ = try AllowedOrigins([origin])
+            return nil
+        } catch {
+            return error.reason
+        }
+    }
     public var pingInterval: TimeAmount = .milliseconds(25_000)
     public var pingTimeout: TimeAmount = .milliseconds(20_000)
     public var connectTimeout: TimeAmount = .milliseconds(45_000)
     public var maxPayload = 1_000_000
     /// Bytes that may wait for one slow client before it is cut off (volatile packets go first).
     public var maxBuffered = 1 << 20
+    /// Client connections served at once; past it new ones get HTTP 503. 0 derives it from the
+    /// open-file limit (`ClientCapacity`).
+    public var maxConnections = 0
     /// Namespaces that exist even with no backend attached.
     public var namespaces: Set<String> = ["/"]
     /// Namespaces that always require a backend's authorization (`--authorize`); they exist
@@ -33,8 +52,14 @@ public struct SidecastConfiguration: Sendable {
     /// Sharded pub/sub (Redis 7 SPUBLISH/SSUBSCRIBE) in the format of `createShardedAdapter`,
     /// over the Cluster nodes or the single `redisURL`.
     public var redisSharded = false
+    /// With `redisSharded`: which channels a node subscribes, as the Node adapter's
+    /// `subscriptionMode`.
+    public var redisSubscriptionMode = RedisSubscriptionMode.dynamic
     /// The data nodes' password in Sentinel and Cluster modes.
     public var redisPassword: String?
+    /// Sentinel mode: the credentials of the sentinels themselves, if they require any.
+    public var redisSentinelUsername: String?
+    public var redisSentinelPassword: String?
     /// Prefix of every Redis channel, as the Node adapter's `key` option.
     public var redisPrefix = "socket.io"
     /// How this node reaches Redis, for logs: never shows a password.

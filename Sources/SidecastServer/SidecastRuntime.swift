@@ -55,7 +55,11 @@ final class SidecastRuntime {
         engineConfiguration.pingInterval = configuration.pingInterval
         engineConfiguration.pingTimeout = configuration.pingTimeout
         engineConfiguration.maxPayload = configuration.maxPayload
-        engineConfiguration.corsOrigins = configuration.corsOrigins
+        do {
+            engineConfiguration.allowedOrigins = try AllowedOrigins(configuration.corsOrigins)
+        } catch {
+            throw SidecastStartError(description: "--cors-origin: \(error)")
+        }
         engineIO = EngineIOServer(configuration: engineConfiguration, eventLoop: eventLoop, logger: logger)
 
         var socketConfiguration = SocketIOServerConfiguration()
@@ -72,24 +76,22 @@ final class SidecastRuntime {
                 throw SidecastStartError(description: "--redis-sharded: \(error)")
             }
             self.redis = redis
-            adapter = ShardedRedisAdapter(
-                server: socketIO,
+            let transport = ShardedRedisTransport(
                 redis: redis,
                 uid: nodeID,
                 prefix: configuration.redisPrefix,
-                requestsTimeout: configuration.requestsTimeout,
+                mode: configuration.redisSubscriptionMode,
                 logger: logger
+            )
+            adapter = ClusterAdapter(
+                server: socketIO, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )
         } else if let redisConfiguration = try Self.redisClientConfiguration(configuration) {
             let redis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: logger)
             self.redis = redis
-            adapter = RedisAdapter(
-                server: socketIO,
-                redis: redis,
-                uid: nodeID,
-                prefix: configuration.redisPrefix,
-                requestsTimeout: configuration.requestsTimeout,
-                logger: logger
+            let transport = RedisPubSubTransport(redis: redis, uid: nodeID, prefix: configuration.redisPrefix, logger: logger)
+            adapter = ClusterAdapter(
+                server: socketIO, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )
         } else {
             redis = nil
@@ -116,7 +118,9 @@ final class SidecastRuntime {
                 let sentinels = try configuration.redisSentinels.map { try RedisEndpoint($0, defaultPort: 26379) }
                 return RedisClientConfiguration(
                     url: try credentials(configuration.redisPassword),
-                    topology: .sentinel(masterName: configuration.redisMasterName, sentinels: sentinels)
+                    topology: .sentinel(masterName: configuration.redisMasterName, sentinels: sentinels),
+                    sentinelUser: configuration.redisSentinelUsername,
+                    sentinelPassword: configuration.redisSentinelPassword
                 )
             }
             if !configuration.redisClusterNodes.isEmpty {
@@ -206,8 +210,8 @@ final class SidecastRuntime {
         socketIO.closeAll(reason: .serverShuttingDown)
         engineIO.closeAll(reason: .serverShuttingDown)
         bridge.shutdown()
-        // Unsubscribing drops this node from the other sharded nodes' SHARDNUMSUB count at once.
-        (adapter as? ShardedRedisAdapter)?.close()
+        // Unsubscribing drops this node from the other nodes' count of servers at once.
+        adapter.close()
         let flushed = redis?.shutdown() ?? engineIO.eventLoop.makeSucceededVoidFuture()
         flushed.assumeIsolated().whenComplete { [self] _ in finish() }
     }

@@ -8,18 +8,37 @@ import Darwin
 
 /// Traps SIGTERM and SIGINT while a node runs and reports which one came: swift-service-lifecycle
 /// turns both into the same graceful shutdown, but SIGTERM drains with a delay and SIGINT does not.
-struct StopSignals {
-    private let sources: [DispatchSourceSignal]
+///
+/// Trapped from the very start, before any socket listens, since whoever sees a port accept may
+/// already send a signal; one that comes before the node can act on it is kept until `forward(to:)`.
+///
+/// `@unchecked Sendable`: `handler` and `pending` are read and written only on `queue`, the
+/// serial queue the signal sources also run on; `sources` is set once, in `init`.
+final class StopSignals: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "sidecast.stop-signals")
+    private var sources: [DispatchSourceSignal] = []
+    private var handler: (@Sendable (StopRequest) -> Void)?
+    private var pending: [StopRequest] = []
 
-    init(onSignal: @escaping @Sendable (StopRequest) -> Void) {
+    init() {
         let trapped: [(Int32, StopRequest)] = [(SIGTERM, .terminate), (SIGINT, .interrupt)]
         sources = trapped.map { number, request in
             // Dispatch sees the signal only once its default action (exit) is off.
             signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { onSignal(request) }
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { [weak self] in self?.deliver(request) }
             source.resume()
             return source
+        }
+    }
+
+    /// Hands the signals to `handler` from now on, and any that came before at once.
+    func forward(to handler: @escaping @Sendable (StopRequest) -> Void) {
+        queue.async { [self] in
+            self.handler = handler
+            let early = pending
+            pending = []
+            for request in early { handler(request) }
         }
     }
 
@@ -28,5 +47,13 @@ struct StopSignals {
         for source in sources { source.cancel() }
         signal(SIGTERM, SIG_DFL)
         signal(SIGINT, SIG_DFL)
+    }
+
+    private func deliver(_ request: StopRequest) {
+        if let handler {
+            handler(request)
+        } else {
+            pending.append(request)
+        }
     }
 }

@@ -129,7 +129,7 @@ final class SocketIOConnection {
             sendConnectError(namespace: name, message: "too many pending connects", data: nil)
             return
         }
-        let socketID = RandomID.make()
+        let socketID = RandomID.make(length: RandomID.socketIDLength)
         if connecting == nil {
             connecting = Connecting(timeout: nil)
         }

@@ -62,7 +62,7 @@ extension SocketIOServer {
         var messages = [EngineIOMessage.text(encoded: text)]
         messages.reserveCapacity(1 + attachments.count)
         for attachment in attachments { messages.append(.binary(attachment)) }
-        return recipients > 1 ? frameEncoder.prepare(messages) : messages
+        return recipients > 1 ? EngineIOBroadcastEncoder.prepare(messages) : messages
     }
 
     /// `socketsJoin`: matching sockets join every room in `rooms`.

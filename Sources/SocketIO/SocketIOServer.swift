@@ -19,15 +19,12 @@ public final class SocketIOServer {
     /// Clients disconnected because they were over `maxBufferedBytes`.
     public private(set) var slowClientDisconnects = 0
     private let encoder = SocketIOPacketEncoder()
-    /// Encodes a broadcast's WebSocket frames once for all its recipients.
-    let frameEncoder: EngineIOBroadcastEncoder
     let metrics = SocketIOMetrics()
 
     public init(configuration: SocketIOServerConfiguration, eventLoop: EventLoop, logger: Logger) {
         self.configuration = configuration
         self.eventLoop = eventLoop
         self.logger = logger
-        self.frameEncoder = EngineIOBroadcastEncoder(logger: logger)
     }
 
     /// The namespace called `name`, created on first use.

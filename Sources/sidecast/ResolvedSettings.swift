@@ -64,11 +64,20 @@ struct ResolvedSettings: Sendable {
         }
         configuration.socketMode = mode
         configuration.corsOrigins = try list(.corsOrigin)
+        for origin in configuration.corsOrigins {
+            if let problem = SidecastConfiguration.corsOriginProblem(origin) {
+                throw invalid(.corsOrigin, "must be an origin: \(problem)", origin)
+            }
+        }
         configuration.pingInterval = .milliseconds(Int64(try positiveInteger(.pingInterval)))
         configuration.pingTimeout = .milliseconds(Int64(try positiveInteger(.pingTimeout)))
         configuration.connectTimeout = .milliseconds(Int64(try positiveInteger(.connectTimeout)))
         configuration.maxPayload = try positiveInteger(.maxPayload)
         configuration.maxBuffered = try positiveInteger(.maxBuffered)
+        configuration.maxConnections = try integer(.maxConnections)
+        guard configuration.maxConnections >= 0 else {
+            throw invalid(.maxConnections, "must be 0 (derived from the open-file limit) or more", String(configuration.maxConnections))
+        }
         let namespaces = try list(.namespace)
         if let bad = namespaces.first(where: { !$0.hasPrefix("/") }) {
             throw invalid(.namespace, "must start with '/'", bad)
@@ -88,6 +97,10 @@ struct ResolvedSettings: Sendable {
         configuration.redisClusterNodes = try addresses(.redisCluster)
         let password = try string(.redisPassword)
         configuration.redisPassword = password.isEmpty ? nil : password
+        let sentinelUsername = try string(.redisSentinelUsername)
+        let sentinelPassword = try string(.redisSentinelPassword)
+        configuration.redisSentinelUsername = sentinelUsername.isEmpty ? nil : sentinelUsername
+        configuration.redisSentinelPassword = sentinelPassword.isEmpty ? nil : sentinelPassword
         let modes = [Setting.redis, .redisSentinel, .redisCluster].filter { self[$0].value != $0.defaultValue }
         if modes.count > 1 {
             throw invalid(modes[1], "cannot be combined with \(self[modes[0]].source.naming(modes[0]))", self[modes[1]].value.helpDescription)
@@ -96,8 +109,23 @@ struct ResolvedSettings: Sendable {
         if configuration.redisSharded && configuration.redisURL == nil && configuration.redisClusterNodes.isEmpty {
             throw invalid(.redisSharded, "needs redis-cluster, or redis for a single Redis 7 server", "true")
         }
+        let subscriptionMode = try string(.redisSubscriptionMode)
+        guard let mode = RedisSubscriptionMode(rawValue: subscriptionMode) else {
+            throw invalid(.redisSubscriptionMode, "must be static, dynamic or dynamic-private", subscriptionMode)
+        }
+        if mode != .dynamic && !configuration.redisSharded {
+            throw invalid(.redisSubscriptionMode, "applies only with redis-sharded", subscriptionMode)
+        }
+        configuration.redisSubscriptionMode = mode
         if !configuration.redisSentinels.isEmpty && configuration.redisMasterName.isEmpty {
             throw invalid(.redisMaster, "must name the master Sentinel monitors when redis-sentinel is set", "\"\"")
+        }
+        for setting in [Setting.redisSentinelUsername, .redisSentinelPassword]
+        where configuration.redisSentinels.isEmpty && self[setting].value != setting.defaultValue {
+            throw invalid(setting, "applies only with redis-sentinel", setting == .redisSentinelPassword ? "\"***\"" : self[setting].value.helpDescription)
+        }
+        if configuration.redisSentinelUsername != nil && configuration.redisSentinelPassword == nil {
+            throw invalid(.redisSentinelUsername, "needs redis-sentinel-password", self[.redisSentinelUsername].value.helpDescription)
         }
         configuration.requestsTimeout = .milliseconds(Int64(try positiveInteger(.requestsTimeout)))
         configuration.adminHost = try nonEmptyString(.adminHost)
@@ -114,7 +142,9 @@ struct ResolvedSettings: Sendable {
 
     /// The effective configuration as a config file: the same keys, each line saying where its
     /// value came from, and the Redis password masked so the output can be pasted into a ticket.
-    var toml: String {
+    /// `notes` add to a line what was worked out at start, like the number `max-connections = 0`
+    /// stands for; the value itself stays as given, so the output still works as a config file.
+    func toml(notes: [Setting: String] = [:]) -> String {
         var text = "# sidecast's effective configuration; precedence: flag > environment > config file > default.\n"
         for setting in Setting.allCases {
             let entry = self[setting]
@@ -122,10 +152,11 @@ struct ResolvedSettings: Sendable {
             if setting == .redis, case .string(let url) = value {
                 value = .string(RedisURLMask.masking(url))
             }
-            if setting == .redisPassword, case .string(let password) = value, !password.isEmpty {
+            if setting == .redisPassword || setting == .redisSentinelPassword, case .string(let password) = value, !password.isEmpty {
                 value = .string("***")
             }
-            let origin = entry.source == .defaultValue ? "default" : "from " + entry.source.naming(setting)
+            var origin = entry.source == .defaultValue ? "default" : "from " + entry.source.naming(setting)
+            if let note = notes[setting] { origin += "; " + note }
             text += "\(setting.rawValue) = \(value.tomlLiteral)  # \(origin)\n"
         }
         return text

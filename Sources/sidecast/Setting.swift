@@ -17,6 +17,7 @@ enum Setting: String, CaseIterable, Sendable {
     case connectTimeout = "connect-timeout"
     case maxPayload = "max-payload"
     case maxBuffered = "max-buffered"
+    case maxConnections = "max-connections"
     case namespace
     case authorize
     case backendGrace = "backend-grace"
@@ -26,7 +27,10 @@ enum Setting: String, CaseIterable, Sendable {
     case redisMaster = "redis-master"
     case redisCluster = "redis-cluster"
     case redisSharded = "redis-sharded"
+    case redisSubscriptionMode = "redis-subscription-mode"
     case redisPassword = "redis-password"
+    case redisSentinelUsername = "redis-sentinel-username"
+    case redisSentinelPassword = "redis-sentinel-password"
     case requestsTimeout = "requests-timeout"
     case adminHost = "admin-host"
     case adminPort = "admin-port"
@@ -55,11 +59,11 @@ enum Setting: String, CaseIterable, Sendable {
 
     var kind: Kind {
         switch self {
-        case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .adminHost, .logLevel,
-            .logFormat:
+        case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .redisSentinelUsername,
+            .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat:
             return .string
-        case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .requestsTimeout,
-            .adminPort:
+        case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
+            .requestsTimeout, .adminPort:
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
@@ -83,6 +87,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .connectTimeout: return .integer(45_000)
         case .maxPayload: return .integer(1_000_000)
         case .maxBuffered: return .integer(1_048_576)
+        case .maxConnections: return .integer(0)
         case .namespace: return .list(["/"])
         case .authorize: return .list([])
         case .backendGrace: return .number(10)
@@ -92,7 +97,10 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisMaster: return .string("")
         case .redisCluster: return .list([])
         case .redisSharded: return .boolean(false)
+        case .redisSubscriptionMode: return .string("dynamic")
         case .redisPassword: return .string("")
+        case .redisSentinelUsername: return .string("")
+        case .redisSentinelPassword: return .string("")
         case .requestsTimeout: return .integer(5_000)
         case .adminHost: return .string("127.0.0.1")
         case .adminPort: return .integer(9464)
@@ -111,13 +119,18 @@ enum Setting: String, CaseIterable, Sendable {
         case .path: return "HTTP path Socket.IO is served under."
         case .socket: return "Unix socket path backends attach to."
         case .socketMode: return "File mode of the backend socket, in octal."
-        case .corsOrigin: return "Allowed CORS origin; repeat for several, '*' for any. None sends no CORS headers."
+        case .corsOrigin:
+            return "Origin whose pages may connect (https://app.example.com, https://*.example.com); repeat for several, "
+                + "'*' for any. It gets CORS headers; a request from any other origin is refused with 403. "
+                + "None sends no CORS headers and checks no origin."
         case .pingInterval: return "Milliseconds between server pings."
         case .pingTimeout: return "Milliseconds to wait for a pong before closing with 'ping timeout'."
         case .connectTimeout: return "Milliseconds a client may stay connected without joining a namespace."
         case .maxPayload: return "Largest Engine.IO message or HTTP body a client may send, in bytes."
         case .maxBuffered:
             return "Bytes that may wait for one client; past it volatile packets are dropped, then the client is disconnected."
+        case .maxConnections:
+            return "Client connections served at once; past it new ones get HTTP 503. 0 derives it from the open-file limit, less a reserve for backends, Redis, the admin listener and files."
         case .namespace: return "Namespace that exists even with no backend attached; repeatable."
         case .authorize:
             return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."
@@ -132,7 +145,13 @@ enum Setting: String, CaseIterable, Sendable {
             return "Seed node host:port of a Redis Cluster, used with classic pub/sub; repeatable or comma-separated."
         case .redisSharded:
             return "Use Redis 7 sharded pub/sub (SPUBLISH/SSUBSCRIBE, the wire format of createShardedAdapter) with --redis-cluster or --redis."
+        case .redisSubscriptionMode:
+            return "With --redis-sharded: static (one channel per namespace), dynamic (plus one per public room) or dynamic-private (plus one per socket), as the Node adapter's subscriptionMode."
         case .redisPassword: return "Password of the Redis data nodes with --redis-sentinel or --redis-cluster."
+        case .redisSentinelUsername:
+            return "ACL user to log in to the sentinels as (with --redis-sentinel-password); empty uses the default user."
+        case .redisSentinelPassword:
+            return "Password of the sentinels themselves (their requirepass), with --redis-sentinel; the data nodes use --redis-password."
         case .requestsTimeout:
             return "Milliseconds cluster requests (fetch, count, acks across nodes) wait for other nodes."
         case .adminHost: return "Address of the admin listener (/metrics, /healthz, /readyz)."
@@ -153,17 +172,19 @@ enum Setting: String, CaseIterable, Sendable {
         case .host, .adminHost: return "address"
         case .port, .adminPort: return "port"
         case .path, .socket: return "path"
-        case .socketMode: return "mode"
+        case .socketMode, .redisSubscriptionMode: return "mode"
         case .corsOrigin: return "origin"
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
         case .maxPayload, .maxBuffered: return "bytes"
+        case .maxConnections: return "count"
         case .namespace, .authorize: return "namespace"
         case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
         case .redis: return "url"
         case .redisPrefix: return "prefix"
         case .redisSentinel, .redisCluster: return "host:port"
         case .redisMaster: return "name"
-        case .redisPassword: return "password"
+        case .redisPassword, .redisSentinelPassword: return "password"
+        case .redisSentinelUsername: return "user"
         case .requireBackend, .redisSharded: return "bool"
         case .logLevel: return "level"
         case .logFormat: return "format"

@@ -9,6 +9,8 @@ import SidecastServer
 ///
 /// Options have no ArgumentParser defaults, so an option left out is `nil` and the environment,
 /// the config file or `Setting.defaultValue` can supply it; `ResolvedSettings` does that in one place.
+/// Numeric options take the next argument whatever it looks like, so that `--ping-interval -1`
+/// reaches the range check instead of reading as a flag named `-1`.
 @main
 struct SidecastCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,7 +22,8 @@ struct SidecastCommand: AsyncParsableCommand {
             (repeatable options take a comma-separated list), and in the TOML file given by --config, \
             under the flag's name: port = 3001, cors-origin = ["https://a.example"]. \
             A flag wins over the environment, which wins over the config file.
-            """
+            """,
+        version: Sidecast.version
     )
 
     @Option(help: ArgumentHelp("TOML file of settings, keyed by flag name. (env: SIDECAST_CONFIG)", valueName: "path"))
@@ -30,31 +33,35 @@ struct SidecastCommand: AsyncParsableCommand {
     var printConfig = false
 
     @Option(help: Setting.host.help) var host: String?
-    @Option(help: Setting.port.help) var port: Int?
+    @Option(parsing: .unconditional, help: Setting.port.help) var port: Int?
     @Option(help: Setting.path.help) var path: String?
     @Option(help: Setting.socket.help) var socket: String?
     @Option(help: Setting.socketMode.help) var socketMode: String?
     @Option(name: .customLong(Setting.corsOrigin.rawValue), help: Setting.corsOrigin.help) var corsOrigins: [String] = []
-    @Option(help: Setting.pingInterval.help) var pingInterval: Int?
-    @Option(help: Setting.pingTimeout.help) var pingTimeout: Int?
-    @Option(help: Setting.connectTimeout.help) var connectTimeout: Int?
-    @Option(help: Setting.maxPayload.help) var maxPayload: Int?
-    @Option(help: Setting.maxBuffered.help) var maxBuffered: Int?
+    @Option(parsing: .unconditional, help: Setting.pingInterval.help) var pingInterval: Int?
+    @Option(parsing: .unconditional, help: Setting.pingTimeout.help) var pingTimeout: Int?
+    @Option(parsing: .unconditional, help: Setting.connectTimeout.help) var connectTimeout: Int?
+    @Option(parsing: .unconditional, help: Setting.maxPayload.help) var maxPayload: Int?
+    @Option(parsing: .unconditional, help: Setting.maxBuffered.help) var maxBuffered: Int?
+    @Option(parsing: .unconditional, help: Setting.maxConnections.help) var maxConnections: Int?
     @Option(name: .customLong(Setting.namespace.rawValue), help: Setting.namespace.help) var namespaces: [String] = []
     @Option(name: .customLong(Setting.authorize.rawValue), help: Setting.authorize.help) var authorizedNamespaces: [String] = []
-    @Option(help: Setting.backendGrace.help) var backendGrace: Double?
+    @Option(parsing: .unconditional, help: Setting.backendGrace.help) var backendGrace: Double?
     @Option(help: Setting.redis.help) var redis: String?
     @Option(help: Setting.redisPrefix.help) var redisPrefix: String?
     @Option(name: .customLong(Setting.redisSentinel.rawValue), help: Setting.redisSentinel.help) var redisSentinels: [String] = []
     @Option(help: Setting.redisMaster.help) var redisMaster: String?
     @Option(name: .customLong(Setting.redisCluster.rawValue), help: Setting.redisCluster.help) var redisClusterNodes: [String] = []
     @Flag(inversion: .prefixedNo, help: Setting.redisSharded.help) var redisSharded: Bool?
+    @Option(help: Setting.redisSubscriptionMode.help) var redisSubscriptionMode: String?
     @Option(help: Setting.redisPassword.help) var redisPassword: String?
-    @Option(help: Setting.requestsTimeout.help) var requestsTimeout: Int?
+    @Option(help: Setting.redisSentinelUsername.help) var redisSentinelUsername: String?
+    @Option(help: Setting.redisSentinelPassword.help) var redisSentinelPassword: String?
+    @Option(parsing: .unconditional, help: Setting.requestsTimeout.help) var requestsTimeout: Int?
     @Option(help: Setting.adminHost.help) var adminHost: String?
-    @Option(help: Setting.adminPort.help) var adminPort: Int?
-    @Option(help: Setting.drainDelay.help) var drainDelay: Double?
-    @Option(help: Setting.drainTimeout.help) var drainTimeout: Double?
+    @Option(parsing: .unconditional, help: Setting.adminPort.help) var adminPort: Int?
+    @Option(parsing: .unconditional, help: Setting.drainDelay.help) var drainDelay: Double?
+    @Option(parsing: .unconditional, help: Setting.drainTimeout.help) var drainTimeout: Double?
     @Flag(inversion: .prefixedNo, help: Setting.requireBackend.help) var requireBackend: Bool?
     @Option(help: Setting.logLevel.help) var logLevel: String?
     @Option(help: Setting.logFormat.help) var logFormat: String?
@@ -73,6 +80,7 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.connectTimeout] = connectTimeout.map(SettingValue.integer)
         values[.maxPayload] = maxPayload.map(SettingValue.integer)
         values[.maxBuffered] = maxBuffered.map(SettingValue.integer)
+        values[.maxConnections] = maxConnections.map(SettingValue.integer)
         values[.namespace] = namespaces.isEmpty ? nil : .list(namespaces)
         values[.authorize] = authorizedNamespaces.isEmpty ? nil : .list(authorizedNamespaces)
         values[.backendGrace] = backendGrace.map(SettingValue.number)
@@ -82,6 +90,9 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.redisMaster] = redisMaster.map(SettingValue.string)
         values[.redisCluster] = redisClusterNodes.isEmpty ? nil : .list(redisClusterNodes)
         values[.redisPassword] = redisPassword.map(SettingValue.string)
+        values[.redisSentinelUsername] = redisSentinelUsername.map(SettingValue.string)
+        values[.redisSentinelPassword] = redisSentinelPassword.map(SettingValue.string)
+        values[.redisSubscriptionMode] = redisSubscriptionMode.map(SettingValue.string)
         values[.requestsTimeout] = requestsTimeout.map(SettingValue.integer)
         values[.adminHost] = adminHost.map(SettingValue.string)
         values[.adminPort] = adminPort.map(SettingValue.integer)
@@ -105,7 +116,8 @@ struct SidecastCommand: AsyncParsableCommand {
         let level = try settings.logLevel
         let format = try settings.logFormat
         if printConfig {
-            print(settings.toml, terminator: "")
+            let capacity = ClientCapacity(configuration: configuration, limit: .raisingSoftLimit())
+            print(settings.toml(notes: [.maxConnections: capacity.derivation]), terminator: "")
             return
         }
 

@@ -133,4 +133,20 @@ final class RandomIDTests: XCTestCase {
         XCTAssertEqual(seen.count, 10_000)
         XCTAssertEqual(characters, urlSafe, "every character of the alphabet turns up")
     }
+
+    /// Node's sharded adapter tells socket ids from rooms by their 20 characters.
+    func testSocketIDsHaveNodesTwentyCharactersAndDoNotRepeat() {
+        let urlSafe = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        var seen = Set<String>()
+        var lastCharacters = Set<UInt8>()
+        for _ in 0..<10_000 {
+            let id = RandomID.make(length: RandomID.socketIDLength)
+            XCTAssertEqual(id.utf16.count, 20)
+            XCTAssertTrue(id.utf8.allSatisfy(urlSafe.contains), id)
+            lastCharacters.formUnion(id.utf8.suffix(5))
+            seen.insert(id)
+        }
+        XCTAssertEqual(seen.count, 10_000)
+        XCTAssertEqual(lastCharacters, urlSafe, "the second word's characters are random too")
+    }
 }

@@ -352,6 +352,9 @@ final class ProtocolSuiteTests: XCTestCase {
         XCTAssertEqual(try webSocket.readTexts(), ["4hello"])
     }
 
+    /// As Node's `Server.onWebSocket` (packages/engine.io/lib/server.ts): the second WebSocket
+    /// is accepted and then closed ("transport had already been upgraded"); the suite waits for
+    /// its close event.
     func testIgnoresWebSocketConnectionWithSameSidAfterUpgrade() throws {
         let test = TestServer()
         let sid = try test.openPollingSession()
@@ -361,10 +364,13 @@ final class ProtocolSuiteTests: XCTestCase {
         XCTAssertEqual(try webSocket.readTexts(), ["3probe"])
         try webSocket.sendText("5")
         let second = try test.connect()
-        let refused = try XCTUnwrap(second.upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)"))
-        XCTAssertEqual(refused.status, 400)
+        let accepted = try XCTUnwrap(second.upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)"))
+        XCTAssertEqual(accepted.status, 101)
+        XCTAssertEqual(try second.readFrames().map(\.opcode), [TestFrame.closeOpcode])
+        XCTAssertFalse(second.isActive)
         try webSocket.sendText("4hello")
         XCTAssertEqual(try webSocket.readTexts(), ["4hello"])
         XCTAssertEqual(test.delegate.closed.count, 0)
+        XCTAssertEqual(test.server.sessionCount, 1)
     }
 }

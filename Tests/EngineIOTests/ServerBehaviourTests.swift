@@ -265,13 +265,14 @@ final class ServerBehaviourTests: XCTestCase {
     }
 
     func testCORSWithOriginList() throws {
-        let test = TestServer { $0.corsOrigins = ["http://a.example"] }
+        let test = TestServer { $0.allowedOrigins = try! AllowedOrigins(["http://a.example"]) }
         let connection = try test.connect()
         let allowed = try XCTUnwrap(connection.request("GET", "/engine.io/?EIO=4&transport=polling", headers: [("Origin", "http://a.example")]))
         XCTAssertEqual(allowed.header("access-control-allow-origin"), "http://a.example")
         XCTAssertEqual(allowed.header("vary"), "Origin")
         let other = try XCTUnwrap(connection.request("GET", "/engine.io/?EIO=4&transport=abc", headers: [("Origin", "http://b.example")]))
-        XCTAssertEqual(other.status, 400)
+        XCTAssertEqual(other.status, 403, "another origin is refused before anything else is checked")
+        XCTAssertEqual(try TestServer.errorBody(other).code, 4)
         XCTAssertNil(other.header("access-control-allow-origin"))
         XCTAssertEqual(other.header("vary"), "Origin")
 
@@ -288,7 +289,7 @@ final class ServerBehaviourTests: XCTestCase {
     }
 
     func testCORSAnyOrigin() throws {
-        let test = TestServer { $0.corsOrigins = ["*"] }
+        let test = TestServer { $0.allowedOrigins = try! AllowedOrigins(["*"]) }
         let sid = try test.openPollingSession()
         let response = try XCTUnwrap(test.connect().request("POST", self.pollURI(sid), body: "4x", headers: [("Origin", "http://z.example")]))
         XCTAssertEqual(response.header("access-control-allow-origin"), "*")
@@ -421,11 +422,24 @@ final class ServerBehaviourTests: XCTestCase {
         XCTAssertTrue(try XCTUnwrap(test.delegate.opened.first).isOpen)
     }
 
-    func testSecondUpgradeWhileUpgradingIsRefused() throws {
+    /// Node's `onWebSocket` closes a WebSocket for a session that is still upgrading too
+    /// ("transport has already been trying to upgrade"); the first upgrade goes on.
+    func testClosesASecondWebSocketWhileTheFirstUpgrades() throws {
         let test = TestServer()
         let sid = try test.openPollingSession()
-        XCTAssertEqual(try test.connect().upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)")?.status, 101)
-        XCTAssertEqual(try test.connect().upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)")?.status, 400)
+        let webSocket = try test.connect()
+        XCTAssertEqual(try webSocket.upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)")?.status, 101)
+        let second = try test.connect()
+        XCTAssertEqual(try second.upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)")?.status, 101)
+        XCTAssertEqual(try second.readFrames().map(\.opcode), [TestFrame.closeOpcode])
+        XCTAssertFalse(second.isActive)
+        try webSocket.sendText("2probe")
+        XCTAssertEqual(try webSocket.readTexts(), ["3probe"])
+        try webSocket.sendText("5")
+        try webSocket.sendText("4hello")
+        XCTAssertEqual(try webSocket.readTexts(), ["4hello"])
+        XCTAssertEqual(test.delegate.opened.first?.transport, .websocket)
+        XCTAssertEqual(test.delegate.closed.count, 0)
     }
 
     func testClosingSessionDuringUpgradeClosesWebSocket() throws {

@@ -23,12 +23,14 @@ final class IntegrationTests: XCTestCase {
         "test_cli",
         "test_cluster",
         "test_config",
+        "test_descriptor_limit",
         "test_emitter",
         "test_ha",
         "test_limits",
         "test_namespaces",
         "test_no_backend",
         "test_ops",
+        "test_origins",
         "test_ping_timeout",
         "test_redis_outage",
         "test_rooms",
@@ -50,6 +52,7 @@ final class IntegrationTests: XCTestCase {
     func testCLI() async throws { try await check("test_cli") }
     func testCluster() async throws { try await check("test_cluster") }
     func testConfig() async throws { try await check("test_config") }
+    func testDescriptorLimit() async throws { try await check("test_descriptor_limit") }
     func testEmitter() async throws { try await check("test_emitter") }
     func testHA() async throws { try await check("test_ha") }
     func testSharded() async throws { try await check("test_sharded") }
@@ -57,6 +60,7 @@ final class IntegrationTests: XCTestCase {
     func testNamespaces() async throws { try await check("test_namespaces") }
     func testNoBackend() async throws { try await check("test_no_backend") }
     func testOps() async throws { try await check("test_ops") }
+    func testOrigins() async throws { try await check("test_origins") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
     func testRooms() async throws { try await check("test_rooms") }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
 import XCTest
@@ -181,6 +182,61 @@ final class RedisClientIntegrationTests: RedisIntegrationTestCase {
         ])
         XCTAssertEqual(try self.states(inbox), [true, false, true])
         XCTAssertEqual(try self.send(client, "PING"), .status("PONG"))
+    }
+
+    /// Two clients subscribe the same channel, as the nodes of a cluster do; `a` publishes while
+    /// Redis is down. The settle bound is long, so only the subscriber count can end the wait early.
+    private func clientsSharingAChannel(_ server: RedisServerProcess) throws -> (a: NIOLoopBound<RedisClient>, b: NIOLoopBound<RedisClient>, inbox: NIOLoopBound<Inbox>) {
+        func configuration() throws -> RedisClientConfiguration {
+            RedisClientConfiguration(
+                url: try RedisURL("redis://127.0.0.1:\(server.port)"), minBackoff: .milliseconds(10), maxBackoff: .milliseconds(200),
+                connectTimeout: .seconds(2), outboxSettleDelay: .seconds(4), subscriberSampleInterval: .milliseconds(50)
+            )
+        }
+        let (a, inboxA) = try self.makeClient(configuration: try configuration())
+        let (b, inboxB) = try self.makeClient(configuration: try configuration())
+        try self.subscribe(a, "room", into: inboxA)
+        try self.subscribe(b, "room", into: inboxB)
+        self.waitForSubscribers(a, "room", count: 2)
+        // Let `a` count both subscribers at least once.
+        Thread.sleep(forTimeInterval: 0.2)
+        server.kill()
+        try self.waitUntilConnected(a, false)
+        try self.publish(a, "room", ["during-1", "during-2"])
+        return (a, b, inboxB)
+    }
+
+    private func settleReports() -> [Logger.Metadata] {
+        self.logs.lines.filter { $0.message == "sending publishes queued while Redis was unreachable" }.map(\.metadata)
+    }
+
+    func testBacklogGoesOutAsSoonAsTheOtherSubscriberIsBack() throws {
+        let server = try self.makeServer()
+        let (a, b, inbox) = try self.clientsSharingAChannel(server)
+        try server.start()
+        let restarted = Date()
+        try eventually(timeout: 3) { try self.messages(inbox) == ["room:during-1", "room:during-2"] }
+        XCTAssertLessThan(Date().timeIntervalSince(restarted), 2, "well before the 4 s bound")
+        XCTAssertEqual(self.settleReports().map { $0["redis.settle-reason"] }, ["subscribers_back"])
+        try self.publish(a, "room", ["after"])
+        try eventually { try self.messages(inbox).last == "room:after" }
+        XCTAssertTrue(try self.run(b) { $0.isConnected })
+    }
+
+    func testBacklogWaitsForTheBoundWhenTheOtherSubscriberNeverComesBack() throws {
+        let server = try self.makeServer()
+        let (a, b, _) = try self.clientsSharingAChannel(server)
+        try self.loop.flatSubmit { b.value.shutdown() }.wait()
+        // A pattern subscriber hears the backlog without being counted as the missing subscriber.
+        let (watcher, inbox) = try self.makeClient("redis://127.0.0.1:\(server.port)")
+        try self.psubscribe(watcher, "ro*", into: inbox)
+        try server.start()
+        try self.waitUntilConnected(a)
+        try self.publish(a, "room", ["after"])
+        try eventually(timeout: 8) { try self.messages(inbox) == ["ro*|room:during-1", "ro*|room:during-2", "ro*|room:after"] }
+        let report = try XCTUnwrap(self.settleReports().first)
+        XCTAssertEqual(report["redis.settle-reason"], "bound")
+        XCTAssertGreaterThanOrEqual(Int("\(report["redis.settle-ms"] ?? "")") ?? 0, 4000)
     }
 
     func testOutboxOverflowDropsTheOldestAndCounts() throws {

@@ -77,6 +77,58 @@ final class RedisHighAvailabilityTests: RedisIntegrationTestCase {
         XCTAssertTrue(self.logs.lines.contains { $0.message == "cannot connect to Redis; retrying in the background" && "\($0.metadata["error"] ?? "")".contains("no master found") })
     }
 
+    /// A Sentinel with its own `requirepass`: the client logs in to it with the Sentinel
+    /// password, and to the master (which has none here) without it.
+    private func sentinelWithPassword() throws -> (master: RedisServerProcess, sentinel: RedisServerProcess) {
+        let master = try self.makeServer()
+        let sentinel = try self.makeServer(password: "sentinel-secret", sentinelConfig: """
+            sentinel monitor ha 127.0.0.1 \(master.port) 1
+
+            """)
+        try eventually(timeout: 10, "the sentinel never named the master") {
+            try sentinel.cli("SENTINEL", "get-master-addr-by-name", "ha").hasSuffix("\(master.port)")
+        }
+        return (master, sentinel)
+    }
+
+    private func sentinelConfiguration(_ sentinel: RedisServerProcess, password: String?) throws -> RedisClientConfiguration {
+        RedisClientConfiguration(
+            url: try RedisURL("redis://localhost"),
+            topology: .sentinel(masterName: "ha", sentinels: [sentinel.endpoint]),
+            sentinelPassword: password,
+            minBackoff: .milliseconds(10), maxBackoff: .milliseconds(100), connectTimeout: .seconds(1)
+        )
+    }
+
+    func testSentinelWithAPasswordIsAskedWithIt() throws {
+        let (master, sentinel) = try self.sentinelWithPassword()
+        let (client, inbox) = try self.makeClient(configuration: try self.sentinelConfiguration(sentinel, password: "sentinel-secret"))
+        try self.waitUntilConnected(client)
+        XCTAssertEqual(try self.run(client) { $0.currentNode }, master.endpoint)
+        try self.subscribe(client, "ha", into: inbox)
+        self.waitForSubscribers(client, "ha", count: 1)
+        try self.publish(client, "ha", ["hello"])
+        try eventually { try self.messages(inbox) == ["ha:hello"] }
+        // The event link subscribed to +switch-master on the sentinel, logged in too.
+        try eventually { try sentinel.cli("CLIENT", "LIST").contains(" sub=1 ") }
+    }
+
+    func testSentinelPasswordWrongOrMissingGivesAClearError() throws {
+        let (_, sentinel) = try self.sentinelWithPassword()
+        for (password, expected) in [("wrong", "WRONGPASS"), (nil, "NOAUTH")] as [(String?, String)] {
+            let logs = LogRecorder()
+            let (client, _) = try self.makeClient(configuration: try self.sentinelConfiguration(sentinel, password: password), logger: logs.logger)
+            try self.publish(client, "ha", ["queued"])
+            var errors: [String] = []
+            eventually(timeout: 5, "no connection error naming \(expected): \(errors)") {
+                errors = logs.lines.filter { $0.message == "cannot connect to Redis; retrying in the background" }.map { "\($0.metadata["error"] ?? "")" }
+                return errors.contains { $0.contains(expected) && $0.contains("sentinel 127.0.0.1:\(sentinel.port)") }
+            }
+            XCTAssertFalse(try self.run(client) { $0.isConnected })
+            XCTAssertEqual(try self.run(client) { $0.outboxCount }, 1, "the publish waits, it is not lost")
+        }
+    }
+
     // MARK: - Cluster
 
     func testClusterDeliversAcrossNodesSumsSubscribersAndSurvivesAMasterKill() throws {
@@ -106,6 +158,21 @@ final class RedisHighAvailabilityTests: RedisIntegrationTestCase {
         let perNode = try nodes.map { Int(try $0.cli("PUBSUB", "NUMSUB", "ha").split(separator: "\n").last ?? "") ?? -1 }
         XCTAssertEqual(perNode.reduce(0, +), 8, "\(perNode)")
         XCTAssertLessThan(perNode.max() ?? 0, 8)
+        // Counting asks every node over links kept open: 20 counts of 6 nodes open no 120
+        // connections (only the node list, read once a second, opens one now and then).
+        func connectionsReceived() throws -> Int {
+            try nodes.reduce(0) { total, node in
+                let stats = try node.cli("INFO", "stats").split(whereSeparator: \.isNewline)
+                let line = stats.first { $0.hasPrefix("total_connections_received:") } ?? ""
+                return total + (Int(line.split(separator: ":").last ?? "") ?? 0)
+            }
+        }
+        let before = try connectionsReceived()
+        for _ in 0..<20 {
+            XCTAssertEqual(try self.loop.flatSubmit { a.value.subscriberCount(of: "ha") }.wait(), 8)
+        }
+        // redis-cli's own INFO connections count too: one per node for each reading.
+        XCTAssertLessThanOrEqual(try connectionsReceived() - before, nodes.count + 3)
 
         try self.publish(a, "ha", ["from-a"])
         try self.publish(b, "ha", ["from-b"])

@@ -18,12 +18,14 @@ final class RedisShardedClientTests: RedisIntegrationTestCase {
         try super.tearDownWithError()
     }
 
-    private func makeShardedClient(port: Int) throws -> (NIOLoopBound<RedisShardedClient>, NIOLoopBound<Inbox>) {
+    private func makeShardedClient(
+        port: Int, settleBound: TimeAmount = .milliseconds(50)
+    ) throws -> (NIOLoopBound<RedisShardedClient>, NIOLoopBound<Inbox>) {
         let loop = self.loop!
         let configuration = RedisClientConfiguration(
             url: try RedisURL("redis://127.0.0.1:\(port)"),
             minBackoff: .milliseconds(10), maxBackoff: .milliseconds(200), connectTimeout: .seconds(2),
-            outboxSettleDelay: .milliseconds(50)
+            outboxSettleDelay: settleBound, subscriberSampleInterval: .milliseconds(50)
         )
         let logger = self.logs.logger
         let (client, inbox) = try loop.submit {
@@ -70,6 +72,30 @@ final class RedisShardedClientTests: RedisIntegrationTestCase {
 
         try self.loop.submit { client.value.sunsubscribe("b.two") }.wait()
         try eventually { try server.cli("PUBSUB", "SHARDNUMSUB", "b.two") == "b.two\n0" }
+    }
+
+    /// The shard's backlog waits for the other client's SSUBSCRIBEs, counted with
+    /// SHARDNUMSUB, not for the (long) settle bound.
+    func testShardBacklogGoesOutOnceTheOtherSubscriberIsBack() throws {
+        let server = try self.makeServer()
+        let (a, _) = try self.makeShardedClient(port: server.port, settleBound: .seconds(4))
+        let (b, inbox) = try self.makeShardedClient(port: server.port, settleBound: .seconds(4))
+        try eventually { try self.connected(a) && self.connected(b) }
+        try eventually { try server.cli("PUBSUB", "SHARDNUMSUB", "b.two") == "b.two\n2" }
+        Thread.sleep(forTimeInterval: 0.2)
+        server.kill()
+        try eventually { try !self.connected(a) }
+        try self.loop.submit {
+            a.value.spublish("b.two", ByteBuffer(string: "during-1"))
+            a.value.spublish("b.two", ByteBuffer(string: "during-2"))
+        }.wait()
+        try server.start()
+        let restarted = Date()
+        try eventually(timeout: 3) { try self.received(inbox) == ["b.two:during-1", "b.two:during-2"] }
+        XCTAssertLessThan(Date().timeIntervalSince(restarted), 2, "well before the 4 s bound")
+        let reasons = self.logs.lines.filter { $0.message == "sending publishes queued while Redis was unreachable" }
+            .map { "\($0.metadata["redis.settle-reason"] ?? "")" }
+        XCTAssertEqual(reasons, ["subscribers_back"])
     }
 
     private func shardSubscribers(_ client: NIOLoopBound<RedisShardedClient>, _ channel: String) throws -> Int {

@@ -12,7 +12,8 @@
 #     answers the ack with {"ok": true} when the client asked for one;
 #   - event "who": answers the ack with the list of sids in the room (a `fetch` request);
 #   - on disconnect, emits "left" to the room;
-#   - reconnects every second while sidecast is away.
+#   - reconnects every second while sidecast is away (no socket, or nobody listening on it);
+#     a path it may not use (permission denied, not a socket) is an error: it says so and exits.
 #
 # How: socat runs as a bash coprocess connected to sidecast. One jq process reads sidecast's
 # lines and keeps the chat's state (each sid's room, the pending `fetch` requests) in a
@@ -119,12 +120,29 @@ serve() {
     wait "$socat_pid"
 }
 
+# Says what is wrong and exits when waiting would not help; returns when it might (no socket
+# yet, or one nobody listens on while sidecast restarts).
+fail_if_unusable() {
+    local dir
+    dir=$(dirname -- "$path")
+    if [ -e "$path" ] && [ ! -S "$path" ]; then
+        echo "chat: $path is not a socket; pass the path sidecast was given with --socket" >&2
+    elif [ -d "$dir" ] && [ ! -x "$dir" ]; then
+        echo "chat: permission denied: cannot reach $path (no search permission on $dir); run as a user in sidecast's socket group" >&2
+    elif [ -S "$path" ] && [ ! -w "$path" ]; then
+        echo "chat: permission denied on $path; run as its owner or a member of its group, or widen sidecast's --socket-mode" >&2
+    else
+        return 0
+    fi
+    exit 1
+}
+
 waiting=false
 while true; do
     if serve; then
         echo "chat: sidecast closed the connection" >&2
         waiting=false
-    elif [ "$waiting" = false ]; then
+    elif fail_if_unusable && [ "$waiting" = false ]; then
         echo "chat: waiting for sidecast at $path" >&2
         waiting=true
     fi

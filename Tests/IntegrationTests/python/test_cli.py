@@ -1,20 +1,25 @@
 """The sidecast command line: the README's flag table matches --help, settings come from flags,
 the environment and a config file in that order, the backend socket's file mode, a stale socket
-file, and a clean exit on SIGTERM and SIGINT."""
+file, a clean exit on SIGTERM and SIGINT, and a failed start that says what to change in one line
+and leaves nothing running (not even Redis links reconnecting on a stopped event loop)."""
 
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
 
-from harness import REPO, SIDECAST_BIN, TIMEOUT, Sidecast, polling_handshake, start_sidecast
+from cluster import start_redis
+from harness import REPO, SIDECAST_BIN, TIMEOUT, Sidecast, free_port, polling_handshake, start_sidecast
 
 # Flags of --help that configure nothing and so have no row in the README's table.
-ACTIONS = {"help", "print-config"}
+ACTIONS = {"help", "print-config", "version"}
+CHAT_SH = os.path.join(REPO, "examples", "shell", "chat.sh")
 
 
 def run_sidecast(*args, env=None):
@@ -111,6 +116,41 @@ class CommandLineTests(unittest.TestCase):
         self.assertIn(path, second.stderr)
         live.backend(self)  # the live instance still owns its socket
 
+    def test_version(self):
+        result = run_sidecast("--version")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertRegex(result.stdout.strip(), r"^0\.\d+\.\d+$")
+
+    def test_negative_numbers_reach_the_range_check(self):
+        """ArgumentParser reads `-1` after an option as a flag unless told otherwise; the value
+        must reach sidecast's own check, as `--ping-interval=-1` always did."""
+        for args, message in ((["--ping-interval", "-1"], "--ping-interval must be positive, got -1"),
+                              (["--ping-interval=-1"], "--ping-interval must be positive, got -1"),
+                              (["--backend-grace", "-3"], "--backend-grace must be seconds, 0 or more, got -3"),
+                              (["--max-connections", "-5"], "--max-connections must be 0"),
+                              (["--port", "-2"], "--port must be 0...65535, got -2")):
+            result = run_sidecast(*args, "--print-config")
+            self.assertEqual(result.returncode, 1, args)
+            self.assertIn(message, result.stderr, args)
+            self.assertNotIn("Missing value", result.stderr, args)
+
+    def test_print_config_shows_how_max_connections_is_derived(self):
+        if not shutil.which("prlimit"):
+            raise unittest.SkipTest("prlimit is not installed")
+        result = subprocess.run(["prlimit", "--nofile=300:400", SIDECAST_BIN, "--print-config"],
+                                capture_output=True, text=True, timeout=TIMEOUT * 2)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        line = re.search(r"(?m)^max-connections = 0 .*$", result.stdout)
+        self.assertIsNotNone(line, result.stdout)
+        # The soft limit is raised to the hard one, then the reserve is kept from clients.
+        self.assertIn("320 = open-file limit 400 (soft limit raised from 300) less 80 reserved", line.group(0))
+        with_redis = subprocess.run(["prlimit", "--nofile=400:400", SIDECAST_BIN, "--print-config",
+                                     "--redis", "redis://127.0.0.1:1"],
+                                    capture_output=True, text=True, timeout=TIMEOUT * 2)
+        self.assertIn("316 = open-file limit 400 less 84 reserved", with_redis.stdout)
+        given = run_sidecast("--print-config", "--max-connections", "50")
+        self.assertRegex(given.stdout, r"(?m)^max-connections = 50  # from --max-connections; set")
+
     def test_sigint_stops_cleanly(self):
         sidecast = Sidecast()
         sidecast.backend(self)
@@ -118,6 +158,101 @@ class CommandLineTests(unittest.TestCase):
         sidecast.proc.send_signal(signal.SIGINT)
         self.assertEqual(sidecast.proc.wait(timeout=10), 0)
         sidecast.stop()
+
+
+class FailedStartTests(unittest.TestCase):
+    """A start that cannot listen exits 1 with one line naming the address and the flag to
+    change; nothing else was started, so nothing is left running or scheduled."""
+
+    def setUp(self):
+        self.directory = tempfile.TemporaryDirectory(prefix="sidecast-start-")
+        self.addCleanup(self.directory.cleanup)
+        self.socket_path = os.path.join(self.directory.name, "sidecast.sock")
+
+    def occupied_port(self):
+        """A port something else listens on."""
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        self.addCleanup(holder.close)
+        return holder.getsockname()[1]
+
+    def failed_start(self, *args):
+        """Runs sidecast expecting it to fail to start; returns its one line of output."""
+        result = run_sidecast("--host", "127.0.0.1", "--socket", self.socket_path, *args)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        self.assertEqual(len(lines), 1, f"expected one line, got: {lines}")
+        self.assertFalse(os.path.exists(self.socket_path), "the backend socket file was left behind")
+        return lines[0]
+
+    def test_busy_client_port(self):
+        port = self.occupied_port()
+        line = self.failed_start("--port", str(port), "--admin-port", "0")
+        self.assertIn(f"127.0.0.1:{port}", line)
+        self.assertIn("already in use", line)
+        self.assertIn("--port", line)
+        self.assertNotIn("errno", line)
+
+    def test_busy_admin_port_with_redis_tears_down_in_order(self):
+        redis = start_redis(self)
+        port = self.occupied_port()
+        started = time.monotonic()
+        line = self.failed_start("--port", "0", "--admin-port", str(port), "--redis", redis.url)
+        self.assertIn(f"127.0.0.1:{port}", line)
+        self.assertIn("--admin-port", line)
+        self.assertNotIn("Cannot schedule", line)
+        self.assertLess(time.monotonic() - started, TIMEOUT)
+
+    def test_host_that_is_not_an_address(self):
+        line = self.failed_start("--host", "999.1.1.1", "--port", "0", "--admin-port", "0")
+        self.assertIn("999.1.1.1", line)
+        self.assertIn("--host", line)
+        self.assertNotIn("SocketAddressError", line)
+
+    def test_socket_in_a_missing_directory(self):
+        self.socket_path = os.path.join(self.directory.name, "no-such-dir", "sidecast.sock")
+        line = self.failed_start("--port", "0", "--admin-port", "0")
+        self.assertIn(self.socket_path, line)
+        self.assertIn("--socket", line)
+
+
+class ShellBackendTests(unittest.TestCase):
+    """examples/shell/chat.sh waits for a socket that is not there yet, and says what is wrong
+    and exits when it may not use the one that is."""
+
+    def start_chat(self, path, *prefix):
+        if not (shutil.which("socat") and shutil.which("jq")):
+            raise unittest.SkipTest("the shell example needs socat and jq")
+        proc = subprocess.Popen([*prefix, "bash", CHAT_SH, path], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        return proc
+
+    def test_permission_denied_is_an_error(self):
+        if os.geteuid() != 0 or not shutil.which("setpriv"):
+            raise unittest.SkipTest("needs root and setpriv to run the backend as another user")
+        directory = tempfile.mkdtemp(prefix="sidecast-perm-")
+        self.addCleanup(shutil.rmtree, directory)
+        os.chmod(directory, 0o755)
+        sidecast = start_sidecast(self, "--socket-mode", "0600", socket_path=os.path.join(directory, "s.sock"))
+        chat = self.start_chat(sidecast.socket_path, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+        output, _ = chat.communicate(timeout=TIMEOUT * 2)
+        self.assertEqual(chat.returncode, 1, output)
+        self.assertIn(f"permission denied on {sidecast.socket_path}", output)
+        self.assertNotIn("waiting for sidecast", output)
+
+    def test_a_missing_socket_is_waited_for(self):
+        directory = tempfile.TemporaryDirectory(prefix="sidecast-wait-")
+        self.addCleanup(directory.cleanup)
+        chat = self.start_chat(os.path.join(directory.name, "later.sock"))
+        first = chat.stdout.readline()
+        self.assertIn("waiting for sidecast", first)
+        # Still waiting after a few of its one-second retries.
+        with self.assertRaises(subprocess.TimeoutExpired):
+            chat.wait(timeout=2.5)
 
 
 if __name__ == "__main__":

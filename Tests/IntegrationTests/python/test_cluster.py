@@ -5,6 +5,8 @@ clients and backends of the others."""
 import time
 import unittest
 
+import msgpack
+
 from cluster import ClusterAssertions, start_nodes, start_redis
 from harness import TIMEOUT, RawSocketIO, b64, wait_until
 
@@ -306,6 +308,53 @@ class ClusterTests(ClusterAssertions, unittest.TestCase):
         self.assertFalse(reply["ok"], reply)
         self.assertEqual(reply["error"]["code"], "timeout")
         self.assertEqual(reply["responses"], [{"sid": None, "args": ["b1"]}])
+
+class NodeClassicPeerTests(unittest.TestCase):
+    """Emits to one socket between sidecast and a Node server with the classic adapter
+    (`createAdapter`), whose `broadcast` and `onmessage` in `lib/index.ts` of
+    socketio/socket.io-redis-adapter this re-creates: a one-room broadcast is the msgpack
+    `[uid, packet, opts]` published on `prefix#nsp#room#`, every node hears it through its
+    `PSUBSCRIBE prefix#nsp#*`, and a node drops it unless it has the room (`hasRoom`) — a
+    socket's own id being one of its rooms."""
+
+    def setUp(self):
+        self.redis = start_redis(self)
+        (self.node,) = start_nodes(self, self.redis, 1)
+        self.backend = self.node.backend(self)
+        self.client = self.node.client(self, transports=["websocket"])
+        self.sid = self.backend.expect_connect(sid=self.client.sid())["sid"]
+
+    def test_a_node_emit_to_a_sidecast_socket(self):
+        node_uid = "NodeUid"
+        packet = {"type": 2, "data": ["from-node", "x"], "nsp": "/"}
+        opts = {"rooms": [self.sid], "except": [], "flags": {}}
+        with self.redis.client(socket_timeout=2) as r:
+            # Node's channel for one room: `this.channel + room + "#"`.
+            receivers = r.publish(f"socket.io#/#{self.sid}#", msgpack.packb([node_uid, packet, opts]))
+        self.assertEqual(receivers, 1, "sidecast hears every room channel through its pattern")
+        self.assertEqual(list(self.client.wait_for("from-node")), ["x"])
+
+    def test_a_sidecast_emit_to_a_node_socket(self):
+        node_socket = "abcdefghij0123456789"  # 20 characters, as Node's base64id makes them
+        with self.redis.client(socket_timeout=2) as r, r.pubsub() as pubsub:
+            pubsub.psubscribe("socket.io#/#*")
+            wait_until(lambda: pubsub.get_message(timeout=0.1) is not None, message="psubscribed")
+            self.backend.emit("from-sidecast", "y", to=[node_socket])
+            deadline = time.monotonic() + TIMEOUT
+            message = None
+            while message is None and time.monotonic() < deadline:
+                item = pubsub.get_message(timeout=0.1)
+                if item and item["type"] == "pmessage":
+                    message = item
+        self.assertIsNotNone(message, "nothing published for the Node socket")
+        # Node's `onmessage`: the room from the channel name, then [uid, packet, opts].
+        room = message["channel"].decode()[len("socket.io#/#"):-1]
+        self.assertEqual(room, node_socket)
+        uid, packet, opts = msgpack.unpackb(message["data"], raw=False)
+        self.assertEqual(uid, self.backend.node)
+        self.assertEqual((packet["nsp"], packet["data"]), ("/", ["from-sidecast", "y"]))
+        self.assertEqual(opts["rooms"], [node_socket])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -134,6 +134,11 @@ class RejectionTests(ConfigTestCase):
         self.assert_rejected("--config", path, mentions=("port in " + path, "70000"))
         path = self.write('log-format = "xml"\n')
         self.assert_rejected("--config", path, mentions=("log-format in " + path, "xml"))
+        path = self.write('redis-subscription-mode = "private"\n')
+        self.assert_rejected("--config", path, mentions=("redis-subscription-mode in " + path, "private",
+                                                          "static, dynamic or dynamic-private"))
+        self.assert_rejected("--redis-subscription-mode", "static", mentions=("--redis-subscription-mode",
+                                                                                "only with redis-sharded"))
         path = self.write('socket-mode = "0999"\n')
         self.assert_rejected("--config", path, mentions=("socket-mode in " + path,))
         self.assert_rejected(env={"SIDECAST_PORT": "x"}, mentions=("SIDECAST_PORT",))
@@ -162,6 +167,18 @@ class PrintConfigTests(ConfigTestCase):
         result = self.run_sidecast("--print-config", env=env)
         self.assertNotIn("hunter2", result.stdout)
         self.assertEqual(tomllib.loads(result.stdout)["redis"], "unix:///run/redis.sock?db=2&password=***")
+
+    def test_sentinel_password_is_masked_and_needs_sentinels(self):
+        result = self.run_sidecast("--print-config", "--redis-sentinel", "10.0.0.5:26379", "--redis-master", "m",
+                                   "--redis-sentinel-password", "hunter2", "--redis-sentinel-username", "watcher")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertNotIn("hunter2", result.stdout)
+        config = tomllib.loads(result.stdout)
+        self.assertEqual((config["redis-sentinel-password"], config["redis-sentinel-username"]), ("***", "watcher"))
+        self.assert_rejected("--redis", "redis://127.0.0.1", "--redis-sentinel-password", "hunter2",
+                             mentions=("--redis-sentinel-password", "only with redis-sentinel"))
+        self.assert_rejected("--redis-sentinel", "10.0.0.5:26379", "--redis-master", "m", "--redis-sentinel-username", "u",
+                             mentions=("--redis-sentinel-username", "needs redis-sentinel-password"))
 
     def test_example_config_documents_every_key_and_is_valid(self):
         """examples/systemd/sidecast.toml stays in step with the flags: every key appears in

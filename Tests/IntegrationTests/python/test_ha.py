@@ -47,10 +47,11 @@ def cluster_port():
 class RedisProcess:
     """One redis-server (or Sentinel, with `sentinel_conf`) on 127.0.0.1:`port` in a temp dir."""
 
-    def __init__(self, test, *args, port=None, sentinel_conf=None, name="redis"):
+    def __init__(self, test, *args, port=None, sentinel_conf=None, name="redis", password=None):
         if not (REDIS_SERVER and REDIS_CLI):
             raise unittest.SkipTest("redis-server and redis-cli are needed")
         self.port = port or free_port()
+        self.password = password
         self._dir = tempfile.TemporaryDirectory(prefix="sidecast-ha-")
         test.addCleanup(self._dir.cleanup)
         argv = [REDIS_SERVER]
@@ -63,6 +64,8 @@ class RedisProcess:
             argv += ["--save", "", "--appendonly", "no"]
         argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir.name,
                  "--protected-mode", "no", "--loglevel", "warning", *map(str, args)]
+        if password:
+            argv += ["--requirepass", password]
         self.proc = start_process(argv, f"{name}-{self.port}")
         test.addCleanup(self.kill)
         wait_until(lambda: self._ping(), timeout=10, message=f"{name} on port {self.port}")
@@ -80,7 +83,8 @@ class RedisProcess:
         return f"127.0.0.1:{self.port}"
 
     def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, decode_responses=True)
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, decode_responses=True,
+                           password=self.password)
 
     def command(self, *args):
         with self.client() as r:
@@ -243,6 +247,48 @@ class RedisSentinelHATests(HATestCase):
         self.assert_rooms_cross_nodes("after")
         for node in self.nodes:
             node.wait_for_log("Redis failover complete", timeout=FAILOVER_WAIT)
+
+
+class RedisSentinelAuthTests(unittest.TestCase):
+    """Sentinels with their own `requirepass`: sidecast logs in to them with
+    `--redis-sentinel-password` (or SIDECAST_REDIS_SENTINEL_PASSWORD) and to the master, which
+    has no password here, without it; a wrong or missing password is reported clearly."""
+
+    def setUp(self):
+        self.master = RedisProcess(self, name="master")
+        self.sentinel = RedisProcess(self, sentinel_conf=f"sentinel monitor ha 127.0.0.1 {self.master.port} 1\n",
+                                     name="sentinel", password="s3ntinel")
+        wait_until(lambda: self.sentinel.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "ha") == ["127.0.0.1", str(self.master.port)],
+                   timeout=10, message="the sentinel to name the master")
+
+    def node(self, *flags, env=None):
+        return start_sidecast(self, "--redis-sentinel", self.sentinel.address, "--redis-master", "ha", *flags, env=env)
+
+    def test_nodes_log_in_to_the_sentinel_and_cross_deliver(self):
+        a = self.node("--redis-sentinel-password", "s3ntinel")
+        b = self.node(env={"SIDECAST_REDIS_SENTINEL_PASSWORD": "s3ntinel"})
+        wait_until(lambda: request_subscribers([self.master]) == 2, timeout=FAILOVER_WAIT, message="both nodes subscribed")
+        backend_a, backend_b = a.backend(self), b.backend(self)
+        client = b.client(self, transports=["websocket"])
+        sid = backend_b.expect_connect(sid=client.sid())["sid"]
+        self.assertTrue(backend_b.request({"type": "join", "sid": sid, "nsp": "/", "rooms": ["r"]})["ok"])
+        backend_a.emit("hello", 1, to=["r"])
+        self.assertEqual(client.wait_for("hello"), (1,))
+        # Each node's Sentinel event link (SUBSCRIBE +switch-master) is logged in too.
+        def event_subscribers():
+            with self.sentinel.client() as r:
+                return sum(1 for c in r.client_list() if c.get("sub") == "1")
+        wait_until(lambda: event_subscribers() >= 2, timeout=10, message="both nodes subscribed to the sentinel's events")
+
+    def test_wrong_or_missing_sentinel_password_is_a_clear_error(self):
+        for flags, expected in ((["--redis-sentinel-password", "wrong"], "WRONGPASS"), ([], "NOAUTH")):
+            node = self.node(*flags)
+            # The data links say which sentinel refused them, and why, in words from Redis.
+            wait_until(lambda: any(expected in line and f"sentinel {self.sentinel.address}" in line
+                                   and "cannot connect to Redis" in line for line in node.proc.log_lines),
+                       timeout=10, message=f"a connection error naming the sentinel and {expected}")
+            self.assertNotIn("s3ntinel", node.log)
+            self.assertEqual(request_subscribers([self.master]), 0)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import socketio
 import websocket
 
 from cluster import start_redis
-from harness import TIMEOUT, Inbox, eio_url, free_port, start_sidecast, wait_until
+from harness import TIMEOUT, Client, Inbox, eio_url, free_port, start_sidecast, wait_until
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -263,6 +263,29 @@ class ReadinessTests(unittest.TestCase):
         wait_until(lambda: metric(scrape(node), "sidecast_backend_queue_depth", group="chat") == 1,
                    message="the chat group's queued connect")
         main.close()
+
+
+    def test_at_max_connections_new_clients_are_refused_at_once(self):
+        """python-socketio, over either transport, sees its connection refused within a second
+        at the cap, and gets in once a client left; /readyz says "full" meanwhile."""
+        node = start_node(self, "--max-connections", 2)
+        self.assertEqual(metric(scrape(node), "sidecast_max_connections"), 2)
+        first = node.client(self)
+        second = node.client(self)
+        wait_ready(node, False, "full")
+        self.assertEqual(readyz(node)[1]["reasons"], ["full"])
+        for transports in (["websocket"], ["polling"]):
+            extra = Client(node.url, transports=transports)
+            started = time.monotonic()
+            with self.assertRaises(socketio.exceptions.ConnectionError):
+                extra.connect()
+            self.assertLess(time.monotonic() - started, 1.0, transports)
+            extra.close()
+        self.assertEqual(metric(scrape(node), "sidecast_connections_refused_total", reason="full"), 2)
+        second.close()
+        wait_ready(node, True)
+        node.client(self)
+        first.close()
 
 
 class DrainTests(unittest.TestCase):

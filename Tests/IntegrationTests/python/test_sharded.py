@@ -3,7 +3,9 @@
 `createShardedAdapter`. Emits to rooms whose channels spread over many hash slots cross nodes;
 fetch, count and serverEmit reach every node, which count one another as Node's sharded adapter
 does (`PUBSUB SHARDNUMSUB` of the namespace's channel, no heartbeats); SIGKILL of the master owning the namespace's
-channel interrupts delivery only briefly. A last test measures cross-node latency (p50/p99 over
+channel interrupts delivery only briefly. Emits to one socket of another node arrive in every
+`--redis-subscription-mode`, between sidecast nodes and next to a re-created Node sharded node
+(node_sharded.py). A last test measures cross-node latency (p50/p99 over
 a few hundred emits) in sharded mode next to classic pub/sub on a single Redis, and prints both."""
 
 import statistics
@@ -15,6 +17,7 @@ import unittest
 
 from cluster import start_nodes, start_redis
 from harness import TIMEOUT, start_sidecast, wait_until
+from node_sharded import NodeShardedPeer, looks_like_a_socket_id
 from test_ha import FAILOVER_WAIT, REDIS_CLI, ROOMS, HATestCase, RedisProcess, cluster_port
 
 LATENCY_EMITS = 300
@@ -124,6 +127,14 @@ class ShardedClusterTests(HATestCase):
         reply = self.backends[0].expect("reply", id="load")
         self.assertTrue(reply["ok"], reply)
         self.assertEqual(sorted(reply["responses"], key=lambda r: r["node"]), [{"node": "B"}, {"node": "C"}])
+        # An emit to one socket of another node, single and with acks: it goes on the
+        # namespace's channel, as Node routes 20-character socket ids (issue 11).
+        self.backends[0].emit("to-sid", 1, to=[self.sids[2]])
+        self.assertEqual(list(self.clients[2].wait_for("to-sid")), [1])
+        self.clients[1].ack_replies["ping"] = lambda *args: "pong"
+        reply = self.backends[0].request({"type": "emit", "nsp": "/", "event": "ping", "args": [],
+                                          "to": [self.sids[1]], "ack": {"timeout": 4000}})
+        self.assertEqual((reply["ok"], reply["responses"]), (True, [{"sid": None, "args": ["pong"]}]), reply)
 
     def kill_and_measure_rooms_on(self, victim):
         """`ticks_across_a_kill` over the rooms whose channels the victim held; prints the gap."""
@@ -232,6 +243,131 @@ class ShardedSingleRedisTests(unittest.TestCase):
         reply = backend.request({"type": "fetch", "nsp": "/"})
         self.assertTrue(reply["ok"], reply)
         self.assertEqual([s["sid"] if "sid" in s else s["id"] for s in reply["sockets"]], [sid])
+
+
+SUBSCRIPTION_MODES = ("static", "dynamic", "dynamic-private")
+
+
+def shard_numsub(server, channel):
+    with server.client(socket_timeout=2) as r:
+        return int(r.execute_command("PUBSUB", "SHARDNUMSUB", channel)[1])
+
+
+class SidEmitTests(unittest.TestCase):
+    """Emits to one socket id of the other node with `--redis-sharded` on one Redis 7 server, in
+    each `--redis-subscription-mode`, single and with acks: between two sidecast nodes, and
+    between sidecast and a re-created Node sharded node (node_sharded.py, taken from
+    `lib/sharded-adapter.ts` and socket.io-adapter's `cluster-adapter.ts`). Node routes a one-room
+    broadcast by the room's length (`looksLikeASocketId`: 20 characters); sidecast's socket ids
+    have 20 characters so that both sides route an emit to a socket the same way."""
+
+    def sidecast_node(self, server, mode, expected_nodes):
+        node = start_nodes(self, server, 1, "--redis-sharded", "--redis-subscription-mode", mode, wait=False)[0]
+        wait_until(lambda: shard_numsub(server, "socket.io#/#") == expected_nodes, timeout=TIMEOUT * 2,
+                   message=f"{expected_nodes} nodes subscribed to the namespace channel")
+        return node
+
+    def connected_client(self, node, backend):
+        client = node.client(self, transports=["websocket"])
+        sid = backend.expect_connect(sid=client.sid())["sid"]
+        self.assertEqual(len(sid), 20, "a socket id Node's looksLikeASocketId recognises")
+        return client, sid
+
+    def assert_sid_channel(self, server, mode, sid):
+        """dynamic-private subscribes each socket's own channel, the other modes never do."""
+        channel = f"socket.io#/#{sid}#"
+        if mode == "dynamic-private":
+            wait_until(lambda: shard_numsub(server, channel) == 1, timeout=TIMEOUT, message=f"{channel} subscribed")
+        else:
+            self.assertEqual(shard_numsub(server, channel), 0, channel)
+
+    def check_two_sidecast_nodes(self, mode):
+        server = start_redis(self)
+        a = self.sidecast_node(server, mode, 1)
+        b = self.sidecast_node(server, mode, 2)
+        ba, bb = a.backend(self), b.backend(self)
+        client, sid = self.connected_client(b, bb)
+        self.assert_sid_channel(server, mode, sid)
+        # Rooms: a public room's channel exists in the dynamic modes only.
+        self.assertTrue(bb.request({"type": "join", "sid": sid, "nsp": "/", "rooms": ["lobby"]})["ok"])
+        if mode == "static":
+            time.sleep(0.2)
+            self.assertEqual(shard_numsub(server, "socket.io#/#lobby#"), 0)
+        else:
+            wait_until(lambda: shard_numsub(server, "socket.io#/#lobby#") == 1, timeout=TIMEOUT,
+                       message="the room's channel subscribed")
+        ba.emit("to-room", 1, to=["lobby"])
+        self.assertEqual(list(client.wait_for("to-room")), [1])
+
+        ba.emit("hello", "world", to=[sid])
+        self.assertEqual(list(client.wait_for("hello")), ["world"])
+        client.ack_replies["ping"] = lambda *args: "pong"
+        ba.send({"type": "emit", "id": "p", "nsp": "/", "event": "ping", "args": [], "to": [sid], "ack": {"timeout": 4000}})
+        reply = ba.expect("reply", id="p")
+        self.assertEqual((reply["ok"], reply["responses"]), (True, [{"sid": None, "args": ["pong"]}]), reply)
+
+    def test_two_sidecast_nodes_static(self):
+        self.check_two_sidecast_nodes("static")
+
+    def test_two_sidecast_nodes_dynamic(self):
+        self.check_two_sidecast_nodes("dynamic")
+
+    def test_two_sidecast_nodes_dynamic_private(self):
+        self.check_two_sidecast_nodes("dynamic-private")
+
+    def check_with_a_node_peer(self, mode):
+        server = start_redis(self)
+        peer = NodeShardedPeer(server, mode=mode)
+        self.addCleanup(peer.close)
+        peer_socket = peer.connect(ack_reply="peer-pong")
+        peer_channel = f"socket.io#/#{peer_socket.id}#"
+        if mode == "dynamic-private":
+            peer.wait_subscribed(peer_channel)
+        node = self.sidecast_node(server, mode, 2)
+        backend = node.backend(self)
+        client, sid = self.connected_client(node, backend)
+        self.assert_sid_channel(server, mode, sid)
+        self.assertEqual(shard_numsub(server, peer_channel), 1 if mode == "dynamic-private" else 0)
+
+        # Node → sidecast: the peer routes by its own rule.
+        peer.emit("from-node", "x", rooms=[sid])
+        expected_channel = f"socket.io#/#{sid}#" if mode == "dynamic-private" else "socket.io#/#"
+        self.assertEqual(peer.published_on, expected_channel)
+        self.assertEqual(list(client.wait_for("from-node")), ["x"])
+
+        # sidecast → Node.
+        backend.emit("from-sidecast", "y", to=[peer_socket.id])
+        self.assertEqual(peer.wait_received(peer_socket, "from-sidecast"), ["y"])
+
+        # With acks, both ways.
+        backend.send({"type": "emit", "id": "p", "nsp": "/", "event": "ping", "args": [],
+                      "to": [peer_socket.id], "ack": {"timeout": 4000}})
+        reply = backend.expect("reply", id="p")
+        self.assertEqual((reply["ok"], reply["responses"]), (True, [{"sid": None, "args": ["peer-pong"]}]), reply)
+        client.ack_replies["ask"] = lambda *args: f"client:{args[0]}"
+        responses, timed_out = peer.emit_with_ack("ask", "q", rooms=[sid], timeout=4)
+        self.assertEqual((responses, timed_out), (["client:q"], False))
+
+    def test_node_peer_static(self):
+        self.check_with_a_node_peer("static")
+
+    def test_node_peer_dynamic(self):
+        self.check_with_a_node_peer("dynamic")
+
+    def test_node_peer_dynamic_private(self):
+        self.check_with_a_node_peer("dynamic-private")
+
+    def test_the_node_peer_follows_nodes_socket_id_rule(self):
+        """The stand-in would have caught 15-character ids: in "dynamic" it publishes an emit to
+        such an id on the room's channel, which no node subscribes."""
+        server = start_redis(self)
+        peer = NodeShardedPeer(server, mode="dynamic")
+        self.addCleanup(peer.close)
+        self.assertTrue(looks_like_a_socket_id(peer.connect().id))
+        peer.emit("e", rooms=["abcdefghij01234"])
+        self.assertEqual(peer.published_on, "socket.io#/#abcdefghij01234#")
+        peer.emit("e", rooms=["abcdefghij0123456789"])
+        self.assertEqual(peer.published_on, "socket.io#/#")
 
 
 class LatencyTests(unittest.TestCase):

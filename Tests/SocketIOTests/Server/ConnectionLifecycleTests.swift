@@ -15,7 +15,7 @@ final class ConnectionLifecycleTests: XCTestCase {
         let texts = try client.readTexts()
         let socket = try XCTUnwrap(test.sink.connected.first)
         XCTAssertEqual(texts, [#"40{"sid":"\#(socket.id)"}"#])
-        XCTAssertEqual(socket.id.utf8.count, RandomID.length)
+        XCTAssertEqual(socket.id.utf8.count, RandomID.socketIDLength)
         XCTAssertNotEqual(socket.id, client.sid)
         XCTAssertEqual(socket.namespace.name, "/")
         XCTAssertEqual(socket.auth, ["token": "abc"])

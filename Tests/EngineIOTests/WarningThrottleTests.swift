@@ -1,7 +1,7 @@
 import NIOCore
 import XCTest
 
-@testable import Bridge
+import EngineIO
 
 final class WarningThrottleTests: XCTestCase {
     private let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
