@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-extras/swift-extras-base64.git", from: "1.2.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
@@ -39,6 +41,7 @@ let package = Package(
         .target(
             name: "EngineIO",
             dependencies: [
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -109,6 +112,8 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .executableTarget(
@@ -125,6 +130,7 @@ let package = Package(
         .executableTarget(
             name: "sidecast-bench",
             dependencies: [
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -150,6 +156,7 @@ let package = Package(
         .testTarget(
             name: "EngineIOTests",
             dependencies: [
+                .product(name: "CompressNIO", package: "compress-nio"),
                 "EngineIO",
                 "EngineIOTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -207,3 +214,25 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: [], exclude: ["python"]),
     ]
 )
+
+// libFuzzer targets (Fuzz/), one per parser that a peer's bytes go through. They exist only when
+// scripts/fuzz.sh builds them (SIDECAST_FUZZ=1, `-sanitize=fuzzer,address`, in .build-fuzz):
+// they call into libFuzzer's runtime, which only `-sanitize=fuzzer` links, so a normal build or
+// `swift test` must not see them.
+if Context.environment["SIDECAST_FUZZ"] != nil {
+    let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+        ("FuzzEngineIO", ["EngineIO"]),
+        ("FuzzSocketIO", ["SocketIO"]),
+        ("FuzzBridge", ["Bridge"]),
+        ("FuzzAdapter", ["Adapter"]),
+        ("FuzzRedis", ["Redis"]),
+    ]
+    package.targets.append(.systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"))
+    package.targets += fuzzTargets.map { target in
+        .executableTarget(
+            name: target.name,
+            dependencies: target.dependencies + ["CLibFuzzer", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/Targets/\(target.name)"
+        )
+    }
+}

@@ -3,9 +3,9 @@
 
 # System packages: the C libraries the build links, and the tools the tests use (redis-server for
 # the cluster tests; socat, jq and Go for the example backends in examples/; Chromium and its
-# driver for the browser test of examples/web).
+# driver for the browser test of examples/web; openssl for the TLS test's certificates).
 SIDECAST_APT_PACKAGES=(libhiredis-dev libjansson-dev libmsgpack-dev redis-server socat jq)
-SIDECAST_TEST_APT_PACKAGES=(golang-go chromium chromium-driver)
+SIDECAST_TEST_APT_PACKAGES=(golang-go chromium chromium-driver openssl)
 
 step() { printf '==> %s\n' "$*" >&2; }
 

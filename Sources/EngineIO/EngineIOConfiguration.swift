@@ -24,6 +24,15 @@ public struct EngineIOConfiguration: Sendable {
     /// Enabled transports; a session opened over polling is offered the upgrade only when
     /// `.websocket` is in this set.
     public var transports: Set<EngineIOTransportKind>
+    /// Whether clients reach the server over TLS, which the server does not see itself: every
+    /// handshake's `secure`, as Node's `request.connection.encrypted`.
+    public var isSecure: Bool
+    /// permessage-deflate for clients that offer it (Node's `perMessageDeflate`): messages of at
+    /// least this many bytes are compressed. Nil leaves the extension off.
+    public var perMessageDeflateThreshold: Int?
+    /// gzip or deflate for long-polling responses of at least this many bytes, by the request's
+    /// Accept-Encoding (Node's `httpCompression`). Nil leaves them uncompressed.
+    public var httpCompressionThreshold: Int?
 
     public init() {
         self.path = "/engine.io/"
@@ -33,5 +42,8 @@ public struct EngineIOConfiguration: Sendable {
         self.maxPayload = 1_000_000
         self.allowedOrigins = .none
         self.transports = [.polling, .websocket]
+        self.isSecure = false
+        self.perMessageDeflateThreshold = nil
+        self.httpCompressionThreshold = nil
     }
 }

@@ -42,6 +42,8 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
     private var version = HTTPVersion.http1_1
     /// CORS headers for the request being served.
     private var corsHeaders = HTTPHeaders()
+    /// The coding its Accept-Encoding prefers, when `--http-compression` is on.
+    private var acceptedEncoding: HTTPCompression.Encoding?
 
     init(server: EngineIOServer) {
         self.server = server
@@ -91,6 +93,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         self.version = head.version
         self.keepAlive = head.isKeepAlive
         self.corsHeaders = HTTPHeaders()
+        self.acceptedEncoding = self.server.compressors.http == nil ? nil : HTTPCompression.encoding(accepting: head.headers)
         self.server.logger.debug("handling HTTP request", metadata: ["method": "\(head.method.rawValue)", "uri": "\(head.uri)"])
 
         guard head.uri.hasPrefix(self.server.configuration.path) else {
@@ -221,6 +224,12 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         var headers = self.corsHeaders
         headers.add(name: "Content-Type", value: "text/plain; charset=UTF-8")
         headers.add(name: "Cache-Control", value: "no-store")
+        if let encoding = self.acceptedEncoding, let compression = self.server.compressors.http,
+           let compressed = compression.compress(payload.parts, length: payload.length, as: encoding) {
+            headers.add(name: "Content-Encoding", value: encoding.rawValue)
+            self.respond(status: .ok, headers: headers, body: [compressed], length: compressed.readableBytes)
+            return
+        }
         self.respond(status: .ok, headers: headers, body: payload.parts, length: payload.length)
     }
 

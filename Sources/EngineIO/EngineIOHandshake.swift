@@ -15,8 +15,10 @@ public struct EngineIOHandshake: Sendable {
     private let request: String
     /// When the session was opened, in milliseconds since the Unix epoch.
     public let issued: Int64
+    /// Whether the request came over TLS.
+    public let secure: Bool
 
-    init(head: HTTPRequestHead, remoteAddress: SocketAddress?) {
+    init(head: HTTPRequestHead, remoteAddress: SocketAddress?, secure: Bool) {
         let address = remoteAddress?.ipAddress ?? ""
         var length = address.utf8.count + 1 + head.uri.utf8.count
         for header in head.headers {
@@ -35,6 +37,7 @@ public struct EngineIOHandshake: Sendable {
         }
         self.request = request
         self.issued = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        self.secure = secure
     }
 
     /// The peer's IP address, without the port.
@@ -64,9 +67,6 @@ public struct EngineIOHandshake: Sendable {
     private var lines: [Substring.UTF8View] {
         self.request.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
     }
-
-    /// Always false: the server speaks plain TCP.
-    public var secure: Bool { false }
 }
 
 /// The parts of a request URI the server routes on.

@@ -35,6 +35,7 @@ public final class EngineIOServer {
     public let eventLoop: EventLoop
     let logger: Logger
     let cors: CORSPolicy
+    let compressors: EngineIOCompressors
     /// Held weakly: the Socket.IO layer owns the server, not the other way round.
     public weak var delegate: EngineIOServerDelegate?
 
@@ -52,6 +53,7 @@ public final class EngineIOServer {
         self.eventLoop = eventLoop
         self.logger = logger
         self.cors = CORSPolicy(origins: configuration.allowedOrigins)
+        self.compressors = EngineIOCompressors(configuration: configuration)
         self.heartbeat = EngineIOHeartbeat(
             eventLoop: eventLoop, pingInterval: configuration.pingInterval, pingTimeout: configuration.pingTimeout
         )
@@ -217,7 +219,11 @@ public final class EngineIOServer {
         guard uri.query["transport"] == EngineIOTransportKind.websocket.rawValue else { return nil }
         switch self.route(method: head.method, query: uri.query, isUpgrade: true) {
         case .success:
-            return HTTPHeaders()
+            var headers = HTTPHeaders()
+            if self.compressors.webSocket != nil, let agreement = PerMessageDeflate.negotiate(head.headers) {
+                headers.add(name: "Sec-WebSocket-Extensions", value: agreement.responseHeader)
+            }
+            return headers
         case .failure:
             return nil
         }
@@ -229,6 +235,8 @@ public final class EngineIOServer {
         try pipeline.addHandler(WebSocketFrameReader(maxFrameSize: self.configuration.maxPayload), position: .after(nioReader.handler))
         pipeline.removeHandler(context: nioReader, promise: nil)
         let webSocket = WebSocketTransportHandler(server: self)
+        // The same offer as `upgradeResponseHeaders` answered.
+        webSocket.compression = self.compressors.webSocket == nil ? nil : PerMessageDeflate.negotiate(head.headers)?.clientContext
         try pipeline.addHandler(webSocket)
         let uri = EngineIORequestURI(head.uri)
         if let sid = uri.query["sid"], !sid.isEmpty {
@@ -240,7 +248,7 @@ public final class EngineIOServer {
             webSocket.session = session
             session.beginUpgrade(webSocket)
         } else {
-            let handshake = EngineIOHandshake(head: head, remoteAddress: channel.remoteAddress)
+            let handshake = EngineIOHandshake(head: head, remoteAddress: channel.remoteAddress, secure: self.configuration.isSecure)
             let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake, webSocket: webSocket)
             webSocket.session = session
             self.register(session)
@@ -255,7 +263,7 @@ public final class EngineIOServer {
     /// "connection" event.
     func openPollingSession(head: HTTPRequestHead, remoteAddress: SocketAddress?,
                             firstPoll: EngineIOHTTPHandler) {
-        let handshake = EngineIOHandshake(head: head, remoteAddress: remoteAddress)
+        let handshake = EngineIOHandshake(head: head, remoteAddress: remoteAddress, secure: self.configuration.isSecure)
         let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake)
         self.register(session)
         firstPoll.startPoll(on: session)

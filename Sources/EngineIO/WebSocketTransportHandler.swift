@@ -25,6 +25,15 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     private var isWritable = true
     private var closeSent = false
     private var hasAggregator = false
+    /// permessage-deflate, when the client offered it and the server has it on: how the client
+    /// compresses. One byte rather than the agreement, whose header string every connection
+    /// would keep.
+    var compression: PerMessageDeflate.ClientContext?
+    /// Made at the client's first compressed message.
+    private var inflater: WebSocketInflater?
+    /// Whether the fragmented message NIO's aggregator is joining was compressed: the
+    /// aggregator drops RSV1, so `CompressedFragmentMarker` notes it from the first fragment.
+    var isJoiningCompressedMessage = false
     /// Written frames wait for `flushNow`, which the server calls once per event loop round.
     private var flushPending = false
     private var isReadingPaused = false
@@ -53,10 +62,15 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = Self.unwrapInboundIn(data)
+        var frame = Self.unwrapInboundIn(data)
         if !self.hasAggregator, !frame.fin || frame.opcode == .continuation {
             self.addAggregator(context: context, passing: frame)
             return
+        }
+        if self.isJoiningCompressedMessage, frame.opcode == .text || frame.opcode == .binary {
+            // The joined message: marked again, as it was sent, so that it is inflated.
+            self.isJoiningCompressedMessage = false
+            frame.rsv1 = true
         }
         if self.isReadingPaused || self.nextHeldFrame < self.heldFrames.count {
             self.heldFrames.append(frame)
@@ -78,6 +92,9 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         )
         do {
             try context.pipeline.syncOperations.addHandler(aggregator, position: .before(self))
+            if self.compression != nil {
+                try context.pipeline.syncOperations.addHandler(CompressedFragmentMarker(transport: self), position: .before(aggregator))
+            }
             let reader = try context.pipeline.syncOperations.context(handlerType: WebSocketFrameReader.self)
             reader.fireChannelRead(NIOAny(fragment))
         } catch {
@@ -144,6 +161,10 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     // MARK: - Frames
 
     private func process(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        if frame.rsv1 {
+            self.processCompressed(frame, context: context)
+            return
+        }
         switch frame.opcode {
         case .text:
             let packet = EngineIOPacket(text: frame.unmaskedData)
@@ -158,6 +179,29 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
             self.answerClose(frame, context: context)
         default:
             break
+        }
+    }
+
+    /// A message with RSV1 set: permessage-deflate compressed, allowed only on a data frame of
+    /// a connection that agreed to the extension (RFC 7692 §6.1).
+    private func processCompressed(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        guard let compression = self.compression, frame.opcode == .text || frame.opcode == .binary else {
+            self.errorCaught(context: context, error: PerMessageDeflateError.unexpectedCompression)
+            return
+        }
+        let data: ByteBuffer
+        do {
+            let inflater = try self.inflater ?? WebSocketInflater(resetsEachMessage: compression == .resetEachMessage)
+            self.inflater = inflater
+            data = try inflater.inflate(frame.unmaskedData, limit: self.server.configuration.maxPayload)
+        } catch {
+            self.errorCaught(context: context, error: error)
+            return
+        }
+        if frame.opcode == .text {
+            self.session?.webSocket(self, didReceive: EngineIOPacket(text: data))
+        } else {
+            self.session?.webSocket(self, didReceive: .binary(data))
         }
     }
 
@@ -180,7 +224,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         let session = self.session
         self.session = nil
         switch error {
-        case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
+        case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge,
+            WebSocketInflater.Failure.tooLarge:
             self.close(code: .messageTooLarge)
         default:
             self.close(code: .protocolError)
@@ -192,7 +237,10 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     func write(_ messages: some Collection<EngineIOMessage>) {
         guard !self.closeSent, let context = self.context else { return }
         for message in messages {
-            if let encoded = message.encodedFrame, let encoderContext = self.encoderContext {
+            if self.compression != nil, let encoderContext = self.encoderContext,
+               let deflated = self.server.compressors.deflatedFrame(for: message) {
+                encoderContext.write(NIOAny(deflated), promise: nil)
+            } else if let encoded = message.encodedFrame, let encoderContext = self.encoderContext {
                 encoderContext.write(NIOAny(encoded), promise: nil)
             } else {
                 context.write(Self.wrapOutboundOut(message.webSocketFrame), promise: nil)
@@ -237,6 +285,29 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
         context.writeAndFlush(Self.wrapOutboundOut(reply)).whenComplete { _ in
             loopBoundContext.value.close(promise: nil)
         }
+    }
+}
+
+/// Sits before NIO's frame aggregator on a connection with permessage-deflate. RSV1 marks a
+/// compressed message on its first frame only (RFC 7692 §6.1), and the aggregator, joining the
+/// fragments, drops it: this tells the transport, which the joined message reaches next, before
+/// any other message can come.
+final class CompressedFragmentMarker: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+
+    private weak var transport: WebSocketTransportHandler?
+
+    init(transport: WebSocketTransportHandler) {
+        self.transport = transport
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = Self.unwrapInboundIn(data)
+        if !frame.fin, frame.opcode == .text || frame.opcode == .binary {
+            self.transport?.isJoiningCompressedMessage = frame.rsv1
+        }
+        context.fireChannelRead(data)
     }
 }
 

@@ -1,8 +1,10 @@
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Prometheus
 import ServiceLifecycle
 
@@ -53,6 +55,13 @@ public struct Sidecast: Service {
         let logger = self.logger
         let nodeID = self.nodeID
         let signals = StopSignals()
+        let tlsContext: NIOSSLContext?
+        do {
+            tlsContext = try configuration.tls?.makeContext()
+        } catch {
+            signals.cancel()
+            throw error
+        }
         // Every socket is bound before anything else exists, so a port in use or a bad address
         // stops the start while nothing runs that would need stopping.
         let sockets: ListeningSockets
@@ -85,6 +94,15 @@ public struct Sidecast: Service {
         }
         let runtime = parts.runtime
         let limit = parts.limit
+        // Read by each accepted connection, on whichever loop accepts it, and replaced on SIGHUP.
+        let tls = tlsContext.map { NIOLockedValueBox($0) }
+        let reloader = configuration.tls.flatMap { files in
+            tls.map { box in
+                CertificateReloader(files: files, logger: logger) { context in
+                    box.withLockedValue { $0 = context }
+                }
+            }
+        }
         signals.forward { request in
             loop.execute { runtime.value.requestStop(request) }
         }
@@ -110,6 +128,10 @@ public struct Sidecast: Service {
                         .childChannelOption(.recvAllocator, value: receiveBuffers)
                 }
             ) { channel in
+                // First, so that even a refusal for a full server is sent over TLS.
+                if let tls {
+                    try channel.pipeline.syncOperations.addHandlers(NIOSSLServerHandler(context: tls.withLockedValue { $0 }), UncleanShutdownFilter())
+                }
                 guard try limit.value.admit(channel) else { return }
                 try runtime.value.engineIO.configureChildChannel(channel)
             }
@@ -129,6 +151,7 @@ public struct Sidecast: Service {
             // scheduled on a dead loop. The loop's shutdown closes the channels made so far; the
             // sockets not taken over yet go with the process, which exits.
             signals.cancel()
+            reloader?.cancel()
             try? await loop.flatSubmit { runtime.value.redis?.shutdown() ?? loop.makeSucceededVoidFuture() }.get()
             unlink(configuration.socketPath)
             try? await group.shutdownGracefully()
@@ -138,7 +161,7 @@ public struct Sidecast: Service {
         logger.info("sidecast listening", metadata: [
             "version": "\(Self.version)",
             "node": "\(nodeID)",
-            "clients": "http://\(configuration.host):\(clients.localAddress?.port ?? configuration.port)\(configuration.path)",
+            "clients": "\(tls == nil ? "http" : "https")://\(configuration.host):\(clients.localAddress?.port ?? configuration.port)\(configuration.path)",
             "backends": "\(configuration.socketPath)",
             "admin": "http://\(configuration.adminHost):\(admin.localAddress?.port ?? configuration.adminPort)",
             "redis": "\(configuration.redisMode)",
@@ -160,6 +183,7 @@ public struct Sidecast: Service {
             loop.execute { runtime.value.requestStop(.interrupt) }
         }
         signals.cancel()
+        reloader?.cancel()
 
         try? await clients.close()
         // Close frames, DISCONNECT packets and the backends' `shutdown` lines are flushed by the

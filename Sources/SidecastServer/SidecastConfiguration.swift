@@ -11,6 +11,8 @@ public struct SidecastConfiguration: Sendable {
     public var port = 3000
     /// Where Socket.IO is served, as Socket.IO's `path` option.
     public var path = "/socket.io/"
+    /// TLS on the client listener; `nil` serves plain HTTP and WebSocket.
+    public var tls: ClientTLSFiles?
     /// The backends' Unix socket.
     public var socketPath = "sidecast.sock"
     public var socketMode: UInt16 = 0o660
@@ -36,6 +38,10 @@ public struct SidecastConfiguration: Sendable {
     /// Client connections served at once; past it new ones get HTTP 503. 0 derives it from the
     /// open-file limit (`ClientCapacity`).
     public var maxConnections = 0
+    /// permessage-deflate for WebSocket clients that offer it (Node's `perMessageDeflate`).
+    public var perMessageDeflate = false
+    /// gzip/deflate for long-polling responses (Node's `httpCompression`).
+    public var httpCompression = false
     /// Namespaces that exist even with no backend attached.
     public var namespaces: Set<String> = ["/"]
     /// Namespaces that always require a backend's authorization (`--authorize`); they exist

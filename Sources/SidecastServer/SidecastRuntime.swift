@@ -55,11 +55,15 @@ final class SidecastRuntime {
         engineConfiguration.pingInterval = configuration.pingInterval
         engineConfiguration.pingTimeout = configuration.pingTimeout
         engineConfiguration.maxPayload = configuration.maxPayload
+        engineConfiguration.isSecure = configuration.tls != nil
         do {
             engineConfiguration.allowedOrigins = try AllowedOrigins(configuration.corsOrigins)
         } catch {
             throw SidecastStartError(description: "--cors-origin: \(error)")
         }
+        // Node's thresholds: smaller messages gain too little to pay for compressing.
+        engineConfiguration.perMessageDeflateThreshold = configuration.perMessageDeflate ? 1024 : nil
+        engineConfiguration.httpCompressionThreshold = configuration.httpCompression ? 1024 : nil
         engineIO = EngineIOServer(configuration: engineConfiguration, eventLoop: eventLoop, logger: logger)
 
         var socketConfiguration = SocketIOServerConfiguration()

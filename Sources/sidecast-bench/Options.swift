@@ -67,6 +67,8 @@ struct Options: Sendable {
     var targetHost = "127.0.0.1"
     var sidecarCore = 0
     var loadCore = 1
+    /// sidecast runs with --per-message-deflate and every client offers the extension.
+    var deflate = false
 
     static let maxDuration = 600.0
     static let maxClients = 1_000_000
@@ -101,6 +103,8 @@ struct Options: Sendable {
                               outside 127.0.0.0/8 is refused
           --sidecar-core N    core sidecast (and redis-server) run on (0)
           --load-core N       core this process runs on (1)
+          --deflate           run sidecast with --per-message-deflate; clients offer it as
+                              browsers do and inflate what they get (no value)
           --json FILE         also write the result as JSON
           -h, --help          this text
 
@@ -120,6 +124,10 @@ struct Options: Sendable {
                 continue
             }
             var name = String(argument.dropFirst(2))
+            if name == "deflate" {
+                values[name] = "true"
+                continue
+            }
             var value: String
             if let equals = name.firstIndex(of: "=") {
                 value = String(name[name.index(after: equals)...])
@@ -180,6 +188,7 @@ struct Options: Sendable {
         case "sidecar-core": sidecarCore = try int()
         case "load-core": loadCore = try int()
         case "json": json = value
+        case "deflate": deflate = true
         default: throw .invalid("unknown option --\(name)")
         }
     }

@@ -9,6 +9,9 @@ enum Setting: String, CaseIterable, Sendable {
     case host
     case port
     case path
+    case tlsCert = "tls-cert"
+    case tlsKey = "tls-key"
+    case tlsCA = "tls-ca"
     case socket
     case socketMode = "socket-mode"
     case corsOrigin = "cors-origin"
@@ -18,6 +21,8 @@ enum Setting: String, CaseIterable, Sendable {
     case maxPayload = "max-payload"
     case maxBuffered = "max-buffered"
     case maxConnections = "max-connections"
+    case perMessageDeflate = "per-message-deflate"
+    case httpCompression = "http-compression"
     case namespace
     case authorize
     case backendGrace = "backend-grace"
@@ -59,15 +64,15 @@ enum Setting: String, CaseIterable, Sendable {
 
     var kind: Kind {
         switch self {
-        case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .redisSentinelUsername,
-            .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat:
+        case .host, .path, .tlsCert, .tlsKey, .tlsCA, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword,
+            .redisSentinelUsername, .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
             .requestsTimeout, .adminPort:
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
-        case .requireBackend, .redisSharded:
+        case .requireBackend, .redisSharded, .perMessageDeflate, .httpCompression:
             return .boolean
         case .corsOrigin, .namespace, .authorize, .redisSentinel, .redisCluster:
             return .list
@@ -79,6 +84,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .host: return .string("0.0.0.0")
         case .port: return .integer(3000)
         case .path: return .string("/socket.io/")
+        case .tlsCert, .tlsKey, .tlsCA: return .string("")
         case .socket: return .string("sidecast.sock")
         case .socketMode: return .string("0660")
         case .corsOrigin: return .list([])
@@ -88,6 +94,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxPayload: return .integer(1_000_000)
         case .maxBuffered: return .integer(1_048_576)
         case .maxConnections: return .integer(0)
+        case .perMessageDeflate, .httpCompression: return .boolean(false)
         case .namespace: return .list(["/"])
         case .authorize: return .list([])
         case .backendGrace: return .number(10)
@@ -117,6 +124,10 @@ enum Setting: String, CaseIterable, Sendable {
         case .host: return "Address to listen on for Socket.IO clients."
         case .port: return "TCP port for Socket.IO clients."
         case .path: return "HTTP path Socket.IO is served under."
+        case .tlsCert:
+            return "PEM certificate (chain) of the client listener, which then speaks HTTPS and WSS; reread on SIGHUP. Needs --tls-key."
+        case .tlsKey: return "PEM private key of --tls-cert; reread on SIGHUP."
+        case .tlsCA: return "PEM CA certificates client certificates must chain to; set, clients without one are refused."
         case .socket: return "Unix socket path backends attach to."
         case .socketMode: return "File mode of the backend socket, in octal."
         case .corsOrigin:
@@ -131,6 +142,10 @@ enum Setting: String, CaseIterable, Sendable {
             return "Bytes that may wait for one client; past it volatile packets are dropped, then the client is disconnected."
         case .maxConnections:
             return "Client connections served at once; past it new ones get HTTP 503. 0 derives it from the open-file limit, less a reserve for backends, Redis, the admin listener and files."
+        case .perMessageDeflate:
+            return "Compress WebSocket messages of 1024 bytes or more with permessage-deflate for clients that offer it, as Node's perMessageDeflate."
+        case .httpCompression:
+            return "Compress long-polling responses of 1024 bytes or more with gzip or deflate, by Accept-Encoding, as Node's httpCompression."
         case .namespace: return "Namespace that exists even with no backend attached; repeatable."
         case .authorize:
             return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."
@@ -171,7 +186,7 @@ enum Setting: String, CaseIterable, Sendable {
         switch self {
         case .host, .adminHost: return "address"
         case .port, .adminPort: return "port"
-        case .path, .socket: return "path"
+        case .path, .socket, .tlsCert, .tlsKey, .tlsCA: return "path"
         case .socketMode, .redisSubscriptionMode: return "mode"
         case .corsOrigin: return "origin"
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
@@ -185,7 +200,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisMaster: return "name"
         case .redisPassword, .redisSentinelPassword: return "password"
         case .redisSentinelUsername: return "user"
-        case .requireBackend, .redisSharded: return "bool"
+        case .requireBackend, .redisSharded, .perMessageDeflate, .httpCompression: return "bool"
         case .logLevel: return "level"
         case .logFormat: return "format"
         }

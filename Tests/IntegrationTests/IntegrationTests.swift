@@ -22,6 +22,7 @@ final class IntegrationTests: XCTestCase {
         "test_chat_languages",
         "test_cli",
         "test_cluster",
+        "test_compression",
         "test_config",
         "test_descriptor_limit",
         "test_emitter",
@@ -32,9 +33,11 @@ final class IntegrationTests: XCTestCase {
         "test_ops",
         "test_origins",
         "test_ping_timeout",
+        "test_protocol_doc",
         "test_redis_outage",
         "test_rooms",
         "test_sharded",
+        "test_tls",
         "test_transports",
     ]
 
@@ -51,6 +54,7 @@ final class IntegrationTests: XCTestCase {
     func testChatLanguages() async throws { try await check("test_chat_languages") }
     func testCLI() async throws { try await check("test_cli") }
     func testCluster() async throws { try await check("test_cluster") }
+    func testCompression() async throws { try await check("test_compression") }
     func testConfig() async throws { try await check("test_config") }
     func testDescriptorLimit() async throws { try await check("test_descriptor_limit") }
     func testEmitter() async throws { try await check("test_emitter") }
@@ -62,8 +66,10 @@ final class IntegrationTests: XCTestCase {
     func testOps() async throws { try await check("test_ops") }
     func testOrigins() async throws { try await check("test_origins") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
+    func testProtocolDocument() async throws { try await check("test_protocol_doc") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
     func testRooms() async throws { try await check("test_rooms") }
+    func testTLS() async throws { try await check("test_tls") }
     func testTransports() async throws { try await check("test_transports") }
 
     /// Guards against a module that exists but that no method runs, or a method whose module is gone.

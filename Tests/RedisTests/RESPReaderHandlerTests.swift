@@ -84,6 +84,29 @@ final class RESPReaderHandlerTests: XCTestCase {
         XCTAssertEqual(try self.readAll(), [.integer(1)])
     }
 
+    /// Found by running a crafted input through Fuzz/FuzzRedis: 15 bytes made hiredis 0.14
+    /// allocate 16 GiB of element pointers.
+    func testArrayAnnouncingTooManyElementsIsAProtocolError() throws {
+        for count in [Int64(RESPReader.maximumArrayElements) + 1, Int64(Int32.max)] {
+            let reader = try XCTUnwrap(RESPReader())
+            try reader.feed(ByteBuffer(string: "*\(count)\r\n"))
+            XCTAssertThrowsError(try reader.next(allocator: ByteBufferAllocator())) { error in
+                guard case RedisClientError.protocolError(let message) = error else {
+                    return XCTFail("expected a protocol error, got \(error)")
+                }
+                XCTAssertEqual(message, "an array reply of \(count) elements, over the limit of \(RESPReader.maximumArrayElements)")
+            }
+        }
+        XCTAssertThrowsError(try self.feed("*2147483647\r\n"))
+        XCTAssertFalse(self.channel.isActive)
+    }
+
+    func testArrayAtTheElementLimitWaitsForItsElements() throws {
+        let reader = try XCTUnwrap(RESPReader())
+        try reader.feed(ByteBuffer(string: "*\(RESPReader.maximumArrayElements)\r\n:1\r\n"))
+        XCTAssertNil(try reader.next(allocator: ByteBufferAllocator()))
+    }
+
     func testProtocolErrorIsReportedAndClosesTheChannel() throws {
         XCTAssertThrowsError(try self.feed("?what\r\n")) { error in
             guard case RedisClientError.protocolError(let message) = error else {

@@ -120,3 +120,29 @@ final class JSONValueParsingTests: XCTestCase {
         }
     }
 }
+
+final class JSONValueNestingTests: XCTestCase {
+    /// Found by running a crafted input through Fuzz/FuzzSocketIO: a client's 2040-deep array
+    /// overflowed 8 MiB of stack in an address-sanitized build, converting jansson's tree one
+    /// large frame per level. This parses the deepest nesting jansson accepts (2048 levels) on a
+    /// thread with 3 MiB of stack, which that conversion overflowed in a debug build too
+    /// (parsing needs under 2 MiB now).
+    func testDeepestNestingJanssonAcceptsConvertsOnASmallStack() {
+        let depth = 2048
+        let text = String(repeating: "[", count: depth) + String(repeating: "]", count: depth)
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            var value = try? JSONValue(parsing: text)
+            var levels = 0
+            while case .array(let elements)? = value {
+                levels += 1
+                value = elements.first
+            }
+            XCTAssertEqual(levels, depth)
+            done.signal()
+        }
+        thread.stackSize = 3 << 20
+        thread.start()
+        done.wait()
+    }
+}

@@ -5,12 +5,14 @@
 //
 // What it does (see proto/PROTOCOL.md for the messages):
 //   - serves namespace "/" and authorizes connections: a client must send auth {"token": ...};
+//     the token is the user's name, kept by sidecast as the socket's data {"name": token};
 //   - on connect, joins the socket to the room named by the query parameter `room` (default
-//     "lobby") and emits "joined" to that room;
-//   - event "message" [text]: emits "message" {"from": sid, "text": text} to the room and
-//     answers the ack with {"ok": true} when the client asked for one;
-//   - event "who": answers the ack with the list of sids in the room (a `fetch` request);
-//   - on disconnect, emits "left" to the room;
+//     "lobby") and emits "joined" {"sid": sid, "name": name} to that room;
+//   - event "message" [text]: emits "message" {"from": sid, "name": name, "text": text} to the
+//     room and answers the ack with {"ok": true} when the client asked for one;
+//   - event "who": answers the ack with [{"sid": sid, "name": name}, ...] for the room, from a
+//     `fetch` request (the names come from each socket's data);
+//   - on disconnect, emits "left" {"sid": sid, "name": name} to the room;
 //   - reconnects every second while sidecast is away.
 package main
 
@@ -81,10 +83,24 @@ func (c *connection) receive() (message, error) {
 	}
 }
 
+// member is what the chat knows of one socket: the room it joined and its name.
+type member struct {
+	room, name string
+}
+
+// nameOf returns the name in a socket's data (a `connect` message or a `fetch` result), else sid.
+func nameOf(socket message, sid string) string {
+	data, _ := socket["data"].(map[string]any)
+	if name, _ := data["name"].(string); name != "" {
+		return name
+	}
+	return sid
+}
+
 // chat is the application: it reacts to sidecast's messages on one connection.
 type chat struct {
-	conn  *connection
-	rooms map[string]string // sid -> the chat room it joined
+	conn    *connection
+	members map[string]member // sid -> its room and name
 }
 
 func (ch *chat) emit(room, event string, args ...any) error {
@@ -106,7 +122,8 @@ func (ch *chat) onConnect(m message) error {
 		// An authorization question: the socket does not exist yet.
 		auth, _ := m["auth"].(map[string]any)
 		if token, _ := auth["token"].(string); token != "" {
-			return ch.conn.send(message{"type": "accept", "req": req})
+			// The socket's data: sidecast hands it back in every later connect and fetch.
+			return ch.conn.send(message{"type": "accept", "req": req, "data": message{"name": token}})
 		}
 		return ch.conn.send(message{"type": "reject", "req": req, "message": "missing token"})
 	}
@@ -116,7 +133,8 @@ func (ch *chat) onConnect(m message) error {
 	if room == "" {
 		room = defaultRoom
 	}
-	ch.rooms[sid] = room
+	name := nameOf(m, sid)
+	ch.members[sid] = member{room: room, name: name}
 	if resumed, _ := m["resumed"].(bool); resumed {
 		// Known before this backend (re)started: sidecast kept its rooms, nothing to redo.
 		return nil
@@ -124,22 +142,23 @@ func (ch *chat) onConnect(m message) error {
 	if err := ch.conn.send(message{"type": "join", "sid": sid, "nsp": namespace, "rooms": []string{room}}); err != nil {
 		return err
 	}
-	return ch.emit(room, "joined", message{"sid": sid})
+	return ch.emit(room, "joined", message{"sid": sid, "name": name})
 }
 
 func (ch *chat) onEvent(m message) error {
 	sid, _ := m["sid"].(string)
-	room, ok := ch.rooms[sid]
+	who, ok := ch.members[sid]
 	if !ok {
-		room = defaultRoom
+		who = member{room: defaultRoom, name: sid}
 	}
+	room := who.room
 	switch m["event"] {
 	case "message":
 		var text any = ""
 		if args, _ := m["args"].([]any); len(args) > 0 {
 			text = args[0]
 		}
-		if err := ch.emit(room, "message", message{"from": sid, "text": text}); err != nil {
+		if err := ch.emit(room, "message", message{"from": sid, "name": who.name, "text": text}); err != nil {
 			return err
 		}
 		return ch.answer(m, message{"ok": true})
@@ -148,18 +167,18 @@ func (ch *chat) onEvent(m message) error {
 			return nil
 		}
 		return ch.conn.request(message{"type": "fetch", "nsp": namespace, "in": []string{room}}, func(reply message) {
-			sids := []string{}
+			online := []message{}
 			if reply["ok"] == true {
 				sockets, _ := reply["sockets"].([]any)
 				for _, s := range sockets {
 					if socket, ok := s.(map[string]any); ok {
 						if id, ok := socket["sid"].(string); ok {
-							sids = append(sids, id)
+							online = append(online, message{"sid": id, "name": nameOf(socket, id)})
 						}
 					}
 				}
 			}
-			if err := ch.answer(m, sids); err != nil {
+			if err := ch.answer(m, online); err != nil {
 				log.Print("connection lost: ", err)
 			}
 		})
@@ -169,12 +188,12 @@ func (ch *chat) onEvent(m message) error {
 
 func (ch *chat) onDisconnect(m message) error {
 	sid, _ := m["sid"].(string)
-	room, ok := ch.rooms[sid]
+	who, ok := ch.members[sid]
 	if !ok {
 		return nil
 	}
-	delete(ch.rooms, sid)
-	return ch.emit(room, "left", message{"sid": sid})
+	delete(ch.members, sid)
+	return ch.emit(who.room, "left", message{"sid": sid, "name": who.name})
 }
 
 func (ch *chat) dispatch(m message) error {
@@ -215,7 +234,7 @@ func serve(path string) error {
 	if err := c.send(hello); err != nil {
 		return err
 	}
-	ch := &chat{conn: c, rooms: map[string]string{}}
+	ch := &chat{conn: c, members: map[string]member{}}
 	for {
 		m, err := c.receive()
 		if err != nil {

@@ -6,12 +6,14 @@
 //
 // What it does (see proto/PROTOCOL.md for the messages):
 //   - serves namespace "/" and authorizes connections: a client must send auth {token: ...};
+//     the token is the user's name, kept by sidecast as the socket's data {name: token};
 //   - on connect, joins the socket to the room named by the query parameter `room` (default
-//     "lobby") and emits "joined" to that room;
-//   - event "message" [text]: emits "message" {from: sid, text} to the room and answers the
-//     ack with {ok: true} when the client asked for one;
-//   - event "who": answers the ack with the list of sids in the room (a `fetch` request);
-//   - on disconnect, emits "left" to the room;
+//     "lobby") and emits "joined" {sid, name} to that room;
+//   - event "message" [text]: emits "message" {from: sid, name, text} to the room and answers
+//     the ack with {ok: true} when the client asked for one;
+//   - event "who": answers the ack with [{sid, name}, ...] for the room, from a `fetch` request
+//     (the names come from each socket's data);
+//   - on disconnect, emits "left" {sid, name} to the room;
 //   - reconnects every second while sidecast is away.
 "use strict";
 
@@ -22,6 +24,12 @@ const DEFAULT_ROOM = "lobby";
 const path = process.argv[2] || process.env.SIDECAST_SOCKET || "./sidecast.sock";
 
 const log = (...parts) => console.error("chat:", ...parts);
+
+// The name in a socket's data (a `connect` message or a `fetch` result), else its sid.
+function nameOf(socket, sid) {
+  const name = socket.data && typeof socket.data === "object" ? socket.data.name : undefined;
+  return typeof name === "string" && name ? name : sid;
+}
 
 // One attachment to sidecast: line framing, and replies matched to requests by id.
 class Connection {
@@ -68,7 +76,7 @@ class Connection {
 class Chat {
   constructor(conn) {
     this.conn = conn;
-    this.rooms = new Map(); // sid -> the chat room it joined
+    this.members = new Map(); // sid -> {room, name}: the chat room it joined, its name
   }
 
   emit(room, event, ...args) {
@@ -88,40 +96,42 @@ class Chat {
       // An authorization question: the socket does not exist yet.
       const token = message.auth && message.auth.token;
       if (typeof token === "string" && token) {
-        this.conn.send({ type: "accept", req: message.req });
+        // The socket's data: sidecast hands it back in every later connect and fetch.
+        this.conn.send({ type: "accept", req: message.req, data: { name: token } });
       } else {
         this.conn.send({ type: "reject", req: message.req, message: "missing token" });
       }
       return;
     }
     const room = message.handshake.query.room || DEFAULT_ROOM;
-    this.rooms.set(sid, room);
+    const name = nameOf(message, sid);
+    this.members.set(sid, { room, name });
     // Known before this backend (re)started: sidecast kept its rooms, nothing to redo.
     if (message.resumed) return;
     this.conn.send({ type: "join", sid, nsp: NAMESPACE, rooms: [room] });
-    this.emit(room, "joined", { sid });
+    this.emit(room, "joined", { sid, name });
   }
 
   onEvent(message) {
     const { sid } = message;
-    const room = this.rooms.get(sid) || DEFAULT_ROOM;
+    const { room, name } = this.members.get(sid) || { room: DEFAULT_ROOM, name: sid };
     if (message.event === "message") {
       const text = message.args.length > 0 ? message.args[0] : "";
-      this.emit(room, "message", { from: sid, text });
+      this.emit(room, "message", { from: sid, name, text });
       this.answer(message, { ok: true });
     } else if (message.event === "who" && "ack" in message) {
       // Never wait for a reply inside a handler: the reply arrives through the same read loop.
       this.conn.request({ type: "fetch", nsp: NAMESPACE, in: [room] }, (reply) => {
-        const sids = reply.ok ? reply.sockets.map((s) => s.sid) : [];
-        this.answer(message, sids);
+        const sockets = reply.ok ? reply.sockets : [];
+        this.answer(message, sockets.map((s) => ({ sid: s.sid, name: nameOf(s, s.sid) })));
       });
     }
   }
 
   onDisconnect(message) {
-    const room = this.rooms.get(message.sid);
-    this.rooms.delete(message.sid);
-    if (room !== undefined) this.emit(room, "left", { sid: message.sid });
+    const member = this.members.get(message.sid);
+    this.members.delete(message.sid);
+    if (member !== undefined) this.emit(member.room, "left", { sid: message.sid, name: member.name });
   }
 
   dispatch(message) {

@@ -6,12 +6,14 @@ The socket path defaults to $SIDECAST_SOCKET, then ./sidecast.sock.
 
 What it does (see proto/PROTOCOL.md for the messages):
   - serves namespace "/" and authorizes connections: a client must send auth {"token": ...};
+    the token is the user's name, kept by sidecast as the socket's data {"name": token};
   - on connect, joins the socket to the room named by the query parameter `room` (default
-    "lobby") and emits "joined" to that room;
-  - event "message" [text]: emits "message" {"from": sid, "text": text} to the room and
-    answers the ack with {"ok": true} when the client asked for one;
-  - event "who": answers the ack with the list of sids in the room (a `fetch` request);
-  - on disconnect, emits "left" to the room;
+    "lobby") and emits "joined" {"sid": sid, "name": name} to that room;
+  - event "message" [text]: emits "message" {"from": sid, "name": name, "text": text} to the
+    room and answers the ack with {"ok": true} when the client asked for one;
+  - event "who": answers the ack with [{"sid": sid, "name": name}, ...] for the room, from a
+    `fetch` request (the names come from each socket's data);
+  - on disconnect, emits "left" {"sid": sid, "name": name} to the room;
   - reconnects every second while sidecast is away.
 """
 
@@ -28,6 +30,13 @@ DEFAULT_ROOM = "lobby"
 
 def log(*parts):
     print("chat:", *parts, file=sys.stderr, flush=True)
+
+
+def name_of(socket, sid):
+    """The name in a socket's data (a `connect` message or a `fetch` result), else its sid."""
+    data = socket.get("data")
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else sid
 
 
 class Connection:
@@ -69,7 +78,7 @@ class Chat:
 
     def __init__(self, conn):
         self.conn = conn
-        self.rooms = {}  # sid -> the chat room it joined
+        self.members = {}  # sid -> (the chat room it joined, its name)
 
     def emit(self, room, event, *args):
         self.conn.send({"type": "emit", "nsp": NAMESPACE, "event": event,
@@ -88,35 +97,38 @@ class Chat:
             auth = message["auth"]
             token = auth.get("token") if isinstance(auth, dict) else None
             if isinstance(token, str) and token:
-                self.conn.send({"type": "accept", "req": message["req"]})
+                # The socket's data: sidecast hands it back in every later connect and fetch.
+                self.conn.send({"type": "accept", "req": message["req"], "data": {"name": token}})
             else:
                 self.conn.send({"type": "reject", "req": message["req"], "message": "missing token"})
             return
         room = message["handshake"]["query"].get("room") or DEFAULT_ROOM
-        self.rooms[sid] = room
+        name = name_of(message, sid)
+        self.members[sid] = (room, name)
         if message.get("resumed"):
             # Known before this backend (re)started: sidecast kept its rooms, nothing to redo.
             return
         self.conn.send({"type": "join", "sid": sid, "nsp": NAMESPACE, "rooms": [room]})
-        self.emit(room, "joined", {"sid": sid})
+        self.emit(room, "joined", {"sid": sid, "name": name})
 
     def on_event(self, message):
         sid = message["sid"]
-        room = self.rooms.get(sid, DEFAULT_ROOM)
+        room, name = self.members.get(sid, (DEFAULT_ROOM, sid))
         if message["event"] == "message":
             text = message["args"][0] if message["args"] else ""
-            self.emit(room, "message", {"from": sid, "text": text})
+            self.emit(room, "message", {"from": sid, "name": name, "text": text})
             self.answer(message, {"ok": True})
         elif message["event"] == "who" and "ack" in message:
             def reply(answer):
-                sids = [s["sid"] for s in answer.get("sockets", [])] if answer["ok"] else []
-                self.answer(message, sids)
+                sockets = answer.get("sockets", []) if answer["ok"] else []
+                self.answer(message, [{"sid": s["sid"], "name": name_of(s, s["sid"])} for s in sockets])
             self.conn.request({"type": "fetch", "nsp": NAMESPACE, "in": [room]}, reply)
 
     def on_disconnect(self, message):
-        room = self.rooms.pop(message["sid"], None)
-        if room is not None:
-            self.emit(room, "left", {"sid": message["sid"]})
+        member = self.members.pop(message["sid"], None)
+        if member is not None:
+            room, name = member
+            self.emit(room, "left", {"sid": message["sid"], "name": name})
 
     def dispatch(self, message):
         kind = message.get("type")

@@ -6,17 +6,19 @@
 #
 # What it does (see proto/PROTOCOL.md for the messages):
 #   - serves namespace "/" and authorizes connections: a client must send auth {"token": ...};
+#     the token is the user's name, kept by sidecast as the socket's data {"name": token};
 #   - on connect, joins the socket to the room named by the query parameter `room` (default
-#     "lobby") and emits "joined" to that room;
-#   - event "message" [text]: emits "message" {"from": sid, "text": text} to the room and
-#     answers the ack with {"ok": true} when the client asked for one;
-#   - event "who": answers the ack with the list of sids in the room (a `fetch` request);
-#   - on disconnect, emits "left" to the room;
+#     "lobby") and emits "joined" {"sid": sid, "name": name} to that room;
+#   - event "message" [text]: emits "message" {"from": sid, "name": name, "text": text} to the
+#     room and answers the ack with {"ok": true} when the client asked for one;
+#   - event "who": answers the ack with [{"sid": sid, "name": name}, ...] for the room, from a
+#     `fetch` request (the names come from each socket's data);
+#   - on disconnect, emits "left" {"sid": sid, "name": name} to the room;
 #   - reconnects every second while sidecast is away (no socket, or nobody listening on it);
 #     a path it may not use (permission denied, not a socket) is an error: it says so and exits.
 #
 # How: socat runs as a bash coprocess connected to sidecast. One jq process reads sidecast's
-# lines and keeps the chat's state (each sid's room, the pending `fetch` requests) in a
+# lines and keeps the chat's state (each sid's room and name, the pending `fetch` requests) in a
 # `foreach` over its inputs, so no process is started per message. jq writes commands as JSON
 # objects and log lines as plain strings; `route` sends the first to sidecast, the second to stderr.
 set -u
@@ -36,26 +38,30 @@ def emit($room; $event; $args): {type: "emit", nsp: "/", event: $event, args: $a
 def answer($m; $args): if $m.ack != null then [{type: "ack", sid: $m.sid, nsp: $m.nsp, ack: $m.ack, args: $args}] else [] end;
 def room_of($m): ($m.handshake.query.room // "") | if . == "" then "lobby" else . end;
 def token_ok($m): ($m.auth | type) == "object" and ($m.auth.token | type) == "string" and $m.auth.token != "";
+# The name in a socket'"'"'s data (a `connect` message or a `fetch` result), else its sid.
+def name_of($s): if ($s.data | type) == "object" and ($s.data.name | type) == "string" and $s.data.name != "" then $s.data.name else $s.sid end;
 
 {type: "hello", version: 1, nsps: ["/"], group: "chat", authorize: true},
 foreach inputs as $m (
-  {rooms: {}, pending: {}, next: 1, out: []};
+  {members: {}, pending: {}, next: 1, out: []};
   .out = []
   | if $m.type == "connect" and $m.req != null then
       # An authorization question: the socket does not exist yet.
-      .out = [if token_ok($m) then {type: "accept", req: $m.req}
+      # The socket'"'"'s data: sidecast hands it back in every later connect and fetch.
+      .out = [if token_ok($m) then {type: "accept", req: $m.req, data: {name: $m.auth.token}}
               else {type: "reject", req: $m.req, message: "missing token"} end]
     elif $m.type == "connect" then
       room_of($m) as $room
-      | .rooms[$m.sid] = $room
+      | name_of($m) as $name
+      | .members[$m.sid] = {room: $room, name: $name}
       # A resumed socket was known before this backend (re)started: sidecast kept its rooms.
       | if $m.resumed == true then .
         else .out = [{type: "join", sid: $m.sid, nsp: "/", rooms: [$room]},
-                     emit($room; "joined"; [{sid: $m.sid}])] end
+                     emit($room; "joined"; [{sid: $m.sid, name: $name}])] end
     elif $m.type == "event" then
-      (.rooms[$m.sid] // "lobby") as $room
+      (.members[$m.sid] // {room: "lobby", name: $m.sid}) as {room: $room, name: $name}
       | if $m.event == "message" then
-          .out = [emit($room; "message"; [{from: $m.sid, text: (if ($m.args | length) > 0 then $m.args[0] else "" end)}])] + answer($m; [{ok: true}])
+          .out = [emit($room; "message"; [{from: $m.sid, name: $name, text: (if ($m.args | length) > 0 then $m.args[0] else "" end)}])] + answer($m; [{ok: true}])
         elif $m.event == "who" and $m.ack != null then
           # The reply arrives later as an input of its own: remember whom it answers.
           .pending[.next | tostring] = $m
@@ -63,15 +69,15 @@ foreach inputs as $m (
           | .next += 1
         else . end
     elif $m.type == "disconnect" then
-      .rooms[$m.sid] as $room
-      | if $room == null then .
-        else .rooms |= del(.[$m.sid]) | .out = [emit($room; "left"; [{sid: $m.sid}])] end
+      .members[$m.sid] as $member
+      | if $member == null then .
+        else .members |= del(.[$m.sid]) | .out = [emit($member.room; "left"; [{sid: $m.sid, name: $member.name}])] end
     elif $m.type == "reply" then
       ($m.id | tostring) as $id
       | .pending[$id] as $asked
       | if $asked == null then .
         else .pending |= del(.[$id])
-          | .out = answer($asked; [if $m.ok then [$m.sockets[].sid] else [] end]) end
+          | .out = answer($asked; [if $m.ok then [$m.sockets[] | {sid, name: name_of(.)}] else [] end]) end
     elif $m.type == "welcome" then .out = ["attached to sidecast node \($m.node)"]
     elif $m.type == "error" then .out = ["sidecast reports \($m.error | tojson) for \($m.line | tojson)"]
     elif $m.type == "shutdown" then .out = ["sidecast is shutting down"]

@@ -63,8 +63,9 @@ public enum MessagePack {
         defer { msgpack_unpacked_destroy(&unpacked) }
         let count = bytes.readableBytes
         var offset = 0
-        let status = bytes.withUnsafeReadableBytes { raw -> msgpack_unpack_return in
+        let status = try bytes.withUnsafeReadableBytes { (raw) throws(MessagePackError) -> msgpack_unpack_return in
             guard let base = raw.baseAddress else { return MSGPACK_UNPACK_CONTINUE }
+            try checkContainerSizes(raw)
             return msgpack_unpack_next(&unpacked, base.assumingMemoryBound(to: CChar.self), raw.count, &offset)
         }
         switch status {
@@ -81,6 +82,60 @@ public enum MessagePack {
         }
         guard offset == count else { throw .trailingBytes(count - offset) }
         return try body(unpacked.data)
+    }
+
+    /// Refuses, as truncated, a value whose containers announce more elements than bytes remain.
+    ///
+    /// msgpack-c allocates a container's elements as soon as it reads its header, so the five
+    /// bytes `dd ffffffff` (an array of 2^32 - 1 elements) ask for 96 GiB before anything else is
+    /// read (found by Fuzz/FuzzAdapter). Each element takes at least one byte, so such a value can
+    /// only be truncated. This walk reads headers and lengths only, to find the containers, and
+    /// checks that the values still owed fit in the bytes left, which keeps msgpack-c's
+    /// allocations proportional to the input; decoding, and every other error, stay msgpack-c's.
+    private static func checkContainerSizes(_ bytes: UnsafeRawBufferPointer) throws(MessagePackError) {
+        /// The big-endian length of `width` bytes at `start`; nil past the end.
+        func length(at start: Int, width: Int) -> Int? {
+            guard start + width <= bytes.count else { return nil }
+            return bytes[start..<start + width].reduce(0) { $0 << 8 | Int($1) }
+        }
+        var offset = 0
+        var owed = 1  // values still to read
+        while owed > 0, offset < bytes.count {
+            let type = bytes[offset]
+            owed -= 1
+            var header = 1  // the type byte and any length that follows it
+            var payload = 0  // bytes after the header that belong to this value alone
+            var elements = 0  // values a container holds (a map: keys and values)
+            switch type {
+            case 0x80...0x8f: elements = Int(type & 0x0f) * 2
+            case 0x90...0x9f: elements = Int(type & 0x0f)
+            case 0xa0...0xbf: payload = Int(type & 0x1f)
+            case 0xca, 0xce, 0xd2: payload = 4
+            case 0xcb, 0xcf, 0xd3: payload = 8
+            case 0xcc, 0xd0: payload = 1
+            case 0xcd, 0xd1: payload = 2
+            case 0xd4...0xd8: payload = 1 + (1 << Int(type - 0xd4))  // fixext: type byte and data
+            case 0xc4, 0xc5, 0xc6, 0xd9, 0xda, 0xdb, 0xc7, 0xc8, 0xc9, 0xdc, 0xdd, 0xde, 0xdf:
+                let width: Int = switch type {
+                case 0xc4, 0xd9, 0xc7: 1
+                case 0xc5, 0xda, 0xc8, 0xdc, 0xde: 2
+                default: 4
+                }
+                guard let count = length(at: offset + 1, width: width) else { return }
+                header += width
+                switch type {
+                case 0xdc, 0xdd: elements = count
+                case 0xde, 0xdf: elements = count * 2
+                case 0xc7, 0xc8, 0xc9: payload = 1 + count  // ext: type byte and data
+                default: payload = count
+                }
+            default: break  // fixints, nil, booleans; 0xc1 is msgpack-c's to reject
+            }
+            offset += header
+            owed += elements
+            guard owed <= bytes.count - offset else { throw .truncated }
+            offset += payload
+        }
     }
 
     private static func pack(_ value: JSONValue, with packer: UnsafeMutablePointer<msgpack_packer>) {

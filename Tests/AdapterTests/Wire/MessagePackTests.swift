@@ -131,6 +131,21 @@ final class MessagePackTests: XCTestCase {
         assertFails(hex("91 d4 00 00"), .unsupportedExtension(type: 0, size: 1))  // nested
     }
 
+    /// Found by Fuzz/FuzzAdapter: a header announcing billions of elements made msgpack-c allocate
+    /// them all (here 57 GB for `dd 8d9a8e5e`) before reading any.
+    func testContainersAnnouncingMoreElementsThanBytesAreTruncatedBeforeUnpacking() {
+        assertFails(hex("dd ffffffff"), .truncated)  // array 32 of 2^32 - 1
+        assertFails(hex("df ffffffff"), .truncated)  // map 32
+        assertFails(hex("dc ffff 01"), .truncated)  // array 16
+        assertFails(hex("de 0002 a161 01 a162"), .truncated)  // map 16 of 2 with 3 of its 4 values
+        assertFails(hex("92 c4 02 0102 dd 7fffffff c0"), .truncated)  // after a bin, in an array
+        assertFails(hex("84a9 07a6 7061 636b 6574 83a4 7479 7065 02a4 6461 7461 91a1 65a3 6e73 7086 dd8d 9a8e 5ed0 5b75 656f 7073 74"), .truncated)
+        assertDecodes("dc 0002 c0 c0", [.null, .null])  // exactly as many elements as bytes
+        assertFails(hex("92 c7 01 05 00 dd ffffffff"), .truncated)  // after an ext, in an array
+        assertFails(hex("92 d6 05 00000000 dd ffffffff"), .truncated)  // after a fixext 4
+        assertDecodes("93 a3 616263 cb 3ff8000000000000 dc 0000", ["abc", 1.5, []])
+    }
+
     func testMalformedInput() {
         assertFails(ByteBuffer(), .truncated)
         assertFails(hex("92 01"), .truncated)  // array of 2 with one element

@@ -1,7 +1,8 @@
 """The chat backend of examples/ in each language (Python, Node, Go, shell) runs as a real process
 next to sidecast and passes the same scripted session, driven by python-socketio clients: a client
-without a token is rejected, messages reach the room with an ack, "who" lists the room through a
-`fetch`, "left" follows a disconnect, and the backend attaches again when sidecast restarts.
+without a token is rejected, the token is the name (kept in the socket's data) that "joined",
+"message", "who" and "left" carry, messages reach the room with an ack, "who" lists the room through
+a `fetch`, "left" follows a disconnect, and the backend attaches again when sidecast restarts.
 
 A language whose toolchain is absent is skipped (the reason is printed), except under CI=true,
 where every toolchain must be there."""
@@ -80,13 +81,23 @@ class ChatSession:
             return sum(ATTACHED in line for line in self.backend_process.log_lines) >= times
         wait_until(attached, timeout=30, message=f"the {self.language} backend to attach")
 
-    def chat_client(self, room="lobby", token="secret"):
+    def chat_client(self, name, room="lobby"):
         client = Client(f"{self.sidecast.url}/?room={room}", transports=["polling", "websocket"],
-                        auth={"token": token})
+                        auth={"token": name})
         self.addCleanup(client.close)
         client.connect()
-        self.assertEqual(client.wait_for("joined"), ({"sid": client.sid()},))
+        self.assertEqual(client.wait_for("joined"), ({"sid": client.sid(), "name": name},))
         return client
+
+    @staticmethod
+    def online(*clients):
+        """What "who" answers for these clients, in its order-free form."""
+        return sorted(({"sid": client.sid(), "name": name} for client, name in clients),
+                      key=lambda member: member["sid"])
+
+    def assert_who(self, asker, *clients):
+        (who,) = asker.call("who")
+        self.assertEqual(sorted(who, key=lambda member: member["sid"]), self.online(*clients))
 
     def assert_rejected(self, auth):
         client = Client(self.sidecast.url, auth=auth)
@@ -101,52 +112,51 @@ class ChatSession:
         self.assert_rejected({"name": "ann"})
 
     def test_chat_session(self):
-        ann = self.chat_client()
-        bob = self.chat_client()
-        self.assertEqual(ann.wait_for("joined"), ({"sid": bob.sid()},))
-        kitchen = self.chat_client(room="kitchen")
+        ann = self.chat_client("ann")
+        bob = self.chat_client("bob")
+        self.assertEqual(ann.wait_for("joined"), ({"sid": bob.sid(), "name": "bob"},))
+        kitchen = self.chat_client("kim", room="kitchen")
 
         self.assertEqual(ann.call("message", "hello bob"), ({"ok": True},))
-        expected = ({"from": ann.sid(), "text": "hello bob"},)
+        expected = ({"from": ann.sid(), "name": "ann", "text": "hello bob"},)
         self.assertEqual(bob.wait_for("message"), expected)
         self.assertEqual(ann.wait_for("message"), expected)
 
         # Quotes, a newline and characters outside ASCII survive each language's JSON handling.
         text = 'she said "ça va?"\n\tnaïve ✓ 🎉'
         self.assertEqual(bob.call("message", text), ({"ok": True},))
-        self.assertEqual(ann.wait_for("message"), ({"from": bob.sid(), "text": text},))
-        self.assertEqual(bob.wait_for("message"), ({"from": bob.sid(), "text": text},))
+        self.assertEqual(ann.wait_for("message"), ({"from": bob.sid(), "name": "bob", "text": text},))
+        self.assertEqual(bob.wait_for("message"), ({"from": bob.sid(), "name": "bob", "text": text},))
 
-        (who,) = bob.call("who")
-        self.assertEqual(sorted(who), sorted([ann.sid(), bob.sid()]))
-        self.assertEqual(kitchen.call("who"), ([kitchen.sid()],))
+        self.assert_who(bob, (ann, "ann"), (bob, "bob"))
+        self.assert_who(kitchen, (kitchen, "kim"))
 
         ann_sid = ann.sid()
         ann.close()
-        self.assertEqual(bob.wait_for("left"), ({"sid": ann_sid},))
-        self.assertEqual(bob.call("who"), ([bob.sid()],))
+        self.assertEqual(bob.wait_for("left"), ({"sid": ann_sid, "name": "ann"},))
+        self.assert_who(bob, (bob, "bob"))
         kitchen.assert_no("message", within=0.3)
         kitchen.assert_no("joined", within=0)
         kitchen.assert_no("left", within=0)
 
     def test_backend_restart_loses_nothing(self):
-        ann = self.chat_client(room="kitchen")
-        bob = self.chat_client(room="kitchen")
+        ann = self.chat_client("ann", room="kitchen")
+        bob = self.chat_client("bob", room="kitchen")
         self.stop_backend()
         # Sidecast keeps the group's messages during its grace period; the restarted backend
-        # learns bob's room from his resumed connect.
+        # learns bob's room from his resumed connect, and his name from its data.
         reply = bob.call_async("message", "while you were away")
-        carol = Client(f"{self.sidecast.url}/?room=kitchen", auth={"token": "secret"})
+        carol = Client(f"{self.sidecast.url}/?room=kitchen", auth={"token": "carol"})
         self.addCleanup(carol.close)
         carol_connected = threading.Thread(target=carol.connect)
         carol_connected.start()
         self.start_backend()
         self.assertEqual(reply.result(TIMEOUT), ({"ok": True},))
-        self.assertEqual(ann.wait_for("message"), ({"from": bob.sid(), "text": "while you were away"},))
+        self.assertEqual(ann.wait_for("message"),
+                         ({"from": bob.sid(), "name": "bob", "text": "while you were away"},))
         carol_connected.join(TIMEOUT)
-        self.assertEqual(carol.wait_for("joined"), ({"sid": carol.sid()},))
-        (who,) = ann.call("who")
-        self.assertEqual(sorted(who), sorted([ann.sid(), bob.sid(), carol.sid()]))
+        self.assertEqual(carol.wait_for("joined"), ({"sid": carol.sid(), "name": "carol"},))
+        self.assert_who(ann, (ann, "ann"), (bob, "bob"), (carol, "carol"))
 
     def test_attaches_again_when_sidecast_restarts(self):
         self.sidecast.stop()
@@ -159,10 +169,10 @@ class ChatSession:
         self.wait_attached(2)
 
         self.assert_rejected(None)
-        ann = self.chat_client()
+        ann = self.chat_client("ann")
         self.assertEqual(ann.call("message", "back again"), ({"ok": True},))
-        self.assertEqual(ann.wait_for("message"), ({"from": ann.sid(), "text": "back again"},))
-        self.assertEqual(ann.call("who"), ([ann.sid()],))
+        self.assertEqual(ann.wait_for("message"), ({"from": ann.sid(), "name": "ann", "text": "back again"},))
+        self.assert_who(ann, (ann, "ann"))
 
 
 class PythonChatTests(ChatSession, unittest.TestCase):

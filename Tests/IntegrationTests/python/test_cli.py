@@ -15,7 +15,7 @@ import time
 import unittest
 
 from cluster import start_redis
-from harness import REPO, SIDECAST_BIN, TIMEOUT, Sidecast, free_port, polling_handshake, start_sidecast
+from harness import REPO, SIDECAST_BIN, TIMEOUT, Sidecast, polling_handshake, start_sidecast
 
 # Flags of --help that configure nothing and so have no row in the README's table.
 ACTIONS = {"help", "print-config", "version"}

@@ -1,0 +1,19 @@
+import CLibFuzzer
+@testable import EngineIO
+import NIOCore
+
+/// A client's Engine.IO bytes: the body of a polling POST (records split on "\u{1E}"), and the
+/// same bytes as one packet in text form, as a WebSocket text frame delivers it.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzEngineIO(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
+    let body = ByteBuffer(bytes: UnsafeBufferPointer(start: start, count: count))
+    _ = EngineIOPacket.decodePayload(body)
+    _ = EngineIOPacket(text: body)
+    return 0
+}
+
+/// The executable's entry point, where SwiftPM expects it (see CLibFuzzer's shim.h).
+@_cdecl("FuzzEngineIO_main")
+public func fuzzEngineIOMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    sidecast_fuzz_main(argc, argv) { data, size in fuzzEngineIO(data!, size) }
+}
