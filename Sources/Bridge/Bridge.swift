@@ -460,13 +460,12 @@ extension Bridge: SocketEventSink {
         forEachGroup(serving: socket.namespace.name) { $0.deliver(.connect(socket)) }
     }
 
-    public func socket(_ socket: SocketIOSocket, didReceiveEvent event: String, args: [JSONValue], ackID: Int?) {
+    public func socket(_ socket: SocketIOSocket, didReceive event: SocketIOEvent) {
         let nsp = socket.namespace.name
         guard groups.values.contains(where: { $0.namespaces.contains(nsp) }) else {
-            return dropUnserved(event, namespace: nsp)
+            return dropUnserved(event.name, namespace: nsp)
         }
-        let message = BackendMessage.event(sid: socket.id, namespace: nsp, event: event, args: args, ack: ackID)
-        let line = Backend.line(message, allocator: ByteBufferAllocator())
+        let line = BackendMessage.eventLine(sid: socket.id, namespace: nsp, event: event, allocator: ByteBufferAllocator())
         forEachGroup(serving: nsp) { $0.deliver(.event(socket, line)) }
     }
 

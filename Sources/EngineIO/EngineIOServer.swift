@@ -17,8 +17,10 @@ public enum EngineIOCloseReason: String, Sendable {
 /// Implemented by the Socket.IO layer. All calls happen on the server's event loop.
 public protocol EngineIOServerDelegate: AnyObject {
     func sessionDidOpen(_ session: EngineIOSession)
-    /// A text message; `text` is the payload after the "4" type digit.
-    func session(_ session: EngineIOSession, didReceiveText text: String)
+    /// A text message; `text` is the payload after the "4" type digit, as bytes that should
+    /// be UTF-8 (nothing here checks: Socket.IO's parser refuses invalid JSON text). A buffer,
+    /// not a `String`, so the payload is parsed where it was read, uncopied.
+    func session(_ session: EngineIOSession, didReceiveText text: ByteBuffer)
     func session(_ session: EngineIOSession, didReceiveBinary data: ByteBuffer)
     /// Called exactly once per session, after which the session sends nothing more.
     func session(_ session: EngineIOSession, didCloseWith reason: EngineIOCloseReason)

@@ -347,7 +347,7 @@ public final class EngineIOSession {
             self.send(EngineIOMessage.pong)
         case .text(let payload):
             self.log("got message of \(payload.readableBytes) bytes")
-            self.server.delegate?.session(self, didReceiveText: String(buffer: payload))
+            self.server.delegate?.session(self, didReceiveText: payload)
         case .binary(let data):
             self.log("got binary message of \(data.readableBytes) bytes")
             self.server.delegate?.session(self, didReceiveBinary: data)

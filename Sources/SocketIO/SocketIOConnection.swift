@@ -49,7 +49,7 @@ final class SocketIOConnection {
         }
     }
 
-    func receive(text: String) {
+    func receive(text: ByteBuffer) {
         if server.configuration.parser == .msgpack {
             // socket.io-msgpack-parser decodes every message as msgpack; text is none.
             parseFailed(.invalidMessagePack)
@@ -61,9 +61,21 @@ final class SocketIOConnection {
                 _ = try pending.decoder.decode(text: text)
             }
             var decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
-            if let packet = try decoder.decode(text: text) {
+            switch try decoder.decodeKeepingEventData(text: text) {
+            case .packet(let packet)?:
                 route(packet)
-            } else {
+            case .event(var namespace, let id, let data)?:
+                if session.version != .v4, let mark = namespace.firstIndex(of: "?") {
+                    // As `normalizedV4Protocol` reads a v4-protocol packet's namespace.
+                    namespace = String(namespace[..<mark])
+                }
+                server.logger.trace("event in", metadata: ["sid": "\(session.id)", "nsp": "\(namespace)", "id": "\(id.map(String.init) ?? "-")"])
+                if let socket = socket(in: namespace) {
+                    socket.receivedEvent(data: data, id: id)
+                } else {
+                    server.logger.debug("no socket for namespace", metadata: ["nsp": "\(namespace)"])
+                }
+            case nil:
                 pendingBinaryPacket = PendingBinaryPacket(decoder)
             }
         } catch {

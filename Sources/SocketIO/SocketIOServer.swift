@@ -95,8 +95,8 @@ extension SocketIOServer: EngineIOServerDelegate {
         connection.start()
     }
 
-    public func session(_ session: EngineIOSession, didReceiveText text: String) {
-        metrics.received(bytes: text.utf8.count + 1)
+    public func session(_ session: EngineIOSession, didReceiveText text: ByteBuffer) {
+        metrics.received(bytes: text.readableBytes + 1)
         (session.userData as? SocketIOConnection)?.receive(text: text)
     }
 

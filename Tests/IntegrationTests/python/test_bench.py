@@ -74,6 +74,7 @@ class BenchTests(unittest.TestCase):
         figures, _ = self.scenario("chat", "--clients", "20", "--room-size", "5", "--rate", "50")
         self.assertGreater(figures["deliveries/s"], figures["messages/s"], "each message reaches a room of 5")
         self.assertEqual(figures["missing"], 0)
+        self.assertGreater(figures["wake-ups/message"], 0, "sidecast sleeps between messages at 50/s")
 
     def test_bridge(self):
         figures, _ = self.scenario("bridge", "--clients", "2")
