@@ -3,7 +3,8 @@ import PackageDescription
 
 // Imports point one way only:
 //   EngineIO → SocketIO (+ SidecastJSON) → Adapter (+ Redis) → Bridge → SidecastServer → sidecast
-// Each C library is wrapped by exactly one Swift module.
+// Each C library is wrapped by exactly one Swift module: jansson and msgpack-c by SidecastJSON,
+// hiredis by Redis.
 let package = Package(
     name: "sidecast",
     platforms: [.macOS(.v14)],
@@ -21,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-extras/swift-extras-base64.git", from: "1.2.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
@@ -32,6 +35,7 @@ let package = Package(
             dependencies: [
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 "CJansson",
+                "CMsgpack",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ]
@@ -39,6 +43,7 @@ let package = Package(
         .target(
             name: "EngineIO",
             dependencies: [
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -53,6 +58,7 @@ let package = Package(
                 "EngineIO",
                 "SidecastJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
@@ -76,7 +82,6 @@ let package = Package(
                 "SocketIO",
                 "SidecastJSON",
                 "Redis",
-                "CMsgpack",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -104,13 +109,14 @@ let package = Package(
                 "Adapter",
                 "Bridge",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .executableTarget(
@@ -127,6 +133,7 @@ let package = Package(
         .executableTarget(
             name: "sidecast-bench",
             dependencies: [
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -152,6 +159,7 @@ let package = Package(
         .testTarget(
             name: "EngineIOTests",
             dependencies: [
+                .product(name: "CompressNIO", package: "compress-nio"),
                 "EngineIO",
                 "EngineIOTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -219,7 +227,7 @@ if Context.environment["SIDECAST_FUZZ"] != nil {
         ("FuzzEngineIO", ["EngineIO"]),
         ("FuzzSocketIO", ["SocketIO"]),
         ("FuzzBridge", ["Bridge"]),
-        ("FuzzAdapter", ["Adapter"]),
+        ("FuzzAdapter", ["Adapter", "SidecastJSON"]),
         ("FuzzRedis", ["Redis"]),
     ]
     package.targets.append(.systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"))

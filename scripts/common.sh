@@ -3,9 +3,9 @@
 
 # System packages: the C libraries the build links, and the tools the tests use (redis-server for
 # the cluster tests; socat, jq and Go for the example backends in examples/; Chromium and its
-# driver for the browser test of examples/web).
+# driver for the browser test of examples/web; openssl for the TLS test's certificates).
 SIDECAST_APT_PACKAGES=(libhiredis-dev libjansson-dev libmsgpack-dev redis-server socat jq)
-SIDECAST_TEST_APT_PACKAGES=(golang-go chromium chromium-driver)
+SIDECAST_TEST_APT_PACKAGES=(golang-go chromium chromium-driver openssl)
 
 step() { printf '==> %s\n' "$*" >&2; }
 
@@ -63,27 +63,34 @@ ensure_test_packages() {
     fi
 }
 
-# Creates .venv (gitignored) with the test requirements. A stamp holding the hash of the
+# Creates .venv (gitignored) with the test requirements, and .venv-eio3 with the Engine.IO v3
+# clients (python-socketio 4.x cannot share a venv with 5.x). A stamp holding the hash of the
 # requirements file makes a second run skip pip entirely.
 ensure_venv() {
-    local requirements=scripts/requirements-test.txt
-    local stamp=.venv/.requirements.sha256
+    ensure_one_venv .venv scripts/requirements-test.txt
+    ensure_one_venv .venv-eio3 scripts/requirements-eio3.txt
+}
+
+ensure_one_venv() {
+    local venv=$1
+    local requirements=$2
+    local stamp=$venv/.requirements.sha256
     local want
     want=$(sha256sum "$requirements" | cut -d' ' -f1)
-    if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-        step "python venv up to date"
+    if [ -x "$venv"/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        step "python venv $venv up to date"
         return 0
     fi
-    if [ ! -x .venv/bin/python ]; then
-        step "creating python venv .venv"
-        if ! python3 -m venv .venv 2>/dev/null; then
+    if [ ! -x "$venv"/bin/python ]; then
+        step "creating python venv $venv"
+        if ! python3 -m venv "$venv" 2>/dev/null; then
             # Debian's own python3 ships venv/ensurepip separately.
-            rm -rf .venv
+            rm -rf "$venv"
             ensure_apt_packages python3-venv
-            python3 -m venv .venv
+            python3 -m venv "$venv"
         fi
     fi
-    step "installing python test packages"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    step "installing python packages into $venv"
+    "$venv"/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
     printf '%s\n' "$want" >"$stamp"
 }

@@ -18,6 +18,8 @@ final class Backend {
     /// flushed once at the end of the batch, one system call instead of one per reply.
     private var isReadingBatch = false
     private var hasUnflushedLines = false
+    /// A flush is queued for the end of the event loop's current round.
+    private var isFlushScheduled = false
 
     init(id: Int, hello: BackendCommand.Hello, channel: Channel) {
         self.id = id
@@ -33,16 +35,26 @@ final class Backend {
     }
 
     /// Writes a line that is already encoded, with its "\n": one encoding serves every group.
-    /// Lines are flushed at once (a backend waits on each of them), or at the end of the batch
-    /// of lines being read from this backend.
+    /// Lines are flushed at the end of the batch of lines being read from this backend, or
+    /// else at the end of the event loop's current round: the events of every client read in
+    /// one round reach the backend in one system call, and a lone event leaves as soon as the
+    /// round's reads are handled, without waiting for anything.
     func send(line: ByteBuffer) {
         guard isAttached else { return }
-        if isReadingBatch {
-            channel.write(line, promise: nil)
-            hasUnflushedLines = true
-        } else {
-            channel.writeAndFlush(line, promise: nil)
+        channel.write(line, promise: nil)
+        hasUnflushedLines = true
+        guard !isReadingBatch, !isFlushScheduled else { return }
+        isFlushScheduled = true
+        channel.eventLoop.assumeIsolated().execute { [self] in
+            isFlushScheduled = false
+            flushLines()
         }
+    }
+
+    private func flushLines() {
+        guard hasUnflushedLines else { return }
+        hasUnflushedLines = false
+        channel.flush()
     }
 
     /// The handler starts carrying out lines of one read; replies wait for `endReadBatch()`.
@@ -53,9 +65,7 @@ final class Backend {
     /// The read's lines are all carried out: flush their replies together.
     func endReadBatch() {
         isReadingBatch = false
-        guard hasUnflushedLines else { return }
-        hasUnflushedLines = false
-        channel.flush()
+        flushLines()
     }
 
     /// Writes the line and then closes the connection.

@@ -1,3 +1,4 @@
+import NIOCore
 import SidecastJSON
 import SocketIO
 
@@ -41,14 +42,27 @@ enum BackendMessage {
         )
     }
 
-    static func event(sid: String, namespace: String, event: String, args: [JSONValue], ack: Int?) -> JSONValue {
-        JSONValue.object([
-            "type": "event",
-            "sid": .string(sid),
-            "nsp": .string(namespace),
-            "event": .string(event),
-            "args": .array(args),
-        ]).adding([("ack", ack.map { .int(Int64($0)) })])
+    /// An `event` line with its "\n", printed without building the message as a value: the
+    /// arguments go from the client's parsed packet straight into the line
+    /// (`SocketIOEvent.writeArguments`) and jansson prints every other value between the
+    /// fixed keys. The text is what printing the whole message as a `JSONValue` gives:
+    /// `{"type":"event","sid":…,"nsp":…,"event":…,"args":[…],"ack":…}`, `ack` only when asked.
+    static func eventLine(sid: String, namespace: String, event: SocketIOEvent, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var line = allocator.buffer(capacity: 512)
+        line.writeStaticString(#"{"type":"event","sid":"#)
+        JSONValue.string(sid).write(to: &line)
+        line.writeStaticString(#","nsp":"#)
+        JSONValue.string(namespace).write(to: &line)
+        line.writeStaticString(#","event":"#)
+        JSONValue.string(event.name).write(to: &line)
+        line.writeStaticString(#","args":"#)
+        event.writeArguments(to: &line)
+        if let ack = event.ackID {
+            line.writeStaticString(#","ack":"#)
+            JSONValue.int(Int64(ack)).write(to: &line)
+        }
+        line.writeStaticString("}\n")
+        return line
     }
 
     static func disconnect(sid: String, namespace: String, reason: DisconnectReason) -> JSONValue {

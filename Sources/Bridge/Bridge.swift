@@ -534,13 +534,12 @@ extension Bridge: SocketEventSink {
         forEachGroup(serving: socket.namespace.name) { $0.deliver(.connect(socket)) }
     }
 
-    public func socket(_ socket: SocketIOSocket, didReceiveEvent event: String, args: [JSONValue], ackID: Int?) {
+    public func socket(_ socket: SocketIOSocket, didReceive event: SocketIOEvent) {
         let nsp = socket.namespace.name
         guard groups.values.contains(where: { $0.namespaces.contains(nsp) }) else {
-            return dropUnserved(event, namespace: nsp)
+            return dropUnserved(event.name, namespace: nsp)
         }
-        let message = BackendMessage.event(sid: socket.id, namespace: nsp, event: event, args: args, ack: ackID)
-        let line = Backend.line(message, allocator: ByteBufferAllocator())
+        let line = BackendMessage.eventLine(sid: socket.id, namespace: nsp, event: event, allocator: ByteBufferAllocator())
         forEachGroup(serving: nsp) { $0.deliver(.event(socket, line)) }
     }
 
@@ -603,13 +602,11 @@ extension Bridge {
         forEachGroup(serving: snapshot.namespace) { $0.deliver(.connect(remote)) }
     }
 
-    func remoteSocket(_ id: String, namespace nsp: String, didReceiveEvent event: String, args: [JSONValue], ackID: Int?) {
+    func remoteSocket(_ id: String, namespace nsp: String, didReceiveEvent event: String, line: ByteBuffer) {
         guard let remote = remoteSockets[id] else { return }
         guard groups.values.contains(where: { $0.namespaces.contains(nsp) }) else {
             return dropUnserved(event, namespace: nsp)
         }
-        let message = BackendMessage.event(sid: id, namespace: nsp, event: event, args: args, ack: ackID)
-        let line = Backend.line(message, allocator: ByteBufferAllocator())
         forEachGroup(serving: nsp) { $0.deliver(.event(remote, line)) }
     }
 

@@ -45,11 +45,14 @@ public final class ShardSink: SocketEventSink {
         bridge.eventLoop.execute { bridge.value.remoteSocketDidConnect(snapshot, socket: handle) }
     }
 
-    public func socket(_ socket: SocketIOSocket, didReceiveEvent event: String, args: [JSONValue], ackID: Int?) {
+    /// The event's line is written here, on the shard's loop, from the tree it was parsed
+    /// into: the bridge's loop only routes it.
+    public func socket(_ socket: SocketIOSocket, didReceive event: SocketIOEvent) {
         let bridge = self.bridge
-        let (id, nsp) = (socket.id, socket.namespace.name)
+        let (id, nsp, name) = (socket.id, socket.namespace.name, event.name)
+        let line = BackendMessage.eventLine(sid: id, namespace: nsp, event: event, allocator: ByteBufferAllocator())
         bridge.eventLoop.execute {
-            bridge.value.remoteSocket(id, namespace: nsp, didReceiveEvent: event, args: args, ackID: ackID)
+            bridge.value.remoteSocket(id, namespace: nsp, didReceiveEvent: name, line: line)
         }
     }
 

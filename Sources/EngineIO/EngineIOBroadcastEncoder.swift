@@ -13,14 +13,16 @@ public enum EngineIOBroadcastEncoder {
     /// payload length in 7, 7+16 or 7+64 bits, then the payload. Written here rather than by
     /// NIO's `WebSocketFrameEncoder`, which would need a channel to run in.
     static func frame(_ message: EngineIOMessage) -> ByteBuffer {
-        let (opcode, payload): (UInt8, ByteBuffer) = switch message.storage {
-        case .text(let buffer): (0x1, buffer)
-        case .binary(let data): (0x2, data)
-        }
+        let (opcode, payload) = message.webSocketOpcodeAndPayload
+        return self.frame(opcode: opcode, payload: payload, compressed: false)
+    }
+
+    /// A frame of `payload`; `compressed` sets RSV1, which marks a permessage-deflate message.
+    static func frame(opcode: UInt8, payload: ByteBuffer, compressed: Bool) -> ByteBuffer {
         let length = payload.readableBytes
         var frame = ByteBuffer()
         frame.reserveCapacity(10 + length)
-        frame.writeInteger(0x80 | opcode)
+        frame.writeInteger(0x80 | (compressed ? 0x40 : 0) | opcode)
         if length <= 125 {
             frame.writeInteger(UInt8(length))
         } else if length <= Int(UInt16.max) {
@@ -32,5 +34,15 @@ public enum EngineIOBroadcastEncoder {
         }
         frame.writeImmutableBuffer(payload)
         return frame
+    }
+}
+
+extension EngineIOMessage {
+    /// The frame opcode (text or binary) and payload of the message.
+    var webSocketOpcodeAndPayload: (opcode: UInt8, payload: ByteBuffer) {
+        switch self.storage {
+        case .text(let buffer): (0x1, buffer)
+        case .binary(let data): (0x2, data)
+        }
     }
 }

@@ -26,6 +26,17 @@ public struct EngineIOConfiguration: Sendable {
     public var transports: Set<EngineIOTransportKind>
     /// The event loop's shard this server is, written into its session ids.
     public var shard: LoopShard
+    /// Whether Engine.IO v3 clients (`EIO=3`, Socket.IO 2.x) are served; Node's `allowEIO3`.
+    public var allowEIO3: Bool
+    /// Whether clients reach the server over TLS, which the server does not see itself: every
+    /// handshake's `secure`, as Node's `request.connection.encrypted`.
+    public var isSecure: Bool
+    /// permessage-deflate for clients that offer it (Node's `perMessageDeflate`): messages of at
+    /// least this many bytes are compressed. Nil leaves the extension off.
+    public var perMessageDeflateThreshold: Int?
+    /// gzip or deflate for long-polling responses of at least this many bytes, by the request's
+    /// Accept-Encoding (Node's `httpCompression`). Nil leaves them uncompressed.
+    public var httpCompressionThreshold: Int?
 
     public init() {
         self.path = "/engine.io/"
@@ -36,5 +47,9 @@ public struct EngineIOConfiguration: Sendable {
         self.allowedOrigins = .none
         self.transports = [.polling, .websocket]
         self.shard = .only
+        self.allowEIO3 = false
+        self.isSecure = false
+        self.perMessageDeflateThreshold = nil
+        self.httpCompressionThreshold = nil
     }
 }

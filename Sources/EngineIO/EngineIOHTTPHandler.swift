@@ -16,9 +16,9 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         case idle
         /// The answer was decided from the head; it is sent once the request is complete.
         case answerAtEnd(Answer)
-        case handshake(HTTPRequestHead)
+        case handshake(HTTPRequestHead, EngineIOProtocolVersion)
         case poll(EngineIOSession)
-        case post(EngineIOSession, body: ByteBuffer)
+        case post(EngineIOSession, body: ByteBuffer, binary: Bool)
         /// A POST was refused before its end (413): the rest of its body is dropped.
         case discardingBody
         /// A GET waits for the session to send packets.
@@ -46,6 +46,8 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
     private var version = HTTPVersion.http1_1
     /// CORS headers for the request being served.
     private var corsHeaders = HTTPHeaders()
+    /// The coding its Accept-Encoding prefers, when `--http-compression` is on.
+    private var acceptedEncoding: HTTPCompression.Encoding?
 
     init(server: EngineIOServer) {
         self.server = server
@@ -72,7 +74,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
 
     func channelInactive(context: ChannelHandlerContext) {
         switch self.state {
-        case .awaitingPoll(let session), .post(let session, _), .awaitingPostAnswer(let session):
+        case .awaitingPoll(let session), .post(let session, _, _), .awaitingPostAnswer(let session):
             self.state = .idle
             session.pollingConnectionDidClose(self)
         case .awaitingRelay(let link):
@@ -98,6 +100,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         self.version = head.version
         self.keepAlive = head.isKeepAlive
         self.corsHeaders = HTTPHeaders()
+        self.acceptedEncoding = self.server.compressors.http == nil ? nil : HTTPCompression.encoding(accepting: head.headers)
         self.server.logger.debug("handling HTTP request", metadata: ["method": "\(head.method.rawValue)", "uri": "\(head.uri)"])
 
         guard head.uri.hasPrefix(self.server.configuration.path) else {
@@ -132,13 +135,13 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         switch self.server.route(method: head.method, query: query, isUpgrade: isUpgrade) {
         case .failure(let error):
             self.state = .answerAtEnd(.error(error))
-        case .success(.handshake):
+        case .success(.handshake(_, let version)):
             if self.server.isShuttingDown {
                 self.state = .answerAtEnd(.serviceUnavailable)
             } else if isUpgrade {
                 self.state = .answerAtEnd(.error(.badRequest))
             } else {
-                self.state = .handshake(head)
+                self.state = .handshake(head, version)
             }
         case .success(.otherShard(let owner)):
             // An upgrade reaches this handler only when it is not the first request of its
@@ -149,11 +152,13 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
             }
             let kind: RelayedRequest.Kind = switch head.method {
             case .GET: .poll
-            case .POST where head.headers.first(name: "content-type") == "application/octet-stream": .refusedPost(answered: false)
             case .POST: .post(ByteBuffer())
             default: .other
             }
-            let request = RelayedRequest(sid: query["sid"] ?? "", transport: query["transport"] ?? "", method: head.method, kind: kind)
+            let request = RelayedRequest(
+                sid: query["sid"] ?? "", transport: query["transport"] ?? "", method: head.method, kind: kind,
+                binary: head.headers.first(name: "content-type") == "application/octet-stream"
+            )
             let link = RelayLink(owner: owner)
             self.state = .relaying(link, request)
             // The session learns of a POST at its start, as for one of its own connections, so
@@ -170,14 +175,16 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
             case .GET:
                 self.state = .poll(session)
             case .POST:
-                // Binary payloads are base64 text in v4: an octet-stream body is refused.
-                if head.headers.first(name: "content-type") == "application/octet-stream" {
+                // Binary payloads are base64 text in v4: an octet-stream body is refused. A v3
+                // client may send the XHR2 binary payload instead.
+                let isBinary = head.headers.first(name: "content-type") == "application/octet-stream"
+                if isBinary && session.version == .v4 {
                     session.rejectPost(self)
                     self.state = .answerAtEnd(.error(.badRequest))
                 } else if let error = session.beginPost(self) {
                     self.state = .answerAtEnd(.error(error))
                 } else {
-                    self.state = .post(session, body: ByteBuffer())
+                    self.state = .post(session, body: ByteBuffer(), binary: isBinary)
                 }
             default:
                 self.state = .answerAtEnd(.error(.badRequest))
@@ -189,7 +196,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         if case .relaying(let link, var request) = self.state {
             return self.relayBody(chunk, link: link, request: &request)
         }
-        guard case .post(let session, var body) = self.state else { return }
+        guard case .post(let session, var body, let binary) = self.state else { return }
         // Leave the state while appending so the buffer is not shared and copied.
         self.state = .discardingBody
         guard body.readableBytes + chunk.readableBytes <= self.server.configuration.maxPayload else {
@@ -204,7 +211,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         } else {
             body.writeImmutableBuffer(chunk)
         }
-        self.state = .post(session, body: body)
+        self.state = .post(session, body: body, binary: binary)
     }
 
     /// Adds a chunk to a relayed POST's body; past maxPayload the POST is refused here and the
@@ -236,7 +243,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         case .relaying(let link, let request):
             self.state = .awaitingRelay(link)
             if case .post(let body) = request.kind {
-                link.finishPost(body)
+                link.finishPost(body, binary: request.binary)
             } else {
                 link.send(request, answeringTo: NIOLoopBound(self, eventLoop: self.server.eventLoop))
             }
@@ -248,14 +255,14 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
             self.respond(status: .noContent, headers: headers, contentLength: false)
         case .answerAtEnd(.serviceUnavailable):
             self.respond(status: .serviceUnavailable, headers: self.corsHeaders)
-        case .handshake(let head):
-            self.server.openPollingSession(head: head, remoteAddress: self.context?.remoteAddress,
+        case .handshake(let head, let version):
+            self.server.openPollingSession(head: head, remoteAddress: self.context?.remoteAddress, version: version,
                                            firstPoll: self)
         case .poll(let session):
             self.startPoll(on: session)
-        case .post(let session, let body):
+        case .post(let session, let body, let binary):
             self.state = .awaitingPostAnswer(session)
-            session.finishPost(self, body: body)
+            session.finishPost(self, body: body, binary: binary)
         case .idle, .discardingBody, .awaitingPoll, .awaitingPostAnswer, .awaitingRelay:
             break
         }
@@ -275,15 +282,37 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
 
     /// Answers the pending long-poll with one payload holding `messages`.
     func respondToPoll(with messages: [EngineIOMessage]) {
-        switch self.state {
-        case .awaitingPoll, .awaitingRelay: break
-        default: return
-        }
+        guard case .awaitingPoll(let session) = self.state else { return }
+        self.answerPoll(with: messages, version: session.version)
+    }
+
+    /// Answers the relayed long-poll with one payload holding `messages`, in the format of the
+    /// session's protocol `version`.
+    func respondToRelayedPoll(with messages: [EngineIOMessage], version: EngineIOProtocolVersion) {
+        guard case .awaitingRelay = self.state else { return }
+        self.answerPoll(with: messages, version: version)
+    }
+
+    private func answerPoll(with messages: [EngineIOMessage], version: EngineIOProtocolVersion) {
         self.state = .idle
-        let payload = EngineIOMessage.pollingPayload(messages)
+        let payload: (parts: [ByteBuffer], length: Int)
+        var contentType = "text/plain; charset=UTF-8"
+        if case .v3(let supportsBinary) = version {
+            let (body, binary) = EngineIOv3Payload.encode(messages, supportsBinary: supportsBinary)
+            payload = ([body], body.readableBytes)
+            if binary { contentType = "application/octet-stream" }
+        } else {
+            payload = EngineIOMessage.pollingPayload(messages)
+        }
         var headers = self.corsHeaders
-        headers.add(name: "Content-Type", value: "text/plain; charset=UTF-8")
+        headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Cache-Control", value: "no-store")
+        if let encoding = self.acceptedEncoding, let compression = self.server.compressors.http,
+           let compressed = compression.compress(payload.parts, length: payload.length, as: encoding) {
+            headers.add(name: "Content-Encoding", value: encoding.rawValue)
+            self.respond(status: .ok, headers: headers, body: [compressed], length: compressed.readableBytes)
+            return
+        }
         self.respond(status: .ok, headers: headers, body: payload.parts, length: payload.length)
     }
 

@@ -15,8 +15,10 @@ public struct EngineIOHandshake: Sendable {
     private let request: String
     /// When the session was opened, in milliseconds since the Unix epoch.
     public let issued: Int64
+    /// Whether the request came over TLS.
+    public let secure: Bool
 
-    init(head: HTTPRequestHead, remoteAddress: SocketAddress?) {
+    init(head: HTTPRequestHead, remoteAddress: SocketAddress?, secure: Bool) {
         let address = remoteAddress?.ipAddress ?? ""
         var length = address.utf8.count + 1 + head.uri.utf8.count
         for header in head.headers {
@@ -35,6 +37,7 @@ public struct EngineIOHandshake: Sendable {
         }
         self.request = request
         self.issued = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        self.secure = secure
     }
 
     /// The peer's IP address, without the port.
@@ -64,17 +67,14 @@ public struct EngineIOHandshake: Sendable {
     private var lines: [Substring.UTF8View] {
         self.request.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
     }
-
-    /// Always false: the server speaks plain TCP.
-    public var secure: Bool { false }
 }
 
 /// The parts of a request URI the server routes on.
-struct EngineIORequestURI: Equatable {
-    var path: Substring
-    var query: [String: String]
+public struct EngineIORequestURI: Equatable {
+    public var path: Substring
+    public var query: [String: String]
 
-    init(_ uri: String) {
+    public init(_ uri: String) {
         if let mark = uri.firstIndex(of: "?") {
             self.path = uri[..<mark]
             self.query = Self.parseQuery(uri[uri.index(after: mark)...])
@@ -86,7 +86,7 @@ struct EngineIORequestURI: Equatable {
 
     /// `application/x-www-form-urlencoded` decoding as `URLSearchParams` does it: "+" is a
     /// space, bad percent escapes are kept literally, a fragment ends the query.
-    static func parseQuery(_ query: Substring) -> [String: String] {
+    public static func parseQuery(_ query: Substring) -> [String: String] {
         var result: [String: String] = [:]
         let query = query.prefix { $0 != "#" }
         for pair in query.split(separator: "&", omittingEmptySubsequences: true) {

@@ -15,7 +15,7 @@ import NIOCore
 /// timeouts are never early: a session gets its full `pingTimeout`.
 final class EngineIOHeartbeat {
     /// Where a session's entry is: which queue, and its sequence number there. One word, as
-    /// every session keeps one: 0 for none, else (sequence + 1) << 1 | awaitsPong.
+    /// every session keeps one: 0 for none, else (sequence + 1) << 2 | queue.
     struct Slot: Equatable {
         private var raw: UInt64
 
@@ -25,12 +25,19 @@ final class EngineIOHeartbeat {
             self.raw = raw
         }
 
-        fileprivate init(awaitsPong: Bool, sequence: UInt64) {
-            self.raw = (sequence + 1) << 1 | (awaitsPong ? 1 : 0)
+        fileprivate init(_ queue: QueueKind, sequence: UInt64) {
+            self.raw = (sequence + 1) << 2 | queue.rawValue
         }
 
-        fileprivate var awaitsPong: Bool { self.raw & 1 == 1 }
-        fileprivate var sequence: UInt64 { (self.raw >> 1) - 1 }
+        fileprivate var queue: QueueKind { QueueKind(rawValue: self.raw & 3)! }
+        fileprivate var sequence: UInt64 { (self.raw >> 2) - 1 }
+    }
+
+    fileprivate enum QueueKind: UInt64 {
+        case ping = 0
+        case pong = 1
+        /// An Engine.IO v3 session waiting for its client's next ping.
+        case clientPing = 2
     }
 
     private struct Entry {
@@ -83,6 +90,9 @@ final class EngineIOHeartbeat {
     private var pings = Queue()
     /// Sessions that were pinged and owe a pong.
     private var timeouts = Queue()
+    /// Engine.IO v3 sessions, whose clients ping: each must ping again within
+    /// pingInterval + pingTimeout (Node's `resetPingTimeout` for protocol 3).
+    private var clientPings = Queue()
     private var timer: Scheduled<Void>?
     private var timerDeadline: NIODeadline?
     /// While due entries are handled: the timer is armed once at the end.
@@ -96,7 +106,7 @@ final class EngineIOHeartbeat {
     }
 
     /// Entries in both queues, cleared ones not yet dropped included.
-    var queuedEntryCount: Int { self.pings.entries.count + self.timeouts.entries.count }
+    var queuedEntryCount: Int { self.pings.entries.count + self.timeouts.entries.count + self.clientPings.entries.count }
 
     /// Whether the shared timer is armed.
     var isTimerArmed: Bool { self.timer != nil }
@@ -106,7 +116,17 @@ final class EngineIOHeartbeat {
         self.cancel(session)
         let deadline = self.eventLoop.now + self.pingInterval
         let sequence = self.pings.append(Entry(session: session, deadline: deadline))
-        session.heartbeatSlot = Slot(awaitsPong: false, sequence: sequence)
+        session.heartbeatSlot = Slot(.ping, sequence: sequence)
+        self.armUnlessFiring(at: deadline)
+    }
+
+    /// Closes the v3 `session` with "ping timeout" unless its client pings within
+    /// pingInterval + pingTimeout, replacing what it waited for before.
+    func expectClientPing(from session: EngineIOSession) {
+        self.cancel(session)
+        let deadline = self.eventLoop.now + self.pingInterval + self.pingTimeout
+        let sequence = self.clientPings.append(Entry(session: session, deadline: deadline))
+        session.heartbeatSlot = Slot(.clientPing, sequence: sequence)
         self.armUnlessFiring(at: deadline)
     }
 
@@ -115,7 +135,7 @@ final class EngineIOHeartbeat {
         self.cancel(session)
         let deadline = self.eventLoop.now + self.pingTimeout
         let sequence = self.timeouts.append(Entry(session: session, deadline: deadline))
-        session.heartbeatSlot = Slot(awaitsPong: true, sequence: sequence)
+        session.heartbeatSlot = Slot(.pong, sequence: sequence)
         self.armUnlessFiring(at: deadline)
     }
 
@@ -124,13 +144,17 @@ final class EngineIOHeartbeat {
         let slot = session.heartbeatSlot
         guard slot != .none else { return }
         session.heartbeatSlot = .none
-        if slot.awaitsPong {
+        switch slot.queue {
+        case .pong:
             self.timeouts.clear(slot.sequence)
             // Pongs come back in the order the pings went out: usually the head.
             self.timeouts.dropClearedHeads()
-        } else {
+        case .ping:
             self.pings.clear(slot.sequence)
             self.pings.dropClearedHeads()
+        case .clientPing:
+            self.clientPings.clear(slot.sequence)
+            self.clientPings.dropClearedHeads()
         }
     }
 
@@ -159,6 +183,11 @@ final class EngineIOHeartbeat {
             session.heartbeatSlot = .none
             session.heartbeatDidTimeOut()
         }
+        while let entry = self.clientPings.popFirst(dueBy: now) {
+            guard let session = entry.session else { continue }
+            session.heartbeatSlot = .none
+            session.heartbeatDidTimeOut()
+        }
         while let entry = self.pings.popFirst(dueBy: now + self.coalescingWindow) {
             guard let session = entry.session else { continue }
             session.heartbeatSlot = .none
@@ -169,7 +198,9 @@ final class EngineIOHeartbeat {
         self.isFiring = false
         self.pings.dropClearedHeads()
         self.timeouts.dropClearedHeads()
-        let next = [self.pings.entries.first?.deadline, self.timeouts.entries.first?.deadline].compactMap { $0 }.min()
+        self.clientPings.dropClearedHeads()
+        let next = [self.pings.entries.first?.deadline, self.timeouts.entries.first?.deadline,
+                    self.clientPings.entries.first?.deadline].compactMap { $0 }.min()
         if let next {
             self.arm(at: next)
         }
@@ -180,12 +211,13 @@ final class EngineIOHeartbeat {
         self.timer?.cancel()
         self.timer = nil
         self.timerDeadline = nil
-        for queue in [self.pings, self.timeouts] {
+        for queue in [self.pings, self.timeouts, self.clientPings] {
             for case let session? in queue.entries.lazy.map(\.session) {
                 session.heartbeatSlot = .none
             }
         }
         self.pings.removeAll()
         self.timeouts.removeAll()
+        self.clientPings.removeAll()
     }
 }

@@ -55,6 +55,8 @@ public struct EngineIOMessage: Sendable, Hashable {
     /// Every session gets one each ping interval: its WebSocket frame is encoded once.
     static let ping = EngineIOBroadcastEncoder.prepare([packet(.ping)])[0]
     static let probePong = packet(.pong, "probe")
+    /// The answer to an Engine.IO v3 client's ping.
+    static let pong = packet(.pong)
     static let noop = packet(.noop)
     static let close = packet(.close)
 

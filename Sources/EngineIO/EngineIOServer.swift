@@ -17,8 +17,10 @@ public enum EngineIOCloseReason: String, Sendable {
 /// Implemented by the Socket.IO layer. All calls happen on the server's event loop.
 public protocol EngineIOServerDelegate: AnyObject {
     func sessionDidOpen(_ session: EngineIOSession)
-    /// A text message; `text` is the payload after the "4" type digit.
-    func session(_ session: EngineIOSession, didReceiveText text: String)
+    /// A text message; `text` is the payload after the "4" type digit, as bytes that should
+    /// be UTF-8 (nothing here checks: Socket.IO's parser refuses invalid JSON text). A buffer,
+    /// not a `String`, so the payload is parsed where it was read, uncopied.
+    func session(_ session: EngineIOSession, didReceiveText text: ByteBuffer)
     func session(_ session: EngineIOSession, didReceiveBinary data: ByteBuffer)
     /// Called exactly once per session, after which the session sends nothing more.
     func session(_ session: EngineIOSession, didCloseWith reason: EngineIOCloseReason)
@@ -33,6 +35,7 @@ public final class EngineIOServer {
     public let eventLoop: EventLoop
     let logger: Logger
     let cors: CORSPolicy
+    let compressors: EngineIOCompressors
     /// Held weakly: the Socket.IO layer owns the server, not the other way round.
     public weak var delegate: EngineIOServerDelegate?
 
@@ -55,6 +58,7 @@ public final class EngineIOServer {
         self.logger = logger
         self.cors = CORSPolicy(origins: configuration.allowedOrigins)
         self.metrics = EngineIOMetrics(shard: configuration.shard)
+        self.compressors = EngineIOCompressors(configuration: configuration)
         self.heartbeat = EngineIOHeartbeat(
             eventLoop: eventLoop, pingInterval: configuration.pingInterval, pingTimeout: configuration.pingTimeout
         )
@@ -197,7 +201,7 @@ public final class EngineIOServer {
 
     /// What a valid request addresses.
     enum RequestTarget {
-        case handshake(EngineIOTransportKind)
+        case handshake(EngineIOTransportKind, EngineIOProtocolVersion)
         case session(EngineIOSession)
         /// A session of another shard of this node: the request is relayed to it.
         case otherShard(NIOLoopBound<EngineIOServer>)
@@ -222,8 +226,16 @@ public final class EngineIOServer {
         }
         guard method == .GET else { return .failure(.badHandshakeMethod) }
         if transport == .websocket && !isUpgrade { return .failure(.badRequest) }
-        guard query["EIO"] == "4" else { return .failure(.unsupportedProtocolVersion) }
-        return .success(.handshake(transport))
+        guard let version = self.protocolVersion(of: query) else { return .failure(.unsupportedProtocolVersion) }
+        return .success(.handshake(transport, version))
+    }
+
+    /// The protocol a handshake asks for: "4", or with `allowEIO3` anything else is taken as
+    /// v3, as the Node server's `verify` does.
+    func protocolVersion(of query: [String: String]) -> EngineIOProtocolVersion? {
+        if query["EIO"] == "4" { return .v4 }
+        guard self.configuration.allowEIO3 else { return nil }
+        return .v3(supportsBinary: (query["b64"] ?? "").isEmpty)
     }
 
     /// `shouldUpgrade` of the WebSocket upgrader: nil leaves the request to the HTTP handler,
@@ -244,7 +256,11 @@ public final class EngineIOServer {
         // have read bytes yet.
         switch self.route(method: head.method, query: uri.query, isUpgrade: true) {
         case .success:
-            return HTTPHeaders()
+            var headers = HTTPHeaders()
+            if self.compressors.webSocket != nil, let agreement = PerMessageDeflate.negotiate(head.headers) {
+                headers.add(name: "Sec-WebSocket-Extensions", value: agreement.responseHeader)
+            }
+            return headers
         case .failure:
             return nil
         }
@@ -256,11 +272,14 @@ public final class EngineIOServer {
         try pipeline.addHandler(WebSocketFrameReader(maxFrameSize: self.configuration.maxPayload), position: .after(nioReader.handler))
         pipeline.removeHandler(context: nioReader, promise: nil)
         let webSocket = WebSocketTransportHandler(server: self)
+        // The same offer as `upgradeResponseHeaders` answered.
+        webSocket.compression = self.compressors.webSocket == nil ? nil : PerMessageDeflate.negotiate(head.headers)?.clientContext
         try pipeline.addHandler(webSocket)
         let uri = EngineIORequestURI(head.uri)
         if let sid = uri.query["sid"], !sid.isEmpty {
             if self.sessions[sid] == nil, let owner = self.otherShard(owning: sid) {
-                let link = RelayedSessionLink(owner: owner)
+                // The upgrade request names the session's protocol, as its handshake did.
+                let link = RelayedSessionLink(owner: owner, version: self.protocolVersion(of: uri.query) ?? .v4)
                 webSocket.relay = link
                 link.adopt(sid: sid, handler: NIOLoopBound(webSocket, eventLoop: self.eventLoop))
                 return
@@ -273,8 +292,9 @@ public final class EngineIOServer {
             webSocket.session = session
             session.beginUpgrade(webSocket)
         } else {
-            let handshake = EngineIOHandshake(head: head, remoteAddress: channel.remoteAddress)
-            let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake, webSocket: webSocket)
+            let handshake = EngineIOHandshake(head: head, remoteAddress: channel.remoteAddress, secure: self.configuration.isSecure)
+            let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake, webSocket: webSocket,
+                                          version: self.protocolVersion(of: uri.query) ?? .v4)
             webSocket.session = session
             self.register(session)
             self.delegate?.sessionDidOpen(session)
@@ -286,10 +306,10 @@ public final class EngineIOServer {
     /// Opens a polling session whose first long-poll is the handshake request itself, so the
     /// open packet is its answer; the delegate hears of the session after that, like Node's
     /// "connection" event.
-    func openPollingSession(head: HTTPRequestHead, remoteAddress: SocketAddress?,
+    func openPollingSession(head: HTTPRequestHead, remoteAddress: SocketAddress?, version: EngineIOProtocolVersion,
                             firstPoll: EngineIOHTTPHandler) {
-        let handshake = EngineIOHandshake(head: head, remoteAddress: remoteAddress)
-        let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake)
+        let handshake = EngineIOHandshake(head: head, remoteAddress: remoteAddress, secure: self.configuration.isSecure)
+        let session = EngineIOSession(server: self, id: self.makeSessionID(), handshake: handshake, version: version)
         self.register(session)
         firstPoll.startPoll(on: session)
         if session.isOpen {

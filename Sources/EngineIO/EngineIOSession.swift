@@ -8,6 +8,8 @@ public final class EngineIOSession {
     public let id: String
     public let handshake: EngineIOHandshake
     public private(set) var transport: EngineIOTransportKind
+    /// The Engine.IO revision the client speaks.
+    public let version: EngineIOProtocolVersion
     /// The upper layer's per-session state.
     public var userData: AnyObject?
 
@@ -76,18 +78,21 @@ public final class EngineIOSession {
     /// packet; the Node polling transport's `closeTimeout`.
     static let pollingCloseTimeout: TimeAmount = .seconds(30)
 
-    init(server: EngineIOServer, id: String, handshake: EngineIOHandshake) {
+    init(server: EngineIOServer, id: String, handshake: EngineIOHandshake, version: EngineIOProtocolVersion = .v4) {
         self.server = server
         self.id = id
         self.handshake = handshake
+        self.version = version
         self.transport = .polling
         self.state = .polling(Polling())
     }
 
-    init(server: EngineIOServer, id: String, handshake: EngineIOHandshake, webSocket: WebSocketTransport) {
+    init(server: EngineIOServer, id: String, handshake: EngineIOHandshake, webSocket: WebSocketTransport,
+         version: EngineIOProtocolVersion = .v4) {
         self.server = server
         self.id = id
         self.handshake = handshake
+        self.version = version
         self.transport = .websocket
         self.state = .websocket(webSocket)
     }
@@ -231,7 +236,12 @@ public final class EngineIOSession {
         let upgradeList = upgrades.map { "\"\($0.rawValue)\"" }.joined(separator: ",")
         let json = #"{"sid":"\#(self.id)","upgrades":[\#(upgradeList)],"pingInterval":\#(config.pingInterval.nanoseconds / 1_000_000),"pingTimeout":\#(config.pingTimeout.nanoseconds / 1_000_000),"maxPayload":\#(config.maxPayload)}"#
         self.send(EngineIOMessage.packet(.open, json))
-        self.schedulePing()
+        if self.version == .v4 {
+            self.schedulePing()
+        } else {
+            // In v3 the client pings and the server answers.
+            self.server.heartbeat.expectClientPing(from: self)
+        }
     }
 
     /// Closes the session from the server side. The delegate is told at once (if the session
@@ -323,22 +333,28 @@ public final class EngineIOSession {
     // MARK: - Inbound packets
 
     /// A packet from the session's current transport. Only the pong "3" counts as a heartbeat
-    /// answer, as in the Node server; a ping from a v4 client is a protocol error.
+    /// answer, as in the Node server; a ping from a v4 client is a protocol error. In v3 the
+    /// heartbeat runs the other way: the client's ping is answered with a pong, and a pong
+    /// from the client is the error.
     private func handle(_ packet: EngineIOPacket) {
         switch packet {
-        case .pong:
+        case .pong where self.version == .v4:
             self.log("got pong")
             self.schedulePing()
+        case .ping where self.version != .v4:
+            self.log("got ping")
+            self.server.heartbeat.expectClientPing(from: self)
+            self.send(EngineIOMessage.pong)
         case .text(let payload):
             self.log("got message of \(payload.readableBytes) bytes")
-            self.server.delegate?.session(self, didReceiveText: String(buffer: payload))
+            self.server.delegate?.session(self, didReceiveText: payload)
         case .binary(let data):
             self.log("got binary message of \(data.readableBytes) bytes")
             self.server.delegate?.session(self, didReceiveBinary: data)
         case .close:
             self.log("got close packet")
             self.terminate(.transportClose, clientClosed: true)
-        case .ping:
+        case .ping, .pong:
             self.log("invalid heartbeat direction")
             self.terminate(.transportError, clientClosed: false)
         case .open, .upgrade, .noop:
@@ -411,7 +427,7 @@ public final class EngineIOSession {
     /// The complete body of a POST begun with `beginPost`. The POST is answered through
     /// `respondToPost`: at once, or after `resumeReading()` when reading is paused. The
     /// packets before a malformed one are still handled.
-    func finishPost(_ post: PollingExchange, body: ByteBuffer) {
+    func finishPost(_ post: PollingExchange, body: ByteBuffer, binary: Bool) {
         switch self.state {
         case .polling(var polling) where polling.activePost === post:
             polling.activePost = nil
@@ -424,7 +440,8 @@ public final class EngineIOSession {
             return
         }
         self.log("received polling payload of \(body.readableBytes) bytes")
-        let (packets, malformed) = EngineIOPacket.decodePayload(body)
+        let (packets, malformed) = self.version == .v4
+            ? EngineIOPacket.decodePayload(body) : EngineIOv3Payload.decode(body, binary: binary)
         self.heldPost = HeldPost(post: post, packets: packets[...], malformed: malformed)
         self.deliverHeldPost()
     }

@@ -24,8 +24,8 @@ struct RelayedRequest: Sendable {
         /// A POST, announced at its start (`RelayLink.beginPost`) and handed its whole body at
         /// its end (`RelayLink.finishPost`).
         case post(ByteBuffer)
-        /// A POST the connection's loop refused (binary content type, body over maxPayload);
-        /// `answered` when it already answered it.
+        /// A POST the connection's loop refused (body over maxPayload); `answered` when it
+        /// already answered it.
         case refusedPost(answered: Bool)
         /// Any other method: answered with "bad request" once the sid is known valid.
         case other
@@ -35,6 +35,9 @@ struct RelayedRequest: Sendable {
     var transport: String
     var method: HTTPMethod
     var kind: Kind
+    /// Whether a POST's body is `application/octet-stream`: refused in v4, the XHR2 binary
+    /// payload of a v3 client.
+    var binary = false
 }
 
 /// The owning shard's side of a relayed request: the session answers it like a connection of
@@ -49,9 +52,10 @@ final class RelayedExchange: PollingExchange {
     }
 
     func respondToPoll(with messages: [EngineIOMessage]) {
+        let version = session?.version ?? .v4
         session = nil
         let handler = self.handler
-        handler.eventLoop.execute { handler.value.respondToPoll(with: messages) }
+        handler.eventLoop.execute { handler.value.respondToRelayedPoll(with: messages, version: version) }
     }
 
     func respondToPost(_ error: EngineIOError?) {
@@ -95,11 +99,11 @@ struct RelayLink: Sendable {
     }
 
     /// Hands the POST's whole body to the session that took its start.
-    func finishPost(_ body: ByteBuffer) {
+    func finishPost(_ body: ByteBuffer, binary: Bool) {
         let link = self
         owner.eventLoop.execute {
             guard let exchange = link.exchange.value, let session = exchange.session else { return }
-            session.finishPost(exchange, body: body)
+            session.finishPost(exchange, body: body, binary: binary)
         }
     }
 
@@ -148,6 +152,11 @@ extension EngineIOServer {
                 exchange.session = session
                 if let error = session.handlePoll(exchange) { exchange.respond(error) }
             case .post:
+                // Binary payloads are base64 text in v4, as for a POST of this shard.
+                if request.binary && session.version == .v4 {
+                    session.rejectPost(exchange)
+                    return exchange.respond(.badRequest)
+                }
                 exchange.session = session
                 if let error = session.beginPost(exchange) { exchange.respond(error) }
             case .refusedPost(let answered):
@@ -235,12 +244,15 @@ final class RelayedWebSocket: WebSocketTransport {
 
 /// On the connection's loop: the session of another shard that a WebSocket serves.
 final class RelayedSessionLink {
+    /// The session's protocol, for reading and writing its frames here.
+    let version: EngineIOProtocolVersion
     private let owner: NIOLoopBound<EngineIOServer>
     /// The session's side, made on the owning loop when the upgrade is handed over.
     private let transport: NIOLoopBoundBox<RelayedWebSocket?>
 
-    init(owner: NIOLoopBound<EngineIOServer>) {
+    init(owner: NIOLoopBound<EngineIOServer>, version: EngineIOProtocolVersion) {
         self.owner = owner
+        self.version = version
         self.transport = .makeEmptyBox(valueType: RelayedWebSocket.self, eventLoop: owner.eventLoop)
     }
 

@@ -27,6 +27,15 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
     private var isWritable = true
     private var closeSent = false
     private var hasAggregator = false
+    /// permessage-deflate, when the client offered it and the server has it on: how the client
+    /// compresses. One byte rather than the agreement, whose header string every connection
+    /// would keep.
+    var compression: PerMessageDeflate.ClientContext?
+    /// Made at the client's first compressed message.
+    private var inflater: WebSocketInflater?
+    /// Whether the fragmented message NIO's aggregator is joining was compressed: the
+    /// aggregator drops RSV1, so `CompressedFragmentMarker` notes it from the first fragment.
+    var isJoiningCompressedMessage = false
     /// Written frames wait for `flushNow`, which the server calls once per event loop round.
     private var flushPending = false
     private var isReadingPaused = false
@@ -55,10 +64,15 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = Self.unwrapInboundIn(data)
+        var frame = Self.unwrapInboundIn(data)
         if !self.hasAggregator, !frame.fin || frame.opcode == .continuation {
             self.addAggregator(context: context, passing: frame)
             return
+        }
+        if self.isJoiningCompressedMessage, frame.opcode == .text || frame.opcode == .binary {
+            // The joined message: marked again, as it was sent, so that it is inflated.
+            self.isJoiningCompressedMessage = false
+            frame.rsv1 = true
         }
         if self.isReadingPaused || self.nextHeldFrame < self.heldFrames.count {
             self.heldFrames.append(frame)
@@ -80,6 +94,9 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
         )
         do {
             try context.pipeline.syncOperations.addHandler(aggregator, position: .before(self))
+            if self.compression != nil {
+                try context.pipeline.syncOperations.addHandler(CompressedFragmentMarker(transport: self), position: .before(aggregator))
+            }
             let reader = try context.pipeline.syncOperations.context(handlerType: WebSocketFrameReader.self)
             reader.fireChannelRead(NIOAny(fragment))
         } catch {
@@ -147,11 +164,19 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
     // MARK: - Frames
 
     private func process(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        if frame.rsv1 {
+            self.processCompressed(frame, context: context)
+            return
+        }
         switch frame.opcode {
         case .text:
-            self.received(EngineIOPacket(text: frame.unmaskedData))
+            let packet = self.version == .v4
+                ? EngineIOPacket(text: frame.unmaskedData) : EngineIOPacket(v3Text: frame.unmaskedData)
+            self.received(packet)
         case .binary:
-            self.received(.binary(frame.unmaskedData))
+            let packet = self.version == .v4
+                ? .binary(frame.unmaskedData) : EngineIOv3Payload.decodeBinaryFrame(frame.unmaskedData)
+            self.received(packet)
         case .ping:
             guard !self.closeSent else { return }
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
@@ -163,11 +188,39 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
         }
     }
 
+    /// The session's protocol version; for a relayed session, the one its upgrade request named.
+    private var version: EngineIOProtocolVersion {
+        self.session?.version ?? self.relay?.version ?? .v4
+    }
+
     private func received(_ packet: EngineIOPacket?) {
         if let relay = self.relay {
             relay.received(packet)
         } else {
             self.session?.webSocket(self, didReceive: packet)
+        }
+    }
+
+    /// A message with RSV1 set: permessage-deflate compressed, allowed only on a data frame of
+    /// a connection that agreed to the extension (RFC 7692 §6.1).
+    private func processCompressed(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        guard let compression = self.compression, frame.opcode == .text || frame.opcode == .binary else {
+            self.errorCaught(context: context, error: PerMessageDeflateError.unexpectedCompression)
+            return
+        }
+        let data: ByteBuffer
+        do {
+            let inflater = try self.inflater ?? WebSocketInflater(resetsEachMessage: compression == .resetEachMessage)
+            self.inflater = inflater
+            data = try inflater.inflate(frame.unmaskedData, limit: self.server.configuration.maxPayload)
+        } catch {
+            self.errorCaught(context: context, error: error)
+            return
+        }
+        if frame.opcode == .text {
+            self.received(EngineIOPacket(text: data))
+        } else {
+            self.received(.binary(data))
         }
     }
 
@@ -195,7 +248,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
         let relay = self.relay
         self.relay = nil
         switch error {
-        case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
+        case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge,
+            WebSocketInflater.Failure.tooLarge:
             self.close(code: .messageTooLarge)
         default:
             self.close(code: .protocolError)
@@ -207,8 +261,16 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
     /// Writes each message as its own frame, text or binary.
     func write(_ messages: some Collection<EngineIOMessage>) {
         guard !self.closeSent, let context = self.context else { return }
+        let isV3 = self.version != .v4
         for message in messages {
-            if let encoded = message.encodedFrame, let encoderContext = self.encoderContext {
+            if isV3, case .binary(let data) = message.storage {
+                // A v3 binary frame starts with the packet type (and is sent uncompressed).
+                let frame = WebSocketFrame(fin: true, opcode: .binary, data: EngineIOv3Payload.binaryFrame(data))
+                context.write(Self.wrapOutboundOut(frame), promise: nil)
+            } else if self.compression != nil, let encoderContext = self.encoderContext,
+               let deflated = self.server.compressors.deflatedFrame(for: message) {
+                encoderContext.write(NIOAny(deflated), promise: nil)
+            } else if let encoded = message.encodedFrame, let encoderContext = self.encoderContext {
                 encoderContext.write(NIOAny(encoded), promise: nil)
             } else {
                 context.write(Self.wrapOutboundOut(message.webSocketFrame), promise: nil)
@@ -261,6 +323,29 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
         context.writeAndFlush(Self.wrapOutboundOut(reply)).whenComplete { _ in
             loopBoundContext.value.close(promise: nil)
         }
+    }
+}
+
+/// Sits before NIO's frame aggregator on a connection with permessage-deflate. RSV1 marks a
+/// compressed message on its first frame only (RFC 7692 §6.1), and the aggregator, joining the
+/// fragments, drops it: this tells the transport, which the joined message reaches next, before
+/// any other message can come.
+final class CompressedFragmentMarker: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+
+    private weak var transport: WebSocketTransportHandler?
+
+    init(transport: WebSocketTransportHandler) {
+        self.transport = transport
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = Self.unwrapInboundIn(data)
+        if !frame.fin, frame.opcode == .text || frame.opcode == .binary {
+            self.transport?.isJoiningCompressedMessage = frame.rsv1
+        }
+        context.fireChannelRead(data)
     }
 }
 

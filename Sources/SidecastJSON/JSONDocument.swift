@@ -17,6 +17,11 @@ public final class JSONDocument {
         root = try buffer.withUnsafeReadableBytes { JSONValue.loadTree($0) }.get()
     }
 
+    /// Parses bytes borrowed from elsewhere, such as the payload part of a Socket.IO packet.
+    public init(parsing bytes: UnsafeRawBufferPointer) throws(JSONError) {
+        root = try JSONValue.loadTree(bytes).get()
+    }
+
     deinit {
         json_decref(root)
     }
@@ -68,6 +73,52 @@ public final class JSONDocument {
         var bytes = ByteBuffer()
         appendCompactJSON(array, to: &bytes)
         return JSONText(printed: bytes)
+    }
+
+    /// The number of elements when the root is an array, else `nil`.
+    public var arrayCount: Int? {
+        root.pointee.type == JSON_ARRAY ? json_array_size(root) : nil
+    }
+
+    /// Element `index` of the root array as a value (a `{"$binary":…}` object stays an
+    /// object); `nil` when the root is not an array or has no such element.
+    public func element(_ index: Int) -> JSONValue? {
+        guard index >= 0, let element = json_array_get(root, index) else { return nil }
+        do {
+            return try JSONValue(borrowing: element, decodingBinary: false)
+        } catch {
+            preconditionFailure("only decoding $binary objects can fail: \(error)")
+        }
+    }
+
+    /// The root array without its first `count` elements, as values.
+    public func elements(droppingFirst count: Int) -> [JSONValue] {
+        let size = arrayCount ?? 0
+        guard count < size else { return [] }
+        return (count..<size).map { element($0)! }
+    }
+
+    /// Appends the array `[root[count], root[count + 1], ...]` (the arguments of a Socket.IO
+    /// EVENT whose data is the root) to `buffer`, exactly as `JSONValue.write(to:)` prints the
+    /// same values. The root must be an array. Whole reals are replaced by integers in this
+    /// document's tree, as `printedArray` does: elements read afterwards may be `.int` where
+    /// they were `.double`, with the same printed text.
+    public func writeArray(droppingFirst count: Int, to buffer: inout ByteBuffer) {
+        precondition(root.pointee.type == JSON_ARRAY, "writeArray(droppingFirst:) needs an array root")
+        Self.replaceWholeReals(in: root)
+        guard count > 0 else { return appendCompactJSON(root, to: &buffer) }
+        guard let array = json_array() else { preconditionFailure("jansson could not allocate an array") }
+        defer { json_decref(array) }
+        let size = json_array_size(root)
+        if count < size {
+            for index in count..<size {
+                // Adds a reference: the elements stay shared with the root.
+                guard json_array_append(array, json_array_get(root, index)) == 0 else {
+                    preconditionFailure("jansson failed to grow an array")
+                }
+            }
+        }
+        appendCompactJSON(array, to: &buffer)
     }
 
     private func member(_ key: String) -> UnsafeMutablePointer<json_t>? {

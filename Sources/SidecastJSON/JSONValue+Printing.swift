@@ -103,12 +103,13 @@ private func withUTF8Pointer<Result>(_ string: String, _ body: (UnsafePointer<CC
 
 /// Prints `json` compactly at the end of `buffer`. `json_dumpb` fills the memory it is given in
 /// one call, where a dump callback would cost a `ByteBuffer` write per token. When the space
-/// reserved up front is too small, the exact size jansson reported is reserved and the value
-/// printed again.
+/// tried first is too small, the exact size jansson reported is reserved and the value printed
+/// again. A buffer with some room left is tried as it is, so a caller that reserved room for a
+/// whole message (printing several values into it) makes it grow at most once.
 func appendCompactJSON(_ json: UnsafeMutablePointer<json_t>, to buffer: inout ByteBuffer) {
     let flags = Int(JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
     var needed = 0
-    let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 256) { space in
+    let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: buffer.writableBytes >= 64 ? 0 : 256) { space in
         needed = json_dumpb(json, space.baseAddress?.assumingMemoryBound(to: CChar.self), space.count, flags)
         return needed <= space.count ? needed : 0
     }

@@ -2,9 +2,11 @@ import Bridge
 import EngineIO
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Prometheus
 import ServiceLifecycle
 
@@ -60,6 +62,13 @@ public struct Sidecast: Service {
         let logger = self.logger
         let nodeID = self.nodeID
         let signals = StopSignals()
+        let tlsContext: NIOSSLContext?
+        do {
+            tlsContext = try configuration.tls?.makeContext()
+        } catch {
+            signals.cancel()
+            throw error
+        }
         // Every socket is bound before anything else exists, so a port in use or a bad address
         // stops the start while nothing runs that would need stopping.
         let sockets: ListeningSockets
@@ -104,6 +113,15 @@ public struct Sidecast: Service {
         }
         let runtime = parts.runtime
         let limit = parts.limit
+        // Read by each accepted connection, on whichever loop accepts it, and replaced on SIGHUP.
+        let tls = tlsContext.map { NIOLockedValueBox($0) }
+        let reloader = configuration.tls.flatMap { files in
+            tls.map { box in
+                CertificateReloader(files: files, logger: logger) { context in
+                    box.withLockedValue { $0 = context }
+                }
+            }
+        }
         signals.forward { request in
             loop.execute { runtime.value.requestStop(request) }
         }
@@ -135,6 +153,10 @@ public struct Sidecast: Service {
                         .childChannelOption(.recvAllocator, value: receiveBuffers)
                 }
             ) { channel in
+                // First, so that even a refusal for a full server is sent over TLS.
+                if let tls {
+                    try channel.pipeline.syncOperations.addHandlers(NIOSSLServerHandler(context: tls.withLockedValue { $0 }), UncleanShutdownFilter())
+                }
                 guard try limit.admit(channel), let engineIO = engines[ObjectIdentifier(channel.eventLoop)] else { return }
                 try engineIO.value.configureChildChannel(channel)
             }
@@ -154,6 +176,7 @@ public struct Sidecast: Service {
             // scheduled on a dead loop. The loop's shutdown closes the channels made so far; the
             // sockets not taken over yet go with the process, which exits.
             signals.cancel()
+            reloader?.cancel()
             try? await loop.flatSubmit { runtime.value.redis?.shutdown() ?? loop.makeSucceededVoidFuture() }.get()
             unlink(configuration.socketPath)
             try? await group.shutdownGracefully()
@@ -163,7 +186,7 @@ public struct Sidecast: Service {
         logger.info("sidecast listening", metadata: [
             "version": "\(Self.version)",
             "node": "\(nodeID)",
-            "clients": "http://\(configuration.host):\(clients.localAddress?.port ?? configuration.port)\(configuration.path)",
+            "clients": "\(tls == nil ? "http" : "https")://\(configuration.host):\(clients.localAddress?.port ?? configuration.port)\(configuration.path)",
             "backends": "\(configuration.socketPath)",
             "admin": "http://\(configuration.adminHost):\(admin.localAddress?.port ?? configuration.adminPort)",
             "redis": "\(configuration.redisMode)",
@@ -186,6 +209,7 @@ public struct Sidecast: Service {
             loop.execute { runtime.value.requestStop(.interrupt) }
         }
         signals.cancel()
+        reloader?.cancel()
 
         try? await clients.close()
         // Close frames, DISCONNECT packets and the backends' `shutdown` lines are flushed by the

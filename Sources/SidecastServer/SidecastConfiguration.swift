@@ -1,9 +1,13 @@
 import Adapter
 import EngineIO
 import NIOCore
+import SocketIO
 
 /// Which channels a sharded node subscribes (`--redis-subscription-mode`).
 public typealias RedisSubscriptionMode = ShardedSubscriptionMode
+
+/// The packet format of every client (`--parser`).
+public typealias PacketParser = SocketIOParserKind
 
 /// Everything `sidecast` can be told at start, with the defaults of its flags.
 public struct SidecastConfiguration: Sendable {
@@ -11,6 +15,8 @@ public struct SidecastConfiguration: Sendable {
     public var port = 3000
     /// Where Socket.IO is served, as Socket.IO's `path` option.
     public var path = "/socket.io/"
+    /// TLS on the client listener; `nil` serves plain HTTP and WebSocket.
+    public var tls: ClientTLSFiles?
     /// The backends' Unix socket.
     public var socketPath = "sidecast.sock"
     public var socketMode: UInt16 = 0o660
@@ -36,9 +42,16 @@ public struct SidecastConfiguration: Sendable {
     /// Client connections served at once; past it new ones get HTTP 503. 0 derives it from the
     /// open-file limit (`ClientCapacity`).
     public var maxConnections = 0
-    /// Event loops serving clients (`--threads`, 0 resolved to the CPU allowance). Only 1 is
-    /// accepted until every piece of the sharded node exists (see `Sidecast`).
+    /// Event loops serving clients (`--threads`, 0 resolved to the CPU allowance), one shard each.
     public var threads = 1
+    /// Whether Engine.IO v3 clients are served too (`--allow-eio3`).
+    public var allowEIO3 = false
+    /// The packet format of every client (`--parser`).
+    public var parser = PacketParser.default
+    /// permessage-deflate for WebSocket clients that offer it (Node's `perMessageDeflate`).
+    public var perMessageDeflate = false
+    /// gzip/deflate for long-polling responses (Node's `httpCompression`).
+    public var httpCompression = false
     /// Namespaces that exist even with no backend attached.
     public var namespaces: Set<String> = ["/"]
     /// Namespaces that always require a backend's authorization (`--authorize`); they exist

@@ -31,17 +31,23 @@ struct Shard: Sendable {
         engineConfiguration.pingInterval = configuration.pingInterval
         engineConfiguration.pingTimeout = configuration.pingTimeout
         engineConfiguration.maxPayload = configuration.maxPayload
+        engineConfiguration.allowEIO3 = configuration.allowEIO3
+        engineConfiguration.isSecure = configuration.tls != nil
         do {
             engineConfiguration.allowedOrigins = try AllowedOrigins(configuration.corsOrigins)
         } catch {
             throw SidecastStartError(description: "--cors-origin: \(error)")
         }
+        // Node's thresholds: smaller messages gain too little to pay for compressing.
+        engineConfiguration.perMessageDeflateThreshold = configuration.perMessageDeflate ? 1024 : nil
+        engineConfiguration.httpCompressionThreshold = configuration.httpCompression ? 1024 : nil
         engineConfiguration.shard = shard
         let engineIO = EngineIOServer(configuration: engineConfiguration, eventLoop: loop, logger: logger)
 
         var socketConfiguration = SocketIOServerConfiguration()
         socketConfiguration.connectTimeout = configuration.connectTimeout
         socketConfiguration.maxBufferedBytes = configuration.maxBuffered
+        socketConfiguration.parser = configuration.parser
         socketConfiguration.shard = shard
         let socketIO = SocketIOServer(configuration: socketConfiguration, eventLoop: loop, logger: logger)
         engineIO.delegate = socketIO

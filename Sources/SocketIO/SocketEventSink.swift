@@ -31,6 +31,8 @@ public protocol SocketEventSink: AnyObject {
     /// will be ignored, so the question can be withdrawn.
     func authorizationAbandoned(socketID: String, namespace: String)
     func socketDidConnect(_ socket: SocketIOSocket)
-    func socket(_ socket: SocketIOSocket, didReceiveEvent event: String, args: [JSONValue], ackID: Int?)
+    /// A client emitted `event` on `socket`. When it asked for an ack, the socket owes it one
+    /// (`SocketIOSocket.sendAck`).
+    func socket(_ socket: SocketIOSocket, didReceive event: SocketIOEvent)
     func socket(_ socket: SocketIOSocket, didDisconnectWith reason: DisconnectReason)
 }

@@ -1,5 +1,6 @@
 import EngineIO
 import NIOCore
+import OrderedCollections
 import SidecastJSON
 
 /// One client's Engine.IO session seen from Socket.IO (`Client` in Node): the attachment
@@ -26,6 +27,8 @@ final class SocketIOConnection {
     init(server: SocketIOServer, session: EngineIOSession) {
         self.server = server
         self.session = session
+        // A v3 client is connected to "/" at once (`start`), with no timeout to wait out.
+        guard session.version == .v4 else { return }
         // Captured strongly: a weak reference would cost the connection a side table for its
         // whole life; the task is cancelled (and the closure freed) once a namespace is joined
         // or the connection closes.
@@ -38,16 +41,41 @@ final class SocketIOConnection {
         connecting = Connecting(timeout: timeout)
     }
 
-    func receive(text: String) {
+    /// Connects an Engine.IO v3 client to the main namespace unasked, as Node's `onconnection`
+    /// does for protocol 3: Socket.IO v4-protocol clients send no CONNECT for "/".
+    func start() {
+        if session.version != .v4 {
+            connect(to: "/", auth: [:])
+        }
+    }
+
+    func receive(text: ByteBuffer) {
+        if server.configuration.parser == .msgpack {
+            // socket.io-msgpack-parser decodes every message as msgpack; text is none.
+            parseFailed(.invalidMessagePack)
+            return
+        }
         do {
             if let pending = pendingBinaryPacket {
                 // Throws: a text packet cannot interrupt the attachments of a binary one.
                 _ = try pending.decoder.decode(text: text)
             }
             var decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
-            if let packet = try decoder.decode(text: text) {
+            switch try decoder.decodeKeepingEventData(text: text) {
+            case .packet(let packet)?:
                 route(packet)
-            } else {
+            case .event(var namespace, let id, let data)?:
+                if session.version != .v4, let mark = namespace.firstIndex(of: "?") {
+                    // As `normalizedV4Protocol` reads a v4-protocol packet's namespace.
+                    namespace = String(namespace[..<mark])
+                }
+                server.logger.trace("event in", metadata: ["sid": "\(session.id)", "nsp": "\(namespace)", "id": "\(id.map(String.init) ?? "-")"])
+                if let socket = socket(in: namespace) {
+                    socket.receivedEvent(data: data, id: id)
+                } else {
+                    server.logger.debug("no socket for namespace", metadata: ["nsp": "\(namespace)"])
+                }
+            case nil:
                 pendingBinaryPacket = PendingBinaryPacket(decoder)
             }
         } catch {
@@ -56,6 +84,14 @@ final class SocketIOConnection {
     }
 
     func receive(binary: ByteBuffer) {
+        if server.configuration.parser == .msgpack {
+            do {
+                route(try MessagePackPacketCodec.decode(binary))
+            } catch {
+                parseFailed(error)
+            }
+            return
+        }
         do {
             guard let pending = pendingBinaryPacket else {
                 var decoder = SocketIOPacketDecoder(maxAttachments: server.configuration.maxAttachments)
@@ -94,7 +130,8 @@ final class SocketIOConnection {
         close(reason: .parseError)
     }
 
-    private func route(_ packet: SocketIOPacket) {
+    private func route(_ received: SocketIOPacket) {
+        let packet = session.version == .v4 ? received : Self.normalizedV4Protocol(received)
         server.logger.trace("packet in", metadata: ["sid": "\(session.id)", "packet": "\(packet)"])
         if packet.type == .connect {
             connect(to: packet.namespace, auth: packet.data)
@@ -105,10 +142,31 @@ final class SocketIOConnection {
         }
     }
 
+    /// A packet of the Socket.IO v4 protocol (an Engine.IO v3 client) in the form of v5. Its
+    /// namespace may carry a query, which for a CONNECT is the auth, as Node's `Client.ondecoded`
+    /// takes it with `url.parse(packet.nsp, true)` (a repeated name keeps its last value here,
+    /// where Node makes an array); a CONNECT without one has the auth `{}`.
+    private static func normalizedV4Protocol(_ packet: SocketIOPacket) -> SocketIOPacket {
+        var packet = packet
+        var auth: OrderedDictionary<String, JSONValue> = [:]
+        if let mark = packet.namespace.firstIndex(of: "?") {
+            let query = EngineIORequestURI.parseQuery(packet.namespace[packet.namespace.index(after: mark)...])
+            for (name, value) in query.sorted(by: { $0.key < $1.key }) {
+                auth[name] = .string(value)
+            }
+            packet.namespace = String(packet.namespace[..<mark])
+        }
+        if packet.type == .connect {
+            packet.data = .object(auth)
+        }
+        return packet
+    }
+
     private func connect(to name: String, auth: JSONValue?) {
         guard socket(in: name) == nil, connecting?.pending.contains(where: { $0.namespace == name }) != true else { return }
         guard let sink = server.sink, sink.namespaceExists(name) else {
-            sendConnectError(namespace: name, message: "Invalid namespace", data: nil)
+            // An object even for a v3 client: Node's `Client.connect` has no protocol branch.
+            sendConnectError(namespace: name, message: "Invalid namespace", data: nil, alwaysObject: true)
             return
         }
         let limit = server.configuration.maxPendingConnects
@@ -155,14 +213,18 @@ final class SocketIOConnection {
         }
         namespace.insert(socket)
         socket.join(socketID)
-        socket.send(SocketIOPacket(type: .connect, namespace: name, data: ["sid": .string(socketID)]))
+        // Socket.IO v4 protocol (a v3 client): the CONNECT carries no data.
+        socket.send(SocketIOPacket(type: .connect, namespace: name, data: session.version == .v4 ? ["sid": .string(socketID)] : nil))
         server.logger.debug("socket connected", metadata: ["nsp": "\(name)", "socket": "\(socketID)"])
         server.sink?.socketDidConnect(socket)
     }
 
-    private func sendConnectError(namespace: String, message: String, data: JSONValue?) {
+    private func sendConnectError(namespace: String, message: String, data: JSONValue?, alwaysObject: Bool = false) {
         var payload: JSONValue = ["message": .string(message)]
-        if let data, !data.isNull, case .object(var members) = payload {
+        if session.version != .v4 && !alwaysObject {
+            // Socket.IO v4 protocol: the ERROR packet carries `err.data || err.message`.
+            payload = data.flatMap { $0.isNull ? nil : $0 } ?? .string(message)
+        } else if let data, !data.isNull, case .object(var members) = payload {
             members["data"] = data
             payload = .object(members)
         }

@@ -55,6 +55,10 @@ extension SocketIOServer {
     /// into the one buffer every recipient's frame shares, with no `String` in between. With
     /// more than one recipient the WebSocket frames are encoded once too.
     private func broadcastMessages(_ packet: SocketIOPacket, recipients: Int) -> [EngineIOMessage] {
+        if configuration.parser == .msgpack {
+            let messages = encodeMessages(packet)
+            return recipients > 1 ? EngineIOBroadcastEncoder.prepare(messages) : messages
+        }
         var text = ByteBuffer()
         text.reserveCapacity(32 + packet.namespace.utf8.count + (packet.printedData?.bytes.readableBytes ?? 64))
         text.writeInteger(UInt8(ascii: "4"))

@@ -42,6 +42,9 @@ public final class SocketIOServer {
 
     /// Encodes a packet once into Engine.IO messages that any number of sessions can send.
     public func encodeMessages(_ packet: SocketIOPacket) -> [EngineIOMessage] {
+        if configuration.parser == .msgpack {
+            return [.binary(MessagePackPacketCodec.encode(packet))]
+        }
         let (text, attachments) = encoder.encode(packet)
         var messages = [EngineIOMessage.text(text)]
         messages.reserveCapacity(1 + attachments.count)
@@ -87,11 +90,13 @@ public final class SocketIOServer {
 
 extension SocketIOServer: EngineIOServerDelegate {
     public func sessionDidOpen(_ session: EngineIOSession) {
-        session.userData = SocketIOConnection(server: self, session: session)
+        let connection = SocketIOConnection(server: self, session: session)
+        session.userData = connection
+        connection.start()
     }
 
-    public func session(_ session: EngineIOSession, didReceiveText text: String) {
-        metrics.received(bytes: text.utf8.count + 1)
+    public func session(_ session: EngineIOSession, didReceiveText text: ByteBuffer) {
+        metrics.received(bytes: text.readableBytes + 1)
         (session.userData as? SocketIOConnection)?.receive(text: text)
     }
 

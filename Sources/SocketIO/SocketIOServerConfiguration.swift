@@ -1,6 +1,14 @@
 import EngineIO
 import NIOCore
 
+/// How Socket.IO packets are written on the wire (`--parser`).
+public enum SocketIOParserKind: String, Sendable, Hashable {
+    /// socket.io-parser: JSON text, binary as attachments in messages of their own.
+    case `default`
+    /// socket.io-msgpack-parser: each packet one msgpack-encoded binary message.
+    case msgpack
+}
+
 /// Settings of the Socket.IO layer; transport settings live in `EngineIOConfiguration`.
 public struct SocketIOServerConfiguration: Sendable {
     /// A client that opens a session and joins no namespace within this time is closed.
@@ -21,6 +29,8 @@ public struct SocketIOServerConfiguration: Sendable {
     public var maxPendingConnects: Int = 16
     /// The event loop's shard this server is, written into its socket ids.
     public var shard: LoopShard = .only
+    /// The packet format of every client, chosen server-wide as Node's `parser` option.
+    public var parser: SocketIOParserKind = .default
 
     public init() {}
 }

@@ -203,16 +203,8 @@ public final class SocketIOSocket {
     func received(_ packet: SocketIOPacket) {
         switch packet.type {
         case .event, .binaryEvent:
-            guard case .array(let payload) = packet.data, let first = payload.first else { return }
-            let event: String
-            switch first {
-            case .string(let name): event = name
-            case .int(let n): event = String(n)
-            case .double(let d): event = String(d)
-            default: return
-            }
-            if let ackID = packet.id { owe(ackID) }
-            namespace.server.sink?.socket(self, didReceiveEvent: event, args: Array(payload.dropFirst()), ackID: packet.id)
+            guard case .array(let payload) = packet.data, let name = SocketIOEvent.name(of: payload.first) else { return }
+            received(SocketIOEvent(name: name, args: Array(payload.dropFirst()), ackID: packet.id))
         case .ack, .binaryAck:
             guard let ackID = packet.id else { return }
             resolveAck(ackID, .success(packet.data?.arrayValue ?? []))
@@ -221,6 +213,17 @@ public final class SocketIOSocket {
         case .connect, .connectError:
             break
         }
+    }
+
+    /// A plain EVENT, its data still parsed (the decoder checked it holds a name first).
+    func receivedEvent(data: JSONDocument, id: Int?) {
+        guard let name = SocketIOEvent.name(of: data.element(0)) else { return }
+        received(SocketIOEvent(name: name, data: data, ackID: id))
+    }
+
+    private func received(_ event: SocketIOEvent) {
+        if let ackID = event.ackID { owe(ackID) }
+        namespace.server.sink?.socket(self, didReceive: event)
     }
 
     private func resolveAck(_ ackID: Int, _ result: Result<[JSONValue], AckFailure>) {

@@ -55,8 +55,11 @@ final class Bench {
             : MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         let capacity = options.clients
+        let deflate = options.deflate
         load = LoadHandle(
-            bound: try loop.submit { NIOLoopBound(Load(loop: loop, clientCapacity: capacity), eventLoop: loop) }.wait()
+            bound: try loop.submit {
+                NIOLoopBound(Load(loop: loop, clientCapacity: capacity, offersDeflate: deflate), eventLoop: loop)
+            }.wait()
         )
     }
 
@@ -70,6 +73,7 @@ final class Bench {
             "--ping-interval", String(options.pingInterval), "--ping-timeout", String(options.pingTimeout),
             "--log-level", "warning",
         ]
+        if options.deflate { arguments.append("--per-message-deflate") }
         if let redisPort { arguments += ["--redis", "redis://127.0.0.1:\(redisPort)"] }
         // Builds with an admin (metrics) listener default it to a fixed port, which a second
         // node on this machine could not bind.

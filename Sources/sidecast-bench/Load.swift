@@ -20,10 +20,15 @@ final class Load: ClientDelegate {
     /// Latencies per cluster node the receiving client is connected to.
     private(set) var latencies: [LatencyRecorder] = [LatencyRecorder(), LatencyRecorder()]
     var recordsLatency = true
+    /// Whether clients offer permessage-deflate (`--deflate`).
+    let offersDeflate: Bool
+    /// Bytes of text frame payloads received, compressed or not, since the last `resetCounters()`.
+    private(set) var bytesReceived = 0
     var backends: [BackendHandler] = []
 
-    init(loop: EventLoop, clientCapacity: Int) {
+    init(loop: EventLoop, clientCapacity: Int, offersDeflate: Bool = false) {
         self.loop = loop
+        self.offersDeflate = offersDeflate
         clients = Array(repeating: nil, count: clientCapacity)
         received = Array(repeating: 0, count: clientCapacity)
         sids = Array(repeating: nil, count: clientCapacity)
@@ -33,6 +38,7 @@ final class Load: ClientDelegate {
 
     func resetCounters() {
         for index in received.indices { received[index] = 0 }
+        bytesReceived = 0
         for node in latencies.indices { latencies[node].removeAll() }
     }
 
@@ -61,6 +67,10 @@ final class Load: ClientDelegate {
             let now = NIODeadline.now().uptimeNanoseconds
             latencies[client.node].record(now > sent ? now - sent : 0)
         }
+    }
+
+    func clientReceivedBytes(_ count: Int) {
+        bytesReceived += count
     }
 
     func clientFailed(_ index: Int, reason: String) {

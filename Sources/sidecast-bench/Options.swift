@@ -69,6 +69,8 @@ struct Options: Sendable {
     var loadCore = 1
     /// sidecast's event loops (`--threads`); they all run on the sidecar core.
     var threads = 1
+    /// sidecast runs with --per-message-deflate and every client offers the extension.
+    var deflate = false
 
     static let maxDuration = 600.0
     static let maxClients = 1_000_000
@@ -104,6 +106,8 @@ struct Options: Sendable {
           --threads N         sidecast's event loops, all on the sidecar core (1)
           --sidecar-core N    core sidecast (and redis-server) run on (0)
           --load-core N       core this process runs on (1)
+          --deflate           run sidecast with --per-message-deflate; clients offer it as
+                              browsers do and inflate what they get (no value)
           --json FILE         also write the result as JSON
           -h, --help          this text
 
@@ -123,6 +127,10 @@ struct Options: Sendable {
                 continue
             }
             var name = String(argument.dropFirst(2))
+            if name == "deflate" {
+                values[name] = "true"
+                continue
+            }
             var value: String
             if let equals = name.firstIndex(of: "=") {
                 value = String(name[name.index(after: equals)...])
@@ -184,6 +192,7 @@ struct Options: Sendable {
         case "load-core": loadCore = try int()
         case "threads": threads = try int()
         case "json": json = value
+        case "deflate": deflate = true
         default: throw .invalid("unknown option --\(name)")
         }
     }

@@ -9,6 +9,10 @@ struct ProcessSample: Sendable {
     /// The system part alone (stime): on loopback it includes the receiving side's TCP work,
     /// which the kernel runs in the sender's system call.
     var systemCPU: Double
+    /// Voluntary context switches of all its threads: each is a thread going to sleep in
+    /// `epoll_wait` (or another blocking call) and being woken again, so their count per message
+    /// says how many event-loop wake-ups the message cost.
+    var voluntarySwitches: Int
     var taken: ContinuousClock.Instant
 }
 
@@ -32,8 +36,23 @@ enum ProcessSampler {
             throw BenchError("unreadable /proc/\(pid)/stat")
         }
         return ProcessSample(
-            rss: kib * 1024, cpu: (utime + stime) / ticksPerSecond, systemCPU: stime / ticksPerSecond, taken: taken
+            rss: kib * 1024, cpu: (utime + stime) / ticksPerSecond, systemCPU: stime / ticksPerSecond,
+            voluntarySwitches: voluntarySwitches(pid: pid), taken: taken
         )
+    }
+
+    /// The sum of `voluntary_ctxt_switches` over /proc/PID/task/*/status (the process's own
+    /// status file counts its main thread only). A thread that ends between the listing and the
+    /// read is skipped.
+    static func voluntarySwitches(pid: Int32) -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.reduce(0) { sum, task in
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8),
+                let line = status.split(separator: "\n").first(where: { $0.hasPrefix("voluntary_ctxt_switches:") }),
+                let count = line.split(separator: "\t").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) })
+            else { return sum }
+            return sum + count
+        }
     }
 
     /// This process's own CPU time, to judge whether the load generator was the bottleneck.

@@ -1,3 +1,4 @@
+import CompressNIO
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -7,6 +8,8 @@ import NIOWebSocket
 protocol ClientDelegate: AnyObject {
     func clientConnected(_ client: SocketIOClientHandler, sid: String)
     func clientReceivedEvent(_ client: SocketIOClientHandler, packet: ByteBuffer)
+    /// Bytes of a text frame's payload as they came over the wire.
+    func clientReceivedBytes(_ count: Int)
     func clientFailed(_ index: Int, reason: String)
     func clientClosed(_ client: SocketIOClientHandler)
 }
@@ -31,11 +34,14 @@ final class SocketIOClientHandler: ChannelInboundHandler {
     private let delegate: ClientDelegate
     private var state = State.awaitingOpen
     private var context: ChannelHandlerContext?
+    /// Inflates permessage-deflate messages (RFC 7692) when the client offered the extension.
+    private let inflater: ZlibDecompressor?
 
-    init(index: Int, node: Int, delegate: ClientDelegate) {
+    init(index: Int, node: Int, delegate: ClientDelegate, inflates: Bool) throws {
         self.index = index
         self.node = node
         self.delegate = delegate
+        self.inflater = inflates ? try ZlibDecompressor(algorithm: .deflate, windowSize: 15) : nil
     }
 
     /// Opens one client from `source` (a 127.0.0.x address) to the sidecar at `host:port`; the
@@ -67,7 +73,9 @@ final class SocketIOClientHandler: ChannelInboundHandler {
                     maxFrameSize: 1 << 20,
                     upgradePipelineHandler: { channel, _ in
                         channel.eventLoop.makeCompletedFuture {
-                            let handler = SocketIOClientHandler(index: index, node: node, delegate: delegate.value)
+                            let handler = try SocketIOClientHandler(
+                                index: index, node: node, delegate: delegate.value, inflates: delegate.value.offersDeflate
+                            )
                             try channel.pipeline.syncOperations.addHandler(handler)
                             return true
                         }
@@ -75,6 +83,10 @@ final class SocketIOClientHandler: ChannelInboundHandler {
                 )
                 var headers = HTTPHeaders()
                 headers.add(name: "Host", value: "\(host):\(port)")
+                if delegate.value.offersDeflate {
+                    // What browsers offer.
+                    headers.add(name: "Sec-WebSocket-Extensions", value: "permessage-deflate; client_max_window_bits")
+                }
                 let head = HTTPRequestHead(
                     version: .http1_1,
                     method: .GET,
@@ -139,13 +151,48 @@ final class SocketIOClientHandler: ChannelInboundHandler {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
         case .text:
-            engineIOPacket(frame.unmaskedData, context: context)
+            delegate.clientReceivedBytes(frame.length)
+            if frame.rsv1 {
+                guard let packet = inflate(frame.unmaskedData) else {
+                    context.close(promise: nil)
+                    return
+                }
+                engineIOPacket(packet, context: context)
+            } else {
+                engineIOPacket(frame.unmaskedData, context: context)
+            }
         case .ping:
             write(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData), context: context)
         case .connectionClose:
             context.close(promise: nil)
         default:
             break
+        }
+    }
+
+    /// A compressed message's payload: the sync-flush tail the sender removed put back, then
+    /// inflated. The server compresses each message on its own (server_no_context_takeover), so
+    /// the inflater starts afresh each time.
+    private func inflate(_ payload: ByteBuffer) -> ByteBuffer? {
+        guard let inflater else { return nil }
+        var input = payload
+        input.writeBytes([0x00, 0x00, 0xFF, 0xFF])
+        var output = ByteBuffer()
+        output.reserveCapacity(max(1024, payload.readableBytes * 8))
+        do {
+            try inflater.reset()
+            while true {
+                do {
+                    try inflater.inflate(from: &input, to: &output)
+                    return output
+                } catch let error as CompressNIOError where error == .bufferOverflow {
+                    output.reserveCapacity(output.capacity * 2)
+                } catch let error as CompressNIOError where error == .inputBufferOverflow && input.readableBytes == 0 {
+                    return output
+                }
+            }
+        } catch {
+            return nil
         }
     }
 

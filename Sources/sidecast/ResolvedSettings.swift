@@ -58,6 +58,7 @@ struct ResolvedSettings: Sendable {
         let path = try string(.path)
         guard path.hasPrefix("/") else { throw invalid(.path, "must start with '/'", path) }
         configuration.path = path.hasSuffix("/") ? path : path + "/"
+        configuration.tls = try tlsFiles()
         configuration.socketPath = try nonEmptyString(.socket)
         let socketMode = try string(.socketMode)
         guard let mode = UInt16(socketMode, radix: 8), mode <= 0o7777 else {
@@ -84,6 +85,14 @@ struct ResolvedSettings: Sendable {
             throw invalid(.threads, "must be 0 (one per CPU this process may run on) to \(Sidecast.maximumThreads)", String(threads))
         }
         configuration.threads = threads == 0 ? min(cpus.count, Sidecast.maximumThreads) : threads
+        configuration.allowEIO3 = try boolean(.allowEIO3)
+        let parser = try string(.parser)
+        guard let parserKind = PacketParser(rawValue: parser) else {
+            throw invalid(.parser, "must be default or msgpack", parser)
+        }
+        configuration.parser = parserKind
+        configuration.perMessageDeflate = try boolean(.perMessageDeflate)
+        configuration.httpCompression = try boolean(.httpCompression)
         let namespaces = try list(.namespace)
         if let bad = namespaces.first(where: { !$0.hasPrefix("/") }) {
             throw invalid(.namespace, "must start with '/'", bad)
@@ -166,6 +175,20 @@ struct ResolvedSettings: Sendable {
             text += "\(setting.rawValue) = \(value.tomlLiteral)  # \(origin)\n"
         }
         return text
+    }
+
+    /// The TLS files, given together or not at all; whether they load is checked at start.
+    private func tlsFiles() throws(ConfigurationError) -> ClientTLSFiles? {
+        let certificate = try string(.tlsCert)
+        let key = try string(.tlsKey)
+        let clientCA = try string(.tlsCA)
+        if certificate.isEmpty {
+            if !key.isEmpty { throw invalid(.tlsKey, "needs tls-cert, the certificate of the key", key) }
+            if !clientCA.isEmpty { throw invalid(.tlsCA, "needs tls-cert and tls-key, the server's own certificate and key", clientCA) }
+            return nil
+        }
+        guard !key.isEmpty else { throw invalid(.tlsCert, "needs tls-key, the certificate's private key", certificate) }
+        return ClientTLSFiles(certificatePath: certificate, keyPath: key, clientCAPath: clientCA.isEmpty ? nil : clientCA)
     }
 
     private func invalid(_ setting: Setting, _ rule: String, _ got: String) -> ConfigurationError {

@@ -9,6 +9,9 @@ enum Setting: String, CaseIterable, Sendable {
     case host
     case port
     case path
+    case tlsCert = "tls-cert"
+    case tlsKey = "tls-key"
+    case tlsCA = "tls-ca"
     case socket
     case socketMode = "socket-mode"
     case corsOrigin = "cors-origin"
@@ -19,6 +22,10 @@ enum Setting: String, CaseIterable, Sendable {
     case maxBuffered = "max-buffered"
     case maxConnections = "max-connections"
     case threads
+    case allowEIO3 = "allow-eio3"
+    case parser
+    case perMessageDeflate = "per-message-deflate"
+    case httpCompression = "http-compression"
     case namespace
     case authorize
     case backendGrace = "backend-grace"
@@ -60,15 +67,15 @@ enum Setting: String, CaseIterable, Sendable {
 
     var kind: Kind {
         switch self {
-        case .host, .path, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword, .redisSentinelUsername,
-            .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat:
+        case .host, .path, .tlsCert, .tlsKey, .tlsCA, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword,
+            .redisSentinelUsername, .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat, .parser:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
             .threads, .requestsTimeout, .adminPort:
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
-        case .requireBackend, .redisSharded:
+        case .requireBackend, .redisSharded, .allowEIO3, .perMessageDeflate, .httpCompression:
             return .boolean
         case .corsOrigin, .namespace, .authorize, .redisSentinel, .redisCluster:
             return .list
@@ -80,6 +87,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .host: return .string("0.0.0.0")
         case .port: return .integer(3000)
         case .path: return .string("/socket.io/")
+        case .tlsCert, .tlsKey, .tlsCA: return .string("")
         case .socket: return .string("sidecast.sock")
         case .socketMode: return .string("0660")
         case .corsOrigin: return .list([])
@@ -90,6 +98,9 @@ enum Setting: String, CaseIterable, Sendable {
         case .maxBuffered: return .integer(1_048_576)
         case .maxConnections: return .integer(0)
         case .threads: return .integer(0)
+        case .allowEIO3: return .boolean(false)
+        case .parser: return .string("default")
+        case .perMessageDeflate, .httpCompression: return .boolean(false)
         case .namespace: return .list(["/"])
         case .authorize: return .list([])
         case .backendGrace: return .number(10)
@@ -119,6 +130,10 @@ enum Setting: String, CaseIterable, Sendable {
         case .host: return "Address to listen on for Socket.IO clients."
         case .port: return "TCP port for Socket.IO clients."
         case .path: return "HTTP path Socket.IO is served under."
+        case .tlsCert:
+            return "PEM certificate (chain) of the client listener, which then speaks HTTPS and WSS; reread on SIGHUP. Needs --tls-key."
+        case .tlsKey: return "PEM private key of --tls-cert; reread on SIGHUP."
+        case .tlsCA: return "PEM CA certificates client certificates must chain to; set, clients without one are refused."
         case .socket: return "Unix socket path backends attach to."
         case .socketMode: return "File mode of the backend socket, in octal."
         case .corsOrigin:
@@ -135,6 +150,14 @@ enum Setting: String, CaseIterable, Sendable {
             return "Client connections served at once; past it new ones get HTTP 503. 0 derives it from the open-file limit, less a reserve for backends, Redis, the admin listener and files."
         case .threads:
             return "Event loops serving clients, each with its share of them; 0 is one per CPU this process may run on (its affinity mask and cgroup CPU quota)."
+        case .allowEIO3:
+            return "Also serve Engine.IO v3 clients (Socket.IO 2.x, python-socketio 4.x), as Node's allowEIO3."
+        case .parser:
+            return "Packet format for every client: default (JSON text with binary attachments) or msgpack (socket.io-msgpack-parser)."
+        case .perMessageDeflate:
+            return "Compress WebSocket messages of 1024 bytes or more with permessage-deflate for clients that offer it, as Node's perMessageDeflate."
+        case .httpCompression:
+            return "Compress long-polling responses of 1024 bytes or more with gzip or deflate, by Accept-Encoding, as Node's httpCompression."
         case .namespace: return "Namespace that exists even with no backend attached; repeatable."
         case .authorize:
             return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."
@@ -175,7 +198,7 @@ enum Setting: String, CaseIterable, Sendable {
         switch self {
         case .host, .adminHost: return "address"
         case .port, .adminPort: return "port"
-        case .path, .socket: return "path"
+        case .path, .socket, .tlsCert, .tlsKey, .tlsCA: return "path"
         case .socketMode, .redisSubscriptionMode: return "mode"
         case .corsOrigin: return "origin"
         case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
@@ -189,7 +212,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisMaster: return "name"
         case .redisPassword, .redisSentinelPassword: return "password"
         case .redisSentinelUsername: return "user"
-        case .requireBackend, .redisSharded: return "bool"
+        case .requireBackend, .redisSharded, .allowEIO3, .perMessageDeflate, .httpCompression: return "bool"
+        case .parser: return "parser"
         case .logLevel: return "level"
         case .logFormat: return "format"
         }

@@ -35,6 +35,9 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(help: Setting.host.help) var host: String?
     @Option(parsing: .unconditional, help: Setting.port.help) var port: Int?
     @Option(help: Setting.path.help) var path: String?
+    @Option(help: Setting.tlsCert.help) var tlsCert: String?
+    @Option(help: Setting.tlsKey.help) var tlsKey: String?
+    @Option(name: .customLong(Setting.tlsCA.rawValue), help: Setting.tlsCA.help) var tlsCA: String?
     @Option(help: Setting.socket.help) var socket: String?
     @Option(help: Setting.socketMode.help) var socketMode: String?
     @Option(name: .customLong(Setting.corsOrigin.rawValue), help: Setting.corsOrigin.help) var corsOrigins: [String] = []
@@ -45,6 +48,10 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: Setting.maxBuffered.help) var maxBuffered: Int?
     @Option(parsing: .unconditional, help: Setting.maxConnections.help) var maxConnections: Int?
     @Option(parsing: .unconditional, help: Setting.threads.help) var threads: Int?
+    @Flag(name: .customLong(Setting.allowEIO3.rawValue), inversion: .prefixedNo, help: Setting.allowEIO3.help) var allowEIO3: Bool?
+    @Option(help: Setting.parser.help) var parser: String?
+    @Flag(inversion: .prefixedNo, help: Setting.perMessageDeflate.help) var perMessageDeflate: Bool?
+    @Flag(inversion: .prefixedNo, help: Setting.httpCompression.help) var httpCompression: Bool?
     @Option(name: .customLong(Setting.namespace.rawValue), help: Setting.namespace.help) var namespaces: [String] = []
     @Option(name: .customLong(Setting.authorize.rawValue), help: Setting.authorize.help) var authorizedNamespaces: [String] = []
     @Option(parsing: .unconditional, help: Setting.backendGrace.help) var backendGrace: Double?
@@ -73,6 +80,9 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.host] = host.map(SettingValue.string)
         values[.port] = port.map(SettingValue.integer)
         values[.path] = path.map(SettingValue.string)
+        values[.tlsCert] = tlsCert.map(SettingValue.string)
+        values[.tlsKey] = tlsKey.map(SettingValue.string)
+        values[.tlsCA] = tlsCA.map(SettingValue.string)
         values[.socket] = socket.map(SettingValue.string)
         values[.socketMode] = socketMode.map(SettingValue.string)
         values[.corsOrigin] = corsOrigins.isEmpty ? nil : .list(corsOrigins)
@@ -83,6 +93,10 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.maxBuffered] = maxBuffered.map(SettingValue.integer)
         values[.maxConnections] = maxConnections.map(SettingValue.integer)
         values[.threads] = threads.map(SettingValue.integer)
+        values[.allowEIO3] = allowEIO3.map(SettingValue.boolean)
+        values[.parser] = parser.map(SettingValue.string)
+        values[.perMessageDeflate] = perMessageDeflate.map(SettingValue.boolean)
+        values[.httpCompression] = httpCompression.map(SettingValue.boolean)
         values[.namespace] = namespaces.isEmpty ? nil : .list(namespaces)
         values[.authorize] = authorizedNamespaces.isEmpty ? nil : .list(authorizedNamespaces)
         values[.backendGrace] = backendGrace.map(SettingValue.number)

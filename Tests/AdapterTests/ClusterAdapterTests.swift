@@ -510,7 +510,7 @@ final class AcceptingSink: SocketEventSink {
     func authorize(_ request: ConnectRequest, decide: @escaping (ConnectDecision) -> Void) { decide(.accept(data: nil)) }
     func authorizationAbandoned(socketID: String, namespace: String) {}
     func socketDidConnect(_ socket: SocketIOSocket) {}
-    func socket(_ socket: SocketIOSocket, didReceiveEvent event: String, args: [JSONValue], ackID: Int?) {}
+    func socket(_ socket: SocketIOSocket, didReceive event: SocketIOEvent) {}
     func socket(_ socket: SocketIOSocket, didDisconnectWith reason: DisconnectReason) {}
 }
 

@@ -15,11 +15,17 @@ final class BackendTests: XCTestCase {
         return lines
     }
 
-    func testLinesOutsideAReadBatchAreFlushedAtOnce() throws {
+    func testLinesOutsideAReadBatchAreFlushedTogetherAtTheEndOfTheLoopRound() throws {
         let channel = EmbeddedChannel()
         let backend = makeBackend(channel)
         backend.send(line: ByteBuffer(string: "a\n"))
-        XCTAssertEqual(try outboundLines(channel), ["a\n"])
+        backend.send(line: ByteBuffer(string: "b\n"))
+        XCTAssertEqual(try outboundLines(channel), [])
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(try outboundLines(channel), ["a\n", "b\n"])
+        backend.send(line: ByteBuffer(string: "c\n"))
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(try outboundLines(channel), ["c\n"])
     }
 
     func testRepliesOfAReadBatchAreFlushedTogetherAtItsEnd() throws {
@@ -33,6 +39,7 @@ final class BackendTests: XCTestCase {
         backend.endReadBatch()
         XCTAssertEqual(try outboundLines(channel), ["a\n", "b\n"])
         backend.send(line: ByteBuffer(string: "c\n"))
+        channel.embeddedEventLoop.run()
         XCTAssertEqual(try outboundLines(channel), ["c\n"])
     }
 

@@ -21,7 +21,8 @@ public final class RecordingDelegate: EngineIOServerDelegate {
         self.opened.append(session)
     }
 
-    public func session(_ session: EngineIOSession, didReceiveText text: String) {
+    public func session(_ session: EngineIOSession, didReceiveText payload: ByteBuffer) {
+        let text = String(buffer: payload)
         self.texts.append(text)
         if self.echo { session.send(.text(text)) }
         self.onText?(session, text)

@@ -22,20 +22,25 @@ final class IntegrationTests: XCTestCase {
         "test_chat_languages",
         "test_cli",
         "test_cluster",
+        "test_compression",
         "test_config",
         "test_descriptor_limit",
+        "test_eio3",
         "test_emitter",
         "test_ha",
         "test_limits",
+        "test_msgpack_parser",
         "test_namespaces",
         "test_no_backend",
         "test_ops",
         "test_origins",
         "test_ping_timeout",
+        "test_protocol_doc",
         "test_redis_outage",
         "test_rooms",
         "test_sharded",
         "test_threads",
+        "test_tls",
         "test_transports",
     ]
 
@@ -52,20 +57,25 @@ final class IntegrationTests: XCTestCase {
     func testChatLanguages() async throws { try await check("test_chat_languages") }
     func testCLI() async throws { try await check("test_cli") }
     func testCluster() async throws { try await check("test_cluster") }
+    func testCompression() async throws { try await check("test_compression") }
     func testConfig() async throws { try await check("test_config") }
     func testDescriptorLimit() async throws { try await check("test_descriptor_limit") }
+    func testEIO3() async throws { try await check("test_eio3") }
     func testEmitter() async throws { try await check("test_emitter") }
     func testHA() async throws { try await check("test_ha") }
     func testSharded() async throws { try await check("test_sharded") }
     func testLimits() async throws { try await check("test_limits") }
+    func testMsgpackParser() async throws { try await check("test_msgpack_parser") }
     func testNamespaces() async throws { try await check("test_namespaces") }
     func testNoBackend() async throws { try await check("test_no_backend") }
     func testOps() async throws { try await check("test_ops") }
     func testOrigins() async throws { try await check("test_origins") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
+    func testProtocolDocument() async throws { try await check("test_protocol_doc") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
     func testRooms() async throws { try await check("test_rooms") }
     func testThreads() async throws { try await check("test_threads") }
+    func testTLS() async throws { try await check("test_tls") }
     func testTransports() async throws { try await check("test_transports") }
 
     /// Guards against a module that exists but that no method runs, or a method whose module is gone.

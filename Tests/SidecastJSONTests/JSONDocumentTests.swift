@@ -30,6 +30,47 @@ final class JSONDocumentTests: XCTestCase {
         }
     }
 
+    func testWritesTheRootArrayAfterItsFirstElementsAsTheValuesPrint() throws {
+        let texts = [
+            #"["m",1,"two",null,true,false,{},[]]"#,
+            #"["m",1.0,-0.0,2.5,1e3,1e300,0.1,9007199254740991.0,9007199254740992.0,-1.5e-7]"#,
+            #"["m",{"a":1.0,"b":[2.0,[3.0,{"c":4.0}]]},18446744073709551616]"#,
+            #"["é","\u0000nul","\u2028","😀",{"dup":1,"k":2,"dup":3}]"#,
+            #"["m"]"#,
+        ]
+        for text in texts {
+            let value = try JSONValue(parsing: text)
+            for count in 0...2 {
+                let doc = try document(text)
+                XCTAssertEqual(doc.arrayCount, value.arrayValue?.count, text)
+                XCTAssertEqual(doc.elements(droppingFirst: count), Array(value.arrayValue!.dropFirst(count)), text)
+                var printed = ByteBuffer()
+                doc.writeArray(droppingFirst: count, to: &printed)
+                XCTAssertEqual(String(buffer: printed), JSONValue.array(Array(value.arrayValue!.dropFirst(count))).jsonString(), text)
+            }
+        }
+    }
+
+    func testReadsElementsOfAnArrayRoot() throws {
+        let doc = try document(#"["chat",{"$binary":"AAE="},2.5]"#)
+        XCTAssertEqual(doc.element(0), "chat")
+        XCTAssertEqual(doc.element(1), ["$binary": "AAE="])
+        XCTAssertEqual(doc.element(2), .double(2.5))
+        XCTAssertNil(doc.element(3))
+        XCTAssertNil(doc.element(-1))
+        XCTAssertNil(try document(#"{"a":1}"#).element(0))
+        XCTAssertNil(try document(#"{"a":1}"#).arrayCount)
+        XCTAssertEqual(try document("[]").elements(droppingFirst: 1), [])
+    }
+
+    func testParsesBorrowedBytes() throws {
+        let doc = try Array(#"x[1,2]"#.utf8).withUnsafeBytes { bytes in
+            try JSONDocument(parsing: UnsafeRawBufferPointer(rebasing: bytes[1...]))
+        }
+        XCTAssertEqual(try doc.value(binaryObjects: .keep), [1, 2])
+        XCTAssertThrowsError(try Array("[1,".utf8).withUnsafeBytes { try JSONDocument(parsing: $0) })
+    }
+
     func testPrintedArrayRefusesArgumentsThatAreNotAnArray() throws {
         XCTAssertNil(try document(#"{"event":"m","args":{"a":1}}"#).printedArray(first: "event", elementsOf: "args"))
         XCTAssertNil(try document(#"{"event":"m","args":"x"}"#).printedArray(first: "event", elementsOf: "args"))

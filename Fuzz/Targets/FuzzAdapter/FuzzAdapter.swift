@@ -1,6 +1,7 @@
 import CLibFuzzer
 import Adapter
 import NIOCore
+import SidecastJSON
 
 /// A message from another node on Redis: the same bytes through every msgpack decoder the
 /// adapter uses for what it receives.

@@ -3,12 +3,16 @@ import CLibFuzzer
 import NIOCore
 
 /// A client's Engine.IO bytes: the body of a polling POST (records split on "\u{1E}"), and the
-/// same bytes as one packet in text form, as a WebSocket text frame delivers it.
+/// same bytes as one packet in text form, as a WebSocket text frame delivers it; then as an
+/// Engine.IO v3 client's POST body in both formats and as its binary WebSocket frame.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzEngineIO(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     let body = ByteBuffer(bytes: UnsafeBufferPointer(start: start, count: count))
     _ = EngineIOPacket.decodePayload(body)
     _ = EngineIOPacket(text: body)
+    _ = EngineIOv3Payload.decode(body, binary: false)
+    _ = EngineIOv3Payload.decode(body, binary: true)
+    _ = EngineIOv3Payload.decodeBinaryFrame(body)
     return 0
 }
 

@@ -5,10 +5,12 @@ import SocketIO
 /// One connection's Engine.IO messages as the Socket.IO decoder receives them: records split on
 /// "\u{1E}", a record starting with "b" is a binary message (an attachment), any other a text
 /// message. The decoder keeps its state across records, as it does across a connection's
-/// messages, and starts afresh after an error, as a new connection would.
+/// messages, and starts afresh after an error, as a new connection would. The whole input is
+/// also one binary message under `--parser msgpack`.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzSocketIO(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     let input = UnsafeBufferPointer(start: start, count: count)
+    _ = try? MessagePackPacketCodec.decode(ByteBuffer(bytes: input))
     var decoder = SocketIOPacketDecoder()
     for record in input.split(separator: 0x1E, omittingEmptySubsequences: false) {
         do {

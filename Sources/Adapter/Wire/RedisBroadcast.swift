@@ -1,4 +1,3 @@
-internal import CMsgpack
 import NIOCore
 import OrderedCollections
 import SidecastJSON
@@ -108,40 +107,33 @@ public struct RedisBroadcast: Sendable, Hashable {
         case malformed(String)
         case parts(uid: String, packet: JSONValue, options: JSONValue)
 
-        init(_ root: msgpack_object, ignoringUID ownUID: String?, namespace: String?) throws(MessagePackError) {
-            guard root.type == MSGPACK_OBJECT_ARRAY, root.via.array.size >= 2 else {
+        init(_ root: MessagePackObject, ignoringUID ownUID: String?, namespace: String?) throws(MessagePackError) {
+            guard let count = root.arrayCount, count >= 2 else {
                 self = .malformed("not an array [uid, packet, opts]")
                 return
             }
-            let elements = root.via.array.ptr!
-            guard elements[0].type == MSGPACK_OBJECT_STR else {
+            guard let uid = root[0].stringValue else {
                 self = .malformed("the uid is not a string")
                 return
             }
-            let uid = String(msgpackString: elements[0])
             if uid == ownUID {
                 self = .skipped
                 return
             }
-            if let namespace, Self.namespace(ofPacket: elements[1]) != namespace {
+            if let namespace, Self.namespace(ofPacket: root[1]) != namespace {
                 self = .skipped
                 return
             }
             // Node reads `opts.rooms` unguarded; a message without options is taken as "all".
-            let options: JSONValue = root.via.array.size >= 3 ? try JSONValue(elements[2], depth: 1) : [:]
-            self = .parts(uid: uid, packet: try JSONValue(elements[1], depth: 1), options: options)
+            let options: JSONValue = count >= 3 ? try root[2].jsonValue(depth: 1) : [:]
+            self = .parts(uid: uid, packet: try root[1].jsonValue(depth: 1), options: options)
         }
 
         /// The packet's `nsp` member; "/" when it has none, as Node assumes.
-        private static func namespace(ofPacket packet: msgpack_object) -> String? {
-            guard packet.type == MSGPACK_OBJECT_MAP else { return nil }
-            let map = packet.via.map
-            for index in 0..<Int(map.size) {
-                let pair = map.ptr[index]
-                guard pair.key.type == MSGPACK_OBJECT_STR, String(msgpackString: pair.key) == "nsp" else { continue }
-                return pair.val.type == MSGPACK_OBJECT_STR ? String(msgpackString: pair.val) : nil
-            }
-            return "/"
+        private static func namespace(ofPacket packet: MessagePackObject) -> String? {
+            guard packet.isMap else { return nil }
+            guard let nsp = packet.member("nsp") else { return "/" }
+            return nsp.stringValue
         }
     }
 }

@@ -13,7 +13,7 @@ public struct SocketIOPacketDecoder: Sendable {
         case awaitingAttachments(SocketIOPacket, expected: Int, received: [ByteBuffer])
     }
 
-    private static let reservedEventNames: Set<String> = [
+    static let reservedEventNames: Set<String> = [
         "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener",
     ]
 
@@ -25,6 +25,14 @@ public struct SocketIOPacketDecoder: Sendable {
         self.maxAttachments = maxAttachments
     }
 
+    /// A text message decoded: a packet, or a plain EVENT whose data stays in jansson's tree.
+    enum Decoded {
+        case packet(SocketIOPacket)
+        /// An EVENT without attachments. Its data is a checked array `[name, ...args]`, kept
+        /// parsed so that the layer above can print the arguments without converting them.
+        case event(namespace: String, id: Int?, data: JSONDocument)
+    }
+
     /// Decodes the payload of a text Engine.IO message (without its "4" prefix). Returns nil
     /// when the packet is binary and waits for its attachments.
     public mutating func decode(text: some StringProtocol) throws(SocketIOParseError) -> SocketIOPacket? {
@@ -32,15 +40,35 @@ public struct SocketIOPacketDecoder: Sendable {
             Self.parse(UnsafeRawBufferPointer($0), maxAttachments: maxAttachments)
         }
         if let parsed {
-            return try accept(parsed)
+            return try accept(parsed).map(Self.packet)
         }
         return try accept(Array(text.utf8).withUnsafeBytes { [maxAttachments] in Self.parse($0, maxAttachments: maxAttachments) })
+            .map(Self.packet)
     }
 
     /// Decodes the UTF-8 payload of a text Engine.IO message held in a buffer, as a WebSocket
     /// text frame delivers it, without copying it into a `String` first.
     public mutating func decode(text: ByteBuffer) throws(SocketIOParseError) -> SocketIOPacket? {
+        try decodeKeepingEventData(text: text).map(Self.packet)
+    }
+
+    /// As `decode(text:)`, but a plain EVENT keeps its data as parsed: what the server does
+    /// with every event a client emits, which it only passes on.
+    mutating func decodeKeepingEventData(text: ByteBuffer) throws(SocketIOParseError) -> Decoded? {
         try accept(text.withUnsafeReadableBytes { [maxAttachments] in Self.parse($0, maxAttachments: maxAttachments) })
+    }
+
+    private static func packet(_ decoded: Decoded) -> SocketIOPacket {
+        switch decoded {
+        case .packet(let packet):
+            return packet
+        case .event(let namespace, let id, let data):
+            do {
+                return SocketIOPacket(type: .event, namespace: namespace, id: id, data: try data.value(binaryObjects: .keep))
+            } catch {
+                preconditionFailure("only decoding $binary objects can fail: \(error)")
+            }
+        }
     }
 
     /// Takes the payload of a binary Engine.IO message as the next attachment of the pending
@@ -63,17 +91,17 @@ public struct SocketIOPacketDecoder: Sendable {
         return packet
     }
 
-    private mutating func accept(_ parsed: Result<(SocketIOPacket, attachments: Int), SocketIOParseError>) throws(SocketIOParseError) -> SocketIOPacket? {
+    private mutating func accept(_ parsed: Result<(Decoded, attachments: Int), SocketIOParseError>) throws(SocketIOParseError) -> Decoded? {
         guard case .idle = state else { throw .unexpectedText }
-        let (packet, attachments) = try parsed.get()
-        guard attachments > 0 else { return packet }
-        state = .awaitingAttachments(packet, expected: attachments, received: [])
+        let (decoded, attachments) = try parsed.get()
+        guard attachments > 0 else { return decoded }
+        state = .awaitingAttachments(Self.packet(decoded), expected: attachments, received: [])
         return nil
     }
 
     /// Parses one text packet; a binary packet comes back as EVENT / ACK with its
     /// placeholders still in place and the number of attachments to wait for.
-    private static func parse(_ bytes: UnsafeRawBufferPointer, maxAttachments: Int) -> Result<(SocketIOPacket, attachments: Int), SocketIOParseError> {
+    private static func parse(_ bytes: UnsafeRawBufferPointer, maxAttachments: Int) -> Result<(Decoded, attachments: Int), SocketIOParseError> {
         guard let first = bytes.first, isDigit(first), let type = SocketIOPacketType(rawValue: first - UInt8(ascii: "0")) else {
             return .failure(.unknownPacketType)
         }
@@ -111,17 +139,41 @@ public struct SocketIOPacketDecoder: Sendable {
             packet.id = decimalValue(bytes[start..<cursor])
         }
 
-        if cursor < bytes.count {
-            let payload: JSONValue
-            do {
-                payload = try JSONValue(parsing: UnsafeRawBufferPointer(rebasing: bytes[cursor...]))
-            } catch {
-                return .failure(.invalidJSON)
-            }
-            guard isPayloadValid(payload, for: type) else { return .failure(.invalidPayload) }
-            packet.data = payload
+        guard cursor < bytes.count else { return .success((.packet(packet), attachments)) }
+        let document: JSONDocument
+        do {
+            document = try JSONDocument(parsing: UnsafeRawBufferPointer(rebasing: bytes[cursor...]))
+        } catch {
+            return .failure(.invalidJSON)
         }
-        return .success((packet, attachments))
+        if type == .event {
+            guard isEventDataValid(document) else { return .failure(.invalidPayload) }
+            return .success((.event(namespace: packet.namespace, id: packet.id, data: document), 0))
+        }
+        let payload: JSONValue
+        do {
+            payload = try document.value(binaryObjects: .keep)
+        } catch {
+            preconditionFailure("only decoding $binary objects can fail: \(error)")
+        }
+        guard isPayloadValid(payload, for: type) else { return .failure(.invalidPayload) }
+        packet.data = payload
+        return .success((.packet(packet), attachments))
+    }
+
+    /// `isPayloadValid` for an EVENT, read on the parsed tree: an array whose first element
+    /// is a number or a name that is not reserved.
+    private static func isEventDataValid(_ document: JSONDocument) -> Bool {
+        guard let count = document.arrayCount, count > 0 else { return false }
+        return isEventName(document.element(0))
+    }
+
+    private static func isEventName(_ first: JSONValue?) -> Bool {
+        switch first {
+        case .int?, .double?: true
+        case .string(let name)?: !reservedEventNames.contains(name)
+        default: false
+        }
     }
 
     /// socket.io-parser's `isPayloadValid`, for a payload that is present.
@@ -132,11 +184,7 @@ public struct SocketIOPacketDecoder: Sendable {
         case (.connectError, .string), (.connectError, .object):
             return true
         case (.event, .array(let elements)), (.binaryEvent, .array(let elements)):
-            switch elements.first {
-            case .int?, .double?: return true
-            case .string(let name)?: return !reservedEventNames.contains(name)
-            default: return false
-            }
+            return isEventName(elements.first)
         case (.ack, .array), (.binaryAck, .array):
             return true
         default:

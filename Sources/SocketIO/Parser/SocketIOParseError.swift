@@ -12,6 +12,7 @@ public struct SocketIOParseError: Error, Hashable, CustomStringConvertible {
         case invalidPlaceholder
         case unexpectedBinary
         case unexpectedText
+        case invalidMessagePack
     }
 
     private let reason: Reason
@@ -36,6 +37,8 @@ public struct SocketIOParseError: Error, Hashable, CustomStringConvertible {
     public static let unexpectedBinary = Self(reason: .unexpectedBinary)
     /// A text frame arrived while a binary packet was still waiting for attachments.
     public static let unexpectedText = Self(reason: .unexpectedText)
+    /// Under `--parser msgpack`: a text message, or bytes that are not one MessagePack value.
+    public static let invalidMessagePack = Self(reason: .invalidMessagePack)
 
     public var description: String {
         switch reason {
@@ -49,6 +52,7 @@ public struct SocketIOParseError: Error, Hashable, CustomStringConvertible {
         case .invalidPlaceholder: "attachment placeholder names no attachment"
         case .unexpectedBinary: "got binary data when not reconstructing a packet"
         case .unexpectedText: "got plaintext data when reconstructing a packet"
+        case .invalidMessagePack: "not a MessagePack packet"
         }
     }
 }

@@ -47,6 +47,8 @@ enum ChatScenario {
         }
         let seconds = cpuAfter.taken.seconds(since: cpuBefore.taken)
         let sidecarCPU = cpuAfter.cpu - cpuBefore.cpu
+        let kernelCPU = cpuAfter.systemCPU - cpuBefore.systemCPU
+        let wakeUps = cpuAfter.voluntarySwitches - cpuBefore.voluntarySwitches
         return BenchResult(
             scenario: "chat",
             parameters: [
@@ -58,6 +60,9 @@ enum ChatScenario {
                 Figure("messages/s", Double(messages) / seconds),
                 Figure("deliveries/s", Double(delivered) / seconds),
                 Figure("sidecar CPU/message", sidecarCPU / Double(messages) * 1e6, "µs"),
+                Figure("of which user", (sidecarCPU - kernelCPU) / Double(messages) * 1e6, "µs"),
+                Figure("of which kernel", kernelCPU / Double(messages) * 1e6, "µs"),
+                Figure("wake-ups/message", Double(wakeUps) / Double(messages)),
                 Figure("sidecar CPU/delivery", sidecarCPU / Double(max(delivered, 1)) * 1e6, "µs"),
             ] + latency.figures() + [Figure("missing", Double(missing))],
             notes: try bench.healthNotes()

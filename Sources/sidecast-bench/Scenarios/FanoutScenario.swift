@@ -23,8 +23,8 @@ enum FanoutScenario {
         let cpuAfter = try sidecar.sample()
         let ownCPU = ProcessSampler.ownCPU() - ownBefore
 
-        let (delivered, missing, latency) = try bench.load.run { load in
-            (load.totalReceived, load.missing(expected: events, of: clients), load.latencies[0].summary())
+        let (delivered, missing, latency, bytes) = try bench.load.run { load in
+            (load.totalReceived, load.missing(expected: events, of: clients), load.latencies[0].summary(), load.bytesReceived)
         }
         let seconds = cpuAfter.taken.seconds(since: cpuBefore.taken)
         let sidecarCPU = cpuAfter.cpu - cpuBefore.cpu
@@ -41,6 +41,7 @@ enum FanoutScenario {
             parameters: [
                 "clients": String(options.clients), "rate_per_s": describe(options.rate),
                 "duration_s": describe(options.duration), "payload_bytes": String(options.payloadBytes),
+                "deflate": String(options.deflate),
             ],
             figures: [
                 Figure("clients", Double(options.clients)),
@@ -49,6 +50,7 @@ enum FanoutScenario {
                 Figure("sidecar CPU/delivery", perDelivery, "µs"),
                 Figure("of which kernel", kernelPerDelivery, "µs"),
                 Figure("sidecar CPU", sidecarCPU / seconds * 100, "%"),
+                Figure("bytes/delivery", Double(bytes) / Double(max(delivered, 1)), "B"),
             ] + latency.figures() + [
                 Figure("missing", Double(missing)),
                 Figure("load floor", loadPerDelivery * Double(options.clients) / 1000, "ms"),

@@ -392,7 +392,7 @@ class Client:
     disconnects are recorded per namespace in `inbox` as (namespace, event, args) tuples."""
 
     def __init__(self, url, transports=("websocket",), namespaces=("/",), auth=None,
-                 path="socket.io", headers=None):
+                 path="socket.io", headers=None, http_session=None):
         self.url = url
         self.transports = list(transports) if transports else None
         self.namespaces = list(namespaces)
@@ -402,7 +402,9 @@ class Client:
         self.inbox = Inbox("client event")
         # Maps an event name to a function of its arguments whose result is the ack reply.
         self.ack_replies = {}
-        self.sio = socketio.Client(reconnection=False)
+        # A requests.Session carries TLS settings (its `verify` CA file and client `cert`) to
+        # both transports: python-engineio passes them on to websocket-client too.
+        self.sio = socketio.Client(reconnection=False, http_session=http_session)
         for nsp in self.namespaces:
             self._register(nsp)
 

@@ -61,10 +61,20 @@ class BenchTests(unittest.TestCase):
         self.assertGreater(figures["sidecar CPU/delivery"], 0)
         self.assertLessEqual(figures["of which kernel"], figures["sidecar CPU/delivery"])
 
+    def test_fanout_with_deflate(self):
+        """--deflate: the clients offer permessage-deflate, inflate what they get, and the
+        bytes that reach them per delivery shrink (the bench's padding compresses well)."""
+        plain, _ = self.scenario("fanout", "--clients", "10", "--rate", "10", "--payload-bytes", "4000")
+        deflated, _ = self.scenario("fanout", "--clients", "10", "--rate", "10", "--payload-bytes", "4000", "--deflate")
+        self.assertEqual(deflated["missing"], 0)
+        self.assertGreater(plain["bytes/delivery"], 4000)
+        self.assertLess(deflated["bytes/delivery"], 400)
+
     def test_chat(self):
         figures, _ = self.scenario("chat", "--clients", "20", "--room-size", "5", "--rate", "50")
         self.assertGreater(figures["deliveries/s"], figures["messages/s"], "each message reaches a room of 5")
         self.assertEqual(figures["missing"], 0)
+        self.assertGreater(figures["wake-ups/message"], 0, "sidecast sleeps between messages at 50/s")
 
     def test_bridge(self):
         figures, _ = self.scenario("bridge", "--clients", "2")

@@ -14,44 +14,22 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
+from browser import BROWSER_WAIT, EXAMPLES, ChromiumTestCase, unavailable
 from harness import REPO, Client, free_port, start_process, start_sidecast, wait_until
 
 try:
-    from selenium import webdriver
     from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
-except ImportError:  # reported by setUpClass: a skip outside CI, a failure in it
-    webdriver = None
+except ImportError:  # reported by ChromiumTestCase.setUpClass
+    pass
 
-EXAMPLES = os.path.join(REPO, "examples")
-CLIENT_BUNDLE = os.path.join(EXAMPLES, "web", "vendor", "socket.io.min.js")
-IN_CI = os.environ.get("CI") == "true"
 OUTPUT = os.environ.get("SIDECAST_TEST_OUTPUT") or os.path.join(REPO, ".build", "test-output")
-BROWSER_WAIT = 15
-
-
-def unavailable(reason):
-    """Skips the module's tests outside CI; in CI, a missing piece is a failure."""
-    if IN_CI:
-        raise AssertionError(f"{reason}, but CI=true: scripts/test.sh should have installed it")
-    print(f"skipping: {reason}", file=sys.stderr, flush=True)
-    raise unittest.SkipTest(reason)
-
-
-def find_chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 def wait_for_port(port, process, what):
@@ -66,20 +44,7 @@ def wait_for_port(port, process, what):
     wait_until(listening, timeout=20, message=f"{what} to listen on port {port}")
 
 
-class BrowserChatTests(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        if webdriver is None:
-            unavailable("selenium is not installed (scripts/requirements-test.txt)")
-        cls.chromium = find_chromium()
-        cls.chromedriver = shutil.which("chromedriver")
-        if not cls.chromium or not cls.chromedriver:
-            unavailable("chromium or chromedriver is not installed (Debian: chromium chromium-driver)")
-        if not os.path.exists(CLIENT_BUNDLE):
-            fetch = subprocess.run([sys.executable, os.path.join(EXAMPLES, "web", "fetch-client.py")])
-            if fetch.returncode != 0:
-                unavailable("the Socket.IO client bundle is missing and examples/web/fetch-client.py failed")
+class BrowserChatTests(ChromiumTestCase):
 
     def setUp(self):
         self.web_port = free_port()
@@ -123,19 +88,10 @@ class BrowserChatTests(unittest.TestCase):
         return f"redis://127.0.0.1:{port}"
 
     def start_browser(self):
-        profile = tempfile.TemporaryDirectory(prefix="sidecast-chromium-")
-        self.addCleanup(profile.cleanup)
-        options = webdriver.ChromeOptions()
-        options.binary_location = self.chromium
-        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                         "--window-size=1100,800", f"--user-data-dir={profile.name}",
-                         # Background tabs must keep running their timers at full speed.
-                         "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-                         "--disable-backgrounding-occluded-windows"):
-            options.add_argument(argument)
-        driver = webdriver.Chrome(service=Service(executable_path=self.chromedriver), options=options)
-        self.addCleanup(driver.quit)
-        return driver
+        return self.start_chromium("--window-size=1100,800",
+                                   # Background tabs must keep running their timers at full speed.
+                                   "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                                   "--disable-backgrounding-occluded-windows")
 
     # The page
 

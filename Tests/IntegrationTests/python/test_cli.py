@@ -15,7 +15,7 @@ import time
 import unittest
 
 from cluster import start_redis
-from harness import REPO, SIDECAST_BIN, TIMEOUT, Sidecast, free_port, polling_handshake, start_sidecast
+from harness import REPO, SIDECAST_BIN, TIMEOUT, Sidecast, polling_handshake, start_sidecast
 
 # Flags of --help that configure nothing and so have no row in the README's table.
 ACTIONS = {"help", "print-config", "version"}
@@ -34,7 +34,7 @@ def help_flags():
     text = run_sidecast("--help").stdout
     flags = {}
     for block in re.split(r"\n(?=  -)", text.split("OPTIONS:", 1)[1]):
-        names = re.findall(r"--([a-z][a-z-]*)", block.split("  ", 2)[1] if block.startswith("  -") else "")
+        names = re.findall(r"--([a-z][a-z0-9-]*)", block.split("  ", 2)[1] if block.startswith("  -") else "")
         if not names:
             continue
         default = re.search(r"\(default: (.*?)[;)]", " ".join(block.split()))
@@ -45,7 +45,7 @@ def help_flags():
 def readme_flags():
     """{flag: (environment variable, default)} from the README's table."""
     with open(os.path.join(REPO, "README.md"), encoding="utf-8") as readme:
-        rows = re.findall(r"^\| `--([a-z-]+)` \| `([A-Z_]+)` \| ([^|]+) \|", readme.read(), re.M)
+        rows = re.findall(r"^\| `--([a-z0-9-]+)` \| `(SIDECAST_[A-Z0-9_]+)` \| ([^|]+) \|", readme.read(), re.M)
     return {flag: (variable, default.strip().strip("`")) for flag, variable, default in rows}
 
 

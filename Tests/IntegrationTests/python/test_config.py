@@ -209,7 +209,7 @@ class PrintConfigTests(ConfigTestCase):
         with open(EXAMPLE_CONFIG) as f:
             example = f.read()
         self.assertEqual(self.run_sidecast("--print-config", "--config", EXAMPLE_CONFIG).returncode, 0)
-        uncommented = re.sub(r"(?m)^# ([a-z-]+ = )", r"\1", example)
+        uncommented = re.sub(r"(?m)^# ([a-z0-9-]+ = )", r"\1", example)
         documented = set(tomllib.loads(uncommented))
         self.assertEqual(documented, keys)
         config = self.print_config("--config", self.write(uncommented))

@@ -11,7 +11,6 @@ logs one warning with the numbers.
 """
 
 import concurrent.futures
-import json
 import os
 import signal
 import socket

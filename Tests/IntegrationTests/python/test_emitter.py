@@ -7,7 +7,7 @@ import unittest
 import msgpack
 
 from cluster import ClusterAssertions, start_nodes, start_redis
-from harness import TIMEOUT, b64, wait_until
+from harness import wait_until
 
 EMITTER_UID = "emitter"
 RESERVED_EVENTS = {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}

@@ -18,7 +18,7 @@ import unittest
 
 import redis
 
-from harness import TIMEOUT, free_port, start_process, start_sidecast, wait_until
+from harness import free_port, start_process, start_sidecast, wait_until
 
 REDIS_SERVER = os.environ.get("SIDECAST_REDIS_SERVER") or shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")

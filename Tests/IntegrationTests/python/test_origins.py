@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import unittest
@@ -24,13 +23,14 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import requests
 import websocket
 
+from browser import BROWSER_WAIT, CLIENT_BUNDLE, ChromiumTestCase
 from harness import SIDECAST_BIN, TIMEOUT, SidecastTestCase, eio_url, free_port, start_sidecast
-from test_browser import BROWSER_WAIT, CLIENT_BUNDLE, EXAMPLES, find_chromium, unavailable, webdriver
 from test_ops import metric, scrape
 
-if webdriver is not None:
-    from selenium.webdriver.chrome.service import Service
+try:
     from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:  # reported by ChromiumTestCase.setUpClass
+    pass
 
 FORBIDDEN = {"code": 4, "message": "Origin not allowed"}
 EVIL = "https://evil.example"
@@ -209,25 +209,11 @@ PROBE_PAGE = """<!doctype html>
 """
 
 
-class BrowserOriginTests(unittest.TestCase):
+class BrowserOriginTests(ChromiumTestCase):
     """The same probe page, served by two local HTTP servers (two origins): only the page of the
     allowed origin connects. The chat page on its own origin is test_browser's: its sidecast has
     --cors-origin set to the page's origin, so the check runs there too. Chromium is found and
     skipped (outside CI) as in test_browser."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        if webdriver is None:
-            unavailable("selenium is not installed (scripts/requirements-test.txt)")
-        cls.chromium = find_chromium()
-        cls.chromedriver = shutil.which("chromedriver")
-        if not cls.chromium or not cls.chromedriver:
-            unavailable("chromium or chromedriver is not installed (Debian: chromium chromium-driver)")
-        if not os.path.exists(CLIENT_BUNDLE):
-            fetch = subprocess.run([sys.executable, os.path.join(EXAMPLES, "web", "fetch-client.py")])
-            if fetch.returncode != 0:
-                unavailable("the Socket.IO client bundle is missing and examples/web/fetch-client.py failed")
 
     def setUp(self):
         pages = tempfile.TemporaryDirectory(prefix="sidecast-pages-")
@@ -241,15 +227,7 @@ class BrowserOriginTests(unittest.TestCase):
             self.addCleanup(server.server_close)
             self.addCleanup(server.shutdown)
             self.pages[name] = origin
-        profile = tempfile.TemporaryDirectory(prefix="sidecast-chromium-")
-        self.addCleanup(profile.cleanup)
-        options = webdriver.ChromeOptions()
-        options.binary_location = self.chromium
-        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                         f"--user-data-dir={profile.name}"):
-            options.add_argument(argument)
-        self.driver = webdriver.Chrome(service=Service(executable_path=self.chromedriver), options=options)
-        self.addCleanup(self.driver.quit)
+        self.driver = self.start_chromium()
 
     def probe(self, page, sidecast, transport):
         """Opens the probe page of origin `page`; returns its title once it connected or failed."""

@@ -63,6 +63,26 @@ final class SocketIOPacketDecoderTests: XCTestCase {
         }
     }
 
+    func testAPlainEventKeepsItsDataParsedAndEveryOtherPacketIsAValue() throws {
+        var decoder = SocketIOPacketDecoder()
+        guard case .event(let namespace, let id, let data)? = try decoder.decodeKeepingEventData(text: ByteBuffer(string: #"2/chat,7["m",{"a":1},2]"#)) else {
+            return XCTFail("a plain EVENT keeps its data parsed")
+        }
+        XCTAssertEqual(namespace, "/chat")
+        XCTAssertEqual(id, 7)
+        XCTAssertEqual(try data.value(binaryObjects: .keep), ["m", ["a": 1], 2])
+        guard case .packet(let ack)? = try decoder.decodeKeepingEventData(text: ByteBuffer(string: #"3/chat,7["ok"]"#)) else {
+            return XCTFail("an ACK is a packet")
+        }
+        XCTAssertEqual(ack, SocketIOPacket(type: .ack, namespace: "/chat", id: 7, data: ["ok"]))
+        XCTAssertNil(try decoder.decodeKeepingEventData(text: ByteBuffer(string: #"51-["m",{"_placeholder":true,"num":0}]"#)))
+        XCTAssertNotNil(try decoder.decode(binary: ByteBuffer(bytes: [1])))
+        // The same checks as for values: a reserved name, no name, a payload that is no array.
+        for text in [#"2["connect"]"#, #"2[]"#, #"2[{"a":1}]"#, #"2{"a":1}"#, #"2["m""#] {
+            XCTAssertThrowsError(try decoder.decodeKeepingEventData(text: ByteBuffer(string: text)), text)
+        }
+    }
+
     func testBinaryEventReassembly() throws {
         var decoder = SocketIOPacketDecoder()
         XCTAssertNil(try decoder.decode(text: #"52-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#))
@@ -210,6 +230,19 @@ final class SocketIOPacketDecoderTests: XCTestCase {
         XCTAssertEqual(try decoder.decode(text: frame), SocketIOPacket(type: .event, namespace: "/chat", id: 3, data: ["hello", ["n": 1]]))
         let message = #"42["sub"]"#
         XCTAssertEqual(try decoder.decode(text: message.dropFirst()), SocketIOPacket(type: .event, data: ["sub"]))
+    }
+
+    /// A WebSocket text frame is no longer copied into a `String` (which replaced bad bytes
+    /// with U+FFFD): bad UTF-8 in the payload now reaches jansson, which refuses it, and the
+    /// client is closed as after any malformed packet (Node's `ws` closes it with 1007).
+    func testInvalidUTF8InAnEventIsInvalidJSON() {
+        var decoder = SocketIOPacketDecoder()
+        var frame = ByteBuffer(string: #"2["m",""#)
+        frame.writeBytes([0xC3, 0x28])
+        frame.writeString(#""]"#)
+        XCTAssertThrowsError(try decoder.decodeKeepingEventData(text: frame)) { error in
+            XCTAssertEqual(error as? SocketIOParseError, .invalidJSON)
+        }
     }
 
     func testInvalidUTF8NamespaceIsRejected() {

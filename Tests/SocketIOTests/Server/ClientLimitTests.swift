@@ -92,7 +92,7 @@ private final class SessionRecorder: EngineIOServerDelegate {
         server.sessionDidOpen(session)
     }
 
-    func session(_ session: EngineIOSession, didReceiveText text: String) {
+    func session(_ session: EngineIOSession, didReceiveText text: ByteBuffer) {
         server.session(session, didReceiveText: text)
     }
 

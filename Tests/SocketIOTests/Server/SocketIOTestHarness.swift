@@ -48,8 +48,8 @@ final class RecordingSink: SocketEventSink {
         self.connected.append(socket)
     }
 
-    func socket(_ socket: SocketIOSocket, didReceiveEvent event: String, args: [JSONValue], ackID: Int?) {
-        self.events.append(Event(socket: socket, name: event, args: args, ackID: ackID))
+    func socket(_ socket: SocketIOSocket, didReceive event: SocketIOEvent) {
+        self.events.append(Event(socket: socket, name: event.name, args: event.args, ackID: event.ackID))
     }
 
     func socket(_ socket: SocketIOSocket, didDisconnectWith reason: DisconnectReason) {

@@ -1,9 +1,9 @@
 internal import CMsgpack
 import NIOCore
 import OrderedCollections
-import SidecastJSON
 
-/// MessagePack as notepack.io 3.x writes and reads it, the codec of the Node Redis adapter.
+/// MessagePack as notepack.io 3.x writes and reads it, the codec of the Node Redis adapter and of
+/// socket.io-msgpack-parser.
 ///
 /// Packing and unpacking are msgpack-c's; this type only maps between its object tree and
 /// `JSONValue`. The mapping follows notepack, so a Node server decodes what we encode to the
@@ -46,17 +46,18 @@ public enum MessagePack {
 
     /// Decodes exactly one value that fills all readable bytes of `bytes`.
     public static func decode(_ bytes: ByteBuffer) throws(MessagePackError) -> JSONValue {
-        try withUnpacked(bytes) { (root) throws(MessagePackError) in try JSONValue(root, depth: 0) }
+        try withUnpacked(bytes) { (root) throws(MessagePackError) in try root.jsonValue() }
     }
 
     /// Unpacks `bytes` with msgpack-c and hands the root of the object tree to `body`.
     ///
     /// The tree lives in msgpack-c's zone and is freed when this returns, so `body` must copy out
-    /// what it keeps. Reading the tree directly lets a caller look at a few fields (the sender's
-    /// uid, the namespace) before paying for the conversion of a whole payload.
-    static func withUnpacked<Result>(
+    /// what it keeps and must not let the `MessagePackObject` escape. Reading the tree directly
+    /// lets a caller look at a few fields (the sender's uid, the namespace) before paying for the
+    /// conversion of a whole payload.
+    public static func withUnpacked<Result>(
         _ bytes: ByteBuffer,
-        _ body: (msgpack_object) throws(MessagePackError) -> Result
+        _ body: (MessagePackObject) throws(MessagePackError) -> Result
     ) throws(MessagePackError) -> Result {
         var unpacked = msgpack_unpacked()
         msgpack_unpacked_init(&unpacked)
@@ -81,7 +82,7 @@ public enum MessagePack {
             throw .malformed
         }
         guard offset == count else { throw .trailingBytes(count - offset) }
-        return try body(unpacked.data)
+        return try body(MessagePackObject(unpacked.data))
     }
 
     /// Refuses, as truncated, a value whose containers announce more elements than bytes remain.
@@ -186,6 +187,52 @@ public enum MessagePack {
     }
 }
 
+/// A value in msgpack-c's object tree, valid only inside `MessagePack.withUnpacked`: its
+/// strings and containers point into the unpacker's zone.
+public struct MessagePackObject {
+    fileprivate let object: msgpack_object
+
+    fileprivate init(_ object: msgpack_object) {
+        self.object = object
+    }
+
+    /// The number of elements when this is an array, else nil.
+    public var arrayCount: Int? {
+        self.object.type == MSGPACK_OBJECT_ARRAY ? Int(self.object.via.array.size) : nil
+    }
+
+    /// Element `index` of an array; `index` must be below `arrayCount`.
+    public subscript(index: Int) -> MessagePackObject {
+        precondition(index >= 0 && index < self.arrayCount ?? 0, "msgpack array index out of range")
+        return MessagePackObject(self.object.via.array.ptr[index])
+    }
+
+    public var isMap: Bool { self.object.type == MSGPACK_OBJECT_MAP }
+
+    /// The text when this is a `str`, else nil.
+    public var stringValue: String? {
+        self.object.type == MSGPACK_OBJECT_STR ? String(msgpackString: self.object) : nil
+    }
+
+    /// The value of the first member whose key is the string `key`, when this is a map.
+    public func member(_ key: String) -> MessagePackObject? {
+        guard self.isMap else { return nil }
+        let map = self.object.via.map
+        for index in 0..<Int(map.size) {
+            let pair = map.ptr[index]
+            if pair.key.type == MSGPACK_OBJECT_STR, String(msgpackString: pair.key) == key {
+                return MessagePackObject(pair.val)
+            }
+        }
+        return nil
+    }
+
+    /// Converts this value, copying it out of the zone; `depth` is how deep it is nested already.
+    public func jsonValue(depth: Int = 0) throws(MessagePackError) -> JSONValue {
+        try JSONValue(self.object, depth: depth)
+    }
+}
+
 /// Why bytes could not be decoded as one MessagePack value.
 public enum MessagePackError: Error, Hashable, CustomStringConvertible {
     /// The bytes end in the middle of a value (or there are none).
@@ -215,7 +262,7 @@ public enum MessagePackError: Error, Hashable, CustomStringConvertible {
 
 extension JSONValue {
     /// Converts a msgpack-c object (copying everything out of its zone).
-    init(_ object: msgpack_object, depth: Int) throws(MessagePackError) {
+    fileprivate init(_ object: msgpack_object, depth: Int) throws(MessagePackError) {
         switch object.type {
         case MSGPACK_OBJECT_NIL:
             self = .null
@@ -278,7 +325,7 @@ extension JSONValue {
 }
 
 extension String {
-    init(msgpackString object: msgpack_object) {
+    fileprivate init(msgpackString object: msgpack_object) {
         let str = object.via.str
         let bytes = UnsafeRawBufferPointer(start: str.ptr, count: Int(str.size))
         // Invalid UTF-8 becomes U+FFFD, as Node's `buffer.toString("utf8")` does in notepack.
