@@ -18,8 +18,8 @@ public final class NodeShards {
     /// The home loop: the adapter's, where every completion runs.
     public let eventLoop: EventLoop
     private let servers: [NIOLoopBound<SocketIOServer>]
-    /// Per namespace, how many shards hold each room; kept only on a node of several shards,
-    /// where no single server knows.
+    /// Per namespace, how many shards hold each room, for the rooms a transport follows; kept
+    /// only on a node of several shards, where no single server knows.
     private var roomHolders: [String: [String: Int]] = [:]
 
     /// `servers`, each bound to its own loop; the first is on the home loop.
@@ -193,15 +193,13 @@ public final class NodeShards {
         }
     }
 
-    /// Whether any shard has a member of `room`. On a node of several shards, known for the
-    /// namespaces whose rooms are followed; others are assumed held, so a message is decoded
-    /// and the shards find no member rather than dropped wrongly.
+    /// Whether this node may have a member of `room`, so that a message for it is worth
+    /// decoding. On a node of several shards, always: a join just handed to a shard (by another
+    /// node's request, say, followed at once by an emit to the room) is not known here until
+    /// that shard reports back, so the shards decide and find no member where there is none.
     func holdsRoom(_ room: String, namespace: String) -> Bool {
-        if servers.count == 1 {
-            return home.namespaces[namespace]?.rooms[room] != nil
-        }
-        guard let holders = roomHolders[namespace] else { return true }
-        return holders[room] != nil
+        guard servers.count == 1 else { return true }
+        return home.namespaces[namespace]?.rooms[room] != nil
     }
 
     /// A shard's room got its first member there (`exists`) or lost its last; returns whether

@@ -223,7 +223,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
             self.server.logger.info("polling payload over maxPayload", metadata: ["sid": "\(request.sid)"])
             self.keepAlive = false
             self.respond(status: .payloadTooLarge, headers: self.corsHeaders)
-            request.kind = .refusedPost(answered: true)
+            request.kind = .refusedPost
             link.send(request, answeringTo: NIOLoopBound(self, eventLoop: self.server.eventLoop))
             return
         }

@@ -24,9 +24,9 @@ struct RelayedRequest: Sendable {
         /// A POST, announced at its start (`RelayLink.beginPost`) and handed its whole body at
         /// its end (`RelayLink.finishPost`).
         case post(ByteBuffer)
-        /// A POST the connection's loop refused (body over maxPayload); `answered` when it
-        /// already answered it.
-        case refusedPost(answered: Bool)
+        /// A POST the connection's loop refused and answered (body over maxPayload): the
+        /// session fails, as for one of its own.
+        case refusedPost
         /// Any other method: answered with "bad request" once the sid is known valid.
         case other
     }
@@ -159,9 +159,8 @@ extension EngineIOServer {
                 }
                 exchange.session = session
                 if let error = session.beginPost(exchange) { exchange.respond(error) }
-            case .refusedPost(let answered):
+            case .refusedPost:
                 session.rejectPost(exchange)
-                if !answered { exchange.respond(.badRequest) }
             case .other:
                 exchange.respond(.badRequest)
             }
