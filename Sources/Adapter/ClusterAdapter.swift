@@ -54,10 +54,7 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     public func serve(namespace name: String) {
         guard served.insert(name).inserted else { return }
         transport.serve(namespace: name)
-        guard transport.followsRooms else {
-            // Without room channels only a node of several shards needs to know its rooms.
-            return shards.followRooms(of: name, onChange: nil)
-        }
+        guard transport.followsRooms else { return }
         shards.followRooms(of: name) { [weak self] room, exists, isPrivate in
             guard let self else { return }
             if exists {

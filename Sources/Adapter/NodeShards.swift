@@ -163,9 +163,8 @@ public final class NodeShards {
     /// Follows the rooms of `namespace` over every shard. `onChange` hears (on the home loop)
     /// when a room gets its first member on this node and loses its last: on any shard, that is.
     /// `isPrivate` says whether the room is a socket's own-id room.
-    func followRooms(of namespace: String, onChange: ((_ room: String, _ exists: Bool, _ isPrivate: Bool) -> Void)?) {
+    func followRooms(of namespace: String, onChange: @escaping (_ room: String, _ exists: Bool, _ isPrivate: Bool) -> Void) {
         if servers.count == 1 {
-            guard let onChange else { return }
             let server = home
             let followed = server.namespace(named: namespace)
             followed.onRoomChange = { [weak followed] room, exists in
@@ -240,9 +239,9 @@ private final class Gathering<Value> {
 private final class RoomChanges {
     private weak var shards: NodeShards?
     private let namespace: String
-    private let onChange: ((String, Bool, Bool) -> Void)?
+    private let onChange: (String, Bool, Bool) -> Void
 
-    init(shards: NodeShards, namespace: String, onChange: ((String, Bool, Bool) -> Void)?) {
+    init(shards: NodeShards, namespace: String, onChange: @escaping (String, Bool, Bool) -> Void) {
         self.shards = shards
         self.namespace = namespace
         self.onChange = onChange
@@ -250,7 +249,7 @@ private final class RoomChanges {
 
     func changed(_ room: String, exists: Bool, isPrivate: Bool) {
         guard let shards, shards.shardRoomChanged(room, exists: exists, namespace: namespace) else { return }
-        onChange?(room, exists, isPrivate)
+        onChange(room, exists, isPrivate)
     }
 }
 
