@@ -40,5 +40,5 @@ step "swift test"
 SIDECAST_TEST_THREADS="${SIDECAST_TEST_THREADS:-1}" swift test --disable-swift-testing "$@"
 if [ $# -eq 0 ]; then
     step "integration tests with --threads 4"
-    SIDECAST_TEST_THREADS=4 swift test --disable-swift-testing --skip-build --filter IntegrationTests
+    SIDECAST_TEST_THREADS=4 swift test --disable-swift-testing --skip-build --filter IntegrationTests.IntegrationTests
 fi
