@@ -77,7 +77,13 @@ final class Bench {
         if let redisPort { arguments += ["--redis", "redis://127.0.0.1:\(redisPort)"] }
         // Builds with an admin (metrics) listener default it to a fixed port, which a second
         // node on this machine could not bind.
-        if try sidecastHasAdminListener() { arguments += ["--admin-port", "0"] }
+        if try sidecastAccepts("--admin-port") { arguments += ["--admin-port", "0"] }
+        // Builds that cap clients at their open-file limit less a reserve for backends, Redis and
+        // the admin listener would answer 503 to counts this tool allows (its limit less
+        // `spareFiles`): give them a cap that fits the run.
+        if try sidecastAccepts("--max-connections") {
+            arguments += ["--max-connections", String(options.clients + Self.spareFiles)]
+        }
         let process = try ChildProcess(
             name: name,
             executable: options.sidecast,
@@ -165,10 +171,11 @@ final class Bench {
         }
     }
 
-    private var adminListener: Bool?
+    private var helpText: String?
 
-    private func sidecastHasAdminListener() throws -> Bool {
-        if let adminListener { return adminListener }
+    /// Whether the sidecast binary lists `flag` in its `--help`: the tool also runs older builds.
+    private func sidecastAccepts(_ flag: String) throws -> Bool {
+        if let helpText { return helpText.contains(flag) }
         let help = Process()
         let output = Pipe()
         help.executableURL = URL(fileURLWithPath: options.sidecast)
@@ -182,8 +189,8 @@ final class Bench {
         }
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         help.waitUntilExit()
-        adminListener = text.contains("--admin-port")
-        return adminListener ?? false
+        helpText = text
+        return text.contains(flag)
     }
 
     private var pinsCores: Bool { Self.pinsCores(options) }
