@@ -14,7 +14,13 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     typealias OutboundOut = WebSocketFrame
 
     /// The session this WebSocket serves or is upgrading; cleared once the connection is gone.
-    var session: EngineIOSession?
+    var session: EngineIOSession? {
+        didSet {
+            if let session { self.speaksV3 = session.version != .v4 }
+        }
+    }
+    /// Kept apart from `session` so that a delivery reads one flag rather than the session.
+    private var speaksV3 = false
     /// For its logger: a `Logger` kept here would cost every connection 56 bytes.
     private let server: EngineIOServer
     private var context: ChannelHandlerContext?
@@ -239,9 +245,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler {
     /// Writes each message as its own frame, text or binary.
     func write(_ messages: some Collection<EngineIOMessage>) {
         guard !self.closeSent, let context = self.context else { return }
-        let isV3 = self.session.map { $0.version != .v4 } ?? false
         for message in messages {
-            if isV3, case .binary(let data) = message.storage {
+            if self.speaksV3, case .binary(let data) = message.storage {
                 // A v3 binary frame starts with the packet type (and is sent uncompressed).
                 let frame = WebSocketFrame(fin: true, opcode: .binary, data: EngineIOv3Payload.binaryFrame(data))
                 context.write(Self.wrapOutboundOut(frame), promise: nil)
