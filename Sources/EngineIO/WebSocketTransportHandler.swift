@@ -14,9 +14,19 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
     typealias OutboundOut = WebSocketFrame
 
     /// The session this WebSocket serves or is upgrading; cleared once the connection is gone.
-    var session: EngineIOSession?
+    var session: EngineIOSession? {
+        didSet {
+            if let session { self.speaksV3 = session.version != .v4 }
+        }
+    }
     /// Instead of `session`: the session of another shard this WebSocket serves, through its loop.
-    var relay: RelayedSessionLink?
+    var relay: RelayedSessionLink? {
+        didSet {
+            if let relay { self.speaksV3 = relay.version != .v4 }
+        }
+    }
+    /// Kept apart from `session` so that a delivery reads one flag rather than the session.
+    private var speaksV3 = false
     /// For its logger: a `Logger` kept here would cost every connection 56 bytes.
     private let server: EngineIOServer
     private var context: ChannelHandlerContext?
@@ -170,11 +180,11 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
         }
         switch frame.opcode {
         case .text:
-            let packet = self.version == .v4
+            let packet = !self.speaksV3
                 ? EngineIOPacket(text: frame.unmaskedData) : EngineIOPacket(v3Text: frame.unmaskedData)
             self.received(packet)
         case .binary:
-            let packet = self.version == .v4
+            let packet = !self.speaksV3
                 ? .binary(frame.unmaskedData) : EngineIOv3Payload.decodeBinaryFrame(frame.unmaskedData)
             self.received(packet)
         case .ping:
@@ -186,11 +196,6 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
         default:
             break
         }
-    }
-
-    /// The session's protocol version; for a relayed session, the one its upgrade request named.
-    private var version: EngineIOProtocolVersion {
-        self.session?.version ?? self.relay?.version ?? .v4
     }
 
     private func received(_ packet: EngineIOPacket?) {
@@ -261,9 +266,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
     /// Writes each message as its own frame, text or binary.
     func write(_ messages: some Collection<EngineIOMessage>) {
         guard !self.closeSent, let context = self.context else { return }
-        let isV3 = self.version != .v4
         for message in messages {
-            if isV3, case .binary(let data) = message.storage {
+            if self.speaksV3, case .binary(let data) = message.storage {
                 // A v3 binary frame starts with the packet type (and is sent uncompressed).
                 let frame = WebSocketFrame(fin: true, opcode: .binary, data: EngineIOv3Payload.binaryFrame(data))
                 context.write(Self.wrapOutboundOut(frame), promise: nil)

@@ -77,12 +77,18 @@ final class Bench {
         if let redisPort { arguments += ["--redis", "redis://127.0.0.1:\(redisPort)"] }
         // Builds with an admin (metrics) listener default it to a fixed port, which a second
         // node on this machine could not bind.
-        if try sidecastHelp().contains("--admin-port") { arguments += ["--admin-port", "0"] }
+        if try sidecastAccepts("--admin-port") { arguments += ["--admin-port", "0"] }
         // Builds with several event loops default to one per CPU: ask for the number measured.
-        if try sidecastHelp().contains("--threads") {
+        if try sidecastAccepts("--threads") {
             arguments += ["--threads", String(options.threads)]
         } else if options.threads != 1 {
             throw BenchError("\(options.sidecast) has no --threads: it serves one event loop")
+        }
+        // Builds that cap clients at their open-file limit less a reserve for backends, Redis and
+        // the admin listener would answer 503 to counts this tool allows (its limit less
+        // `spareFiles`): give them a cap that fits the run.
+        if try sidecastAccepts("--max-connections") {
+            arguments += ["--max-connections", String(options.clients + Self.spareFiles)]
         }
         let process = try ChildProcess(
             name: name,
@@ -173,9 +179,9 @@ final class Bench {
 
     private var helpText: String?
 
-    /// `sidecast --help`, to learn which flags the binary has.
-    private func sidecastHelp() throws -> String {
-        if let helpText { return helpText }
+    /// Whether the sidecast binary lists `flag` in its `--help`: the tool also runs older builds.
+    private func sidecastAccepts(_ flag: String) throws -> Bool {
+        if let helpText { return helpText.contains(flag) }
         let help = Process()
         let output = Pipe()
         help.executableURL = URL(fileURLWithPath: options.sidecast)
@@ -190,7 +196,7 @@ final class Bench {
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         help.waitUntilExit()
         helpText = text
-        return text
+        return text.contains(flag)
     }
 
     private var pinsCores: Bool { Self.pinsCores(options) }

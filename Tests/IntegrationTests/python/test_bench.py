@@ -5,6 +5,7 @@ These runs check that the tool works, not how fast sidecast is: the figures are 
 
 import json
 import os
+import resource
 import subprocess
 import tempfile
 import unittest
@@ -21,9 +22,11 @@ class BenchTests(unittest.TestCase):
         if not os.path.exists(self.bench):
             raise unittest.SkipTest(f"{self.bench} is not built")
 
-    def run_bench(self, *args):
+    def run_bench(self, *args, open_files=None):
+        """`open_files` sets the open-file limit (soft and hard) of the bench and its sidecast."""
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))) if open_files else None
         return subprocess.run([self.bench, *args, "--sidecast", SIDECAST_BIN], capture_output=True,
-                              text=True, timeout=120)
+                              text=True, timeout=120, preexec_fn=limit)
 
     def scenario(self, name, *args):
         """Runs `name` for one second and returns its figures by name, and its notes."""
@@ -96,6 +99,21 @@ class BenchTests(unittest.TestCase):
         done = self.run_bench("idle", "--host", "10.1.2.3")
         self.assertEqual(done.returncode, 2)
         self.assertIn("--host 10.1.2.3 is not a loopback address", done.stderr)
+
+    def test_serves_every_client_the_open_file_limit_allows(self):
+        """At an open-file limit of 200 the bench allows 136 clients (200 less its 64 spare);
+        sidecast alone would cap clients at the limit less its reserve of 80 and answer the
+        last 16 with HTTP 503, so the bench gives it a cap that fits the run."""
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "row.json")
+            done = self.run_bench("idle", "--clients", "136", "--duration", "1", "--json", path, open_files=200)
+            self.assertEqual(done.returncode, 0, done.stderr + done.stdout)
+            with open(path) as file:
+                row = json.load(file)
+        figures = {figure["name"]: figure["value"] for figure in row["figures"]}
+        self.assertEqual(figures["clients"], 136)
+        self.assertEqual(row["notes"], [], "no client was dropped")
+        self.assertIn("use at most 136 clients", self.run_bench("idle", "--clients", "137", open_files=200).stderr)
 
     def test_refuses_more_clients_than_open_files_allow(self):
         done = self.run_bench("idle", "--clients", "1000000")
