@@ -195,7 +195,12 @@ public final class EngineIOSession {
                 self.flushOutbox(to: poll)
             }
         case .websocket(let webSocket):
-            webSocket.write(messages)
+            // The cast is decided at compile time once this is specialized for its callers.
+            if let messages = messages as? ArraySlice<EngineIOMessage> {
+                webSocket.write(messages)
+            } else {
+                for message in messages { webSocket.write(message) }
+            }
         case .closing, .closed:
             self.log("dropping packets sent after close")
         }
@@ -541,7 +546,7 @@ public final class EngineIOSession {
             switch packet {
             case .ping(let payload) where EngineIOPacket.isProbe(payload):
                 self.log("got probe ping, sending pong")
-                webSocket.write(CollectionOfOne(EngineIOMessage.probePong))
+                webSocket.write(EngineIOMessage.probePong)
                 polling.upgrade?.probed = true
                 let poll = polling.pendingPoll
                 polling.pendingPoll = nil
@@ -558,7 +563,7 @@ public final class EngineIOSession {
                 }
                 polling.pendingPoll?.respondToPoll(with: [.noop])
                 if !self.outbox.isEmpty {
-                    webSocket.write(self.takeOutbox())
+                    webSocket.write(self.takeOutbox()[...])
                 }
             default:
                 self.abandonUpgrade(of: webSocket)

@@ -171,7 +171,10 @@ extension EngineIOServer {
 /// A session's WebSocket as the session drives it: the connection's own handler, or, for a
 /// connection on another loop, the relay to that handler.
 protocol WebSocketTransport: AnyObject {
-    func write(_ messages: some Collection<EngineIOMessage>)
+    // Concrete types, not `some Collection`: a generic requirement called through the
+    // existential runs unspecialized, and this is called once per delivery.
+    func write(_ messages: ArraySlice<EngineIOMessage>)
+    func write(_ message: EngineIOMessage)
     /// Sends a close frame after what was written before, then closes the connection.
     func close()
     func pauseReading()
@@ -203,9 +206,14 @@ final class RelayedWebSocket: WebSocketTransport {
         self.server = server
     }
 
-    func write(_ messages: some Collection<EngineIOMessage>) {
+    func write(_ messages: ArraySlice<EngineIOMessage>) {
         guard !isClosed else { return }
         server.relayWrite(Array(messages), to: handler)
+    }
+
+    func write(_ message: EngineIOMessage) {
+        guard !isClosed else { return }
+        server.relayWrite([message], to: handler)
     }
 
     func close() {
@@ -325,7 +333,7 @@ extension EngineIOServer {
         relayedWrites.removeAll(keepingCapacity: true)
         for writes in byLoop.values {
             writes[0].handler.eventLoop.execute {
-                for write in writes { write.handler.value.write(write.messages) }
+                for write in writes { write.handler.value.writeFrames(write.messages) }
             }
         }
     }

@@ -263,8 +263,16 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
         relay?.failed()
     }
 
+    func write(_ messages: ArraySlice<EngineIOMessage>) {
+        self.writeFrames(messages)
+    }
+
+    func write(_ message: EngineIOMessage) {
+        self.writeFrames(CollectionOfOne(message))
+    }
+
     /// Writes each message as its own frame, text or binary.
-    func write(_ messages: some Collection<EngineIOMessage>) {
+    func writeFrames(_ messages: some Collection<EngineIOMessage>) {
         guard !self.closeSent, let context = self.context else { return }
         for message in messages {
             if self.speaksV3, case .binary(let data) = message.storage {
