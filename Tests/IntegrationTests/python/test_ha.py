@@ -47,10 +47,10 @@ def cluster_port():
 class RedisProcess:
     """One redis-server (or Sentinel, with `sentinel_conf`) on 127.0.0.1:`port` in a temp dir."""
 
-    def __init__(self, test, *args, port=None, sentinel_conf=None, name="redis", password=None):
+    def __init__(self, test, *args, port=None, pick_port=free_port, sentinel_conf=None, name="redis",
+                 password=None):
         if not (REDIS_SERVER and REDIS_CLI):
             raise unittest.SkipTest("redis-server and redis-cli are needed")
-        self.port = port or free_port()
         self.password = password
         self._dir = tempfile.TemporaryDirectory(prefix="sidecast-ha-")
         test.addCleanup(self._dir.cleanup)
@@ -62,17 +62,29 @@ class RedisProcess:
             argv += [path, "--sentinel"]
         else:
             argv += ["--save", "", "--appendonly", "no"]
-        argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir.name,
-                 "--protected-mode", "no", "--loglevel", "warning", *map(str, args)]
         if password:
             argv += ["--requirepass", password]
-        self.proc = start_process(argv, f"{name}-{self.port}")
+        # A port found free can be taken by another process before redis binds it (modules run
+        # in parallel): a picked port is picked again when redis exits at start; a port the
+        # caller named is its own to fail on.
+        for _ in range(5):
+            self.port = port or pick_port()
+            self.proc = start_process(argv + ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir.name,
+                                              "--protected-mode", "no", "--loglevel", "warning", *map(str, args)],
+                                      f"{name}-{self.port}")
+            wait_until(lambda: self._ping() or self.proc.poll() is not None, timeout=10,
+                       message=f"{name} on port {self.port}")
+            if self.proc.poll() is None:
+                break
+            if port is not None:
+                raise AssertionError(f"{name} on port {self.port} exited with {self.proc.returncode}")
+        else:
+            raise AssertionError(f"{name} exited at start on 5 picked ports")
         test.addCleanup(self.kill)
-        wait_until(lambda: self._ping(), timeout=10, message=f"{name} on port {self.port}")
 
     def _ping(self):
         if self.proc.poll() is not None:
-            raise AssertionError(f"redis on port {self.port} exited with {self.proc.returncode}")
+            return False
         try:
             return self.client().ping()
         except redis.exceptions.ConnectionError:
@@ -173,14 +185,9 @@ class HATestCase(unittest.TestCase):
 
 class RedisClusterHATests(HATestCase):
     def setUp(self):
-        ports = []
-        while len(ports) < 6:
-            port = cluster_port()
-            if port not in ports:
-                ports.append(port)
         self.redis = [RedisProcess(self, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                   "--cluster-node-timeout", "1000", port=port, name="cluster")
-                      for port in ports]
+                                   "--cluster-node-timeout", "1000", pick_port=cluster_port, name="cluster")
+                      for _ in range(6)]
         out = subprocess.run([REDIS_CLI, "--cluster", "create", *(n.address for n in self.redis),
                               "--cluster-replicas", "1", "--cluster-yes"],
                              capture_output=True, text=True, timeout=60)
