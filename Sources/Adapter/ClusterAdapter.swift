@@ -86,7 +86,7 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     ) {
         let request = BroadcastAckRequest(completion: completion)
         request.startLocally(on: shards, packet, options: options)
-        guard !options.local else { return request.expect(otherNodes: 0) }
+        guard !options.local else { return request.expectNoOtherNodes(timeout: timeout, on: shards.eventLoop) }
         let requestID = Self.makeRequestID()
         request.onFinish = { [weak self] in self?.requests.forget(requestID) }
         requests.track(requestID, request, what: "broadcast with ack", timeout: timeout)

@@ -60,6 +60,15 @@ final class BroadcastAckRequest: CollectingRequest {
         })
     }
 
+    /// No other node takes part (a local broadcast, or a node alone): this node's answers are
+    /// all there are, until `timeout`.
+    func expectNoOtherNodes(timeout: TimeAmount, on eventLoop: EventLoop) {
+        expect(otherNodes: 0)
+        guard !isDone else { return }
+        let timer = eventLoop.assumeIsolated().scheduleTask(in: timeout) { self.finish(timedOut: true) }
+        onFinish = { timer.cancel() }
+    }
+
     /// How many other nodes will report their clients.
     func expect(otherNodes: Int) {
         nodes.expected = otherNodes

@@ -32,12 +32,7 @@ public final class LocalAdapter: Adapter {
     ) {
         let request = BroadcastAckRequest(completion: completion)
         request.startLocally(on: shards, packet, options: options)
-        request.expect(otherNodes: 0)
-        guard !request.isDone else { return }
-        let timer = shards.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-            request.finish(timedOut: true)
-        }
-        request.onFinish = { timer.cancel() }
+        request.expectNoOtherNodes(timeout: timeout, on: shards.eventLoop)
     }
 
     public func addSockets(_ options: BroadcastOptions, rooms: [String]) {
