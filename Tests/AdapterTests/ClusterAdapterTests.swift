@@ -206,6 +206,20 @@ final class ClusterAdapterTests: XCTestCase {
         XCTAssertEqual(a.adapter.pendingRequestCount, 0)
     }
 
+    func testALocalBroadcastWithAckEndsAtItsTimeoutWhenAClientNeverAnswers() throws {
+        let (a, _) = (try node("A"), try node("B"))
+        _ = try a.connect()
+        var result: BroadcastAckResult?
+        a.adapter.broadcastWithAck(event("ping"), options: BroadcastOptions(namespace: "/", local: true), timeout: .seconds(2)) { result = $0 }
+        bus.deliverAll()
+        XCTAssertNil(result)
+        a.advance(by: .seconds(2))
+        let done = try XCTUnwrap(result)
+        XCTAssertTrue(done.timedOut)
+        XCTAssertEqual(done.expected, 1)
+        XCTAssertEqual(done.responses.count, 0)
+    }
+
     func testBroadcastWithAckWithoutTheMediumKeepsTheLocalAnswers() throws {
         let (a, _) = (try node("A"), try node("B"))
         _ = try a.connect()
