@@ -21,8 +21,9 @@ public enum RandomID {
     public static let socketIDLength = 20
 
     /// A random id of `length` characters whose first two say `shard`; with the only shard of
-    /// a one-loop node they are as random as the rest.
-    public static func make(length: Int = RandomID.length, shard: LoopShard = .only) -> String {
+    /// a one-loop node they are as random as the rest. With `node`, the next four say the node
+    /// (``RelayNode``).
+    public static func make(length: Int = RandomID.length, shard: LoopShard = .only, node: RelayNode? = nil) -> String {
         precondition(length <= 20, "two random words give 20 characters of 6 bits")
         precondition(length >= 2, "the shard takes the first two characters")
         var generator = SystemRandomNumberGenerator()
@@ -30,13 +31,18 @@ public enum RandomID {
         var first: UInt64 = generator.next()
         let second: UInt64 = generator.next()
         first = first & ~LoopShard.valueMask | shard.encode(random: first & LoopShard.valueMask)
-        return String(unsafeUninitializedCapacity: length) { characters in
+        let id = String(unsafeUninitializedCapacity: length) { characters in
             for index in 0..<length {
                 let bits = index < 10 ? first >> (6 * UInt64(index)) : second >> (6 * UInt64(index - 10))
                 characters[index] = alphabet[Int(bits & 63)]
             }
             return length
         }
+        guard let node else { return id }
+        precondition(length == RandomID.length, "only session ids name their node")
+        var characters = Array(id.utf8)
+        characters.replaceSubrange(RelayNode.offset..<RelayNode.offset + RelayNode.length, with: node.tag.utf8)
+        return String(decoding: characters, as: UTF8.self)
     }
 }
 

@@ -143,6 +143,10 @@ struct ResolvedSettings: Sendable {
             throw invalid(.redisSentinelUsername, "needs redis-sentinel-password", self[.redisSentinelUsername].value.helpDescription)
         }
         configuration.requestsTimeout = .milliseconds(Int64(try positiveInteger(.requestsTimeout)))
+        configuration.relaySessions = try boolean(.relaySessions)
+        if configuration.relaySessions && configuration.redisMode == SidecastConfiguration.standaloneMode {
+            throw invalid(.relaySessions, "needs redis, redis-sentinel or redis-cluster: the nodes relay over Redis", "true")
+        }
         configuration.adminHost = try nonEmptyString(.adminHost)
         configuration.adminPort = try port(.adminPort)
         configuration.drainDelay = try seconds(.drainDelay, allowingZero: true)

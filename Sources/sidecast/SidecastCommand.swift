@@ -61,6 +61,7 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(help: Setting.redisMaster.help) var redisMaster: String?
     @Option(name: .customLong(Setting.redisCluster.rawValue), help: Setting.redisCluster.help) var redisClusterNodes: [String] = []
     @Flag(inversion: .prefixedNo, help: Setting.redisSharded.help) var redisSharded: Bool?
+    @Flag(inversion: .prefixedNo, help: Setting.relaySessions.help) var relaySessions: Bool?
     @Option(help: Setting.redisSubscriptionMode.help) var redisSubscriptionMode: String?
     @Option(help: Setting.redisPassword.help) var redisPassword: String?
     @Option(help: Setting.redisSentinelUsername.help) var redisSentinelUsername: String?
@@ -116,6 +117,7 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.drainTimeout] = drainTimeout.map(SettingValue.number)
         values[.requireBackend] = requireBackend.map(SettingValue.boolean)
         values[.redisSharded] = redisSharded.map(SettingValue.boolean)
+        values[.relaySessions] = relaySessions.map(SettingValue.boolean)
         values[.logLevel] = logLevel.map(SettingValue.string)
         values[.logFormat] = logFormat.map(SettingValue.string)
         return SettingLayer(source: .flag, values: values)

@@ -37,6 +37,7 @@ final class IntegrationTests: XCTestCase {
         "test_ping_timeout",
         "test_protocol_doc",
         "test_redis_outage",
+        "test_relay",
         "test_rooms",
         "test_sharded",
         "test_threads",
@@ -73,6 +74,7 @@ final class IntegrationTests: XCTestCase {
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
     func testProtocolDocument() async throws { try await check("test_protocol_doc") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
+    func testRelay() async throws { try await check("test_relay") }
     func testRooms() async throws { try await check("test_rooms") }
     func testThreads() async throws { try await check("test_threads") }
     func testTLS() async throws { try await check("test_tls") }
