@@ -64,7 +64,7 @@ final class Bench {
     }
 
     /// Starts a sidecast node on the sidecar core and waits until it listens.
-    func startSidecast(name: String = "sidecast", redisPort: Int? = nil) throws -> Sidecar {
+    func startSidecast(name: String = "sidecast", redisPort: Int? = nil, flags: [String] = []) throws -> Sidecar {
         let host = options.targetHost
         let port = try Network.freePort(host: host)
         let socketPath = folder.appendingPathComponent("\(name).sock").path
@@ -90,6 +90,7 @@ final class Bench {
         if try sidecastAccepts("--max-connections") {
             arguments += ["--max-connections", String(options.clients + Self.spareFiles)]
         }
+        arguments += flags
         let process = try ChildProcess(
             name: name,
             executable: options.sidecast,
