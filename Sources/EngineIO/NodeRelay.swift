@@ -154,7 +154,6 @@ struct NodeRelayMetrics {
     private let requests: [RelayedRequestKind: Counter]
     private let upgrades = Counter(label: "sidecast_relay_requests_total", dimensions: [("kind", "upgrade")])
     private let timeouts = Counter(label: "sidecast_relay_failures_total", dimensions: [("reason", "timeout")])
-    private let refused = Counter(label: "sidecast_relay_failures_total", dimensions: [("reason", "no_bus")])
     /// From publishing a request to the owner's first answer (its answer or its "held").
     private let latency = Metrics.Timer(label: "sidecast_relay_latency_seconds")
 

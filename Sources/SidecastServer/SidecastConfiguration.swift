@@ -83,10 +83,8 @@ public struct SidecastConfiguration: Sendable {
         if redisURL != nil { return redisSharded ? "single, sharded pub/sub" : "single" }
         if !redisSentinels.isEmpty { return "sentinel" }
         if !redisClusterNodes.isEmpty { return redisSharded ? "cluster, sharded pub/sub" : "cluster" }
-        return Self.standaloneMode
+        return "off (standalone)"
     }
-    /// `redisMode` of a node without Redis.
-    public static let standaloneMode = "off (standalone)"
 
     /// How long cluster requests (fetch, count, acks across nodes) wait for other nodes.
     public var requestsTimeout: TimeAmount = .milliseconds(5_000)

@@ -144,7 +144,8 @@ struct ResolvedSettings: Sendable {
         }
         configuration.requestsTimeout = .milliseconds(Int64(try positiveInteger(.requestsTimeout)))
         configuration.relaySessions = try boolean(.relaySessions)
-        if configuration.relaySessions && configuration.redisMode == SidecastConfiguration.standaloneMode {
+        if configuration.relaySessions && configuration.redisURL == nil && configuration.redisSentinels.isEmpty
+            && configuration.redisClusterNodes.isEmpty {
             throw invalid(.relaySessions, "needs redis, redis-sentinel or redis-cluster: the nodes relay over Redis", "true")
         }
         configuration.adminHost = try nonEmptyString(.adminHost)

@@ -24,6 +24,7 @@ import socketio
 
 from cluster import start_redis
 from harness import TIMEOUT, Client, free_port, start_process, wait_until
+from test_config import ConfigTestCase
 from test_ops import metric, scrape, start_node
 
 NGINX = os.environ.get("SIDECAST_NGINX") or shutil.which("nginx") or (
@@ -143,34 +144,40 @@ class ChatBackend:
 
 class RelayBase(unittest.TestCase):
     relay = True
+    sharded = False
 
     def setUp(self):
         self.redis = start_redis(self)
         flags = ["--redis", self.redis.url, "--requests-timeout", RELAY_TIMEOUT_MS]
         if self.relay:
             flags.append("--relay-sessions")
+        if self.sharded:
+            flags.append("--redis-sharded")
         self.a = start_node(self, *flags)
         self.b = start_node(self, *flags)
-        self.redis.wait_nodes(2)
+        if not self.sharded:
+            self.redis.wait_nodes(2)
         if self.relay:
             wait_until(lambda: len(self.relay_channels()) == 2, message="both nodes on their relay channels")
 
     def relay_channels(self):
         with self.redis.client(socket_timeout=2) as r:
-            return [c for c in r.pubsub_channels("socket.io#relay#*")]
+            if self.sharded:
+                return r.execute_command("PUBSUB", "SHARDCHANNELS", "socket.io#relay#*")
+            return r.pubsub_channels("socket.io#relay#*")
 
     def start_nginx(self):
         nginx = Nginx([self.a, self.b])
         self.addCleanup(nginx.stop)
         return nginx
 
+    def poll_url(self, base, sid):
+        return f"{base}/socket.io/?EIO=4&transport=polling&sid={sid}"
+
     def handshake(self, base):
         response = requests.get(f"{base}/socket.io/?EIO=4&transport=polling", timeout=TIMEOUT)
         self.assertEqual(response.status_code, 200, response.text)
         return response.text.split('"sid":"', 1)[1].split('"', 1)[0]
-
-    def poll_url(self, base, sid):
-        return f"{base}/socket.io/?EIO=4&transport=polling&sid={sid}"
 
 
 class RelayTests(RelayBase):
@@ -285,6 +292,30 @@ class RelayTests(RelayBase):
         upgrades = sum(metric(scrape(node), "sidecast_relay_requests_total", kind="upgrade") for node in (self.a, self.b))
         print(f"[test_relay] {len(log)} requests through nginx, {relayed:.0f} polling requests and "
               f"{upgrades:.0f} upgrades relayed, {sum(sent.values())} chats sent in {CHAT_SECONDS:.0f} s")
+
+
+class RelayShardedTests(RelayBase):
+    """The relay's channels as shard channels, with --redis-sharded (Redis 7)."""
+
+    sharded = True
+
+    def test_relayed_post_and_get(self):
+        RelayTests.test_relayed_post_and_get(self)
+
+    def test_owner_gone_answers_session_id_unknown(self):
+        RelayTests.test_owner_gone_answers_session_id_unknown(self)
+
+
+class RelaySettingTests(ConfigTestCase):
+    def test_flag_environment_and_file_turn_it_on(self):
+        self.assertIs(self.print_config()["relay-sessions"], False)
+        redis = ("--redis", "redis://127.0.0.1:1")
+        self.assertIs(self.print_config(*redis, "--relay-sessions")["relay-sessions"], True)
+        self.assertIs(self.print_config(*redis, env={"SIDECAST_RELAY_SESSIONS": "true"})["relay-sessions"], True)
+        path = self.write('relay-sessions = true\nredis = "redis://127.0.0.1:1"\n')
+        self.assertIs(self.print_config("--config", path)["relay-sessions"], True)
+        # Without Redis there is nothing to relay over: refused at start, naming the setting.
+        self.assert_rejected("--relay-sessions", mentions=("relay-sessions", "redis"))
 
 
 class RelayOffControlTests(RelayBase):
