@@ -13,6 +13,9 @@
 /// On a node with several event loops, ids also say which loop's shard owns the session or
 /// socket (``LoopShard``), so a request or a backend command can be handed to that shard
 /// without a table shared by the loops.
+///
+/// With `--relay-sessions`, characters 2 to 5 of a session id also say which node made it
+/// (``RelayNode``, 24 bits), so any node relays a request of that session to it.
 public enum RandomID {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
     /// Engine.IO session ids.
