@@ -185,6 +185,13 @@ struct NodeRelayMetrics {
 ///
 /// A WebSocket upgrade of a session owned elsewhere stays on the node that took the
 /// connection, and its frames are relayed (see `RemoteWebSocket`).
+///
+/// Where a relayed request differs from one the owner reads itself: a POST reaches the owner
+/// whole, once read, so a second POST sent while the first's body is still arriving is refused
+/// only if both reach the owner before the first is answered; and while Redis is unreachable
+/// requests wait in the Redis client's outbox, so the client gets "Session ID unknown" at the
+/// timeout and a request may still reach the owner after Redis is back (the "closed" notice
+/// that follows it makes the owner drop a long-poll; a POST's packets are delivered).
 public final class NodeRelay {
     public let node: RelayNode
     public let eventLoop: EventLoop
