@@ -35,8 +35,13 @@ final class NodeRelayTests: XCTestCase {
     private let holdLimit: TimeAmount = .seconds(45)
 
     override func setUp() {
-        owner = TestServer { $0.pingInterval = .seconds(3600); $0.pingTimeout = .seconds(3600) }
-        other = TestServer { $0.pingInterval = .seconds(3600); $0.pingTimeout = .seconds(3600) }
+        let configure: (inout EngineIOConfiguration) -> Void = {
+            $0.pingInterval = .seconds(3600)
+            $0.pingTimeout = .seconds(3600)
+            $0.allowEIO3 = true
+        }
+        owner = TestServer(configure)
+        other = TestServer(configure)
         let nodes = [RelayNode(tag: "AAAA")!, RelayNode(tag: "BBBB")!]
         var relays: [RelayNode: NodeRelay] = [:]
         for (server, node) in zip([owner!, other!], nodes) {
@@ -149,6 +154,25 @@ final class NodeRelayTests: XCTestCase {
         try connection.channel.close().wait()
         pump()
         XCTAssertEqual(owner.delegate.closed.map(\.reason), [.transportError])
+    }
+
+    /// An Engine.IO v3 session's payload is encoded by the owner, which knows its protocol: the
+    /// XHR2 binary payload keeps its content type through the relay.
+    func testAV3SessionsPayloadKeepsItsFormat() throws {
+        let handshake = try XCTUnwrap(try owner.connect().request("GET", "/engine.io/?EIO=3&transport=polling"))
+        let sid = try XCTUnwrap(handshake.body.firstRange(of: #""sid":""#).map { range in
+            String(handshake.body[range.upperBound...].prefix { $0 != "\"" })
+        })
+        let session = try XCTUnwrap(owner.delegate.opened.last)
+        session.send(.binary(ByteBuffer(bytes: [0xAB])))
+        let connection = try other.connect()
+        XCTAssertNil(try connection.request("GET", "/engine.io/?EIO=3&transport=polling&sid=\(sid)"))
+        pump()
+        let response = try XCTUnwrap(try connection.readResponse())
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(response.header("content-type"), "application/octet-stream")
+        // Binary, length 2, end of length, type 4, the byte (the test reads bodies as UTF-8 text).
+        XCTAssertEqual(response.body, String(decoding: [1, 2, 0xFF, 4, 0xAB] as [UInt8], as: UTF8.self))
     }
 
     /// The WebSocket stays on the node that took it; its frames cross both ways.
