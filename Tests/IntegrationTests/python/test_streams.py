@@ -2,9 +2,11 @@
 `@socket.io/redis-streams-adapter` (`lib/adapter.ts`: `XADD <stream> MAXLEN ~ <maxLen> *` with
 the fields uid, nsp, type and data; every node reads the stream with `XREAD` from the last id it
 saw). The cross-node tests of test_cluster.py run again over the stream, with the nodes on one
-event loop and on four; the entries are checked field by field; and redis-server is SIGKILLed
-and restarted on the same port while a backend emits: every emit reaches the other node's
-clients once the stream is back, in order and once each."""
+event loop and on four; the entries are checked field by field; a Node streams-adapter node
+re-created from the adapter's source (node_streams.py) exchanges broadcasts, requests, answers
+and heartbeats with sidecast; and redis-server is SIGKILLed and restarted on the same port while
+a backend emits: every emit reaches the other node's clients once the stream is back, in order
+and once each."""
 
 import base64
 import json
@@ -18,6 +20,7 @@ import msgpack
 import test_cluster
 from cluster import start_redis
 from harness import TIMEOUT, b64, start_sidecast, wait_until
+from node_streams import NodeStreamsPeer
 
 STREAM = "socket.io"
 INITIAL_HEARTBEAT, HEARTBEAT = b"1", b"2"
@@ -119,6 +122,104 @@ class StreamEntriesTests(unittest.TestCase):
         self.assertEqual(list(client.wait_for("hi")), [1])
         with server.client(socket_timeout=2) as r:
             self.assertEqual(r.exists(STREAM), 0, "nothing in the default stream")
+
+
+class NodeStreamsPeerTests(unittest.TestCase):
+    """Sidecast and a Node streams-adapter node (node_streams.py) in one cluster."""
+
+    def setUp(self):
+        self.redis = start_redis(self)
+        self.node = start_sidecast(self, "--redis", self.redis.url, "--redis-streams", "--threads", 2,
+                                   "--requests-timeout", 3000)
+        wait_stream_nodes(self.redis, 1)
+        self.peer = NodeStreamsPeer(self.redis)
+        self.addCleanup(self.close_peer)
+        self.peer.wait_nodes(2)
+        self.backend = self.node.backend(self)
+        self.client = self.node.client(self, transports=["websocket"])
+        self.sid = self.backend.expect_connect(sid=self.client.sid())["sid"]
+        self.assertTrue(self.backend.request({"type": "join", "sid": self.sid, "nsp": "/", "rooms": ["mixed"]})["ok"])
+        self.peer_socket = self.peer.connect(ack_reply="from node")
+        self.peer.join(self.peer_socket, "mixed")
+        # Sidecast counts the peer once it heard it (the peer answered sidecast's announcement).
+        wait_until(lambda: self.count() == 2, timeout=TIMEOUT, message="sidecast counts the peer's socket")
+
+    def close_peer(self):
+        if self.peer is not None:
+            self.peer.close()
+            self.peer = None
+
+    def count(self, **selection):
+        return self.backend.request({"type": "count", "nsp": "/", **selection}).get("count")
+
+    def test_broadcasts_both_ways(self):
+        self.backend.emit("from-sidecast", "hi", b64(b"\x00\x01"), to=["mixed"])
+        self.assertEqual(self.peer.wait_received(self.peer_socket, "from-sidecast"), ["hi", b"\x00\x01"])
+        self.peer.emit("from-node", {"n": 1}, b"\x02", rooms=["mixed"])
+        self.assertEqual(list(self.client.wait_for("from-node")), [{"n": 1}, b"\x02"])
+        self.peer.emit("not-you", rooms=["mixed"], except_=[self.sid])
+        self.client.assert_no("not-you", within=0.3)
+
+    def test_fetch_and_join_both_ways(self):
+        reply = self.backend.request({"type": "fetch", "nsp": "/", "in": ["mixed"]})
+        self.assertTrue(reply["ok"], reply)
+        ids = sorted(s.get("sid") or s.get("id") for s in reply["sockets"])
+        self.assertEqual(ids, sorted([self.sid, self.peer_socket.id]))
+        sockets, timed_out = self.peer.fetch_sockets(rooms=["mixed"])
+        self.assertFalse(timed_out, "sidecast answered the peer's fetch")
+        self.assertEqual(sorted(s["id"] for s in sockets), sorted([self.sid, self.peer_socket.id]))
+        remote = next(s for s in sockets if s["id"] == self.sid)
+        self.assertEqual(sorted(remote["rooms"]), sorted([self.sid, "mixed"]))
+        # io.in("mixed").socketsJoin("vip") on the peer reaches sidecast's socket.
+        self.peer.sockets_join(["mixed"], ["vip"])
+        wait_until(lambda: self.count(local=True, **{"in": ["vip"]}) == 1, message="sidecast's socket joined vip")
+        self.assertTrue(self.backend.request({"type": "join", "nsp": "/", "in": ["vip"], "rooms": ["vvip"]})["ok"])
+        wait_until(lambda: "vvip" in self.peer.sids.get(self.peer_socket.id, ()), message="the peer's socket joined vvip")
+        self.assertTrue(self.backend.request({"type": "disconnect", "nsp": "/", "in": ["vvip"], "except": [self.sid]})["ok"])
+        wait_until(lambda: self.peer_socket.disconnected, message="the peer's socket disconnected by selector")
+
+    def test_server_side_emits_and_acks_both_ways(self):
+        self.peer.server_side_emit_reply = {"node": "peer"}
+        self.backend.send({"type": "serverEmit", "id": "q", "nsp": "/", "event": "load", "args": [1]})
+        reply = self.backend.expect("reply", id="q")
+        self.assertTrue(reply["ok"], reply)
+        self.assertEqual(reply["responses"], [{"node": "peer"}])
+        self.assertEqual(self.peer.server_side_emits, [["load", 1]])
+
+        def answer():
+            event = self.backend.expect("serverEvent", event="ask")
+            self.assertEqual(event["args"], ["x"])
+            self.backend.send({"type": "serverAck", "ack": event["ack"], "args": ["sidecast"]})
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        responses, timed_out = self.peer.server_side_emit_with_ack("ask", "x")
+        thread.join()
+        self.assertEqual((responses, timed_out), (["sidecast"], False))
+
+        self.client.ack_replies["vote"] = lambda *args: "sidecast client"
+        reply = self.backend.request({"type": "emit", "nsp": "/", "event": "vote", "args": [], "to": ["mixed"],
+                                      "ack": {"timeout": 3000}})
+        self.assertTrue(reply["ok"], reply)
+        self.assertEqual(sorted(reply["responses"], key=lambda r: r["args"]),
+                         [{"sid": None, "args": ["from node"]}, {"sid": self.sid, "args": ["sidecast client"]}])
+
+        self.client.ack_replies["poll"] = lambda *args: "sidecast client"
+        responses, timed_out = self.peer.emit_with_ack("poll", rooms=["mixed"], timeout=3.0)
+        self.assertEqual((sorted(responses), timed_out), (["from node", "sidecast client"], False))
+
+    def test_a_closed_peer_stops_being_counted_at_once(self):
+        self.peer.close()
+        self.peer = None
+        # ADAPTER_CLOSE: sidecast expects no answer from the peer any more.
+        started = time.monotonic()
+        reply = self.backend.request({"type": "serverEmit", "nsp": "/", "event": "anyone", "args": [], "id": "s"})
+        self.assertTrue(reply["ok"], reply)
+        self.assertEqual(reply["responses"], [])
+        self.assertLess(time.monotonic() - started, 1.0, "no wait for the closed peer")
+
+    def test_sidecast_stopping_tells_the_peer(self):
+        self.node.stop()
+        wait_until(lambda: self.peer.server_count() == 1, timeout=TIMEOUT, message="the peer forgets sidecast")
 
 
 class StreamOutageTests(unittest.TestCase):
