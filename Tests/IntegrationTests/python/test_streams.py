@@ -34,13 +34,19 @@ def stream_entries(redis_server, stream=STREAM):
 
 def wait_stream_nodes(redis_server, count, stream=STREAM):
     """Waits until `count` nodes announced themselves (`INITIAL_HEARTBEAT`, appended once a
-    node's reader has its position) and every pair heard each other: of two nodes, one reads
-    the other's announcement and answers it with a `HEARTBEAT`, which the other reads."""
+    node's reader has its position) and heard one another: a node that announced earlier reads
+    a later one's announcement and answers it (`HEARTBEAT`), which the later one reads."""
     def ready():
-        entries = stream_entries(redis_server, stream)
-        announced = {fields[b"uid"] for _, fields in entries if fields[b"type"] == INITIAL_HEARTBEAT}
-        answers = sum(fields[b"type"] == HEARTBEAT for _, fields in entries)
-        return len(announced) == count and answers >= count * (count - 1) // 2
+        entries = [fields for _, fields in stream_entries(redis_server, stream)]
+        announcements = [(index, fields[b"uid"]) for index, fields in enumerate(entries)
+                         if fields[b"type"] == INITIAL_HEARTBEAT]
+        if len({uid for _, uid in announcements}) != count:
+            return False
+        for position, (index, _) in enumerate(announcements):
+            earlier = {uid for _, uid in announcements[:position]}
+            if not earlier <= {fields[b"uid"] for fields in entries[index + 1:]}:
+                return False
+        return True
     wait_until(ready, timeout=TIMEOUT * 2, message=f"{count} nodes on the stream")
 
 
