@@ -116,6 +116,24 @@ class StreamEntriesTests(unittest.TestCase):
         with server.client(socket_timeout=2) as r:
             self.assertLess(r.xlen(STREAM), 300, "the stream is trimmed")
 
+    def test_a_malformed_entry_is_logged_and_skipped(self):
+        server = start_redis(self)
+        (node,) = start_stream_nodes(self, server, 1)
+        backend = node.backend(self)
+        client = node.client(self, transports=["websocket"])
+        backend.expect_connect(sid=client.sid())
+        with server.client(socket_timeout=2) as r:
+            for fields in ({"uid": "0123456789abcdef", "nsp": "/", "type": "3", "data": '{"packet":'},
+                           {"uid": "0123456789abcdef", "nsp": "/", "type": "3", "data": "!not base64!"},
+                           {"uid": "0123456789abcdef", "nsp": "/", "type": "42"}):
+                r.xadd(STREAM, fields)
+            # What a Node streams-adapter node writes for io.emit("after", 1).
+            r.xadd(STREAM, {"uid": "0123456789abcdef", "nsp": "/", "type": "3", "data": json.dumps(
+                {"packet": {"type": 2, "data": ["after", 1], "nsp": "/"}, "opts": {"rooms": [], "except": [], "flags": {}}})})
+        self.assertEqual(list(client.wait_for("after")), [1])
+        skipped = [line for line in node.proc.log_lines if "skipping a malformed entry of the Redis stream" in line]
+        self.assertEqual(len(skipped), 3, skipped)
+
     def test_a_stream_name_of_ones_own(self):
         server = start_redis(self)
         a, b = (start_sidecast(self, "--redis", server.url, "--redis-streams", "--redis-stream-name", "chat-cluster")
