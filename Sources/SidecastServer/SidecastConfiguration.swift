@@ -71,6 +71,13 @@ public struct SidecastConfiguration: Sendable {
     /// With `redisSharded`: which channels a node subscribes, as the Node adapter's
     /// `subscriptionMode`.
     public var redisSubscriptionMode = RedisSubscriptionMode.dynamic
+    /// One Redis stream in the format of `@socket.io/redis-streams-adapter`, on `redisURL`,
+    /// instead of pub/sub.
+    public var redisStreams = false
+    /// With `redisStreams`: the Node adapter's `streamName`, `maxLen` and `readCount`.
+    public var redisStreamName = "socket.io"
+    public var redisStreamMaxLen = 10_000
+    public var redisStreamReadCount = 100
     /// The data nodes' password in Sentinel and Cluster modes.
     public var redisPassword: String?
     /// Sentinel mode: the credentials of the sentinels themselves, if they require any.
@@ -80,7 +87,7 @@ public struct SidecastConfiguration: Sendable {
     public var redisPrefix = "socket.io"
     /// How this node reaches Redis, for logs: never shows a password.
     public var redisMode: String {
-        if redisURL != nil { return redisSharded ? "single, sharded pub/sub" : "single" }
+        if redisURL != nil { return redisSharded ? "single, sharded pub/sub" : redisStreams ? "single, stream" : "single" }
         if !redisSentinels.isEmpty { return "sentinel" }
         if !redisClusterNodes.isEmpty { return redisSharded ? "cluster, sharded pub/sub" : "cluster" }
         return "off (standalone)"

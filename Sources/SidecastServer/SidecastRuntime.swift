@@ -120,6 +120,21 @@ final class SidecastRuntime {
             adapter = ClusterAdapter(
                 shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )
+        } else if let redisConfiguration = try Self.redisClientConfiguration(configuration), configuration.redisStreams {
+            let stream = RedisStreamConfiguration(
+                name: configuration.redisStreamName, maxLength: configuration.redisStreamMaxLen, readCount: configuration.redisStreamReadCount
+            )
+            let redis: RedisStreamClient
+            do {
+                redis = try RedisStreamClient(configuration: redisConfiguration, stream: stream, eventLoop: eventLoop, logger: logger)
+            } catch {
+                throw SidecastStartError(description: "--redis-streams: \(error)")
+            }
+            self.redis = redis
+            let transport = RedisStreamsTransport(redis: redis, uid: nodeID, logger: logger)
+            adapter = ClusterAdapter(
+                shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
+            )
         } else if let redisConfiguration = try Self.redisClientConfiguration(configuration) {
             let redis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: logger)
             self.redis = redis

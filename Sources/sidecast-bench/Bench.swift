@@ -74,7 +74,10 @@ final class Bench {
             "--log-level", "warning",
         ]
         if options.deflate { arguments.append("--per-message-deflate") }
-        if let redisPort { arguments += ["--redis", "redis://127.0.0.1:\(redisPort)"] }
+        if let redisPort {
+            arguments += ["--redis", "redis://127.0.0.1:\(redisPort)"]
+            if options.redisStreams { arguments.append("--redis-streams") }
+        }
         // Builds with an admin (metrics) listener default it to a fixed port, which a second
         // node on this machine could not bind.
         if try sidecastAccepts("--admin-port") { arguments += ["--admin-port", "0"] }

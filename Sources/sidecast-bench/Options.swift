@@ -71,6 +71,8 @@ struct Options: Sendable {
     var threads = 1
     /// sidecast runs with --per-message-deflate and every client offers the extension.
     var deflate = false
+    /// cluster: the nodes share one Redis stream (sidecast's --redis-streams) instead of pub/sub.
+    var redisStreams = false
 
     static let maxDuration = 600.0
     static let maxClients = 1_000_000
@@ -108,6 +110,8 @@ struct Options: Sendable {
           --load-core N       core this process runs on (1)
           --deflate           run sidecast with --per-message-deflate; clients offer it as
                               browsers do and inflate what they get (no value)
+          --redis-streams     cluster: the nodes share one Redis stream (sidecast's
+                              --redis-streams) instead of pub/sub (no value)
           --json FILE         also write the result as JSON
           -h, --help          this text
 
@@ -127,7 +131,7 @@ struct Options: Sendable {
                 continue
             }
             var name = String(argument.dropFirst(2))
-            if name == "deflate" {
+            if name == "deflate" || name == "redis-streams" {
                 values[name] = "true"
                 continue
             }
@@ -193,6 +197,7 @@ struct Options: Sendable {
         case "threads": threads = try int()
         case "json": json = value
         case "deflate": deflate = true
+        case "redis-streams": redisStreams = true
         default: throw .invalid("unknown option --\(name)")
         }
     }

@@ -132,6 +132,20 @@ struct ResolvedSettings: Sendable {
             throw invalid(.redisSubscriptionMode, "applies only with redis-sharded", subscriptionMode)
         }
         configuration.redisSubscriptionMode = mode
+        configuration.redisStreams = try boolean(.redisStreams)
+        if configuration.redisStreams && configuration.redisURL == nil {
+            throw invalid(.redisStreams, "needs redis, the one Redis server holding the stream", "true")
+        }
+        if configuration.redisStreams && configuration.redisSharded {
+            throw invalid(.redisStreams, "cannot be combined with redis-sharded", "true")
+        }
+        configuration.redisStreamName = try nonEmptyString(.redisStreamName)
+        configuration.redisStreamMaxLen = try positiveInteger(.redisStreamMaxLen)
+        configuration.redisStreamReadCount = try positiveInteger(.redisStreamReadCount)
+        for setting in [Setting.redisStreamName, .redisStreamMaxLen, .redisStreamReadCount]
+        where !configuration.redisStreams && self[setting].value != setting.defaultValue {
+            throw invalid(setting, "applies only with redis-streams", self[setting].value.helpDescription)
+        }
         if !configuration.redisSentinels.isEmpty && configuration.redisMasterName.isEmpty {
             throw invalid(.redisMaster, "must name the master Sentinel monitors when redis-sentinel is set", "\"\"")
         }

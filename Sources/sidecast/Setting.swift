@@ -36,6 +36,10 @@ enum Setting: String, CaseIterable, Sendable {
     case redisCluster = "redis-cluster"
     case redisSharded = "redis-sharded"
     case redisSubscriptionMode = "redis-subscription-mode"
+    case redisStreams = "redis-streams"
+    case redisStreamName = "redis-stream-name"
+    case redisStreamMaxLen = "redis-stream-max-len"
+    case redisStreamReadCount = "redis-stream-read-count"
     case redisPassword = "redis-password"
     case redisSentinelUsername = "redis-sentinel-username"
     case redisSentinelPassword = "redis-sentinel-password"
@@ -68,14 +72,15 @@ enum Setting: String, CaseIterable, Sendable {
     var kind: Kind {
         switch self {
         case .host, .path, .tlsCert, .tlsKey, .tlsCA, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword,
-            .redisSentinelUsername, .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat, .parser:
+            .redisSentinelUsername, .redisSentinelPassword, .redisSubscriptionMode, .redisStreamName, .adminHost, .logLevel, .logFormat,
+            .parser:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
-            .threads, .requestsTimeout, .adminPort:
+            .threads, .requestsTimeout, .adminPort, .redisStreamMaxLen, .redisStreamReadCount:
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
-        case .requireBackend, .redisSharded, .allowEIO3, .perMessageDeflate, .httpCompression:
+        case .requireBackend, .redisSharded, .redisStreams, .allowEIO3, .perMessageDeflate, .httpCompression:
             return .boolean
         case .corsOrigin, .namespace, .authorize, .redisSentinel, .redisCluster:
             return .list
@@ -111,6 +116,10 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisCluster: return .list([])
         case .redisSharded: return .boolean(false)
         case .redisSubscriptionMode: return .string("dynamic")
+        case .redisStreams: return .boolean(false)
+        case .redisStreamName: return .string("socket.io")
+        case .redisStreamMaxLen: return .integer(10_000)
+        case .redisStreamReadCount: return .integer(100)
         case .redisPassword: return .string("")
         case .redisSentinelUsername: return .string("")
         case .redisSentinelPassword: return .string("")
@@ -174,6 +183,12 @@ enum Setting: String, CaseIterable, Sendable {
             return "Use Redis 7 sharded pub/sub (SPUBLISH/SSUBSCRIBE, the wire format of createShardedAdapter) with --redis-cluster or --redis."
         case .redisSubscriptionMode:
             return "With --redis-sharded: static (one channel per namespace), dynamic (plus one per public room) or dynamic-private (plus one per socket), as the Node adapter's subscriptionMode."
+        case .redisStreams:
+            return "Carry the cluster's messages through one Redis stream (XADD/XREAD, the wire format of @socket.io/redis-streams-adapter) on the --redis server, so a Redis outage loses nothing still in the stream."
+        case .redisStreamName: return "With --redis-streams: the stream's key, as the Node adapter's streamName."
+        case .redisStreamMaxLen:
+            return "With --redis-streams: about how many entries the stream keeps (XADD MAXLEN ~), as the Node adapter's maxLen."
+        case .redisStreamReadCount: return "With --redis-streams: entries fetched per XREAD, as the Node adapter's readCount."
         case .redisPassword: return "Password of the Redis data nodes with --redis-sentinel or --redis-cluster."
         case .redisSentinelUsername:
             return "ACL user to log in to the sentinels as (with --redis-sentinel-password); empty uses the default user."
@@ -208,11 +223,13 @@ enum Setting: String, CaseIterable, Sendable {
         case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
         case .redis: return "url"
         case .redisPrefix: return "prefix"
+        case .redisStreamName: return "key"
+        case .redisStreamMaxLen, .redisStreamReadCount: return "count"
         case .redisSentinel, .redisCluster: return "host:port"
         case .redisMaster: return "name"
         case .redisPassword, .redisSentinelPassword: return "password"
         case .redisSentinelUsername: return "user"
-        case .requireBackend, .redisSharded, .allowEIO3, .perMessageDeflate, .httpCompression: return "bool"
+        case .requireBackend, .redisSharded, .redisStreams, .allowEIO3, .perMessageDeflate, .httpCompression: return "bool"
         case .parser: return "parser"
         case .logLevel: return "level"
         case .logFormat: return "format"

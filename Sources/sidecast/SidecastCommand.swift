@@ -62,6 +62,10 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(name: .customLong(Setting.redisCluster.rawValue), help: Setting.redisCluster.help) var redisClusterNodes: [String] = []
     @Flag(inversion: .prefixedNo, help: Setting.redisSharded.help) var redisSharded: Bool?
     @Option(help: Setting.redisSubscriptionMode.help) var redisSubscriptionMode: String?
+    @Flag(inversion: .prefixedNo, help: Setting.redisStreams.help) var redisStreams: Bool?
+    @Option(help: Setting.redisStreamName.help) var redisStreamName: String?
+    @Option(parsing: .unconditional, help: Setting.redisStreamMaxLen.help) var redisStreamMaxLen: Int?
+    @Option(parsing: .unconditional, help: Setting.redisStreamReadCount.help) var redisStreamReadCount: Int?
     @Option(help: Setting.redisPassword.help) var redisPassword: String?
     @Option(help: Setting.redisSentinelUsername.help) var redisSentinelUsername: String?
     @Option(help: Setting.redisSentinelPassword.help) var redisSentinelPassword: String?
@@ -116,6 +120,10 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.drainTimeout] = drainTimeout.map(SettingValue.number)
         values[.requireBackend] = requireBackend.map(SettingValue.boolean)
         values[.redisSharded] = redisSharded.map(SettingValue.boolean)
+        values[.redisStreams] = redisStreams.map(SettingValue.boolean)
+        values[.redisStreamName] = redisStreamName.map(SettingValue.string)
+        values[.redisStreamMaxLen] = redisStreamMaxLen.map(SettingValue.integer)
+        values[.redisStreamReadCount] = redisStreamReadCount.map(SettingValue.integer)
         values[.logLevel] = logLevel.map(SettingValue.string)
         values[.logFormat] = logFormat.map(SettingValue.string)
         return SettingLayer(source: .flag, values: values)

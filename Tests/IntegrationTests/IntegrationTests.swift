@@ -39,6 +39,7 @@ final class IntegrationTests: XCTestCase {
         "test_redis_outage",
         "test_rooms",
         "test_sharded",
+        "test_streams",
         "test_threads",
         "test_tls",
         "test_transports",
@@ -64,6 +65,7 @@ final class IntegrationTests: XCTestCase {
     func testEmitter() async throws { try await check("test_emitter") }
     func testHA() async throws { try await check("test_ha") }
     func testSharded() async throws { try await check("test_sharded") }
+    func testStreams() async throws { try await check("test_streams") }
     func testLimits() async throws { try await check("test_limits") }
     func testMsgpackParser() async throws { try await check("test_msgpack_parser") }
     func testNamespaces() async throws { try await check("test_namespaces") }
