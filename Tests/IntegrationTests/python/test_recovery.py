@@ -13,10 +13,12 @@ kept).
 """
 
 import json
+import threading
 import time
 import unittest
 
-from harness import TIMEOUT, raw_websocket, wait_until
+from browser import CLIENT_BUNDLE, ChromiumTestCase
+from harness import TIMEOUT, raw_websocket, start_sidecast, wait_until
 from test_ops import metric, scrape, start_node
 
 WINDOW = "60000"
@@ -457,6 +459,82 @@ class SkipAuthorizationTests(AuthorizingBackendCase):
         fresh.send_connect({"pid": "B" * 20, "offset": "x"})
         self.gate.send({"type": "reject", "req": self.question()["req"], "message": "no"})
         self.assertEqual(json.loads(fresh.read()[1:]), {"message": "no"})
+
+
+class BrowserTests(ChromiumTestCase):
+    """The official JavaScript client (the bundle examples/web fetches) in headless Chromium: a
+    backend emits numbered events to a room at about 100 a second while the page's WebSocket is
+    closed under the client, which reconnects by itself (socket.io-client's Manager)."""
+
+    def run_feed(self, *flags):
+        """The events the page got, its connects ({id, recovered}), and the backend's connects."""
+        sidecast = start_sidecast(self, *flags)
+        backend = sidecast.backend(self)
+        driver = self.start_chromium()
+        driver.set_script_timeout(TIMEOUT * 3)
+        # A page of sidecast's own origin (the Engine.IO open packet), the client loaded into it.
+        driver.get(f"{sidecast.url}/socket.io/?EIO=4&transport=polling")
+        with open(CLIENT_BUNDLE) as file:
+            driver.execute_script(file.read())
+        first = driver.execute_async_script("""
+            const [url, done] = arguments;
+            window.got = [];
+            window.connects = [];
+            window.socket = io(url, { transports: ["websocket"], reconnectionDelay: 200, reconnectionDelayMax: 400 });
+            socket.on("n", (n) => got.push(n));
+            socket.on("connect", () => {
+                connects.push({ id: socket.id, recovered: socket.recovered });
+                if (connects.length === 1) done(socket.id);
+            });
+        """, sidecast.url)
+        connects = [backend.expect_connect(sid=first)]
+        self.assertTrue(backend.request({"type": "join", "sid": first, "nsp": "/", "rooms": ["feed"]})["ok"])
+        total = 300
+        stop = threading.Event()
+
+        def feed():
+            for n in range(total):
+                if stop.is_set():
+                    return
+                backend.emit("n", n, to=["feed"])
+                time.sleep(0.01)
+
+        emitter = threading.Thread(target=feed, daemon=True)
+        emitter.start()
+        self.addCleanup(stop.set)
+        wait_until(lambda: driver.execute_script("return got.length") >= 50, message="50 events in the page")
+        driver.execute_script("socket.io.engine.transport.ws.close()")
+        backend.expect("disconnect", sid=first, reason="transport close")
+        connects.append(backend.expect("connect", timeout=TIMEOUT * 2))
+        if not connects[1].get("recovered"):
+            # The control: a new socket, which the application puts back in its room.
+            self.assertTrue(backend.request({"type": "join", "sid": connects[1]["sid"], "nsp": "/", "rooms": ["feed"]})["ok"])
+        emitter.join(TIMEOUT * 3)
+        backend.emit("n", "end", to=["feed"])
+        wait_until(lambda: driver.execute_script("return got.includes('end')"), message="the last event in the page")
+        got = driver.execute_script("return got")
+        return got[:-1], driver.execute_script("return connects"), connects
+
+    def test_the_page_misses_nothing_and_keeps_its_socket(self):
+        got, page, backend = self.run_feed("--recovery-window", WINDOW)
+        self.assertEqual(got, list(range(300)), "no gap, no duplicate")
+        self.assertEqual(len(page), 2)
+        self.assertEqual(page[1]["id"], page[0]["id"])
+        self.assertEqual([connect["recovered"] for connect in page], [False, True])
+        self.assertIs(backend[1]["recovered"], True)
+        self.assertEqual(backend[1]["sid"], page[0]["id"])
+        self.assertEqual(backend[1]["rooms"], [page[0]["id"], "feed"])
+
+    def test_without_recovery_the_page_loses_what_was_sent_while_it_was_away(self):
+        got, page, backend = self.run_feed()
+        self.assertEqual(len(page), 2)
+        self.assertNotEqual(page[1]["id"], page[0]["id"])
+        # socket.io-client sets `recovered` to `pid && this._pid === pid`: no pid, not true.
+        self.assertEqual([bool(connect["recovered"]) for connect in page], [False, False])
+        self.assertNotIn("recovered", backend[1])
+        self.assertEqual(got, sorted(set(got)), "in order, no duplicate")
+        self.assertLess(len(got), 300, "the events sent while it reconnected are lost")
+        self.assertEqual(got[-1], 299)
 
 
 if __name__ == "__main__":
