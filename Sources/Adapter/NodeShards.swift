@@ -106,9 +106,10 @@ public final class NodeShards {
 
     // MARK: Operations over every shard
 
-    /// Every broadcast for this node's sockets passes here, on the home loop, whoever sent it
-    /// (a backend, another node): the one place where the session store numbers the packets
-    /// it keeps, in the order every shard then receives them.
+    /// Every broadcast without acks for this node's sockets passes here, on the home loop,
+    /// whoever sent it (a backend, another node): the one place where the session store
+    /// numbers the packets it keeps, in the order every shard then receives them. A new way
+    /// to deliver such a packet (to one shard only, say) must keep it here first.
     func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
         let packet = store?.keep(packet, options: options) ?? packet
         forEach { $0.broadcast(packet, options: options) }
