@@ -58,6 +58,12 @@ public struct SidecastConfiguration: Sendable {
     /// like `namespaces`, and their clients are refused while no authorizing backend is attached.
     public var authorizedNamespaces: Set<String> = []
     public var backendGrace: TimeAmount = .seconds(10)
+    /// Connection state recovery (Node's `maxDisconnectionDuration`); zero keeps it off.
+    public var recoveryWindow: TimeAmount = .zero
+    /// A recovered socket skips the authorizing backend (Node's `skipMiddlewares`).
+    public var recoverySkipAuthorization = false
+    /// Events kept for recovering clients at most, on top of the window.
+    public var recoveryMaxPackets = 100_000
     /// The Redis server shared by the cluster; `nil` runs a standalone node.
     public var redisURL: String?
     /// Sentinel mode: the sentinels, `host:port` each, asked for the master named `redisMasterName`.

@@ -2,7 +2,7 @@ import Foundation
 
 /// The benchmark to run; each prints one table row.
 enum Scenario: String, CaseIterable, Sendable {
-    case idle, fanout, chat, bridge, cluster
+    case idle, fanout, chat, bridge, cluster, recovery
 
     var summary: String {
         switch self {
@@ -11,6 +11,7 @@ enum Scenario: String, CaseIterable, Sendable {
         case .chat: "clients emit, the backend re-emits to their room: latency and CPU per delivery"
         case .bridge: "emits/s one backend connection pushes, to single sockets and to a room"
         case .cluster: "two sidecars and redis-server: cross-node latency next to local latency"
+        case .recovery: "N clients drop at once and recover (--recovery-window): memory of the kept sessions and events"
         }
     }
 
@@ -22,6 +23,7 @@ enum Scenario: String, CaseIterable, Sendable {
         case .chat: 1000
         case .bridge: 4
         case .cluster: 4
+        case .recovery: 2000
         }
     }
 
@@ -31,6 +33,7 @@ enum Scenario: String, CaseIterable, Sendable {
         case .fanout: 25
         case .chat: 500
         case .cluster: 1000
+        case .recovery: 100
         }
     }
 
@@ -40,6 +43,7 @@ enum Scenario: String, CaseIterable, Sendable {
         case .idle: 30
         case .bridge: 5
         case .fanout, .chat, .cluster: 10
+        case .recovery: 5
         }
     }
 }
@@ -88,10 +92,10 @@ struct Options: Sendable {
         Scenarios:
         \(Scenario.allCases.map { "  \($0.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n"))
 
-        Options (defaults depend on the scenario: idle/fanout/chat/bridge/cluster):
-          --clients N         clients (1000/2000/1000/4/4)
-          --rate R            events or messages per second (-/25/500/-/1000)
-          --duration S        seconds of measurement (30/10/10/5 per phase/10)
+        Options (defaults depend on the scenario: idle/fanout/chat/bridge/cluster/recovery):
+          --clients N         clients (1000/2000/1000/4/4/2000)
+          --rate R            events or messages per second (-/25/500/-/1000/100 while away)
+          --duration S        seconds of measurement (30/10/10/5 per phase/10/5 away)
           --payload-bytes B   approximate size of each event's payload (100)
           --first-message B   idle: each client first sends one event of about B bytes, to
                               see what a connection keeps after a large message (0: none)

@@ -104,6 +104,13 @@ struct ResolvedSettings: Sendable {
         }
         configuration.authorizedNamespaces = Set(authorized)
         configuration.backendGrace = try seconds(.backendGrace, allowingZero: true)
+        let recoveryWindow = try integer(.recoveryWindow)
+        guard recoveryWindow >= 0 else {
+            throw invalid(.recoveryWindow, "must be 0 (recovery off) or more milliseconds", String(recoveryWindow))
+        }
+        configuration.recoveryWindow = .milliseconds(Int64(recoveryWindow))
+        configuration.recoverySkipAuthorization = try boolean(.recoverySkipAuthorization)
+        configuration.recoveryMaxPackets = try positiveInteger(.recoveryMaxPackets)
         let redis = try string(.redis)
         configuration.redisURL = redis.isEmpty ? nil : redis
         configuration.redisPrefix = try nonEmptyString(.redisPrefix)

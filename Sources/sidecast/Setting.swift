@@ -29,6 +29,9 @@ enum Setting: String, CaseIterable, Sendable {
     case namespace
     case authorize
     case backendGrace = "backend-grace"
+    case recoveryWindow = "recovery-window"
+    case recoverySkipAuthorization = "recovery-skip-authorization"
+    case recoveryMaxPackets = "recovery-max-packets"
     case redis
     case redisPrefix = "redis-prefix"
     case redisSentinel = "redis-sentinel"
@@ -76,11 +79,13 @@ enum Setting: String, CaseIterable, Sendable {
             .parser:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
-            .threads, .requestsTimeout, .adminPort, .redisStreamMaxLen, .redisStreamReadCount:
+            .threads, .requestsTimeout, .adminPort, .redisStreamMaxLen, .redisStreamReadCount, .recoveryWindow,
+            .recoveryMaxPackets:
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
-        case .requireBackend, .redisSharded, .redisStreams, .allowEIO3, .perMessageDeflate, .httpCompression:
+        case .requireBackend, .redisSharded, .redisStreams, .allowEIO3, .perMessageDeflate, .httpCompression,
+            .recoverySkipAuthorization:
             return .boolean
         case .corsOrigin, .namespace, .authorize, .redisSentinel, .redisCluster:
             return .list
@@ -109,6 +114,9 @@ enum Setting: String, CaseIterable, Sendable {
         case .namespace: return .list(["/"])
         case .authorize: return .list([])
         case .backendGrace: return .number(10)
+        case .recoveryWindow: return .integer(0)
+        case .recoverySkipAuthorization: return .boolean(false)
+        case .recoveryMaxPackets: return .integer(100_000)
         case .redis: return .string("")
         case .redisPrefix: return .string("socket.io")
         case .redisSentinel: return .list([])
@@ -171,6 +179,12 @@ enum Setting: String, CaseIterable, Sendable {
         case .authorize:
             return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."
         case .backendGrace: return "Seconds a backend group's messages wait for a backend to (re)attach."
+        case .recoveryWindow:
+            return "Milliseconds a dropped client may take to come back with its socket id, rooms and data and get the events it missed (connection state recovery, Node's maxDisconnectionDuration); 0 turns recovery off."
+        case .recoverySkipAuthorization:
+            return "A recovered client is not sent to the authorizing backend again (Node's skipMiddlewares)."
+        case .recoveryMaxPackets:
+            return "Events the node keeps for recovering clients, besides the recovery window; past it the oldest is dropped."
         case .redis:
             return "Redis URL shared by the cluster: redis://[user:password@]host:port[/db] or unix:///path. Empty runs a standalone node."
         case .redisPrefix: return "Prefix of the Redis channels, as the Socket.IO Redis adapter's key option."
@@ -216,9 +230,9 @@ enum Setting: String, CaseIterable, Sendable {
         case .path, .socket, .tlsCert, .tlsKey, .tlsCA: return "path"
         case .socketMode, .redisSubscriptionMode: return "mode"
         case .corsOrigin: return "origin"
-        case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
+        case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout, .recoveryWindow: return "ms"
         case .maxPayload, .maxBuffered: return "bytes"
-        case .maxConnections, .threads: return "count"
+        case .maxConnections, .threads, .recoveryMaxPackets: return "count"
         case .namespace, .authorize: return "namespace"
         case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
         case .redis: return "url"
@@ -229,7 +243,9 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisMaster: return "name"
         case .redisPassword, .redisSentinelPassword: return "password"
         case .redisSentinelUsername: return "user"
-        case .requireBackend, .redisSharded, .redisStreams, .allowEIO3, .perMessageDeflate, .httpCompression: return "bool"
+        case .requireBackend, .redisSharded, .redisStreams, .allowEIO3, .perMessageDeflate, .httpCompression,
+            .recoverySkipAuthorization:
+            return "bool"
         case .parser: return "parser"
         case .logLevel: return "level"
         case .logFormat: return "format"

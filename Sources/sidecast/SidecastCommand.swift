@@ -55,6 +55,9 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(name: .customLong(Setting.namespace.rawValue), help: Setting.namespace.help) var namespaces: [String] = []
     @Option(name: .customLong(Setting.authorize.rawValue), help: Setting.authorize.help) var authorizedNamespaces: [String] = []
     @Option(parsing: .unconditional, help: Setting.backendGrace.help) var backendGrace: Double?
+    @Option(parsing: .unconditional, help: Setting.recoveryWindow.help) var recoveryWindow: Int?
+    @Flag(inversion: .prefixedNo, help: Setting.recoverySkipAuthorization.help) var recoverySkipAuthorization: Bool?
+    @Option(parsing: .unconditional, help: Setting.recoveryMaxPackets.help) var recoveryMaxPackets: Int?
     @Option(help: Setting.redis.help) var redis: String?
     @Option(help: Setting.redisPrefix.help) var redisPrefix: String?
     @Option(name: .customLong(Setting.redisSentinel.rawValue), help: Setting.redisSentinel.help) var redisSentinels: [String] = []
@@ -104,6 +107,9 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.namespace] = namespaces.isEmpty ? nil : .list(namespaces)
         values[.authorize] = authorizedNamespaces.isEmpty ? nil : .list(authorizedNamespaces)
         values[.backendGrace] = backendGrace.map(SettingValue.number)
+        values[.recoveryWindow] = recoveryWindow.map(SettingValue.integer)
+        values[.recoverySkipAuthorization] = recoverySkipAuthorization.map(SettingValue.boolean)
+        values[.recoveryMaxPackets] = recoveryMaxPackets.map(SettingValue.integer)
         values[.redis] = redis.map(SettingValue.string)
         values[.redisPrefix] = redisPrefix.map(SettingValue.string)
         values[.redisSentinel] = redisSentinels.isEmpty ? nil : .list(redisSentinels)

@@ -36,6 +36,7 @@ final class IntegrationTests: XCTestCase {
         "test_origins",
         "test_ping_timeout",
         "test_protocol_doc",
+        "test_recovery",
         "test_redis_outage",
         "test_rooms",
         "test_sharded",
@@ -74,6 +75,7 @@ final class IntegrationTests: XCTestCase {
     func testOrigins() async throws { try await check("test_origins") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
     func testProtocolDocument() async throws { try await check("test_protocol_doc") }
+    func testRecovery() async throws { try await check("test_recovery") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
     func testRooms() async throws { try await check("test_rooms") }
     func testThreads() async throws { try await check("test_threads") }
