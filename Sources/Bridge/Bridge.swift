@@ -444,7 +444,7 @@ public final class Bridge {
             let request = pending.request
             backend.send(BackendMessage.connect(
                 sid: request.socketID, namespace: nsp, auth: request.auth,
-                handshake: request.handshake.json, data: .null, req: req
+                handshake: request.handshake.json, data: .null, req: req, recovered: request.recovering
             ))
         } else if let waiting = groups.values.first(where: { $0.isInGrace && $0.authorizingNamespaces.contains(nsp) }) {
             waiting.pendingAuthorizations.append(req)

@@ -30,6 +30,8 @@ public struct RemoteSocketSnapshot: Sendable {
     var auth: JSONValue?
     var handshake: JSONValue
     var data: JSONValue
+    /// The rooms a recovered socket got back; nil for any other.
+    var recoveredRooms: [String]?
 
     init(_ socket: SocketIOSocket) {
         id = socket.id
@@ -37,6 +39,7 @@ public struct RemoteSocketSnapshot: Sendable {
         auth = socket.auth
         handshake = socket.handshake.json
         data = socket.data
+        recoveredRooms = socket.recovered ? socket.roomsOwnFirst : nil
     }
 }
 
@@ -58,7 +61,8 @@ final class RemoteSocket: BridgeSocket {
     func connectMessage(resumed: Bool) -> JSONValue {
         BackendMessage.connect(
             sid: snapshot.id, namespace: snapshot.namespace, auth: snapshot.auth,
-            handshake: snapshot.handshake, data: snapshot.data, resumed: resumed
+            handshake: snapshot.handshake, data: snapshot.data, resumed: resumed,
+            recovered: snapshot.recoveredRooms != nil, rooms: snapshot.recoveredRooms
         )
     }
 

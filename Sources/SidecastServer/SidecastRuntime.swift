@@ -49,6 +49,11 @@ struct Shard: Sendable {
         socketConfiguration.maxBufferedBytes = configuration.maxBuffered
         socketConfiguration.parser = configuration.parser
         socketConfiguration.shard = shard
+        if configuration.recoveryWindow > .zero {
+            socketConfiguration.recovery = RecoveryConfiguration(
+                window: configuration.recoveryWindow, skipAuthorization: configuration.recoverySkipAuthorization
+            )
+        }
         let socketIO = SocketIOServer(configuration: socketConfiguration, eventLoop: loop, logger: logger)
         engineIO.delegate = socketIO
         self.engineIO = NIOLoopBound(engineIO, eventLoop: loop)
@@ -104,6 +109,13 @@ final class SidecastRuntime {
         engineIO = shards[0].engineIO.value
         socketIO = shards[0].socketIO.value
         let nodeShards = NodeShards(servers: shards.map(\.socketIO))
+        if configuration.recoveryWindow > .zero {
+            // In memory on a standalone node and on classic and sharded Redis nodes alike: each
+            // node numbers and keeps what its own clients were sent (PROTOCOL.md §13).
+            nodeShards.enableRecovery(store: MemorySessionStore(
+                window: configuration.recoveryWindow, maxPackets: configuration.recoveryMaxPackets, eventLoop: eventLoop
+            ))
+        }
         var relayLink: RedisSessionRelayBus.Link?
 
         if let redisConfiguration = try Self.redisClientConfiguration(configuration), configuration.redisSharded {
@@ -122,6 +134,21 @@ final class SidecastRuntime {
                 mode: configuration.redisSubscriptionMode,
                 logger: logger
             )
+            adapter = ClusterAdapter(
+                shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
+            )
+        } else if let redisConfiguration = try Self.redisClientConfiguration(configuration), configuration.redisStreams {
+            let stream = RedisStreamConfiguration(
+                name: configuration.redisStreamName, maxLength: configuration.redisStreamMaxLen, readCount: configuration.redisStreamReadCount
+            )
+            let redis: RedisStreamClient
+            do {
+                redis = try RedisStreamClient(configuration: redisConfiguration, stream: stream, eventLoop: eventLoop, logger: logger)
+            } catch {
+                throw SidecastStartError(description: "--redis-streams: \(error)")
+            }
+            self.redis = redis
+            let transport = RedisStreamsTransport(redis: redis, uid: nodeID, logger: logger)
             adapter = ClusterAdapter(
                 shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )

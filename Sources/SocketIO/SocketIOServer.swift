@@ -13,6 +13,9 @@ public final class SocketIOServer {
     public let logger: Logger
     /// Learns about connects, events and disconnects. Held weakly: the bridge owns the server.
     public weak var sink: SocketEventSink?
+    /// The node's session store, set when `configuration.recovery` is: where dropped sockets'
+    /// sessions go and recovering clients get them back from.
+    public var recovery: SessionRecovery?
     public private(set) var namespaces: [String: Namespace] = [:]
     /// Volatile packets not sent because their client was over `maxBufferedBytes`.
     public private(set) var droppedVolatilePackets = 0

@@ -2,7 +2,7 @@ import Foundation
 
 /// The benchmark to run; each prints one table row.
 enum Scenario: String, CaseIterable, Sendable {
-    case idle, fanout, chat, bridge, cluster, relay
+    case idle, fanout, chat, bridge, cluster, recovery, relay
 
     var summary: String {
         switch self {
@@ -11,6 +11,7 @@ enum Scenario: String, CaseIterable, Sendable {
         case .chat: "clients emit, the backend re-emits to their room: latency and CPU per delivery"
         case .bridge: "emits/s one backend connection pushes, to single sockets and to a room"
         case .cluster: "two sidecars and redis-server: cross-node latency next to local latency"
+        case .recovery: "N clients drop at once and recover (--recovery-window): memory of the kept sessions and events"
         case .relay: "two sidecars with --relay-sessions: a polling POST to its session's node, then relayed from the other"
         }
     }
@@ -23,6 +24,7 @@ enum Scenario: String, CaseIterable, Sendable {
         case .chat: 1000
         case .bridge: 4
         case .cluster: 4
+        case .recovery: 2000
         case .relay: 4
         }
     }
@@ -33,6 +35,7 @@ enum Scenario: String, CaseIterable, Sendable {
         case .fanout: 25
         case .chat: 500
         case .cluster: 1000
+        case .recovery: 100
         }
     }
 
@@ -42,6 +45,7 @@ enum Scenario: String, CaseIterable, Sendable {
         case .idle: 30
         case .bridge, .relay: 5
         case .fanout, .chat, .cluster: 10
+        case .recovery: 5
         }
     }
 }
@@ -73,6 +77,8 @@ struct Options: Sendable {
     var threads = 1
     /// sidecast runs with --per-message-deflate and every client offers the extension.
     var deflate = false
+    /// cluster: the nodes share one Redis stream (sidecast's --redis-streams) instead of pub/sub.
+    var redisStreams = false
 
     static let maxDuration = 600.0
     static let maxClients = 1_000_000
@@ -88,10 +94,10 @@ struct Options: Sendable {
         Scenarios:
         \(Scenario.allCases.map { "  \($0.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n"))
 
-        Options (defaults depend on the scenario: idle/fanout/chat/bridge/cluster/relay):
-          --clients N         clients (1000/2000/1000/4/4/4)
-          --rate R            events or messages per second (-/25/500/-/1000/-)
-          --duration S        seconds of measurement (30/10/10/5 per phase/10/5 per phase)
+        Options (defaults depend on the scenario: idle/fanout/chat/bridge/cluster/recovery/relay):
+          --clients N         clients (1000/2000/1000/4/4/2000/4)
+          --rate R            events or messages per second (-/25/500/-/1000/100 while away/-)
+          --duration S        seconds of measurement (30/10/10/5 per phase/10/5 away/5 per phase)
           --payload-bytes B   approximate size of each event's payload (100)
           --first-message B   idle: each client first sends one event of about B bytes, to
                               see what a connection keeps after a large message (0: none)
@@ -110,6 +116,8 @@ struct Options: Sendable {
           --load-core N       core this process runs on (1)
           --deflate           run sidecast with --per-message-deflate; clients offer it as
                               browsers do and inflate what they get (no value)
+          --redis-streams     cluster: the nodes share one Redis stream (sidecast's
+                              --redis-streams) instead of pub/sub (no value)
           --json FILE         also write the result as JSON
           -h, --help          this text
 
@@ -129,7 +137,7 @@ struct Options: Sendable {
                 continue
             }
             var name = String(argument.dropFirst(2))
-            if name == "deflate" {
+            if name == "deflate" || name == "redis-streams" {
                 values[name] = "true"
                 continue
             }
@@ -195,6 +203,7 @@ struct Options: Sendable {
         case "threads": threads = try int()
         case "json": json = value
         case "deflate": deflate = true
+        case "redis-streams": redisStreams = true
         default: throw .invalid("unknown option --\(name)")
         }
     }

@@ -15,8 +15,8 @@ enum RelayScenario {
         let options = bench.options
         let redis = try bench.startRedis()
         let flags = ["--relay-sessions"]
-        let nodeA = try bench.startSidecast(name: "sidecast-a", redisPort: redis.port, flags: flags)
-        let nodeB = try bench.startSidecast(name: "sidecast-b", redisPort: redis.port, flags: flags)
+        let nodeA = try bench.startSidecast(name: "sidecast-a", redisPort: redis.port, extraArguments: flags)
+        let nodeB = try bench.startSidecast(name: "sidecast-b", redisPort: redis.port, extraArguments: flags)
         let sids = try (0..<options.clients).map { _ in try PollingConnection(host: nodeA.host, port: nodeA.port).handshake() }
         // Both nodes subscribe their relay channel as their Redis link comes up: wait for B's
         // first relayed answer before measuring.

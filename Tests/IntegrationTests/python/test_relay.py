@@ -316,6 +316,7 @@ class RelaySettingTests(ConfigTestCase):
         self.assertIs(self.print_config("--config", path)["relay-sessions"], True)
         # Without Redis there is nothing to relay over: refused at start, naming the setting.
         self.assert_rejected("--relay-sessions", mentions=("relay-sessions", "redis"))
+        self.assert_rejected(*redis, "--redis-streams", "--relay-sessions", mentions=("relay-sessions", "redis-streams"))
 
 
 class RelayOffControlTests(RelayBase):
