@@ -291,6 +291,10 @@ final class SocketIOConnection {
     /// the packets it missed sent in order ahead of the CONNECT (the client delivers them
     /// before its `connect` event), and every packet sent after the store answered reaching it
     /// live. A backend's `accept` data wins over the session's, as a middleware's does in Node.
+    ///
+    /// Unlike Node, which buffers without bound, the missed packets must fit in
+    /// `maxBufferedBytes`: they are all queued in this loop turn, and more would disconnect the
+    /// client as too slow, again at each try. A client that missed more connects fresh.
     private func open(_ restored: RestoredSession, auth: JSONValue?, acceptedData: JSONValue?) {
         let persisted = restored.session
         let namespace = server.namespace(named: persisted.namespace)
@@ -298,12 +302,25 @@ final class SocketIOConnection {
             // Cannot happen while the store hands a session out once; a fresh socket is safe.
             return open(socketID: makeSocketID(), namespace: persisted.namespace, auth: auth, data: acceptedData ?? .null)
         }
+        let missed = restored.missedPackets.map { server.encodeMessages($0) }
+        let bytes = missed.reduce(0) { total, messages in messages.reduce(total) { $0 + $1.byteCount } }
+        guard bytes <= server.configuration.maxBufferedBytes else {
+            server.metrics.replayTooLarge.increment()
+            server.logger.info("not recovering a client: it missed more than the client buffer holds", metadata: [
+                "socket": "\(persisted.sid)", "missed": "\(missed.count)", "bytes": "\(bytes)",
+                "limit": "\(server.configuration.maxBufferedBytes)",
+            ])
+            return open(socketID: makeSocketID(), namespace: persisted.namespace, auth: auth, data: acceptedData ?? .null)
+        }
         let socket = insert(SocketIOSocket(
             id: persisted.sid, namespace: namespace, connection: self, auth: auth,
             data: acceptedData ?? persisted.data, pid: persisted.pid, recovered: true
         ))
         for room in persisted.rooms { socket.join(room) }
-        for packet in restored.missedPackets { socket.send(packet) }
+        for messages in missed {
+            session.send(messages)
+            server.metrics.sent(messages, recipients: 1)
+        }
         sendConnect(socket)
     }
 

@@ -337,6 +337,30 @@ class BoundsTests(RecoveryTestCase):
         self.assertEqual(metric(metrics, "sidecast_recoveries_total", result="offset_not_kept"), 1)
 
 
+class ReplayLimitTests(RecoveryTestCase):
+    flags = ("--recovery-window", WINDOW, "--max-buffered", "4000")
+
+    def test_a_client_that_missed_more_than_max_buffered_connects_fresh(self):
+        client = self.connected()
+        self.emit_and_read(client, 0)
+        self.dropped(client)
+        for n in range(40):
+            self.backend.emit("e", n, "x" * 100)
+        fresh, missed, reply = self.reconnect(client)
+        self.assertEqual(missed, [], "nothing of a replay that does not fit is sent")
+        self.assertNotEqual(reply["sid"], client.sid)
+        self.assertNotIn("recovered", self.backend.expect_connect(sid=reply["sid"]))
+        self.assertEqual(metric(scrape(self.sidecast), "sidecast_recoveries_total", result="replay_too_large"), 1)
+        # A replay that fits still recovers.
+        self.emit_and_read(fresh, 41)
+        self.dropped(fresh)
+        for n in range(10):
+            self.backend.emit("e", n, "x" * 100)
+        _, missed, again = self.reconnect(fresh)
+        self.assertEqual(again["sid"], reply["sid"])
+        self.assertEqual([event[1] for event in missed], list(range(10)))
+
+
 class WindowTests(RecoveryTestCase):
     flags = ("--recovery-window", "300")
 
