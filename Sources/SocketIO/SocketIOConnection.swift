@@ -196,7 +196,7 @@ final class SocketIOConnection {
         if settings.skipAuthorization {
             recovery.restore(pid: claim.pid, offset: claim.offset, namespace: name) { [self] restored in
                 guard let index = pendingIndex(name, socketID: nil) else {
-                    if let restored { server.recovery?.persist(restored.session) }
+                    if let restored { putBack(restored) }
                     return
                 }
                 guard let restored else {
@@ -215,6 +215,13 @@ final class SocketIOConnection {
                 authorize(namespace: name, auth: auth, socketID: socketID, claim: sid == nil ? nil : claim)
             }
         }
+    }
+
+    /// A session restored for a connection that closed before it could take it: kept again
+    /// for the client's next try, and routed nowhere meanwhile.
+    private func putBack(_ restored: RestoredSession) {
+        server.recovery?.restoredSocketLeft(sid: restored.session.sid)
+        server.recovery?.persist(restored.session)
     }
 
     private func makeSocketID() -> String {
@@ -258,7 +265,7 @@ final class SocketIOConnection {
                 // while the backend decided is among the missed packets.
                 recovery.restore(pid: claim.pid, offset: claim.offset, namespace: name) { [self] restored in
                     guard let index = pendingIndex(name, socketID: socketID) else {
-                        if let restored { server.recovery?.persist(restored.session) }
+                        if let restored { putBack(restored) }
                         return
                     }
                     finishPending(at: index)
@@ -300,6 +307,7 @@ final class SocketIOConnection {
         let namespace = server.namespace(named: persisted.namespace)
         guard namespace.sockets[persisted.sid] == nil else {
             // Cannot happen while the store hands a session out once; a fresh socket is safe.
+            server.recovery?.restoredSocketLeft(sid: persisted.sid)
             return open(socketID: makeSocketID(), namespace: persisted.namespace, auth: auth, data: acceptedData ?? .null)
         }
         let missed = restored.missedPackets.map { server.encodeMessages($0) }
@@ -310,6 +318,7 @@ final class SocketIOConnection {
                 "socket": "\(persisted.sid)", "missed": "\(missed.count)", "bytes": "\(bytes)",
                 "limit": "\(server.configuration.maxBufferedBytes)",
             ])
+            server.recovery?.restoredSocketLeft(sid: persisted.sid)
             return open(socketID: makeSocketID(), namespace: persisted.namespace, auth: auth, data: acceptedData ?? .null)
         }
         let socket = insert(SocketIOSocket(
