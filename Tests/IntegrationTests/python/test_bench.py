@@ -105,6 +105,13 @@ class BenchTests(unittest.TestCase):
         # Relayed requests are node B's work.
         self.assertGreater(figures["relayed CPU B/request"], 0)
 
+    def test_recovery(self):
+        figures, _ = self.scenario("recovery", "--clients", "20", "--rate", "20")
+        self.assertEqual(figures["recovered"], 20, "every client got its sid back")
+        self.assertEqual(figures["events replayed"], 20 * 20, "each missed the 20 events sent while away")
+        self.assertEqual(figures["events missing"], 0)
+        self.assertGreater(figures["RSS away"], 0)
+
     def test_refuses_a_target_outside_loopback(self):
         done = self.run_bench("idle", "--host", "10.1.2.3")
         self.assertEqual(done.returncode, 2)
