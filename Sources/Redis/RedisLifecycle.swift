@@ -10,3 +10,27 @@ public protocol RedisLifecycle: AnyObject {
 
 extension RedisClient: RedisLifecycle {}
 extension RedisShardedClient: RedisLifecycle {}
+
+/// The Redis clients of one node run as one: with `--relay-sessions` over `--redis-streams`,
+/// the stream client and the relay bus's own pub/sub client. Connected while every client is,
+/// since the node needs both to serve its cluster. Confined to the clients' event loop.
+public final class RedisLifecycleGroup: RedisLifecycle {
+    private let members: [RedisLifecycle]
+    private let eventLoop: EventLoop
+
+    public init(_ members: [RedisLifecycle], eventLoop: EventLoop) {
+        self.members = members
+        self.eventLoop = eventLoop
+    }
+
+    public var isConnected: Bool { members.allSatisfy(\.isConnected) }
+
+    public func start() {
+        for member in members { member.start() }
+    }
+
+    /// Every client flushes its own outbox; done once all are.
+    public func shutdown() -> EventLoopFuture<Void> {
+        EventLoopFuture.andAllComplete(members.map { $0.shutdown() }, on: eventLoop)
+    }
+}

@@ -147,7 +147,17 @@ final class SidecastRuntime {
             } catch {
                 throw SidecastStartError(description: "--redis-streams: \(error)")
             }
-            self.redis = redis
+            if configuration.relaySessions {
+                // The stream has no channel to relay over: the bus gets a pub/sub client of its
+                // own to the same server, run with the stream client as one.
+                var relayLogger = logger
+                relayLogger[metadataKey: "redis.link"] = "relay"
+                let relayRedis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: relayLogger)
+                relayLink = .classic(relayRedis)
+                self.redis = RedisLifecycleGroup([redis, relayRedis], eventLoop: eventLoop)
+            } else {
+                self.redis = redis
+            }
             let transport = RedisStreamsTransport(redis: redis, uid: nodeID, logger: logger)
             adapter = ClusterAdapter(
                 shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger

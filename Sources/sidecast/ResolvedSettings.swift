@@ -169,9 +169,6 @@ struct ResolvedSettings: Sendable {
             && configuration.redisClusterNodes.isEmpty {
             throw invalid(.relaySessions, "needs redis, redis-sentinel or redis-cluster: the nodes relay over Redis", "true")
         }
-        if configuration.relaySessions && configuration.redisStreams {
-            throw invalid(.relaySessions, "relays over pub/sub channels, not yet with redis-streams", "true")
-        }
         configuration.adminHost = try nonEmptyString(.adminHost)
         configuration.adminPort = try port(.adminPort)
         configuration.drainDelay = try seconds(.drainDelay, allowingZero: true)

@@ -212,7 +212,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .requestsTimeout:
             return "Milliseconds cluster requests (fetch, count, acks across nodes, and with --relay-sessions the owner's first answer to a relayed request) wait for other nodes."
         case .relaySessions:
-            return "Relay each polling request and WebSocket upgrade of a session made by another sidecast node to that node over Redis, so the load balancer needs no sticky sessions; every node of the cluster must be a sidecast with it on. Needs a Redis setting (not yet --redis-streams)."
+            return "Relay each polling request and WebSocket upgrade of a session made by another sidecast node to that node over Redis, so the load balancer needs no sticky sessions; every node of the cluster must be a sidecast with it on. Needs a Redis setting; with --redis-streams the relay has a pub/sub connection of its own."
         case .adminHost: return "Address of the admin listener (/metrics, /healthz, /readyz)."
         case .adminPort: return "TCP port of the admin listener; 0 picks a free port."
         case .drainDelay:

@@ -4,9 +4,13 @@ node is relayed to it over Redis, so clients never hear "Session ID unknown"; wi
 (the control) they do. Also: a relayed GET and POST by hand, and the answer when the owner is
 gone or does not answer in time.
 
-SIDECAST_RELAY_TEST_SECONDS sets how long the clients chat through nginx (default 15 s, a
-quarter of the issue's minute, which keeps the suite's time: it still spreads several hundred
-polling requests over both nodes; the test checks that many were relayed).
+How long the clients chat through nginx: the classic pub/sub round-robin run (RelayTests)
+chats for the issue's minute of continuous traffic (60 s). The same run over `--redis-streams`
+(RelayStreamsTests, at --threads 1 and 4) chats for a quarter of that (15 s): its relay is the
+same code on a pub/sub connection of its own, so one long run proves the minute and the two
+shorter ones prove the streams wiring and both thread counts while keeping CI's time (15 s still
+spreads several hundred polling requests over both nodes; each run checks that many were
+relayed). SIDECAST_RELAY_TEST_SECONDS shortens (or lengthens) every run alike, for local runs.
 """
 
 import os
@@ -26,10 +30,13 @@ from cluster import start_redis
 from harness import TIMEOUT, Client, free_port, start_process, wait_until
 from test_config import ConfigTestCase
 from test_ops import metric, scrape, start_node
+from test_streams import wait_stream_nodes
 
 NGINX = os.environ.get("SIDECAST_NGINX") or shutil.which("nginx") or (
     "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-CHAT_SECONDS = float(os.environ.get("SIDECAST_RELAY_TEST_SECONDS", "15"))
+CHAT_SECONDS = float(os.environ.get("SIDECAST_RELAY_TEST_SECONDS", "60"))
+# The streams variants' share of it (see the module's doc).
+STREAMS_CHAT_SECONDS = CHAT_SECONDS / 4
 # The owner's first answer must come within this (--requests-timeout); short, for the timeout test.
 RELAY_TIMEOUT_MS = 1000
 UNKNOWN_SID = {"code": 1, "message": "Session ID unknown"}
@@ -145,6 +152,9 @@ class ChatBackend:
 class RelayBase(unittest.TestCase):
     relay = True
     sharded = False
+    streams = False
+    # --threads of both nodes; None leaves the harness's (SIDECAST_TEST_THREADS or sidecast's).
+    threads = None
 
     def setUp(self):
         self.redis = start_redis(self)
@@ -153,9 +163,15 @@ class RelayBase(unittest.TestCase):
             flags.append("--relay-sessions")
         if self.sharded:
             flags.append("--redis-sharded")
+        if self.streams:
+            flags.append("--redis-streams")
+        if self.threads is not None:
+            flags += ["--threads", self.threads]
         self.a = start_node(self, *flags)
         self.b = start_node(self, *flags)
-        if not self.sharded:
+        if self.streams:
+            wait_stream_nodes(self.redis, 2)
+        elif not self.sharded:
             self.redis.wait_nodes(2)
         if self.relay:
             wait_until(lambda: len(self.relay_channels()) == 2, message="both nodes on their relay channels")
@@ -178,6 +194,58 @@ class RelayBase(unittest.TestCase):
         response = requests.get(f"{base}/socket.io/?EIO=4&transport=polling", timeout=TIMEOUT)
         self.assertEqual(response.status_code, 200, response.text)
         return response.text.split('"sid":"', 1)[1].split('"', 1)[0]
+
+    def round_robin(self, seconds):
+        """Six python-socketio clients through nginx round-robin (three polling, three
+        upgrading) join rooms and chat for `seconds`; every chat reaches its room once, no
+        request fails and many polling requests were relayed."""
+        nginx = self.start_nginx()
+        backends = [ChatBackend(self, self.a), ChatBackend(self, self.b)]
+        clients = {}
+        for index in range(6):
+            name = f"{'poll' if index < 3 else 'upgrade'}{index}"
+            transports = ["polling"] if index < 3 else ["polling", "websocket"]
+            client = Client(nginx.url, transports=transports)
+            self.addCleanup(client.close)
+            client.connect()
+            client.room = f"room{index % 2}"
+            self.assertEqual(client.call("ready", client.room), ("joined",))
+            clients[name] = client
+        wait_until(lambda: all(c.transport() == "websocket" for n, c in clients.items() if n.startswith("upgrade")),
+                   message="the upgrading clients to be on WebSocket")
+        sent = {name: 0 for name in clients}
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for name, client in clients.items():
+                client.emit("chat", name, sent[name])
+                sent[name] += 1
+            time.sleep(0.1)
+        for name, client in clients.items():
+            members = [other for other in clients if clients[other].room == client.room]
+            expected = {(member, seq) for member in members for seq in range(sent[member])}
+
+            def received(client=client):
+                return {tuple(args) for nsp, event, args in list(client.inbox.pending()) if event == "chat"}
+            wait_until(lambda: received() >= expected, timeout=TIMEOUT * 2,
+                       message=f"{name} to receive every chat of its room")
+            self.assertEqual(received(), expected, f"{name} received chats of its room only, each once")
+            events = {event for nsp, event, args in client.inbox.pending()}
+            self.assertEqual(events, {"connect", "chat"}, f"{name} was never disconnected")
+        for backend in backends:
+            self.assertEqual(backend.errors, [])
+        log = nginx.access_log()
+        self.assertEqual([entry for entry in log if entry[0] != "200" and entry[0] != "101"], [],
+                         "no request failed (no 400 Session ID unknown)")
+        upstreams = {entry[2] for entry in log}
+        self.assertEqual(upstreams, {f"127.0.0.1:{self.a.port}", f"127.0.0.1:{self.b.port}"})
+        relayed = sum(metric(scrape(node), "sidecast_relay_requests_total", kind=kind)
+                      for node in (self.a, self.b) for kind in ("poll", "post"))
+        self.assertGreater(relayed, 100, "many polling requests were relayed")
+        failures = sum(metric(scrape(node), "sidecast_relay_failures_total", reason="timeout") for node in (self.a, self.b))
+        self.assertEqual(failures, 0)
+        upgrades = sum(metric(scrape(node), "sidecast_relay_requests_total", kind="upgrade") for node in (self.a, self.b))
+        print(f"[test_relay] {len(log)} requests through nginx, {relayed:.0f} polling requests and "
+              f"{upgrades:.0f} upgrades relayed, {sum(sent.values())} chats sent in {seconds:.0f} s")
 
 
 class RelayTests(RelayBase):
@@ -245,53 +313,27 @@ class RelayTests(RelayBase):
         self.assertEqual(metric(scrape(self.a), "sidecast_relay_requests_total", kind="poll"), 0)
 
     def test_round_robin_without_sticky_sessions(self):
-        nginx = self.start_nginx()
-        backends = [ChatBackend(self, self.a), ChatBackend(self, self.b)]
-        clients = {}
-        for index in range(6):
-            name = f"{'poll' if index < 3 else 'upgrade'}{index}"
-            transports = ["polling"] if index < 3 else ["polling", "websocket"]
-            client = Client(nginx.url, transports=transports)
-            self.addCleanup(client.close)
-            client.connect()
-            client.room = f"room{index % 2}"
-            self.assertEqual(client.call("ready", client.room), ("joined",))
-            clients[name] = client
-        wait_until(lambda: all(c.transport() == "websocket" for n, c in clients.items() if n.startswith("upgrade")),
-                   message="the upgrading clients to be on WebSocket")
-        sent = {name: 0 for name in clients}
-        deadline = time.monotonic() + CHAT_SECONDS
-        while time.monotonic() < deadline:
-            for name, client in clients.items():
-                client.emit("chat", name, sent[name])
-                sent[name] += 1
-            time.sleep(0.1)
-        for name, client in clients.items():
-            members = [other for other in clients if clients[other].room == client.room]
-            expected = {(member, seq) for member in members for seq in range(sent[member])}
+        self.round_robin(CHAT_SECONDS)
 
-            def received(client=client):
-                return {tuple(args) for nsp, event, args in list(client.inbox.pending()) if event == "chat"}
-            wait_until(lambda: received() >= expected, timeout=TIMEOUT * 2,
-                       message=f"{name} to receive every chat of its room")
-            self.assertEqual(received(), expected, f"{name} received chats of its room only, each once")
-            events = {event for nsp, event, args in client.inbox.pending()}
-            self.assertEqual(events, {"connect", "chat"}, f"{name} was never disconnected")
-        for backend in backends:
-            self.assertEqual(backend.errors, [])
-        log = nginx.access_log()
-        self.assertEqual([entry for entry in log if entry[0] != "200" and entry[0] != "101"], [],
-                         "no request failed (no 400 Session ID unknown)")
-        upstreams = {entry[2] for entry in log}
-        self.assertEqual(upstreams, {f"127.0.0.1:{self.a.port}", f"127.0.0.1:{self.b.port}"})
-        relayed = sum(metric(scrape(node), "sidecast_relay_requests_total", kind=kind)
-                      for node in (self.a, self.b) for kind in ("poll", "post"))
-        self.assertGreater(relayed, 100, "many polling requests were relayed")
-        failures = sum(metric(scrape(node), "sidecast_relay_failures_total", reason="timeout") for node in (self.a, self.b))
-        self.assertEqual(failures, 0)
-        upgrades = sum(metric(scrape(node), "sidecast_relay_requests_total", kind="upgrade") for node in (self.a, self.b))
-        print(f"[test_relay] {len(log)} requests through nginx, {relayed:.0f} polling requests and "
-              f"{upgrades:.0f} upgrades relayed, {sum(sent.values())} chats sent in {CHAT_SECONDS:.0f} s")
+
+class RelayStreamsTests(RelayBase):
+    """Both nodes on --redis-streams at --threads 1: the relay bus on its own pub/sub
+    connection, the cluster's messages (the chats' room broadcasts) through the stream."""
+
+    streams = True
+    threads = 1
+
+    def test_round_robin_without_sticky_sessions(self):
+        self.round_robin(STREAMS_CHAT_SECONDS)
+
+    def test_owner_gone_answers_session_id_unknown(self):
+        RelayTests.test_owner_gone_answers_session_id_unknown(self)
+
+
+class RelayStreamsFourThreadsTests(RelayStreamsTests):
+    """The same at --threads 4: sessions of every loop relayed, broadcasts through every shard."""
+
+    threads = 4
 
 
 class RelayShardedTests(RelayBase):
@@ -316,7 +358,10 @@ class RelaySettingTests(ConfigTestCase):
         self.assertIs(self.print_config("--config", path)["relay-sessions"], True)
         # Without Redis there is nothing to relay over: refused at start, naming the setting.
         self.assert_rejected("--relay-sessions", mentions=("relay-sessions", "redis"))
-        self.assert_rejected(*redis, "--redis-streams", "--relay-sessions", mentions=("relay-sessions", "redis-streams"))
+        # With the stream transport too: the relay opens a pub/sub connection of its own.
+        config = self.print_config(*redis, "--redis-streams", "--relay-sessions")
+        self.assertIs(config["relay-sessions"], True)
+        self.assertIs(config["redis-streams"], True)
 
 
 class RelayOffControlTests(RelayBase):
