@@ -15,7 +15,10 @@ import SocketIO
 /// (``RedisPubSubTransport``) and sharded pub/sub (``ShardedRedisTransport``) are transports.
 ///
 /// Local work never waits for the medium: a broadcast is delivered to this node's clients at
-/// once and published for the others (queued while Redis is away). Requests that need answers
+/// once and published for the others (queued while Redis is away). The exception is a
+/// transport that orders this node's own requests with everyone else's (recovery on a Redis
+/// stream, ``ClusterTransport/appliesOwnRequestsOnReadBack``): those wait for the read-back,
+/// as Node's streams adapter waits for `XADD` before it applies them locally. Requests that need answers
 /// from other nodes fail with a clear error when the transport can't count the nodes.
 ///
 /// A node on several event loops is still one node of the cluster (one uid, counted once by
@@ -74,6 +77,7 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     public func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
         if !options.local {
             transport.publish(.broadcast(packet: packet, options: ClusterOptions(options), requestId: nil), namespace: options.namespace)
+            if transport.appliesOwnRequestsOnReadBack { return }
         }
         shards.broadcast(packet, options: options)
     }
@@ -99,19 +103,25 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     }
 
     public func addSockets(_ options: BroadcastOptions, rooms: [String]) {
-        shards.addSockets(options, rooms: rooms)
+        if options.local || !transport.appliesOwnRequestsOnReadBack {
+            shards.addSockets(options, rooms: rooms)
+        }
         guard !options.local else { return }
         transport.publish(.socketsJoin(options: ClusterOptions(options), rooms: rooms), namespace: options.namespace)
     }
 
     public func removeSockets(_ options: BroadcastOptions, rooms: [String]) {
-        shards.removeSockets(options, rooms: rooms)
+        if options.local || !transport.appliesOwnRequestsOnReadBack {
+            shards.removeSockets(options, rooms: rooms)
+        }
         guard !options.local else { return }
         transport.publish(.socketsLeave(options: ClusterOptions(options), rooms: rooms), namespace: options.namespace)
     }
 
     public func disconnectSockets(_ options: BroadcastOptions, close: Bool) {
-        shards.disconnectSockets(options, close: close)
+        if options.local || !transport.appliesOwnRequestsOnReadBack {
+            shards.disconnectSockets(options, close: close)
+        }
         guard !options.local else { return }
         transport.publish(.disconnectSockets(options: ClusterOptions(options), close: close), namespace: options.namespace)
     }
@@ -191,6 +201,22 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
 
     public func transport(didReceive response: ClusterResponse) {
         requests.received(response)
+    }
+
+    public func transport(didReadBack request: ClusterRequest, namespace: String) {
+        switch request {
+        case .broadcast(let packet, let options, nil):
+            shards.broadcast(packet, options: options.local(namespace))
+        case .socketsJoin(let options, let rooms):
+            shards.addSockets(options.local(namespace), rooms: rooms)
+        case .socketsLeave(let options, let rooms):
+            shards.removeSockets(options.local(namespace), rooms: rooms)
+        case .disconnectSockets(let options, let close):
+            shards.disconnectSockets(options.local(namespace), close: close)
+        case .broadcast, .fetchSockets, .allRooms, .serverSideEmit:
+            // Applied (or answered) here when sent: nothing waits for the read-back.
+            return
+        }
     }
 
     public func transport(didReceive request: ClusterRequest, from sender: String?, namespace: String) {

@@ -1,0 +1,302 @@
+"""Connection state recovery across nodes on `--redis-streams` (PROTOCOL.md §13), as
+`@socket.io/redis-streams-adapter` does it in its lib/adapter.ts: a kept broadcast's offset is
+its stream entry id (`addOffsetIfNecessary` in socket.io-adapter's lib/cluster-adapter.ts, fed
+the id `XADD` returned or the entry's id as read); `persistSession` writes
+`SET sio:session:<pid> <base64 of the msgpack of {sid, pid, rooms, data}> PX <window>` (lib/util.ts
+`SET`); `restoreSession` rejects an offset that is not `<digits>-<digits>`, takes the session
+(`GETDEL`, `MULTI GET DEL` in lib/util.ts), checks the offset is still in the stream
+(`XRANGE offset offset`) and replays the BROADCAST entries of the namespace after it that
+`shouldIncludePacket` lets through, each with its entry id appended (the adapter's fix for
+socket.io#5419, its pull request #40).
+
+Clients speak raw Engine.IO and Socket.IO frames as socket.io-client's lib/socket.ts does (see
+test_recovery.py): the last string argument of an event is the offset, `{pid, offset}` goes in
+the CONNECT of a reconnection. The Node side of a mixed cluster is node_streams.py's stand-in,
+whose `persist_session` and `restore_session` follow lib/adapter.ts.
+"""
+
+import base64
+import re
+import threading
+import time
+import unittest
+
+import msgpack
+
+from cluster import start_redis
+from harness import TIMEOUT, wait_until
+from node_streams import NodeStreamsPeer
+from test_recovery import RawClient
+from test_streams import STREAM, stream_entries, start_stream_nodes
+
+WINDOW = "60000"
+OFFSET = re.compile(r"^\d+-\d+$")
+SESSION_PREFIX = "sio:session:"
+
+
+def broadcast_ids(redis_server, event):
+    """The ids of the BROADCAST entries of `event`, in stream order, with their first argument."""
+    found = []
+    for entry_id, fields in stream_entries(redis_server):
+        if fields[b"type"] != b"3":
+            continue
+        data = NodeStreamsPeer.decode({k.decode(): v.decode() for k, v in fields.items()})["data"]
+        if data["packet"]["data"][0] == event:
+            found.append((entry_id.decode(), data["packet"]["data"][1]))
+    return found
+
+
+class StreamsRecoveryCase(unittest.TestCase):
+    window = WINDOW
+
+    def setUp(self):
+        self.redis = start_redis(self)
+        self.a, self.b = start_stream_nodes(self, self.redis, 2, "--recovery-window", self.window)
+        self.backend_a = self.a.backend(self)
+        self.backend_b = self.b.backend(self)
+
+    def client(self, node):
+        client = RawClient(node)
+        self.addCleanup(client.ws.close)
+        return client
+
+    def connected(self, node, backend, *rooms):
+        client = self.client(node)
+        client.connect()
+        backend.expect_connect(sid=client.sid)
+        for room in rooms:
+            self.assertTrue(backend.request({"type": "join", "sid": client.sid, "nsp": "/", "rooms": [room]})["ok"])
+        return client
+
+    def stored_session(self, pid):
+        with self.redis.client(socket_timeout=2) as r:
+            return r.get(SESSION_PREFIX + pid)
+
+    def wait_session_stored(self, pid):
+        wait_until(lambda: self.stored_session(pid) is not None, message="the session in Redis")
+
+    def recover_on(self, node, client):
+        """A new connection to `node` recovering `client`: (client, missed events, CONNECT data)."""
+        again = self.client(node)
+        again.pid, again.offset = client.pid, client.offset
+        again.recover()
+        missed, connect = again.read_until_connect()
+        return again, missed, connect
+
+
+class CrossNodeTests(StreamsRecoveryCase):
+    def test_offsets_are_stream_entry_ids_and_a_session_comes_back_on_the_other_node(self):
+        client = self.connected(self.a, self.backend_a, "lobby")
+        self.assertTrue(self.backend_a.request({"type": "data", "sid": client.sid, "nsp": "/", "data": {"user": "ann"}})["ok"])
+        # From the other node, then from its own: each event carries the id of its entry.
+        self.backend_b.emit("e", 0, to=["lobby"])
+        received = [client.read_event()]
+        self.backend_a.emit("e", 1, to=["lobby"])
+        received.append(client.read_event())
+        self.assertEqual([event[:2] for event in received], [["e", 0], ["e", 1]])
+        self.assertEqual([event[2] for event in received], [entry for entry, _ in broadcast_ids(self.redis, "e")])
+        for event in received:
+            self.assertRegex(event[2], OFFSET)
+        sid, pid, offset = client.sid, client.pid, client.offset
+        client.drop()
+        self.backend_a.expect("disconnect", sid=sid, reason="transport close")
+        self.wait_session_stored(pid)
+        stored = msgpack.unpackb(base64.b64decode(self.stored_session(pid)), raw=False)
+        self.assertEqual(stored, {"sid": sid, "pid": pid, "rooms": [sid, "lobby"], "data": {"user": "ann"}})
+        with self.redis.client(socket_timeout=2) as r:
+            ttl = r.pttl(SESSION_PREFIX + pid)
+        self.assertTrue(0 < ttl <= int(WINDOW), ttl)
+        # While it is away, from both nodes: only what was for it is replayed.
+        self.backend_b.emit("e", 2, to=["lobby"])
+        self.backend_a.emit("e", 3, to=["lobby"])
+        self.backend_b.emit("e", 4)
+        self.backend_a.emit("e", 5, to=["elsewhere"])
+        self.backend_b.emit("e", 6, to=["lobby"], except_=[sid])
+        self.backend_a.emit("e", 7, to=["lobby"], volatile=True)
+        wait_until(lambda: len(broadcast_ids(self.redis, "e")) == 8, message="every emit in the stream")
+        client, missed, connect = self.recover_on(self.b, client)
+        self.assertEqual(connect, {"sid": sid, "pid": pid})
+        # In stream order (the two nodes' emits may land either way round), with their ids.
+        self.assertEqual([(event[1], event[2]) for event in missed],
+                         [(n, entry) for entry, n in broadcast_ids(self.redis, "e") if n in (2, 3, 4)])
+        ids = dict((n, entry) for entry, n in broadcast_ids(self.redis, "e"))
+        message = self.backend_b.expect_connect(sid=sid)
+        self.assertIs(message["recovered"], True)
+        self.assertEqual(message["rooms"], [sid, "lobby"])
+        self.assertEqual(message["data"], {"user": "ann"})
+        self.assertIsNone(self.stored_session(pid), "a restored session is taken out (GETDEL)")
+        # Live on B from here on, from either node, by room and by sid.
+        self.backend_a.emit("e", 8, to=["lobby"])
+        self.assertEqual(client.read_event()[:2], ["e", 8])
+        self.assertTrue(self.backend_b.request({"type": "join", "sid": sid, "nsp": "/", "rooms": ["late"]})["ok"])
+        self.backend_a.emit("e", 9, to=["late"])
+        self.assertEqual(client.read_event()[:2], ["e", 9])
+        # It drops again: recovered from the offset the replay and live events gave it.
+        self.assertEqual(client.offset, ids.get(9) or broadcast_ids(self.redis, "e")[-1][0])
+        client.drop()
+        self.backend_b.expect("disconnect", sid=sid, reason="transport close")
+        self.wait_session_stored(pid)
+        self.backend_b.emit("e", 10, to=["late"])
+        client, missed, connect = self.recover_on(self.a, client)
+        self.assertEqual(connect, {"sid": sid, "pid": pid})
+        self.assertEqual([event[:2] for event in missed], [["e", 10]])
+
+    def test_unknown_taken_or_unreadable_sessions_and_offsets_connect_fresh(self):
+        client = self.connected(self.a, self.backend_a, "r")
+        self.backend_a.emit("e", 0, to=["r"])
+        client.read_event()
+        sid, pid, offset = client.sid, client.pid, client.offset
+        client.drop()
+        self.wait_session_stored(pid)
+        cases = [
+            ("unknown pid", {"pid": "nobody", "offset": offset}),
+            ("offset not an entry id", {"pid": pid, "offset": "abc"}),
+            ("offset not in the stream", {"pid": pid, "offset": "1-1"}),
+        ]
+        for what, auth in cases:
+            with self.subTest(what):
+                fresh = self.client(self.b)
+                reply = fresh.connect(auth)
+                self.assertNotEqual(reply["sid"], sid)
+                self.backend_b.expect_connect(sid=reply["sid"])
+                fresh.ws.close()
+        # A key that holds no session is no session.
+        with self.redis.client(socket_timeout=2) as r:
+            r.set(SESSION_PREFIX + "junk", "not base64 msgpack!", px=60000)
+        fresh = self.client(self.b)
+        self.assertNotEqual(fresh.connect({"pid": "junk", "offset": offset})["sid"], sid)
+        # The look-up before the authorization found nothing to restore and took nothing: the
+        # right offset still recovers.
+        again, missed, connect = self.recover_on(self.b, client)
+        self.assertEqual((missed, connect), ([], {"sid": sid, "pid": pid}))
+        self.assertIsNone(self.stored_session(pid))
+
+
+class ExpiryTests(StreamsRecoveryCase):
+    window = "1000"
+
+    def test_after_the_window_redis_has_dropped_the_session_and_the_client_connects_fresh(self):
+        client = self.connected(self.a, self.backend_a, "r")
+        self.backend_a.emit("e", 0, to=["r"])
+        client.read_event()
+        sid, pid = client.sid, client.pid
+        client.drop()
+        self.wait_session_stored(pid)
+        wait_until(lambda: self.stored_session(pid) is None, timeout=5, message="Redis to expire the session")
+        again, missed, connect = self.recover_on(self.b, client)
+        self.assertEqual(missed, [])
+        self.assertNotEqual(connect["sid"], sid)
+        self.backend_b.expect_connect(sid=connect["sid"])
+
+
+class RollingRestartTests(StreamsRecoveryCase):
+    CLIENTS = 5
+
+    def test_clients_of_a_drained_node_recover_on_the_other_and_miss_nothing(self):
+        clients = [self.connected(self.a, self.backend_a, "feed") for _ in range(self.CLIENTS)]
+        # Every client needs an offset before it can recover.
+        self.backend_a.emit("tick", -1, to=["feed"])
+        for client in clients:
+            self.assertEqual(client.read_event()[:2], ["tick", -1])
+        sessions = {client.pid: client.sid for client in clients}
+        # Emits go on during the restart: from A's backend until A is told to stop, from B's
+        # throughout.
+        a_stopping = threading.Event()
+        done = threading.Event()
+
+        def feed():
+            n = 0
+            while not done.is_set():
+                backend = self.backend_b if a_stopping.is_set() or n % 2 else self.backend_a
+                try:
+                    backend.emit("tick", n, to=["feed"])
+                except OSError:
+                    pass  # A's backend socket went away with A
+                n += 1
+                time.sleep(0.005)
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        self.addCleanup(done.set)
+        time.sleep(0.2)
+        a_stopping.set()
+        self.a.stop()
+        # What each client got from A before it closed, then a recovery on B.
+        recovered = []
+        for client in clients:
+            while True:
+                try:
+                    client.read_event()
+                except Exception:  # noqa: BLE001 - the closed connection ends A's part
+                    break
+            again, missed, connect = self.recover_on(self.b, client)
+            self.assertEqual(connect, {"sid": client.sid, "pid": client.pid})
+            again.events = client.events + missed
+            recovered.append(again)
+        time.sleep(0.2)
+        done.set()
+        feeder.join(timeout=TIMEOUT)
+        self.backend_b.emit("tick", "end", to=["feed"])
+        expected = [(entry, n) for entry, n in broadcast_ids(self.redis, "tick")]
+        self.assertGreater(len(expected), 20)
+        for client in recovered:
+            while client.events[-1][1] != "end":
+                client.read_event()  # kept in client.events
+            got = [(event[2], event[1]) for event in client.events]
+            self.assertEqual(got, expected, "every tick of the stream, in order, once")
+        self.assertEqual({client.pid: client.sid for client in recovered}, sessions)
+        for client in recovered:
+            self.assertIsNone(self.stored_session(client.pid))
+
+
+class MixedClusterTests(StreamsRecoveryCase):
+    """With a Node streams-adapter node (node_streams.py): each restores the other's sessions."""
+
+    def setUp(self):
+        super().setUp()
+        self.peer = NodeStreamsPeer(self.redis)
+        self.addCleanup(self.peer.close)
+        self.peer.wait_nodes(3)
+
+    def test_a_session_node_persisted_is_restored_by_sidecast(self):
+        socket = self.peer.connect()
+        self.peer.join(socket, "lobby")
+        offset = self.peer.emit("e", 0, rooms=["lobby"])
+        pid = "node-pid-" + socket.id
+        self.peer.persist_session({"sid": socket.id, "pid": pid, "rooms": [socket.id, "lobby"],
+                                   "data": {"user": "bob"}}, 60000)
+        self.peer.emit("e", 1, rooms=["lobby"])
+        self.backend_a.emit("e", 2, to=["lobby"])
+        self.peer.emit("e", 3, rooms=["other"])
+        wait_until(lambda: len(broadcast_ids(self.redis, "e")) == 4, message="every emit in the stream")
+        ids = dict((n, entry) for entry, n in broadcast_ids(self.redis, "e"))
+        self.assertEqual(ids[0], offset)
+        client = self.client(self.b)
+        client.pid, client.offset = pid, offset
+        again, missed, connect = self.recover_on(self.b, client)
+        self.assertEqual(connect, {"sid": socket.id, "pid": pid})
+        self.assertEqual(missed, [["e", 1, ids[1]], ["e", 2, ids[2]]])
+        message = self.backend_b.expect_connect(sid=socket.id)
+        self.assertEqual(message["rooms"], [socket.id, "lobby"])
+        self.assertEqual(message["data"], {"user": "bob"})
+
+    def test_a_session_sidecast_persisted_is_restored_by_node(self):
+        client = self.connected(self.a, self.backend_a, "lobby")
+        self.assertTrue(self.backend_a.request({"type": "data", "sid": client.sid, "nsp": "/", "data": {"n": [1, "x"]}})["ok"])
+        self.backend_a.emit("e", 0, to=["lobby"])
+        client.read_event()
+        client.drop()
+        self.wait_session_stored(client.pid)
+        self.peer.emit("e", 1, rooms=["lobby"])
+        self.backend_b.emit("e", 2)
+        self.backend_a.emit("e", 3, to=["other"])
+        wait_until(lambda: len(broadcast_ids(self.redis, "e")) == 4, message="every emit in the stream")
+        ids = dict((n, entry) for entry, n in broadcast_ids(self.redis, "e"))
+        session = self.peer.restore_session(client.pid, client.offset)
+        self.assertEqual(session, {"sid": client.sid, "pid": client.pid, "rooms": [client.sid, "lobby"],
+                                   "data": {"n": [1, "x"]}, "missedPackets": [["e", 1, ids[1]], ["e", 2, ids[2]]]})
+        self.assertIsNone(self.peer.restore_session(client.pid, client.offset), "taken once")
+
+
+if __name__ == "__main__":
+    unittest.main()
