@@ -35,6 +35,12 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     private let logger: Logger
     private var served: Set<String> = []
     private let requests: PendingRequests
+    /// This node's requests the transport applies on read-back: how many were published, how
+    /// many applied, and the work waiting for some of them (``afterOwnRequests(_:)``).
+    private var ownPublished: UInt64 = 0
+    private var ownApplied: UInt64 = 0
+    private var waitingForOwn = CircularBuffer<(after: UInt64, work: () -> Void)>()
+    private var ownWaitTimeout: Scheduled<Void>?
 
     public init(shards: NodeShards, transport: ClusterTransport, uid: String, requestsTimeout: TimeAmount, logger: Logger) {
         self.shards = shards
@@ -77,7 +83,7 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     public func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
         if !options.local {
             transport.publish(.broadcast(packet: packet, options: ClusterOptions(options), requestId: nil), namespace: options.namespace)
-            if transport.appliesOwnRequestsOnReadBack { return }
+            if transport.appliesOwnRequestsOnReadBack { return ownPublished += 1 }
         }
         shards.broadcast(packet, options: options)
     }
@@ -108,6 +114,7 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
         }
         guard !options.local else { return }
         transport.publish(.socketsJoin(options: ClusterOptions(options), rooms: rooms), namespace: options.namespace)
+        if transport.appliesOwnRequestsOnReadBack { ownPublished += 1 }
     }
 
     public func removeSockets(_ options: BroadcastOptions, rooms: [String]) {
@@ -116,6 +123,7 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
         }
         guard !options.local else { return }
         transport.publish(.socketsLeave(options: ClusterOptions(options), rooms: rooms), namespace: options.namespace)
+        if transport.appliesOwnRequestsOnReadBack { ownPublished += 1 }
     }
 
     public func disconnectSockets(_ options: BroadcastOptions, close: Bool) {
@@ -124,6 +132,7 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
         }
         guard !options.local else { return }
         transport.publish(.disconnectSockets(options: ClusterOptions(options), close: close), namespace: options.namespace)
+        if transport.appliesOwnRequestsOnReadBack { ownPublished += 1 }
     }
 
     public func fetchSockets(_ options: BroadcastOptions, completion: @escaping (Result<[SocketDetails], AdapterError>) -> Void) {
@@ -216,6 +225,43 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
         case .broadcast, .fetchSockets, .allRooms, .serverSideEmit:
             // Applied (or answered) here when sent: nothing waits for the read-back.
             return
+        }
+        // An entry Redis took twice (appended again after a lost connection) counts once.
+        ownApplied = min(ownApplied + 1, ownPublished)
+        runWorkWaitingForOwn()
+    }
+
+    public func afterOwnRequests(_ work: @escaping () -> Void) {
+        guard ownApplied < ownPublished || !waitingForOwn.isEmpty else { return work() }
+        waitingForOwn.append((ownPublished, work))
+        guard ownWaitTimeout == nil else { return }
+        scheduleOwnWaitTimeout()
+    }
+
+    private func runWorkWaitingForOwn() {
+        while let first = waitingForOwn.first, first.after <= ownApplied {
+            waitingForOwn.removeFirst()
+            first.work()
+        }
+        if waitingForOwn.isEmpty {
+            ownWaitTimeout?.cancel()
+            ownWaitTimeout = nil
+        }
+    }
+
+    /// What an append the stream never got (dropped from a full outbox while Redis was away)
+    /// would hold up forever: past the requests timeout, the work waits no longer.
+    private func scheduleOwnWaitTimeout() {
+        ownWaitTimeout = shards.eventLoop.assumeIsolated().scheduleTask(in: requestsTimeout) { [weak self] in
+            guard let self else { return }
+            self.ownWaitTimeout = nil
+            guard let first = self.waitingForOwn.first else { return }
+            self.logger.warning("own requests not read back from the stream in time; carrying on without them", metadata: [
+                "missing": "\(first.after - self.ownApplied)",
+            ])
+            self.ownApplied = first.after
+            self.runWorkWaitingForOwn()
+            if !self.waitingForOwn.isEmpty { self.scheduleOwnWaitTimeout() }
         }
     }
 

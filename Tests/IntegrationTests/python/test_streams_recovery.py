@@ -172,6 +172,32 @@ class CrossNodeTests(StreamsRecoveryCase):
         self.assertIsNone(self.stored_session(pid))
 
 
+class OwnCommandsTests(StreamsRecoveryCase):
+    """With recovery on, a node applies its own backends' emits, joins, leaves and disconnects
+    when it reads them back from the stream: they keep the order of the backend's lines."""
+
+    def test_a_backends_lines_take_effect_in_order_and_local_emits_carry_no_offset(self):
+        client = self.connected(self.a, self.backend_a)
+        sid = client.sid
+        # Sent without waiting for replies: each line after the one before it.
+        self.backend_a.join(sid, "r")
+        self.backend_a.emit("e", 1, to=["r"])
+        self.backend_a.leave(sid, "r")
+        self.backend_a.emit("e", 2, to=["r"])
+        self.backend_a.emit("e", 3)
+        self.assertEqual([client.read_event()[:2] for _ in range(2)], [["e", 1], ["e", 3]])
+        # Only to this node's clients, never in the stream: no offset, as Node's
+        # `addOffsetIfNecessary` gets none for a local broadcast.
+        self.backend_a.emit("e", 4, local=True)
+        self.assertEqual(client.read_event(), ["e", 4])
+        self.backend_a.emit("bye", to=[sid])
+        self.backend_a.disconnect(sid)
+        self.assertEqual(client.read_event()[:1], ["bye"])
+        self.assertEqual(client.read(), "1")
+        self.backend_a.expect("disconnect", sid=sid, reason="server namespace disconnect")
+        self.assertIsNone(self.stored_session(client.pid), "a socket the server let go keeps nothing")
+
+
 class ExpiryTests(StreamsRecoveryCase):
     window = "1000"
 
