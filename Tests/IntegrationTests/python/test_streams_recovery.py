@@ -11,20 +11,23 @@ socket.io#5419, its pull request #40).
 
 Clients speak raw Engine.IO and Socket.IO frames as socket.io-client's lib/socket.ts does (see
 test_recovery.py): the last string argument of an event is the offset, `{pid, offset}` goes in
-the CONNECT of a reconnection. The Node side of a mixed cluster is node_streams.py's stand-in,
-whose `persist_session` and `restore_session` follow lib/adapter.ts.
+the CONNECT of a reconnection; one test runs the official JavaScript client in headless
+Chromium behind a small TCP balancer. The Node side of a mixed cluster is node_streams.py's
+stand-in, whose `persist_session` and `restore_session` follow lib/adapter.ts.
 """
 
 import base64
 import re
+import socket
 import threading
 import time
 import unittest
 
 import msgpack
 
+from browser import CLIENT_BUNDLE, ChromiumTestCase
 from cluster import start_redis
-from harness import TIMEOUT, wait_until
+from harness import TIMEOUT, free_port, wait_until
 from node_streams import NodeStreamsPeer
 from test_recovery import RawClient
 from test_streams import STREAM, stream_entries, start_stream_nodes
@@ -322,6 +325,128 @@ class MixedClusterTests(StreamsRecoveryCase):
         self.assertEqual(session, {"sid": client.sid, "pid": client.pid, "rooms": [client.sid, "lobby"],
                                    "data": {"n": [1, "x"]}, "missedPackets": [["e", 1, ids[1]], ["e", 2, ids[2]]]})
         self.assertIsNone(self.peer.restore_session(client.pid, client.offset), "taken once")
+
+
+class Balancer:
+    """A TCP load balancer in front of the nodes, as small as can be: each new connection goes
+    to the current `target` node, and stays with it until either side closes."""
+
+    def __init__(self, test, target):
+        self.target = target
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._closed = threading.Event()
+        test.addCleanup(self.close)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self._closed.set()
+        self._listener.close()
+
+    def _accept(self):
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target.port), timeout=TIMEOUT)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        # Either side closing ends both directions; the other pipe's recv then returns.
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            end.close()
+
+
+class BrowserRollingRestartTests(ChromiumTestCase):
+    """The official JavaScript client (the bundle examples/web fetches) in headless Chromium,
+    behind a load balancer: its node is SIGTERMed while a backend on the other node emits
+    numbered events to its room; socket.io-client's Manager reconnects by itself, through the
+    balancer, to the other node."""
+
+    def run_feed(self, *flags):
+        """The events the page got, its connects ({id, recovered}), its first sid, and B's
+        backend's connect of it."""
+        redis_server = start_redis(self)
+        a, b = start_stream_nodes(self, redis_server, 2, *flags)
+        backend_a, backend_b = a.backend(self), b.backend(self)
+        balancer = Balancer(self, a)
+        driver = self.start_chromium()
+        driver.set_script_timeout(TIMEOUT * 3)
+        # A page of the balancer's origin (the Engine.IO open packet), the client loaded into it.
+        driver.get(f"{balancer.url}/socket.io/?EIO=4&transport=polling")
+        with open(CLIENT_BUNDLE) as file:
+            driver.execute_script(file.read())
+        first = driver.execute_async_script("""
+            const [url, done] = arguments;
+            window.got = [];
+            window.connects = [];
+            window.socket = io(url, { transports: ["websocket"], reconnectionDelay: 200, reconnectionDelayMax: 400 });
+            socket.on("n", (n) => got.push(n));
+            socket.on("connect", () => {
+                connects.push({ id: socket.id, recovered: socket.recovered });
+                if (connects.length === 1) done(socket.id);
+            });
+        """, balancer.url)
+        backend_a.expect_connect(sid=first)
+        self.assertTrue(backend_a.request({"type": "join", "sid": first, "nsp": "/", "rooms": ["feed"]})["ok"])
+        total = 300
+        stop = threading.Event()
+
+        def feed():
+            for n in range(total):
+                if stop.is_set():
+                    return
+                backend_b.emit("n", n, to=["feed"])
+                time.sleep(0.01)
+
+        emitter = threading.Thread(target=feed, daemon=True)
+        emitter.start()
+        self.addCleanup(stop.set)
+        wait_until(lambda: driver.execute_script("return got.length") >= 50, message="50 events in the page")
+        balancer.target = b
+        a.stop()
+        connect = backend_b.expect("connect", timeout=TIMEOUT * 2)
+        if not connect.get("recovered"):
+            # The control: a new socket, which the application puts back in its room.
+            self.assertTrue(backend_b.request({"type": "join", "sid": connect["sid"], "nsp": "/", "rooms": ["feed"]})["ok"])
+        emitter.join(TIMEOUT * 3)
+        backend_b.emit("n", "end", to=["feed"])
+        wait_until(lambda: driver.execute_script("return got.includes('end')"), message="the last event in the page")
+        return driver.execute_script("return got")[:-1], driver.execute_script("return connects"), first, connect
+
+    def test_the_page_recovers_on_the_other_node_and_misses_nothing(self):
+        got, page, first, connect = self.run_feed("--recovery-window", WINDOW)
+        self.assertEqual(got, list(range(300)), "no gap, no duplicate")
+        self.assertEqual([(c["id"], c["recovered"]) for c in page], [(first, False), (first, True)])
+        self.assertIs(connect["recovered"], True)
+        self.assertEqual((connect["sid"], connect["rooms"]), (first, [first, "feed"]))
+
+    def test_without_recovery_the_page_loses_what_was_sent_while_it_moved(self):
+        got, page, first, connect = self.run_feed()
+        self.assertEqual(len(page), 2)
+        self.assertNotEqual(page[1]["id"], first)
+        self.assertNotIn("recovered", connect)
+        self.assertEqual(got, sorted(set(got)), "in order, no duplicate")
+        self.assertLess(len(got), 300, "the events sent while it reconnected are lost")
+        self.assertEqual(got[-1], 299)
 
 
 if __name__ == "__main__":
