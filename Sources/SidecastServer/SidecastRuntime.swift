@@ -140,7 +140,9 @@ final class SidecastRuntime {
             let transport = RedisStreamsTransport(redis: redis, uid: nodeID, logger: logger)
             if configuration.recoveryWindow > .zero {
                 // On the stream, which every node reads: a session comes back on any node.
-                let streamStore = RedisStreamSessionStore(redis: redis, window: configuration.recoveryWindow, logger: logger)
+                let streamStore = RedisStreamSessionStore(
+                    redis: redis, window: configuration.recoveryWindow, keyPrefix: configuration.redisSessionKeyPrefix, logger: logger
+                )
                 transport.keepOffsets(in: streamStore)
                 store = streamStore
             }

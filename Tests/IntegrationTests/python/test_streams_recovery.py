@@ -201,6 +201,26 @@ class OwnCommandsTests(StreamsRecoveryCase):
         self.assertIsNone(self.stored_session(client.pid), "a socket the server let go keeps nothing")
 
 
+class KeyPrefixTests(StreamsRecoveryCase):
+    def setUp(self):
+        self.redis = start_redis(self)
+        self.a, self.b = start_stream_nodes(self, self.redis, 2, "--recovery-window", WINDOW,
+                                            "--redis-session-key-prefix", "chat:s:")
+        self.backend_a = self.a.backend(self)
+        self.backend_b = self.b.backend(self)
+
+    def test_sessions_are_kept_under_the_prefix_given(self):
+        client = self.connected(self.a, self.backend_a)
+        self.backend_a.emit("e", 0)
+        client.read_event()
+        client.drop()
+        with self.redis.client(socket_timeout=2) as r:
+            wait_until(lambda: r.exists("chat:s:" + client.pid), message="the session under chat:s:")
+            self.assertFalse(r.exists(SESSION_PREFIX + client.pid))
+        again, missed, connect = self.recover_on(self.b, client)
+        self.assertEqual(connect, {"sid": client.sid, "pid": client.pid})
+
+
 class ExpiryTests(StreamsRecoveryCase):
     window = "1000"
 
