@@ -1,3 +1,4 @@
+import EngineIO
 import ExtrasBase64
 import Logging
 import Metrics
@@ -38,6 +39,7 @@ public final class RedisStreamSessionStore: SessionStore {
     private let catchUpTimeout: TimeAmount
     private let logger: Logger
     private let metrics = StreamRecoveryMetrics()
+    private var persistWarnings = WarningThrottle(interval: .seconds(10))
     /// The entry the transport is delivering now: the offset of the packet `keep` is handed.
     /// A broadcast kept with no entry (`local`, never in the stream) gets no offset, as in Node.
     var deliveringEntryID: String?
@@ -64,16 +66,26 @@ public final class RedisStreamSessionStore: SessionStore {
     public func persist(_ session: PersistedSession) {
         let milliseconds = max(1, window.nanoseconds / 1_000_000)
         let command = ["SET", key(session.pid), Self.encode(session), "PX", String(milliseconds)].map { ByteBuffer(string: $0) }
-        redis.send(command).whenComplete { [logger] result in
+        redis.send(command).assumeIsolated().whenComplete { [self] result in
             switch result {
             case .success(.error(let message)):
-                logger.warning("cannot keep a session in Redis", metadata: ["error": "\(message)"])
+                lostSession(because: message)
             case .failure(let error):
-                logger.warning("cannot keep a session in Redis", metadata: ["error": "\(error)"])
+                lostSession(because: "\(error)")
             case .success:
                 break
             }
         }
+    }
+
+    /// A session Redis did not take: its client will connect fresh. Every socket of a node
+    /// may drop at once while Redis is away, hence one warning per interval.
+    private func lostSession(because reason: String) {
+        metrics.lostSessions.increment()
+        guard let count = persistWarnings.record("persist") else { return }
+        logger.warning("cannot keep sessions in Redis; their clients will connect fresh", metadata: [
+            "error": "\(reason)", "sessions": "\(count)",
+        ])
     }
 
     public func lookUp(pid: String, offset: String, namespace: String, completion: @escaping (String?) -> Void) {
@@ -285,6 +297,7 @@ private struct StreamRecoveryMetrics {
     let unknownSession = Counter(label: "sidecast_recoveries_total", dimensions: [("result", "unknown_session")])
     let offsetNotKept = Counter(label: "sidecast_recoveries_total", dimensions: [("result", "offset_not_kept")])
     let unreachable = Counter(label: "sidecast_recoveries_total", dimensions: [("result", "redis_unreachable")])
+    let lostSessions = Counter(label: "sidecast_recovery_lost_sessions_total")
 
     fileprivate func failed(_ failure: RedisStreamSessionStore.Failure) {
         switch failure {

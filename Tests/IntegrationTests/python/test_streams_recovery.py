@@ -29,6 +29,7 @@ from browser import CLIENT_BUNDLE, ChromiumTestCase
 from cluster import start_redis
 from harness import TIMEOUT, free_port, wait_until
 from node_streams import NodeStreamsPeer
+from test_ops import metric, scrape, start_node
 from test_recovery import RawClient
 from test_streams import STREAM, stream_entries, start_stream_nodes
 
@@ -219,6 +220,31 @@ class KeyPrefixTests(StreamsRecoveryCase):
             self.assertFalse(r.exists(SESSION_PREFIX + client.pid))
         again, missed, connect = self.recover_on(self.b, client)
         self.assertEqual(connect, {"sid": client.sid, "pid": client.pid})
+
+
+class RedisAwayTests(unittest.TestCase):
+    def test_sockets_that_drop_while_redis_is_away_lose_their_session_and_are_counted(self):
+        redis_server = start_redis(self)
+        node = start_node(self, "--redis", redis_server.url, "--redis-streams", "--recovery-window", WINDOW)
+        wait_until(lambda: len(stream_entries(redis_server)) >= 1, message="the node's announcement")
+        backend = node.backend(self)
+        client = RawClient(node)
+        self.addCleanup(client.ws.close)
+        client.connect()
+        backend.expect_connect(sid=client.sid)
+        backend.emit("e", 0)
+        client.read_event()
+        redis_server.kill()
+        client.drop()
+        backend.expect("disconnect", sid=client.sid, reason="transport close")
+        wait_until(lambda: metric(scrape(node), "sidecast_recovery_lost_sessions_total") == 1,
+                   message="the lost session counted")
+        again = RawClient(node)
+        self.addCleanup(again.ws.close)
+        reply = again.connect({"pid": client.pid, "offset": client.offset})
+        self.assertNotEqual(reply["sid"], client.sid)
+        self.assertEqual(metric(scrape(node), "sidecast_recoveries_total", result="redis_unreachable"), 1)
+        self.assertIn("cannot keep sessions in Redis", node.log)
 
 
 class ExpiryTests(StreamsRecoveryCase):
