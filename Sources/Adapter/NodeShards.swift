@@ -177,7 +177,8 @@ public final class NodeShards {
     // MARK: Connection state recovery
 
     /// Turns recovery on with `store`: every shard's server persists and restores sessions
-    /// through it. Call on the home loop, before clients connect.
+    /// through it. Call on the home loop, before clients connect. The servers then hold this
+    /// object (through their `recovery`) as it holds them: both live as long as the node.
     public func enableRecovery(store: SessionStore) {
         self.store = store
         let shards = NIOLoopBound(self, eventLoop: eventLoop)

@@ -104,6 +104,9 @@ public struct SidecastConfiguration: Sendable {
 
     /// How long cluster requests (fetch, count, acks across nodes) wait for other nodes.
     public var requestsTimeout: TimeAmount = .milliseconds(5_000)
+    /// Relays polling requests and upgrades of other nodes' sessions to their owner over Redis,
+    /// and writes this node into its session ids (`--relay-sessions`).
+    public var relaySessions = false
     /// Where the admin HTTP listener serves /metrics, /healthz and /readyz; kept apart from the
     /// client port so it can stay private. Port 0 picks a free port.
     public var adminHost = "127.0.0.1"

@@ -77,6 +77,9 @@ final class SidecastRuntime {
     let bridge: Bridge
     /// The cluster link; `nil` on a standalone node.
     let redis: RedisLifecycle?
+    /// With `--relay-sessions`: relays requests of other nodes' sessions, and serves this
+    /// node's that reached others.
+    let relay: NodeRelay?
 
     private let configuration: SidecastConfiguration
     private let logger: Logger
@@ -107,6 +110,7 @@ final class SidecastRuntime {
         socketIO = shards[0].socketIO.value
         let nodeShards = NodeShards(servers: shards.map(\.socketIO))
         var store: SessionStore?
+        var relayLink: RedisSessionRelayBus.Link?
 
         if let redisConfiguration = try Self.redisClientConfiguration(configuration), configuration.redisSharded {
             let redis: RedisShardedClient
@@ -116,6 +120,7 @@ final class SidecastRuntime {
                 throw SidecastStartError(description: "--redis-sharded: \(error)")
             }
             self.redis = redis
+            relayLink = .sharded(redis)
             let transport = ShardedRedisTransport(
                 redis: redis,
                 uid: nodeID,
@@ -152,6 +157,7 @@ final class SidecastRuntime {
         } else if let redisConfiguration = try Self.redisClientConfiguration(configuration) {
             let redis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: logger)
             self.redis = redis
+            relayLink = .classic(redis)
             let transport = RedisPubSubTransport(redis: redis, uid: nodeID, prefix: configuration.redisPrefix, logger: logger)
             adapter = ClusterAdapter(
                 shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
@@ -175,6 +181,19 @@ final class SidecastRuntime {
         bridgeConfiguration.backendGrace = configuration.backendGrace
         bridgeConfiguration.requestsTimeout = configuration.requestsTimeout
         bridge = Bridge(configuration: bridgeConfiguration, shards: nodeShards, adapter: adapter, logger: logger)
+        if configuration.relaySessions, let relayLink {
+            let node = RelayNode.random()
+            let relay = NodeRelay(
+                node: node, eventLoop: eventLoop, timeout: configuration.requestsTimeout,
+                holdLimit: configuration.pingInterval + configuration.pingTimeout, logger: logger
+            )
+            let bus = RedisSessionRelayBus(link: relayLink, prefix: configuration.redisPrefix, node: node, logger: logger)
+            relay.bus = bus
+            bus.start(relay: relay)
+            self.relay = relay
+        } else {
+            relay = nil
+        }
         redis?.start()
     }
 

@@ -105,6 +105,7 @@ public protocol SessionRecovery: AnyObject {
     /// Takes the session `pid` and the packets it missed since `offset`; nil when the session
     /// is unknown or expired, or the offset is no longer kept.
     func restore(pid: String, offset: String, namespace: String, completion: @escaping (RestoredSession?) -> Void)
-    /// A socket restored by this server left, for whatever reason.
+    /// A socket restored by this server left, for whatever reason, or a session restored for
+    /// it did not become a socket here after all: its sid is routed by its own shard again.
     func restoredSocketLeft(sid: String)
 }

@@ -196,7 +196,7 @@ final class SocketIOConnection {
         if settings.skipAuthorization {
             recovery.restore(pid: claim.pid, offset: claim.offset, namespace: name) { [self] restored in
                 guard let index = pendingIndex(name, socketID: nil) else {
-                    if let restored { server.recovery?.persist(restored.session) }
+                    if let restored { putBack(restored) }
                     return
                 }
                 guard let restored else {
@@ -215,6 +215,13 @@ final class SocketIOConnection {
                 authorize(namespace: name, auth: auth, socketID: socketID, claim: sid == nil ? nil : claim)
             }
         }
+    }
+
+    /// A session restored for a connection that closed before it could take it: kept again
+    /// for the client's next try, and routed nowhere meanwhile.
+    private func putBack(_ restored: RestoredSession) {
+        server.recovery?.restoredSocketLeft(sid: restored.session.sid)
+        server.recovery?.persist(restored.session)
     }
 
     private func makeSocketID() -> String {
@@ -258,7 +265,7 @@ final class SocketIOConnection {
                 // while the backend decided is among the missed packets.
                 recovery.restore(pid: claim.pid, offset: claim.offset, namespace: name) { [self] restored in
                     guard let index = pendingIndex(name, socketID: socketID) else {
-                        if let restored { server.recovery?.persist(restored.session) }
+                        if let restored { putBack(restored) }
                         return
                     }
                     finishPending(at: index)
@@ -291,11 +298,27 @@ final class SocketIOConnection {
     /// the packets it missed sent in order ahead of the CONNECT (the client delivers them
     /// before its `connect` event), and every packet sent after the store answered reaching it
     /// live. A backend's `accept` data wins over the session's, as a middleware's does in Node.
+    ///
+    /// Unlike Node, which buffers without bound, the missed packets must fit in
+    /// `maxBufferedBytes`: they are all queued in this loop turn, and more would disconnect the
+    /// client as too slow, again at each try. A client that missed more connects fresh.
     private func open(_ restored: RestoredSession, auth: JSONValue?, acceptedData: JSONValue?) {
         let persisted = restored.session
         let namespace = server.namespace(named: persisted.namespace)
         guard namespace.sockets[persisted.sid] == nil else {
             // Cannot happen while the store hands a session out once; a fresh socket is safe.
+            server.recovery?.restoredSocketLeft(sid: persisted.sid)
+            return open(socketID: makeSocketID(), namespace: persisted.namespace, auth: auth, data: acceptedData ?? .null)
+        }
+        let missed = restored.missedPackets.map { server.encodeMessages($0) }
+        let bytes = missed.reduce(0) { total, messages in messages.reduce(total) { $0 + $1.byteCount } }
+        guard bytes <= server.configuration.maxBufferedBytes else {
+            server.metrics.replayTooLarge.increment()
+            server.logger.info("not recovering a client: it missed more than the client buffer holds", metadata: [
+                "socket": "\(persisted.sid)", "missed": "\(missed.count)", "bytes": "\(bytes)",
+                "limit": "\(server.configuration.maxBufferedBytes)",
+            ])
+            server.recovery?.restoredSocketLeft(sid: persisted.sid)
             return open(socketID: makeSocketID(), namespace: persisted.namespace, auth: auth, data: acceptedData ?? .null)
         }
         let socket = insert(SocketIOSocket(
@@ -303,7 +326,10 @@ final class SocketIOConnection {
             data: acceptedData ?? persisted.data, pid: persisted.pid, recovered: true
         ))
         for room in persisted.rooms { socket.join(room) }
-        for packet in restored.missedPackets { socket.send(packet) }
+        for messages in missed {
+            session.send(messages)
+            server.metrics.sent(messages, recipients: 1)
+        }
         sendConnect(socket)
     }
 

@@ -42,8 +42,11 @@ final class Load: ClientDelegate {
         recovery = RecoveryTracking(firstSids: sids, pids: sids, offsets: sids)
     }
 
+    /// Every client reconnects with its pid and offset from now on; the closes that came
+    /// before were the scenario's own, not drops.
     func startRecovering() {
         recovery?.recovering = true
+        dropped = 0
     }
 
     init(loop: EventLoop, clientCapacity: Int, offersDeflate: Bool = false) {

@@ -2,7 +2,7 @@ import Foundation
 
 /// The benchmark to run; each prints one table row.
 enum Scenario: String, CaseIterable, Sendable {
-    case idle, fanout, chat, bridge, cluster, recovery
+    case idle, fanout, chat, bridge, cluster, recovery, relay
 
     var summary: String {
         switch self {
@@ -12,6 +12,7 @@ enum Scenario: String, CaseIterable, Sendable {
         case .bridge: "emits/s one backend connection pushes, to single sockets and to a room"
         case .cluster: "two sidecars and redis-server: cross-node latency next to local latency"
         case .recovery: "N clients drop at once and recover (--recovery-window): memory of the kept sessions and events"
+        case .relay: "two sidecars with --relay-sessions: a polling POST to its session's node, then relayed from the other"
         }
     }
 
@@ -24,12 +25,13 @@ enum Scenario: String, CaseIterable, Sendable {
         case .bridge: 4
         case .cluster: 4
         case .recovery: 2000
+        case .relay: 4
         }
     }
 
     var defaultRate: Double {
         switch self {
-        case .idle, .bridge: 0
+        case .idle, .bridge, .relay: 0
         case .fanout: 25
         case .chat: 500
         case .cluster: 1000
@@ -41,7 +43,7 @@ enum Scenario: String, CaseIterable, Sendable {
     var defaultDuration: Double {
         switch self {
         case .idle: 30
-        case .bridge: 5
+        case .bridge, .relay: 5
         case .fanout, .chat, .cluster: 10
         case .recovery: 5
         }
@@ -92,10 +94,10 @@ struct Options: Sendable {
         Scenarios:
         \(Scenario.allCases.map { "  \($0.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n"))
 
-        Options (defaults depend on the scenario: idle/fanout/chat/bridge/cluster/recovery):
-          --clients N         clients (1000/2000/1000/4/4/2000)
-          --rate R            events or messages per second (-/25/500/-/1000/100 while away)
-          --duration S        seconds of measurement (30/10/10/5 per phase/10/5 away)
+        Options (defaults depend on the scenario: idle/fanout/chat/bridge/cluster/recovery/relay):
+          --clients N         clients (1000/2000/1000/4/4/2000/4)
+          --rate R            events or messages per second (-/25/500/-/1000/100 while away/-)
+          --duration S        seconds of measurement (30/10/10/5 per phase/10/5 away/5 per phase)
           --payload-bytes B   approximate size of each event's payload (100)
           --first-message B   idle: each client first sends one event of about B bytes, to
                               see what a connection keeps after a large message (0: none)
@@ -106,7 +108,7 @@ struct Options: Sendable {
           --ping-timeout MS   passed to sidecast (20000)
           --sidecast PATH     sidecast binary (the release build next to this one, else
                               .build/release/sidecast)
-          --redis-server PATH redis-server binary for cluster (redis-server)
+          --redis-server PATH redis-server binary for cluster and relay (redis-server)
           --host ADDR         loopback address sidecast listens on (127.0.0.1); anything
                               outside 127.0.0.0/8 is refused
           --threads N         sidecast's event loops, all on the sidecar core (1)

@@ -55,6 +55,7 @@ extension Scenario {
         case .bridge: try BridgeScenario.run(bench)
         case .cluster: try ClusterScenario.run(bench)
         case .recovery: try RecoveryScenario.run(bench)
+        case .relay: try RelayScenario.run(bench)
         }
     }
 }

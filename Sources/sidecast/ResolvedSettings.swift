@@ -165,6 +165,14 @@ struct ResolvedSettings: Sendable {
             throw invalid(.redisSentinelUsername, "needs redis-sentinel-password", self[.redisSentinelUsername].value.helpDescription)
         }
         configuration.requestsTimeout = .milliseconds(Int64(try positiveInteger(.requestsTimeout)))
+        configuration.relaySessions = try boolean(.relaySessions)
+        if configuration.relaySessions && configuration.redisURL == nil && configuration.redisSentinels.isEmpty
+            && configuration.redisClusterNodes.isEmpty {
+            throw invalid(.relaySessions, "needs redis, redis-sentinel or redis-cluster: the nodes relay over Redis", "true")
+        }
+        if configuration.relaySessions && configuration.redisStreams {
+            throw invalid(.relaySessions, "relays over pub/sub channels, not yet with redis-streams", "true")
+        }
         configuration.adminHost = try nonEmptyString(.adminHost)
         configuration.adminPort = try port(.adminPort)
         configuration.drainDelay = try seconds(.drainDelay, allowingZero: true)

@@ -48,6 +48,7 @@ enum Setting: String, CaseIterable, Sendable {
     case redisSentinelUsername = "redis-sentinel-username"
     case redisSentinelPassword = "redis-sentinel-password"
     case requestsTimeout = "requests-timeout"
+    case relaySessions = "relay-sessions"
     case adminHost = "admin-host"
     case adminPort = "admin-port"
     case drainDelay = "drain-delay"
@@ -86,7 +87,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
         case .requireBackend, .redisSharded, .redisStreams, .allowEIO3, .perMessageDeflate, .httpCompression,
-            .recoverySkipAuthorization:
+            .recoverySkipAuthorization, .relaySessions:
             return .boolean
         case .corsOrigin, .namespace, .authorize, .redisSentinel, .redisCluster:
             return .list
@@ -123,7 +124,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisSentinel: return .list([])
         case .redisMaster: return .string("")
         case .redisCluster: return .list([])
-        case .redisSharded: return .boolean(false)
+        case .redisSharded, .relaySessions: return .boolean(false)
         case .redisSubscriptionMode: return .string("dynamic")
         case .redisStreams: return .boolean(false)
         case .redisStreamName: return .string("socket.io")
@@ -213,7 +214,9 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisSentinelPassword:
             return "Password of the sentinels themselves (their requirepass), with --redis-sentinel; the data nodes use --redis-password."
         case .requestsTimeout:
-            return "Milliseconds cluster requests (fetch, count, acks across nodes) wait for other nodes."
+            return "Milliseconds cluster requests (fetch, count, acks across nodes, and with --relay-sessions the owner's first answer to a relayed request) wait for other nodes."
+        case .relaySessions:
+            return "Relay each polling request and WebSocket upgrade of a session made by another sidecast node to that node over Redis, so the load balancer needs no sticky sessions; every node of the cluster must be a sidecast with it on. Needs a Redis setting (not yet --redis-streams)."
         case .adminHost: return "Address of the admin listener (/metrics, /healthz, /readyz)."
         case .adminPort: return "TCP port of the admin listener; 0 picks a free port."
         case .drainDelay:
@@ -248,7 +251,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisPassword, .redisSentinelPassword: return "password"
         case .redisSentinelUsername: return "user"
         case .requireBackend, .redisSharded, .redisStreams, .allowEIO3, .perMessageDeflate, .httpCompression,
-            .recoverySkipAuthorization:
+            .recoverySkipAuthorization, .relaySessions:
             return "bool"
         case .parser: return "parser"
         case .logLevel: return "level"

@@ -64,6 +64,7 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(help: Setting.redisMaster.help) var redisMaster: String?
     @Option(name: .customLong(Setting.redisCluster.rawValue), help: Setting.redisCluster.help) var redisClusterNodes: [String] = []
     @Flag(inversion: .prefixedNo, help: Setting.redisSharded.help) var redisSharded: Bool?
+    @Flag(inversion: .prefixedNo, help: Setting.relaySessions.help) var relaySessions: Bool?
     @Option(help: Setting.redisSubscriptionMode.help) var redisSubscriptionMode: String?
     @Flag(inversion: .prefixedNo, help: Setting.redisStreams.help) var redisStreams: Bool?
     @Option(help: Setting.redisStreamName.help) var redisStreamName: String?
@@ -127,6 +128,7 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.drainTimeout] = drainTimeout.map(SettingValue.number)
         values[.requireBackend] = requireBackend.map(SettingValue.boolean)
         values[.redisSharded] = redisSharded.map(SettingValue.boolean)
+        values[.relaySessions] = relaySessions.map(SettingValue.boolean)
         values[.redisStreams] = redisStreams.map(SettingValue.boolean)
         values[.redisStreamName] = redisStreamName.map(SettingValue.string)
         values[.redisStreamMaxLen] = redisStreamMaxLen.map(SettingValue.integer)

@@ -38,6 +38,7 @@ final class IntegrationTests: XCTestCase {
         "test_protocol_doc",
         "test_recovery",
         "test_redis_outage",
+        "test_relay",
         "test_rooms",
         "test_sharded",
         "test_streams",
@@ -79,6 +80,7 @@ final class IntegrationTests: XCTestCase {
     func testProtocolDocument() async throws { try await check("test_protocol_doc") }
     func testRecovery() async throws { try await check("test_recovery") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
+    func testRelay() async throws { try await check("test_relay") }
     func testRooms() async throws { try await check("test_rooms") }
     func testThreads() async throws { try await check("test_threads") }
     func testTLS() async throws { try await check("test_tls") }

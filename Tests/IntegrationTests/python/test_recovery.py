@@ -1,5 +1,6 @@
 """Connection state recovery on one node (`--recovery-window`, PROTOCOL.md §13), spoken with raw
-Engine.IO and Socket.IO frames as the official JavaScript client speaks them.
+Engine.IO and Socket.IO frames as the official JavaScript client speaks them; a node of a Redis
+cluster keeping what other nodes emit; and the official client itself in headless Chromium.
 
 What the client does is taken from socket.io-client's lib/socket.ts: it keeps the `pid` of the
 CONNECT reply (`onconnect`), takes the last argument of every event as its offset when it is a
@@ -18,6 +19,7 @@ import time
 import unittest
 
 from browser import CLIENT_BUNDLE, ChromiumTestCase
+from cluster import start_nodes, start_redis
 from harness import TIMEOUT, raw_websocket, start_sidecast, wait_until
 from test_ops import metric, scrape, start_node
 
@@ -337,6 +339,30 @@ class BoundsTests(RecoveryTestCase):
         self.assertEqual(metric(metrics, "sidecast_recoveries_total", result="offset_not_kept"), 1)
 
 
+class ReplayLimitTests(RecoveryTestCase):
+    flags = ("--recovery-window", WINDOW, "--max-buffered", "4000")
+
+    def test_a_client_that_missed_more_than_max_buffered_connects_fresh(self):
+        client = self.connected()
+        self.emit_and_read(client, 0)
+        self.dropped(client)
+        for n in range(40):
+            self.backend.emit("e", n, "x" * 100)
+        fresh, missed, reply = self.reconnect(client)
+        self.assertEqual(missed, [], "nothing of a replay that does not fit is sent")
+        self.assertNotEqual(reply["sid"], client.sid)
+        self.assertNotIn("recovered", self.backend.expect_connect(sid=reply["sid"]))
+        self.assertEqual(metric(scrape(self.sidecast), "sidecast_recoveries_total", result="replay_too_large"), 1)
+        # A replay that fits still recovers.
+        self.emit_and_read(fresh, 41)
+        self.dropped(fresh)
+        for n in range(10):
+            self.backend.emit("e", n, "x" * 100)
+        _, missed, again = self.reconnect(fresh)
+        self.assertEqual(again["sid"], reply["sid"])
+        self.assertEqual([event[1] for event in missed], list(range(10)))
+
+
 class WindowTests(RecoveryTestCase):
     flags = ("--recovery-window", "300")
 
@@ -356,6 +382,42 @@ class WindowTests(RecoveryTestCase):
         wait_until(lambda: metric(scrape(self.sidecast), "sidecast_recovery_packets") == 0,
                    message="the kept event to fall out of the window")
         self.assertGreaterEqual(metric(scrape(self.sidecast), "sidecast_recovery_evicted_packets_total", cause="window"), 1)
+
+
+class RedisTests(unittest.TestCase):
+    """Two nodes on one redis-server (classic pub/sub), recovery on both: what another node
+    emits reaches this node's clients over Redis and is kept for them like a local emit."""
+
+    def test_events_from_another_node_are_replayed_and_offsets_stay_on_their_node(self):
+        redis = start_redis(self)
+        a, b = start_nodes(self, redis, 2, "--recovery-window", WINDOW)
+        backend_a, backend_b = a.backend(self), b.backend(self)
+        client, witness = RawClient(a), RawClient(a)
+        for each in (client, witness):
+            self.addCleanup(each.ws.close)
+            each.connect()
+            backend_a.expect_connect(sid=each.sid)
+            self.assertTrue(backend_a.request({"type": "join", "sid": each.sid, "nsp": "/", "rooms": ["r"]})["ok"])
+        backend_b.emit("e", 0, to=["r"])
+        self.assertEqual(witness.read_event()[:2], ["e", 0])
+        first = client.read_event()
+        self.assertEqual(first[:2], ["e", 0])
+        self.assertEqual(len(first), 3, "node A appends its own offset to what node B sent")
+        client.drop()
+        backend_a.expect("disconnect", sid=client.sid)
+        backend_b.emit("e", 1, to=["r"])
+        backend_a.emit("e", 2, to=["r"])
+        # Node A has both once its other client in the room got both.
+        self.assertEqual(sorted(witness.read_event()[1] for _ in range(2)), [1, 2])
+        again = RawClient(a)
+        self.addCleanup(again.ws.close)
+        again.pid, again.offset = client.pid, client.offset
+        again.recover()
+        missed, reply = again.read_until_connect()
+        self.assertEqual(reply["sid"], client.sid)
+        self.assertEqual(sorted(event[1] for event in missed), [1, 2])
+        # Node B sees the recovered socket in its room again.
+        self.assertEqual(backend_b.request({"type": "count", "nsp": "/", "in": ["r"]})["count"], 2)
 
 
 class RecoveryOffTests(RecoveryTestCase):
