@@ -17,6 +17,7 @@ stand-in, whose `persist_session` and `restore_session` follow lib/adapter.ts.
 """
 
 import base64
+import json
 import re
 import socket
 import threading
@@ -27,7 +28,7 @@ import msgpack
 
 from browser import CLIENT_BUNDLE, ChromiumTestCase
 from cluster import start_redis
-from harness import TIMEOUT, free_port, wait_until
+from harness import TIMEOUT, b64, free_port, wait_until
 from node_streams import NodeStreamsPeer
 from test_ops import metric, scrape, start_node
 from test_recovery import RawClient
@@ -145,6 +146,28 @@ class CrossNodeTests(StreamsRecoveryCase):
         self.assertEqual(connect, {"sid": sid, "pid": pid})
         self.assertEqual([event[:2] for event in missed], [["e", 10]])
 
+    def test_a_missed_binary_event_is_replayed_with_its_attachment_and_offset(self):
+        client = self.connected(self.a, self.backend_a, "lobby")
+        self.backend_a.emit("e", 0, to=["lobby"])
+        client.read_event()
+        client.drop()
+        self.wait_session_stored(client.pid)
+        self.backend_b.emit("blob", b64(b"\x00\x01"), to=["lobby"])
+        wait_until(lambda: any(f[b"type"] == b"3" and f[b"data"][:1] != b"{" for _, f in stream_entries(self.redis)),
+                   message="the binary broadcast in the stream (base64 msgpack)")
+        entry = stream_entries(self.redis)[-1][0].decode()
+        again = self.client(self.b)
+        again.ws.send("40" + json.dumps({"pid": client.pid, "offset": client.offset}))
+        frames = []
+        while not (frames and isinstance(frames[-1], str) and frames[-1].startswith("40")):
+            frame = again.ws.recv()
+            if frame == "2":
+                again.ws.send("3")
+            else:
+                frames.append(frame)
+        self.assertEqual(frames[:2], ['451-["blob",{"_placeholder":true,"num":0},"%s"]' % entry, b"\x00\x01"])
+        self.assertEqual(json.loads(frames[2][2:]), {"sid": client.sid, "pid": client.pid})
+
     def test_unknown_taken_or_unreadable_sessions_and_offsets_connect_fresh(self):
         client = self.connected(self.a, self.backend_a, "r")
         self.backend_a.emit("e", 0, to=["r"])
@@ -200,6 +223,21 @@ class OwnCommandsTests(StreamsRecoveryCase):
         self.assertEqual(client.read(), "1")
         self.backend_a.expect("disconnect", sid=sid, reason="server namespace disconnect")
         self.assertIsNone(self.stored_session(client.pid), "a socket the server let go keeps nothing")
+
+
+    def test_own_binary_emits_come_back_as_binary_and_volatile_ones_without_an_offset(self):
+        # A python-socketio client: it reads binary attachments (and knows nothing of offsets).
+        client = self.a.client(self)
+        sid = client.sid()
+        self.backend_a.expect_connect(sid=sid)
+        # Kept like any event, as in Node, where the adapter sees an EVENT packet and only the
+        # encoder makes it a BINARY_EVENT.
+        self.backend_a.emit("blob", b64(b"\x00\x01"), to=[sid])
+        data, offset = client.wait_for("blob")
+        self.assertEqual(data, b"\x00\x01")
+        self.assertRegex(offset, OFFSET)
+        self.backend_a.emit("v", 1, to=[sid], volatile=True)
+        self.assertEqual(client.wait_for("v"), (1,))
 
 
 class KeyPrefixTests(StreamsRecoveryCase):
