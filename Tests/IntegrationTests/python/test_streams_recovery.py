@@ -28,7 +28,7 @@ import msgpack
 
 from browser import CLIENT_BUNDLE, ChromiumTestCase
 from cluster import start_redis
-from harness import TIMEOUT, b64, free_port, wait_until
+from harness import TIMEOUT, b64, free_port, start_sidecast, wait_until
 from node_streams import NodeStreamsPeer
 from test_ops import metric, scrape, start_node
 from test_recovery import RawClient
@@ -305,60 +305,72 @@ class ExpiryTests(StreamsRecoveryCase):
 class RollingRestartTests(StreamsRecoveryCase):
     CLIENTS = 5
 
-    def test_clients_of_a_drained_node_recover_on_the_other_and_miss_nothing(self):
+    def test_a_rolling_restart_of_both_nodes_loses_nothing_and_repeats_nothing(self):
         clients = [self.connected(self.a, self.backend_a, "feed") for _ in range(self.CLIENTS)]
         # Every client needs an offset before it can recover.
         self.backend_a.emit("tick", -1, to=["feed"])
         for client in clients:
             self.assertEqual(client.read_event()[:2], ["tick", -1])
         sessions = {client.pid: client.sid for client in clients}
-        # Emits go on during the restart: from A's backend until A is told to stop, from B's
-        # throughout.
-        a_stopping = threading.Event()
+        # Emits go on throughout, in turn from the backends of the nodes not being stopped.
+        feeding = [(self.backend_a, self.backend_b)]
         done = threading.Event()
 
         def feed():
             n = 0
             while not done.is_set():
-                backend = self.backend_b if a_stopping.is_set() or n % 2 else self.backend_a
+                backends = feeding[0]
                 try:
-                    backend.emit("tick", n, to=["feed"])
+                    backends[n % len(backends)].emit("tick", n, to=["feed"])
                 except OSError:
-                    pass  # A's backend socket went away with A
+                    pass  # the backend's node went away under it
                 n += 1
                 time.sleep(0.005)
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
         self.addCleanup(done.set)
+
+        def restart(stopping, onto):
+            """Stops `stopping`; each client reads what it still had from it, then recovers on
+            `onto` with what it missed."""
+            stopping.stop()
+            for index, client in enumerate(clients):
+                while True:
+                    try:
+                        client.read_event()
+                    except Exception:  # noqa: BLE001 - the closed connection ends its part
+                        break
+                again, missed, connect = self.recover_on(onto, client)
+                self.assertEqual(connect, {"sid": client.sid, "pid": client.pid})
+                again.events = client.events + missed
+                clients[index] = again
+
         time.sleep(0.2)
-        a_stopping.set()
-        self.a.stop()
-        # What each client got from A before it closed, then a recovery on B.
-        recovered = []
-        for client in clients:
-            while True:
-                try:
-                    client.read_event()
-                except Exception:  # noqa: BLE001 - the closed connection ends A's part
-                    break
-            again, missed, connect = self.recover_on(self.b, client)
-            self.assertEqual(connect, {"sid": client.sid, "pid": client.pid})
-            again.events = client.events + missed
-            recovered.append(again)
+        feeding[0] = (self.backend_b,)
+        restart(self.a, onto=self.b)
+        # A comes back as a new process, then B goes.
+        a2 = start_sidecast(self, "--redis", self.redis.url, "--redis-streams", "--recovery-window", WINDOW)
+        wait_until(lambda: len({f[b"uid"] for _, f in stream_entries(self.redis) if f[b"type"] == b"1"}) == 3,
+                   message="the new node on the stream")
+        backend_a2 = a2.backend(self)
+        feeding[0] = (self.backend_b, backend_a2)
+        time.sleep(0.2)
+        feeding[0] = (backend_a2,)
+        restart(self.b, onto=a2)
         time.sleep(0.2)
         done.set()
         feeder.join(timeout=TIMEOUT)
-        self.backend_b.emit("tick", "end", to=["feed"])
+        backend_a2.emit("tick", "end", to=["feed"])
         expected = [(entry, n) for entry, n in broadcast_ids(self.redis, "tick")]
-        self.assertGreater(len(expected), 20)
-        for client in recovered:
+        self.assertGreater(len(expected), 40)
+        for client in clients:
             while client.events[-1][1] != "end":
                 client.read_event()  # kept in client.events
             got = [(event[2], event[1]) for event in client.events]
             self.assertEqual(got, expected, "every tick of the stream, in order, once")
-        self.assertEqual({client.pid: client.sid for client in recovered}, sessions)
-        for client in recovered:
+        self.assertEqual({client.pid: client.sid for client in clients}, sessions)
+        for client in clients:
             self.assertIsNone(self.stored_session(client.pid))
 
 
