@@ -35,7 +35,8 @@ public final class RedisStreamSessionStore: SessionStore {
     private let redis: RedisStreamClient
     private let window: TimeAmount
     private let keyPrefix: String
-    /// How long a restore waits for the reader to reach a client's offset.
+    /// How long a restore may take to gather the missed entries, waiting for the reader to
+    /// reach a client's offset included.
     private let catchUpTimeout: TimeAmount
     private let logger: Logger
     private let metrics = StreamRecoveryMetrics()
@@ -172,6 +173,13 @@ public final class RedisStreamSessionStore: SessionStore {
             return
         }
         guard reader <= gathering.covered else {
+            // Each read catches up with the reader unless the stream grows faster than Redis
+            // answers; the deadline bounds that, as the Node adapter bounds its XRANGE calls.
+            guard NIODeadline.now() < gathering.deadline else {
+                logger.info("recovery gave up catching up with a stream that grows faster than it is read")
+                metrics.failed(.offsetNotKept)
+                return gathering.completion(nil)
+            }
             let command = ["XRANGE", redis.stream.name, "(" + gathering.covered.description, "+"].map { ByteBuffer(string: $0) }
             redis.send(command).assumeIsolated().whenComplete { [self] result in
                 guard case .success(let reply) = result, let entries = try? RedisStreamEntry.entries(ofRange: reply) else {
