@@ -31,6 +31,8 @@ public final class RedisStreamsTransport: ClusterTransport {
     private let logger: Logger
     private var namespaces: [String: ServedNamespace] = [:]
     private var cleanup: Scheduled<Void>?
+    /// With recovery on, the store that gives each kept broadcast its entry id as offset.
+    private weak var sessionStore: RedisStreamSessionStore?
 
     /// What this node keeps per namespace it serves.
     private final class ServedNamespace {
@@ -75,6 +77,16 @@ public final class RedisStreamsTransport: ClusterTransport {
         cleanup?.cancel()
         cleanup = nil
     }
+
+    /// Recovery with `store`: every broadcast this node delivers gets its entry id as offset,
+    /// and this node applies its own broadcasts, joins, leaves and disconnects when it reads
+    /// them back, so its sockets see the stream's order and nothing else (what a restore
+    /// relies on). Call before the first `serve`.
+    public func keepOffsets(in store: RedisStreamSessionStore) {
+        sessionStore = store
+    }
+
+    public var appliesOwnRequestsOnReadBack: Bool { sessionStore != nil }
 
     public func roomCreated(_ room: String, isPrivate: Bool, namespace: String) {}
 
@@ -168,13 +180,15 @@ public final class RedisStreamsTransport: ClusterTransport {
         let namespace = String(buffer: namespaceField)
         guard let state = namespaces[namespace] else { return }
         let sender = String(buffer: uidField)
-        guard sender != uid else { return }
+        let isOwn = sender == uid
+        guard !isOwn || sessionStore != nil else { return }
         let message: ClusterMessage
         do {
             message = try ClusterMessage(streamFields: entry.fields)
         } catch {
             return logger.warning("skipping a malformed entry of the Redis stream", metadata: ["redis.entry": "\(entry.id)", "error": "\(error)"])
         }
+        if isOwn { return readBack(message.body, entryID: entry.id, namespace: namespace) }
         if sender != Self.emitterUID {
             state.nodes[sender] = .now()
         }
@@ -208,6 +222,33 @@ public final class RedisStreamsTransport: ClusterTransport {
         case .broadcastAck(let id, let packet):
             return delegate?.transport(didReceive: .broadcastAck(requestId: id, packet: packet)) ?? ()
         }
-        delegate?.transport(didReceive: request, from: sender == Self.emitterUID ? nil : sender, namespace: namespace)
+        delivering(entry.id) {
+            delegate?.transport(didReceive: request, from: sender == Self.emitterUID ? nil : sender, namespace: namespace)
+        }
+    }
+
+    /// This node's own entry, applied now with recovery on (``keepOffsets(in:)``).
+    private func readBack(_ body: ClusterMessage.Body, entryID: String, namespace: String) {
+        let request: ClusterRequest
+        switch body {
+        case .broadcast(let packet, let options, nil):
+            request = .broadcast(packet: packet, options: options, requestId: nil)
+        case .socketsJoin(let options, let rooms):
+            request = .socketsJoin(options: options, rooms: rooms)
+        case .socketsLeave(let options, let rooms):
+            request = .socketsLeave(options: options, rooms: rooms)
+        case .disconnectSockets(let options, let close):
+            request = .disconnectSockets(options: options, close: close)
+        default:
+            return
+        }
+        delivering(entryID) { delegate?.transport(didReadBack: request, namespace: namespace) }
+    }
+
+    /// Runs `deliver` with the store knowing the entry it delivers, the offset of its packet.
+    private func delivering(_ entryID: String, _ deliver: () -> Void) {
+        sessionStore?.deliveringEntryID = entryID
+        deliver()
+        sessionStore?.deliveringEntryID = nil
     }
 }

@@ -10,8 +10,8 @@ import SocketIO
 ///
 /// Lives on the adapter's (home) loop; every call and completion happens there. Offsets are
 /// opaque strings the store hands out: the memory store numbers the packets it keeps; a store
-/// on a Redis stream would use the stream entry ids, which its transport gets back from
-/// `XADD` before delivering, and restore with `XRANGE` from the client's offset.
+/// on a Redis stream (``RedisStreamSessionStore``) uses the entry ids of the broadcasts, which
+/// its node delivers in stream order, and restores with `XRANGE` after the client's offset.
 ///
 /// A store answers `restore` in the same loop turn as it decides which packets were missed,
 /// and the shards hear that answer before any packet kept after it: that is what makes a

@@ -174,7 +174,16 @@ public final class Bridge {
 
     // MARK: Commands from backends
 
+    /// Carries out a backend's command. One that acts on this node's sockets directly (rather
+    /// than through the cluster, where it keeps its place in the stream) waits until the
+    /// adapter has applied this node's earlier requests, so every command keeps the order of
+    /// the lines (§9) when the adapter applies its own requests late (recovery on a stream).
     func handle(_ request: BackendRequest, from backend: Backend) {
+        guard request.command.actsOnSocketsDirectly else { return perform(request, from: backend) }
+        adapter.afterOwnRequests { [weak self] in self?.perform(request, from: backend) }
+    }
+
+    private func perform(_ request: BackendRequest, from backend: Backend) {
         let id = request.id
         do {
             switch request.command {

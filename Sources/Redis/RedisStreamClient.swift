@@ -55,8 +55,9 @@ public final class RedisStreamClient {
     private var reportedConnected = false
     private var flushScheduled = false
     private var closed = false
-    /// The id of the last entry handed on; nil until the first read position is known.
-    private(set) var lastID: String?
+    /// The id of the last entry handed on (during ``onEntry``, that entry's); nil until the
+    /// first read position is known.
+    public private(set) var lastID: String?
 
     public init(configuration: RedisClientConfiguration, stream: RedisStreamConfiguration, eventLoop: EventLoop, logger: Logger) throws {
         guard case .standalone = configuration.topology else {

@@ -84,6 +84,9 @@ public struct SidecastConfiguration: Sendable {
     public var redisStreamName = "socket.io"
     public var redisStreamMaxLen = 10_000
     public var redisStreamReadCount = 100
+    /// With `--redis-streams` and recovery: the key of a dropped socket's session is this
+    /// prefix and its pid, as the Node adapter's `sessionKeyPrefix`.
+    public var redisSessionKeyPrefix = RedisStreamSessionStore.defaultKeyPrefix
     /// The data nodes' password in Sentinel and Cluster modes.
     public var redisPassword: String?
     /// Sentinel mode: the credentials of the sentinels themselves, if they require any.

@@ -109,13 +109,7 @@ final class SidecastRuntime {
         engineIO = shards[0].engineIO.value
         socketIO = shards[0].socketIO.value
         let nodeShards = NodeShards(servers: shards.map(\.socketIO))
-        if configuration.recoveryWindow > .zero {
-            // In memory on a standalone node and on classic and sharded Redis nodes alike: each
-            // node numbers and keeps what its own clients were sent (PROTOCOL.md §13).
-            nodeShards.enableRecovery(store: MemorySessionStore(
-                window: configuration.recoveryWindow, maxPackets: configuration.recoveryMaxPackets, eventLoop: eventLoop
-            ))
-        }
+        var store: SessionStore?
         var relayLink: RedisSessionRelayBus.Link?
 
         if let redisConfiguration = try Self.redisClientConfiguration(configuration), configuration.redisSharded {
@@ -159,6 +153,14 @@ final class SidecastRuntime {
                 self.redis = redis
             }
             let transport = RedisStreamsTransport(redis: redis, uid: nodeID, logger: logger)
+            if configuration.recoveryWindow > .zero {
+                // On the stream, which every node reads: a session comes back on any node.
+                let streamStore = RedisStreamSessionStore(
+                    redis: redis, window: configuration.recoveryWindow, keyPrefix: configuration.redisSessionKeyPrefix, logger: logger
+                )
+                transport.keepOffsets(in: streamStore)
+                store = streamStore
+            }
             adapter = ClusterAdapter(
                 shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )
@@ -173,6 +175,14 @@ final class SidecastRuntime {
         } else {
             redis = nil
             adapter = LocalAdapter(shards: nodeShards)
+        }
+
+        if configuration.recoveryWindow > .zero {
+            // In memory on a standalone node and on classic and sharded Redis nodes alike: each
+            // node numbers and keeps what its own clients were sent (PROTOCOL.md §13).
+            nodeShards.enableRecovery(store: store ?? MemorySessionStore(
+                window: configuration.recoveryWindow, maxPackets: configuration.recoveryMaxPackets, eventLoop: eventLoop
+            ))
         }
 
         var bridgeConfiguration = BridgeConfiguration(nodeID: nodeID)

@@ -149,7 +149,8 @@ struct ResolvedSettings: Sendable {
         configuration.redisStreamName = try nonEmptyString(.redisStreamName)
         configuration.redisStreamMaxLen = try positiveInteger(.redisStreamMaxLen)
         configuration.redisStreamReadCount = try positiveInteger(.redisStreamReadCount)
-        for setting in [Setting.redisStreamName, .redisStreamMaxLen, .redisStreamReadCount]
+        configuration.redisSessionKeyPrefix = try nonEmptyString(.redisSessionKeyPrefix)
+        for setting in [Setting.redisStreamName, .redisStreamMaxLen, .redisStreamReadCount, .redisSessionKeyPrefix]
         where !configuration.redisStreams && self[setting].value != setting.defaultValue {
             throw invalid(setting, "applies only with redis-streams", self[setting].value.helpDescription)
         }

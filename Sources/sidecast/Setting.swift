@@ -43,6 +43,7 @@ enum Setting: String, CaseIterable, Sendable {
     case redisStreamName = "redis-stream-name"
     case redisStreamMaxLen = "redis-stream-max-len"
     case redisStreamReadCount = "redis-stream-read-count"
+    case redisSessionKeyPrefix = "redis-session-key-prefix"
     case redisPassword = "redis-password"
     case redisSentinelUsername = "redis-sentinel-username"
     case redisSentinelPassword = "redis-sentinel-password"
@@ -76,7 +77,7 @@ enum Setting: String, CaseIterable, Sendable {
     var kind: Kind {
         switch self {
         case .host, .path, .tlsCert, .tlsKey, .tlsCA, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword,
-            .redisSentinelUsername, .redisSentinelPassword, .redisSubscriptionMode, .redisStreamName, .adminHost, .logLevel, .logFormat,
+            .redisSentinelUsername, .redisSentinelPassword, .redisSubscriptionMode, .redisStreamName, .redisSessionKeyPrefix, .adminHost, .logLevel, .logFormat,
             .parser:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
@@ -129,6 +130,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisStreamName: return .string("socket.io")
         case .redisStreamMaxLen: return .integer(10_000)
         case .redisStreamReadCount: return .integer(100)
+        case .redisSessionKeyPrefix: return .string("sio:session:")
         case .redisPassword: return .string("")
         case .redisSentinelUsername: return .string("")
         case .redisSentinelPassword: return .string("")
@@ -204,6 +206,8 @@ enum Setting: String, CaseIterable, Sendable {
         case .redisStreamMaxLen:
             return "With --redis-streams: about how many entries the stream keeps (XADD MAXLEN ~), as the Node adapter's maxLen."
         case .redisStreamReadCount: return "With --redis-streams: entries fetched per XREAD, as the Node adapter's readCount."
+        case .redisSessionKeyPrefix:
+            return "With --redis-streams and --recovery-window: where dropped sockets' sessions are kept (<prefix><pid>), as the Node adapter's sessionKeyPrefix."
         case .redisPassword: return "Password of the Redis data nodes with --redis-sentinel or --redis-cluster."
         case .redisSentinelUsername:
             return "ACL user to log in to the sentinels as (with --redis-sentinel-password); empty uses the default user."
@@ -239,7 +243,7 @@ enum Setting: String, CaseIterable, Sendable {
         case .namespace, .authorize: return "namespace"
         case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
         case .redis: return "url"
-        case .redisPrefix: return "prefix"
+        case .redisPrefix, .redisSessionKeyPrefix: return "prefix"
         case .redisStreamName: return "key"
         case .redisStreamMaxLen, .redisStreamReadCount: return "count"
         case .redisSentinel, .redisCluster: return "host:port"

@@ -70,6 +70,7 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(help: Setting.redisStreamName.help) var redisStreamName: String?
     @Option(parsing: .unconditional, help: Setting.redisStreamMaxLen.help) var redisStreamMaxLen: Int?
     @Option(parsing: .unconditional, help: Setting.redisStreamReadCount.help) var redisStreamReadCount: Int?
+    @Option(help: Setting.redisSessionKeyPrefix.help) var redisSessionKeyPrefix: String?
     @Option(help: Setting.redisPassword.help) var redisPassword: String?
     @Option(help: Setting.redisSentinelUsername.help) var redisSentinelUsername: String?
     @Option(help: Setting.redisSentinelPassword.help) var redisSentinelPassword: String?
@@ -132,6 +133,7 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.redisStreamName] = redisStreamName.map(SettingValue.string)
         values[.redisStreamMaxLen] = redisStreamMaxLen.map(SettingValue.integer)
         values[.redisStreamReadCount] = redisStreamReadCount.map(SettingValue.integer)
+        values[.redisSessionKeyPrefix] = redisSessionKeyPrefix.map(SettingValue.string)
         values[.logLevel] = logLevel.map(SettingValue.string)
         values[.logFormat] = logFormat.map(SettingValue.string)
         return SettingLayer(source: .flag, values: values)

@@ -42,6 +42,7 @@ final class IntegrationTests: XCTestCase {
         "test_rooms",
         "test_sharded",
         "test_streams",
+        "test_streams_recovery",
         "test_threads",
         "test_tls",
         "test_transports",
@@ -68,6 +69,7 @@ final class IntegrationTests: XCTestCase {
     func testHA() async throws { try await check("test_ha") }
     func testSharded() async throws { try await check("test_sharded") }
     func testStreams() async throws { try await check("test_streams") }
+    func testStreamsRecovery() async throws { try await check("test_streams_recovery") }
     func testLimits() async throws { try await check("test_limits") }
     func testMsgpackParser() async throws { try await check("test_msgpack_parser") }
     func testNamespaces() async throws { try await check("test_namespaces") }

@@ -21,7 +21,12 @@ Its behaviour is taken, branch by branch, from:
 - `packages/socket.io-adapter/lib/in-memory-adapter.ts`: which sockets a broadcast's rooms and
   except select, and `broadcastWithAck` (the count first, then each socket's answer);
 - `packages/socket.io/lib/broadcast-operator.ts`: `emitWithAck` completes when the counted
-  servers all reported and every asked client answered.
+  servers all reported and every asked client answered;
+- `lib/adapter.ts` again for connection state recovery: `persistSession` (`SET` with `PX`, see
+  `lib/util.ts`), `restoreSession` (offset format, `GETDEL` as `MULTI GET DEL`, `XRANGE offset
+  offset`, then `XRANGE nextOffset(offset) +` up to `RESTORE_SESSION_MAX_XRANGE_CALLS` times,
+  BROADCAST entries of the namespace through `shouldIncludePacket`, each packet's data with its
+  entry id appended since the adapter's pull request #40).
 
 Node shares one connection between XADD and the blocking XREAD (hence the 200 ms block), and
 its first XREAD, from "$", follows the XADD of INITIAL_HEARTBEAT on it: the stand-in reads on a
@@ -31,6 +36,7 @@ connection of its own, from that entry's id. Its sockets are records, not connec
 import base64
 import json
 import os
+import re
 import threading
 import time
 
@@ -46,6 +52,7 @@ INITIAL_HEARTBEAT, HEARTBEAT, ADAPTER_CLOSE = 1, 2, 13
 EMITTER_UID = "emitter"
 DEFAULT_TIMEOUT = 5.0  # cluster-adapter.ts DEFAULT_TIMEOUT, in seconds
 BLOCK_DURATION_MS = 200  # util.ts BLOCK_DURATION_IN_MS
+RESTORE_SESSION_MAX_XRANGE_CALLS = 100  # adapter.ts
 
 
 class NodeStreamsPeer:
@@ -59,6 +66,7 @@ class NodeStreamsPeer:
         self.read_count = read_count
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
+        self.session_key_prefix = "sio:session:"  # `sessionKeyPrefix`'s default
         self.uid = os.urandom(8).hex()  # cluster-adapter.ts `randomId()`
         self.redis = redis_server.client(socket_timeout=5)
         self._reader = redis_server.client(socket_timeout=5)
@@ -314,13 +322,15 @@ class NodeStreamsPeer:
     # -- the server's API, as a Node application calls it ----------------------------------------
 
     def emit(self, event, *args, rooms=(), except_=()):
-        """`io.to(rooms).except(except_).emit(event, ...args)`: publish, then deliver locally."""
+        """`io.to(rooms).except(except_).emit(event, ...args)`: publish, then deliver locally.
+        Returns the entry id, the offset `addOffsetIfNecessary` gives the packet."""
         packet = {"type": 2, "data": [event, *args], "nsp": self.nsp}
         opts = {"rooms": list(rooms), "except": list(except_), "flags": {}}
         with self._lock:
-            self._publish({"type": BROADCAST, "data": {"packet": packet, "opts": opts}})
+            offset = self._publish({"type": BROADCAST, "data": {"packet": packet, "opts": opts}})
             for socket in self._matching(opts):
                 self._deliver(socket, packet)
+        return offset
 
     def sockets_join(self, rooms, new_rooms):
         """`io.in(rooms).socketsJoin(new_rooms)`."""
@@ -402,6 +412,55 @@ class NodeStreamsPeer:
                 if left <= 0:
                     raise AssertionError(f"peer socket {socket.id} never received {event!r}: {socket.received!r}")
                 socket.arrived.wait(left)
+
+    # -- adapter.ts: connection state recovery ----------------------------------------------------
+
+    def persist_session(self, session, max_disconnection_duration):
+        """`persistSession`: `SET <sessionKeyPrefix><pid> <base64 of msgpack(session)>` with the
+        server's maxDisconnectionDuration, which lib/util.ts `SET` passes as `PX`."""
+        encoded = base64.b64encode(msgpack.packb(session, use_bin_type=True)).decode()
+        self.redis.set(self.session_key_prefix + session["pid"], encoded, px=max_disconnection_duration)
+
+    def restore_session(self, pid, offset):
+        """`restoreSession`: the session with its `missedPackets`, or None where Node rejects."""
+        if not re.fullmatch(r"[0-9]+-[0-9]+", offset):
+            return None  # "invalid offset"
+        key = self.session_key_prefix + pid
+        # lib/util.ts `GETDEL`: MULTI GET DEL, beside `XRANGE offset offset`.
+        pipeline = self.redis.pipeline(transaction=True)
+        pipeline.get(key)
+        pipeline.delete(key)
+        raw_session, _ = pipeline.execute()
+        offset_exists = self.redis.xrange(self.stream_name, offset, offset)
+        if not raw_session or not offset_exists:
+            return None  # "session or offset not found"
+        session = msgpack.unpackb(base64.b64decode(raw_session), raw=False)
+        session["missedPackets"] = []
+        for _ in range(RESTORE_SESSION_MAX_XRANGE_CALLS):
+            entries = self.redis.xrange(self.stream_name, self.next_offset(offset), "+")
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                raw = {k.decode(): v.decode() for k, v in fields.items()}
+                if raw.get("nsp") == self.nsp and raw.get("type") == "3":
+                    message = self.decode(raw)
+                    if self.should_include_packet(session["rooms"], message["data"]["opts"]):
+                        # With the entry's id, as the adapter's pull request #40 appends it.
+                        session["missedPackets"].append([*message["data"]["packet"]["data"], entry_id.decode()])
+                offset = entry_id.decode()
+        return session
+
+    @staticmethod
+    def next_offset(offset):
+        """`nextOffset`: exclusive ranges without Redis 6.2's `(`."""
+        timestamp, sequence = offset.split("-")
+        return f"{timestamp}-{int(sequence) + 1}"
+
+    @staticmethod
+    def should_include_packet(session_rooms, opts):
+        included = not opts["rooms"] or any(room in opts["rooms"] for room in session_rooms)
+        not_excluded = all(room not in opts["except"] for room in session_rooms)
+        return included and not_excluded
 
     def wait_nodes(self, count, timeout=TIMEOUT * 2):
         deadline = time.monotonic() + timeout

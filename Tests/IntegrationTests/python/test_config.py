@@ -204,9 +204,14 @@ class PrintConfigTests(ConfigTestCase):
 
     def test_redis_streams_needs_one_redis_server_and_sane_bounds(self):
         config = self.print_config("--redis", "redis://127.0.0.1", "--redis-streams", "--redis-stream-name", "chat",
-                                   "--redis-stream-max-len", 500, "--redis-stream-read-count", 10)
+                                   "--redis-stream-max-len", 500, "--redis-stream-read-count", 10,
+                                   "--redis-session-key-prefix", "chat:session:")
         self.assertEqual((config["redis-streams"], config["redis-stream-name"], config["redis-stream-max-len"],
-                          config["redis-stream-read-count"]), (True, "chat", 500, 10))
+                          config["redis-stream-read-count"], config["redis-session-key-prefix"]),
+                         (True, "chat", 500, 10, "chat:session:"))
+        self.assertEqual(self.print_config()["redis-session-key-prefix"], "sio:session:")
+        self.assert_rejected("--redis", "redis://127.0.0.1", "--redis-session-key-prefix", "s:",
+                             mentions=("--redis-session-key-prefix", "only with redis-streams"))
         self.assert_rejected("--redis-streams", mentions=("--redis-streams", "needs redis"))
         self.assert_rejected("--redis-cluster", "10.0.0.5:6379", "--redis-streams", mentions=("--redis-streams", "needs redis"))
         self.assert_rejected("--redis", "redis://127.0.0.1", "--redis-streams", "--redis-sharded",
