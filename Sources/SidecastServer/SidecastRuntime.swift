@@ -145,7 +145,7 @@ final class SidecastRuntime {
                 // The stream has no channel to relay over: the bus gets a pub/sub client of its
                 // own to the same server, run with the stream client as one.
                 var relayLogger = logger
-                relayLogger[metadataKey: "redis.link"] = "relay"
+                relayLogger[metadataKey: "redis.client"] = "session-relay"
                 let relayRedis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: relayLogger)
                 relayLink = .classic(relayRedis)
                 self.redis = RedisLifecycleGroup([redis, relayRedis], eventLoop: eventLoop)

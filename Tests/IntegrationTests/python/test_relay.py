@@ -13,6 +13,7 @@ spreads several hundred polling requests over both nodes; each run checks that m
 relayed). SIDECAST_RELAY_TEST_SECONDS shortens (or lengthens) every run alike, for local runs.
 """
 
+import json
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ from harness import TIMEOUT, Client, free_port, start_process, wait_until
 from test_config import ConfigTestCase
 from test_ops import metric, scrape, start_node
 from test_streams import wait_stream_nodes
+from test_streams_recovery import SESSION_PREFIX, broadcast_ids
 
 NGINX = os.environ.get("SIDECAST_NGINX") or shutil.which("nginx") or (
     "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
@@ -48,7 +50,8 @@ pid {dir}/nginx.pid;
 error_log {dir}/error.log notice;
 events {{ worker_connections 1024; }}
 http {{
-    log_format relay '$status $request_method $upstream_addr $request_uri';
+    # The upstream last: a request retried on another server lists both, comma-separated.
+    log_format relay '$status $request_method $request_uri $upstream_addr';
     access_log {dir}/access.log relay;
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
@@ -69,8 +72,7 @@ http {{
             proxy_set_header Connection $connection_upgrade;
             proxy_buffering off;
             proxy_read_timeout 120s;
-            # A failed request is the client's to see, not retried on the other node.
-            proxy_next_upstream off;
+            {next_upstream}
         }}
     }}
 }}
@@ -81,7 +83,13 @@ class Nginx:
     """nginx in front of `nodes`, round-robin, run as the test's own process from a generated
     config in a temporary directory (pid, logs and temp files there too)."""
 
-    def __init__(self, nodes):
+    # A failed request is the client's to see, not retried on the other node.
+    NO_RETRY = "proxy_next_upstream off;"
+    # Only a node that refuses the connection (it is gone) is skipped, as a balancer's health
+    # check would; nginx retries no request a node has received, and marks the node down.
+    SKIP_GONE = "proxy_next_upstream error;"
+
+    def __init__(self, nodes, next_upstream=NO_RETRY):
         if not NGINX:
             raise unittest.SkipTest("nginx is not installed (apt-get install nginx-light)")
         self.port = free_port()
@@ -90,7 +98,7 @@ class Nginx:
         servers = "\n".join(f"        server 127.0.0.1:{node.port};" for node in nodes)
         conf = os.path.join(self._dir.name, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(dir=self._dir.name, servers=servers, port=self.port))
+            f.write(NGINX_CONF.format(dir=self._dir.name, servers=servers, port=self.port, next_upstream=next_upstream))
         self.proc = start_process([NGINX, "-e", os.path.join(self._dir.name, "error.log"),
                                    "-p", self._dir.name, "-c", conf], "nginx")
         wait_until(self._listening, timeout=10, message="nginx to listen")
@@ -106,7 +114,7 @@ class Nginx:
             return False
 
     def access_log(self):
-        """(status, method, upstream, uri) of every request nginx has logged so far."""
+        """(status, method, uri, upstreams) of every request nginx has logged so far."""
         with open(os.path.join(self._dir.name, "access.log")) as f:
             return [tuple(line.split(" ", 3)) for line in f.read().splitlines()]
 
@@ -153,6 +161,7 @@ class RelayBase(unittest.TestCase):
     relay = True
     sharded = False
     streams = False
+    flags = ()
     # --threads of both nodes; None leaves the harness's (SIDECAST_TEST_THREADS or sidecast's).
     threads = None
 
@@ -167,6 +176,7 @@ class RelayBase(unittest.TestCase):
             flags.append("--redis-streams")
         if self.threads is not None:
             flags += ["--threads", self.threads]
+        flags += self.flags
         self.a = start_node(self, *flags)
         self.b = start_node(self, *flags)
         if self.streams:
@@ -182,8 +192,8 @@ class RelayBase(unittest.TestCase):
                 return r.execute_command("PUBSUB", "SHARDCHANNELS", "socket.io#relay#*")
             return r.pubsub_channels("socket.io#relay#*")
 
-    def start_nginx(self):
-        nginx = Nginx([self.a, self.b])
+    def start_nginx(self, **options):
+        nginx = Nginx([self.a, self.b], **options)
         self.addCleanup(nginx.stop)
         return nginx
 
@@ -236,7 +246,7 @@ class RelayBase(unittest.TestCase):
         log = nginx.access_log()
         self.assertEqual([entry for entry in log if entry[0] != "200" and entry[0] != "101"], [],
                          "no request failed (no 400 Session ID unknown)")
-        upstreams = {entry[2] for entry in log}
+        upstreams = {entry[3] for entry in log}
         self.assertEqual(upstreams, {f"127.0.0.1:{self.a.port}", f"127.0.0.1:{self.b.port}"})
         relayed = sum(metric(scrape(node), "sidecast_relay_requests_total", kind=kind)
                       for node in (self.a, self.b) for kind in ("poll", "post"))
@@ -334,6 +344,131 @@ class RelayStreamsFourThreadsTests(RelayStreamsTests):
     """The same at --threads 4: sessions of every loop relayed, broadcasts through every shard."""
 
     threads = 4
+
+
+class PollingClient:
+    """A Socket.IO client over raw Engine.IO long-polling (python-socketio has no connection
+    state recovery), keeping what socket.io-client's lib/socket.ts keeps to recover (see
+    test_recovery.RawClient): the CONNECT reply's pid, the last string argument of an event as
+    its offset, and `{pid, offset}` in the CONNECT of a reconnection. A payload's packets are
+    joined by the record separator, as engine.io-parser's encodePayload joins them."""
+
+    def __init__(self, base):
+        self.base = base
+        self.http = requests.Session()
+        self.sid = self.pid = self.offset = None
+        self.events = []
+        response = self.http.get(f"{base}/socket.io/?EIO=4&transport=polling", timeout=TIMEOUT)
+        assert response.status_code == 200 and response.text.startswith("0"), (response.status_code, response.text)
+        self.engine_sid = json.loads(response.text[1:])["sid"]
+        self.url = f"{base}/socket.io/?EIO=4&transport=polling&sid={self.engine_sid}"
+
+    def post(self, packet):
+        response = self.http.post(self.url, data=packet.encode(), timeout=TIMEOUT,
+                                  headers={"Content-Type": "text/plain;charset=UTF-8"})
+        assert (response.status_code, response.text) == (200, "ok"), (response.status_code, response.text)
+
+    def poll(self):
+        """One GET: the response when it failed, else its Socket.IO packets (pings answered)."""
+        response = self.http.get(self.url, timeout=TIMEOUT * 2)
+        if response.status_code != 200:
+            return response
+        packets = []
+        for packet in response.text.split("\x1e"):
+            if packet == "2":
+                self.post("3")
+            else:
+                assert packet.startswith("4"), packet
+                packets.append(packet[1:])
+        return packets
+
+    def connect(self, auth=None):
+        """Sends CONNECT; returns the events that came before the reply, and the reply."""
+        self.post("40" + (json.dumps(auth) if auth is not None else ""))
+        before = []
+        while True:
+            for packet in self.poll():
+                if packet.startswith("0"):
+                    reply = json.loads(packet[1:])
+                    self.sid, self.pid = reply["sid"], reply.get("pid")
+                    return before, reply
+                before.append(self._event(packet))
+
+    def read_events(self, count):
+        events = []
+        while len(events) < count:
+            events += [self._event(packet) for packet in self.poll()]
+        return events
+
+    def _event(self, packet):
+        assert packet.startswith("2"), packet
+        data = json.loads(packet[1:])
+        if isinstance(data[-1], str) and self.pid:
+            self.offset = data[-1]
+        self.events.append(data)
+        return data
+
+
+class RelayRecoveryTests(RelayBase):
+    """Issue 15's failure behaviour with recovery on: nginx round-robin in front of two
+    --redis-streams nodes with --relay-sessions and --recovery-window. The node owning a
+    polling session is drained (SIGTERM), which keeps its sessions in Redis; the client's next
+    poll reaches the other node, whose relay gets no answer from the owner within
+    --requests-timeout: 400 Session ID unknown. The client reconnects, as engine.io-client does
+    on that error, through nginx to the remaining node, and is recovered there: same sid, and
+    the events it missed (sent by the owner but never polled, and sent after the owner left)."""
+
+    streams = True
+    flags = ("--recovery-window", "60000")
+
+    def owner_of(self, engine_sid):
+        """The node that made the session: characters 2-5 of the sid are its relay tag."""
+        return next(node for node in (self.a, self.b) if f"relay_node={engine_sid[2:6]}" in node.log)
+
+    def test_owner_drained_client_gets_unknown_sid_then_is_recovered_on_the_other_node(self):
+        nginx = self.start_nginx(next_upstream=Nginx.SKIP_GONE)
+        client = PollingClient(nginx.url)
+        owner = self.owner_of(client.engine_sid)
+        other = self.b if owner is self.a else self.a
+        owner_backend, other_backend = owner.backend(self), other.backend(self)
+        self.assertEqual(client.connect(), ([], {"sid": client.sid, "pid": client.pid}))
+        self.assertIsNotNone(client.pid, "recovery is on: the CONNECT reply carries a pid")
+        owner_backend.expect_connect(sid=client.sid)
+        self.assertTrue(owner_backend.request({"type": "join", "sid": client.sid, "nsp": "/", "rooms": ["feed"]})["ok"])
+        owner_backend.emit("tick", 0, to=["feed"])
+        self.assertEqual(client.read_events(1)[0][:2], ["tick", 0])
+        self.assertIsNotNone(client.offset)
+        # Sent by the owner and never polled: in the owner's buffer when it leaves.
+        owner_backend.emit("tick", 1, to=["feed"])
+        wait_until(lambda: len(broadcast_ids(self.redis, "tick")) == 2, message="tick 1 in the stream")
+        owner.stop()
+        with self.redis.client(socket_timeout=2) as r:
+            self.assertIsNotNone(r.get(SESSION_PREFIX + client.pid), "the drained owner kept the session in Redis")
+        # Sent while the client is away, by the node that stays.
+        other_backend.emit("tick", 2, to=["feed"])
+        response = client.poll()
+        self.assertEqual((response.status_code, response.json()), (400, UNKNOWN_SID))
+        self.assertEqual(metric(scrape(other), "sidecast_relay_failures_total", reason="timeout"), 1)
+        # The reconnection: a new Engine.IO session through nginx, which can only reach the
+        # node that stays, and a CONNECT carrying the pid and the last offset.
+        again = PollingClient(nginx.url)
+        self.assertIs(self.owner_of(again.engine_sid), other)
+        again.pid, again.offset = client.pid, client.offset
+        missed, reply = again.connect({"pid": client.pid, "offset": client.offset})
+        self.assertEqual(reply, {"sid": client.sid, "pid": client.pid}, "recovered: same sid and pid")
+        self.assertEqual([(event[0], event[1], event[2]) for event in missed],
+                         [("tick", n, entry) for entry, n in broadcast_ids(self.redis, "tick") if n in (1, 2)],
+                         "the missed ticks, in stream order, with their entry ids")
+        message = other_backend.expect_connect(sid=client.sid)
+        self.assertIs(message["recovered"], True)
+        self.assertEqual(message["rooms"], [client.sid, "feed"])
+        # Live on the node that stays, in the room it had.
+        other_backend.emit("tick", 3, to=["feed"])
+        self.assertEqual(again.read_events(1)[0][:2], ["tick", 3])
+        log = nginx.access_log()
+        self.assertEqual([entry[:3] for entry in log if entry[0] != "200"],
+                         [("400", "GET", f"/socket.io/?EIO=4&transport=polling&sid={client.engine_sid}")],
+                         "one failed request: the poll of the lost session")
 
 
 class RelayShardedTests(RelayBase):
