@@ -239,6 +239,20 @@ public final class NodeRelay {
         return EventLoopFuture.andAllSucceed(joined, on: eventLoop)
     }
 
+    /// Completes once what the shards had queued for other nodes when it was called is on the
+    /// bus. At shutdown the closes of relayed WebSockets, and their last frames, hop from the
+    /// shard's loop to this relay's before they are published; the Redis client, which drops a
+    /// publish once it is shutting down, waits for this. Call on the relay's loop.
+    public func flush() -> EventLoopFuture<Void> {
+        // Each loop runs its tasks in order: a task behind a shard's queued writes runs after
+        // them, and the hop back to this loop, then one more task here, after the sends those
+        // writes queued on this loop.
+        let shardsDone = shards.map { $0.eventLoop.submit {} }
+        return EventLoopFuture.andAllComplete(shardsDone, on: eventLoop).assumeIsolated().flatMap { [self] in
+            eventLoop.assumeIsolated().submit { [self] in flushFrames() }
+        }.nonisolated()
+    }
+
     // MARK: Sending side (the node that has the client's connection)
 
     /// Sends a polling request to its owner; the answer goes to `handler`.

@@ -325,8 +325,11 @@ final class SidecastRuntime {
             bridge.shutdown()
             // Unsubscribing drops this node from the other nodes' count of servers at once.
             adapter.close()
-            let flushed = redis?.shutdown() ?? home.makeSucceededVoidFuture()
-            flushed.assumeIsolated().whenComplete { [self] _ in finish() }
+            // The relay's last messages (closes of relayed WebSockets) go before Redis closes.
+            let relayed = relay?.flush() ?? home.makeSucceededVoidFuture()
+            relayed.assumeIsolated().flatMap { [self] in
+                redis?.shutdown() ?? home.makeSucceededVoidFuture()
+            }.whenComplete { [self] _ in finish() }
         }
     }
 

@@ -26,6 +26,7 @@ import unittest
 
 import requests
 import socketio
+import websocket
 
 from cluster import start_redis
 from harness import TIMEOUT, Client, free_port, start_process, wait_until
@@ -425,50 +426,115 @@ class RelayRecoveryTests(RelayBase):
         """The node that made the session: characters 2-5 of the sid are its relay tag."""
         return next(node for node in (self.a, self.b) if f"relay_node={engine_sid[2:6]}" in node.log)
 
-    def test_owner_drained_client_gets_unknown_sid_then_is_recovered_on_the_other_node(self):
-        nginx = self.start_nginx(next_upstream=Nginx.SKIP_GONE)
-        client = PollingClient(nginx.url)
-        owner = self.owner_of(client.engine_sid)
-        other = self.b if owner is self.a else self.a
-        owner_backend, other_backend = owner.backend(self), other.backend(self)
+    def connected(self):
+        """A client connected through nginx, in room "feed", that has received tick 0 (so it
+        has an offset); sets the owner and the other node, and their backends."""
+        self.nginx = self.start_nginx(next_upstream=Nginx.SKIP_GONE)
+        client = PollingClient(self.nginx.url)
+        self.owner = self.owner_of(client.engine_sid)
+        self.other = self.b if self.owner is self.a else self.a
+        self.owner_backend, self.other_backend = self.owner.backend(self), self.other.backend(self)
         self.assertEqual(client.connect(), ([], {"sid": client.sid, "pid": client.pid}))
         self.assertIsNotNone(client.pid, "recovery is on: the CONNECT reply carries a pid")
-        owner_backend.expect_connect(sid=client.sid)
-        self.assertTrue(owner_backend.request({"type": "join", "sid": client.sid, "nsp": "/", "rooms": ["feed"]})["ok"])
-        owner_backend.emit("tick", 0, to=["feed"])
+        self.owner_backend.expect_connect(sid=client.sid)
+        self.assertTrue(self.owner_backend.request({"type": "join", "sid": client.sid, "nsp": "/", "rooms": ["feed"]})["ok"])
+        self.owner_backend.emit("tick", 0, to=["feed"])
         self.assertEqual(client.read_events(1)[0][:2], ["tick", 0])
         self.assertIsNotNone(client.offset)
+        return client
+
+    def recovered_on_the_other_node(self, client, missed_ticks):
+        """The reconnection, as engine.io-client makes it: a new Engine.IO session through
+        nginx, which can only reach the node that stays, and a CONNECT carrying the pid and the
+        last offset. Checks the recovery (same sid and pid, the missed ticks with their entry
+        ids in stream order, the room kept) and that the socket is live there."""
+        again = PollingClient(self.nginx.url)
+        self.assertIs(self.owner_of(again.engine_sid), self.other)
+        again.pid, again.offset = client.pid, client.offset
+        missed, reply = again.connect({"pid": client.pid, "offset": client.offset})
+        self.assertEqual(reply, {"sid": client.sid, "pid": client.pid}, "recovered: same sid and pid")
+        self.assertEqual([(event[0], event[1], event[2]) for event in missed],
+                         [("tick", n, entry) for entry, n in broadcast_ids(self.redis, "tick") if n in missed_ticks],
+                         "the missed ticks, in stream order, with their entry ids")
+        message = self.other_backend.expect_connect(sid=client.sid)
+        self.assertIs(message["recovered"], True)
+        self.assertEqual(message["rooms"], [client.sid, "feed"])
+        self.other_backend.emit("tick", 99, to=["feed"])
+        self.assertEqual(again.read_events(1)[0][:2], ["tick", 99])
+
+    def assert_session_kept(self, client):
+        with self.redis.client(socket_timeout=2) as r:
+            self.assertIsNotNone(r.get(SESSION_PREFIX + client.pid), "the drained owner kept the session in Redis")
+
+    def test_owner_drained_client_gets_unknown_sid_then_is_recovered_on_the_other_node(self):
+        client = self.connected()
+        owner, other, owner_backend, other_backend = self.owner, self.other, self.owner_backend, self.other_backend
+        nginx = self.nginx
         # Sent by the owner and never polled: in the owner's buffer when it leaves.
         owner_backend.emit("tick", 1, to=["feed"])
         wait_until(lambda: len(broadcast_ids(self.redis, "tick")) == 2, message="tick 1 in the stream")
         owner.stop()
-        with self.redis.client(socket_timeout=2) as r:
-            self.assertIsNotNone(r.get(SESSION_PREFIX + client.pid), "the drained owner kept the session in Redis")
+        self.assert_session_kept(client)
         # Sent while the client is away, by the node that stays.
         other_backend.emit("tick", 2, to=["feed"])
         response = client.poll()
         self.assertEqual((response.status_code, response.json()), (400, UNKNOWN_SID))
         self.assertEqual(metric(scrape(other), "sidecast_relay_failures_total", reason="timeout"), 1)
-        # The reconnection: a new Engine.IO session through nginx, which can only reach the
-        # node that stays, and a CONNECT carrying the pid and the last offset.
-        again = PollingClient(nginx.url)
-        self.assertIs(self.owner_of(again.engine_sid), other)
-        again.pid, again.offset = client.pid, client.offset
-        missed, reply = again.connect({"pid": client.pid, "offset": client.offset})
-        self.assertEqual(reply, {"sid": client.sid, "pid": client.pid}, "recovered: same sid and pid")
-        self.assertEqual([(event[0], event[1], event[2]) for event in missed],
-                         [("tick", n, entry) for entry, n in broadcast_ids(self.redis, "tick") if n in (1, 2)],
-                         "the missed ticks, in stream order, with their entry ids")
-        message = other_backend.expect_connect(sid=client.sid)
-        self.assertIs(message["recovered"], True)
-        self.assertEqual(message["rooms"], [client.sid, "feed"])
-        # Live on the node that stays, in the room it had.
-        other_backend.emit("tick", 3, to=["feed"])
-        self.assertEqual(again.read_events(1)[0][:2], ["tick", 3])
+        self.recovered_on_the_other_node(client, missed_ticks=(1, 2))
         log = nginx.access_log()
         self.assertEqual([entry[:3] for entry in log if entry[0] != "200"],
                          [("400", "GET", f"/socket.io/?EIO=4&transport=polling&sid={client.engine_sid}")],
                          "one failed request: the poll of the lost session")
+
+
+    def upgraded_then_owner_drained(self, upgrade_on):
+        """The client upgrades through nginx to WebSocket on `upgrade_on` (its frames relayed
+        to the owner when that is the other node), gets tick 1 there, and the owner is drained:
+        the WebSocket closes, as engine.io-client sees a "transport close". Tick 2 is sent
+        while the client is away."""
+        client = self.connected()
+        target = self.owner if upgrade_on == "owner" else self.other
+        # nginx's round-robin alternates strictly: a throwaway handshake when the next request
+        # would reach the wrong node.
+        if self.nginx.access_log()[-1][3] == f"127.0.0.1:{target.port}":
+            requests.get(f"{self.nginx.url}/socket.io/?EIO=4&transport=polling", timeout=TIMEOUT)
+        ws = websocket.create_connection(client.url.replace("http://", "ws://", 1).replace("polling", "websocket"),
+                                         timeout=TIMEOUT)
+        self.addCleanup(ws.close)
+        ws.send("2probe")
+        self.assertEqual(ws.recv(), "3probe")
+        ws.send("5")
+        self.owner_backend.emit("tick", 1, to=["feed"])
+        frame = ws.recv()
+        while frame in ("6", "2"):
+            frame = ws.recv()
+        client._event(frame[1:])
+        self.assertEqual(client.events[-1][:2], ["tick", 1])
+        self.owner.stop()
+        self.assert_session_kept(client)
+        closed = False
+        while not closed:
+            try:
+                frame = ws.recv()
+            except websocket.WebSocketConnectionClosedException:
+                closed = True
+            else:
+                closed = frame == "" or frame == "1"
+                self.assertIn(frame, ("", "1", "2"), "nothing but a close or a ping after tick 1")
+        # nginx logs the upgrade once it is over.
+        wait_until(lambda: [entry[3] for entry in self.nginx.access_log() if entry[0] == "101"] == [f"127.0.0.1:{target.port}"],
+                   message=f"the upgrade logged by nginx, as reaching the {upgrade_on} node")
+        self.other_backend.emit("tick", 2, to=["feed"])
+        return client
+
+    def test_upgraded_on_the_owner_then_owner_drained_is_recovered_on_the_other_node(self):
+        client = self.upgraded_then_owner_drained(upgrade_on="owner")
+        self.recovered_on_the_other_node(client, missed_ticks=(2,))
+
+    def test_upgraded_on_the_other_node_then_owner_drained_is_recovered_there(self):
+        client = self.upgraded_then_owner_drained(upgrade_on="other")
+        self.assertGreater(metric(scrape(self.other), "sidecast_relay_requests_total", kind="upgrade"), 0)
+        self.recovered_on_the_other_node(client, missed_ticks=(2,))
 
 
 class RelayShardedTests(RelayBase):
