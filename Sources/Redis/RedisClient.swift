@@ -57,11 +57,13 @@ public final class RedisClient {
     private var channelHandlers: [String: MessageHandler] = [:]
     private var patternHandlers: [String: PatternMessageHandler] = [:]
 
-    public init(configuration: RedisClientConfiguration, eventLoop: EventLoop, logger: Logger) {
+    /// `gaugePrefix` names the connected and outbox gauges of a client that is not the node's
+    /// cluster link (see `RedisClientMetrics`).
+    public init(configuration: RedisClientConfiguration, eventLoop: EventLoop, gaugePrefix: String = "sidecast_redis", logger: Logger) {
         self.configuration = configuration
         self.eventLoop = eventLoop
         self.logger = logger
-        self.metrics = RedisClientMetrics(outboxLimit: configuration.outboxLimit, logger: logger)
+        self.metrics = RedisClientMetrics(outboxLimit: configuration.outboxLimit, gaugePrefix: gaugePrefix, logger: logger)
         self.connection = RedisPubSubConnection(
             flavor: .classic, configuration: configuration, eventLoop: eventLoop, metrics: self.metrics, logger: logger
         )

@@ -18,8 +18,8 @@ final class RedisClientMetrics {
     private let logger: Logger
     private let outboxLimit: Int
     /// 1 while the client is connected, else 0.
-    private let connectedGauge = Gauge(label: "sidecast_redis_connected")
-    private let outboxGauge = Gauge(label: "sidecast_redis_outbox_length")
+    private let connectedGauge: Gauge
+    private let outboxGauge: Gauge
     private let outboxDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "outbox_overflow")])
     /// From the links being back to the backlog going out, by why the wait ended; the count of
     /// each is the number of backlogs sent for that reason.
@@ -28,9 +28,15 @@ final class RedisClientMetrics {
         .bound: Metrics.Timer(label: "sidecast_redis_outbox_settle_seconds", dimensions: [("reason", RedisPublishGate.FlushReason.bound.rawValue)]),
     ]
 
-    init(outboxLimit: Int, logger: Logger) {
+    /// The gauges are `<gaugePrefix>_connected` and `<gaugePrefix>_outbox_length`: a second
+    /// client of the node names its own, or the two would overwrite each other's values (a
+    /// label cannot tell them apart: the registry refuses a labeled series beside an
+    /// unlabeled one). Drops and settle times add up across clients and stay shared.
+    init(outboxLimit: Int, gaugePrefix: String = "sidecast_redis", logger: Logger) {
         self.outboxLimit = outboxLimit
         self.logger = logger
+        connectedGauge = Gauge(label: "\(gaugePrefix)_connected")
+        outboxGauge = Gauge(label: "\(gaugePrefix)_outbox_length")
     }
 
     func connectivityChanged(_ connected: Bool) {

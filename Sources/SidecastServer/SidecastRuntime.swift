@@ -146,7 +146,7 @@ final class SidecastRuntime {
                 // own to the same server, run with the stream client as one.
                 var relayLogger = logger
                 relayLogger[metadataKey: "redis.client"] = "session-relay"
-                let relayRedis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: relayLogger)
+                let relayRedis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, gaugePrefix: "sidecast_relay_redis", logger: relayLogger)
                 relayLink = .classic(relayRedis)
                 self.redis = RedisLifecycleGroup([redis, relayRedis], eventLoop: eventLoop)
             } else {

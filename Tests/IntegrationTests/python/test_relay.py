@@ -340,6 +340,12 @@ class RelayStreamsTests(RelayBase):
     def test_owner_gone_answers_session_id_unknown(self):
         RelayTests.test_owner_gone_answers_session_id_unknown(self)
 
+    def test_the_relays_redis_client_has_gauges_of_its_own(self):
+        samples = scrape(self.a)
+        self.assertEqual(metric(samples, "sidecast_redis_connected"), 1)
+        self.assertEqual(metric(samples, "sidecast_relay_redis_connected"), 1)
+        self.assertEqual(metric(samples, "sidecast_relay_redis_outbox_length"), 0)
+
 
 class RelayStreamsFourThreadsTests(RelayStreamsTests):
     """The same at --threads 4: sessions of every loop relayed, broadcasts through every shard."""
