@@ -119,6 +119,7 @@ class Sidecast:
         if not SIDECAST_BIN:
             raise unittest.SkipTest("SIDECAST_BIN is not set: run scripts/test.sh")
         self.port = free_port()
+        self.killed = False
         self._dir = tempfile.TemporaryDirectory(prefix="sidecast-test-")
         self.socket_path = socket_path or os.path.join(self._dir.name, "sidecast.sock")
         self.url = f"http://127.0.0.1:{self.port}"
@@ -169,8 +170,16 @@ class Sidecast:
         except OSError:
             return False
 
+    def kill(self):
+        """SIGKILL: the node vanishes without draining; `stop` then expects no clean exit."""
+        self.proc.kill()
+        self.proc.wait()
+        self.killed = True
+
     def stop(self):
         """SIGTERM, then asserts a clean exit (status 0) within ten seconds."""
+        if self.killed:
+            return self._dir.cleanup()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -493,6 +493,21 @@ class RelayRecoveryTests(RelayBase):
                          "one failed request: the poll of the lost session")
 
 
+    def test_owner_killed_client_gets_unknown_sid_and_connects_fresh(self):
+        # The control: a node kills leaves no session behind (as in Node, a session is kept
+        # when its socket disconnects), so the reconnection after the 400 starts anew.
+        client = self.connected()
+        self.owner.kill()
+        response = client.poll()
+        self.assertEqual((response.status_code, response.json()), (400, UNKNOWN_SID))
+        again = PollingClient(self.nginx.url)
+        missed, reply = again.connect({"pid": client.pid, "offset": client.offset})
+        self.assertEqual(missed, [])
+        self.assertNotEqual(reply["sid"], client.sid)
+        self.assertNotEqual(reply["pid"], client.pid)
+        message = self.other_backend.expect_connect(sid=reply["sid"])
+        self.assertNotIn("recovered", message)
+
     def upgraded_then_owner_drained(self, upgrade_on):
         """The client upgrades through nginx to WebSocket on `upgrade_on` (its frames relayed
         to the owner when that is the other node), gets tick 1 there, and the owner is drained:
