@@ -1,8 +1,9 @@
 """`--relay-sessions`: two sidecast nodes sharing a redis-server behind nginx with plain
 round-robin and no affinity. Every polling request and upgrade of a session made by the other
 node is relayed to it over Redis, so clients never hear "Session ID unknown"; with relaying off
-(the control) they do. Also: a relayed GET and POST by hand, and the answer when the owner is
-gone or does not answer in time.
+(the control) they do. Also: a relayed GET and POST by hand, the answer when the owner is gone
+or does not answer in time, and (RelayRecoveryTests) with --recovery-window on --redis-streams
+the client's recovery on the node it reaches when its owner was drained.
 
 How long the clients chat through nginx: the classic pub/sub round-robin run (RelayTests)
 chats for the issue's minute of continuous traffic (60 s). The same run over `--redis-streams`
@@ -423,7 +424,10 @@ class RelayRecoveryTests(RelayBase):
     poll reaches the other node, whose relay gets no answer from the owner within
     --requests-timeout: 400 Session ID unknown. The client reconnects, as engine.io-client does
     on that error, through nginx to the remaining node, and is recovered there: same sid, and
-    the events it missed (sent by the owner but never polled, and sent after the owner left)."""
+    the events it missed (sent by the owner but never polled, and sent after the owner left).
+    A client upgraded to WebSocket, on the owner or relayed by the other node, sees its
+    WebSocket close and is recovered the same way. A killed owner keeps nothing: the client gets
+    the same 400 and connects anew (the control)."""
 
     streams = True
     flags = ("--recovery-window", "60000")
