@@ -52,7 +52,10 @@ public final class Namespace {
     func add(_ socketID: String, to room: String) {
         let created = sharedRooms[room] == nil && owner(of: room) == nil
         sharedRooms[room, default: []].insert(socketID)
-        if created { onRoomChange?(room, true) }
+        if created {
+            onRoomChange?(room, true)
+            server.roomChanged(room, in: name, exists: true)
+        }
     }
 
     func remove(_ socketID: String, from room: String) {
@@ -62,6 +65,7 @@ public final class Namespace {
             sharedRooms[room] = members
         } else if owner(of: room) == nil {
             onRoomChange?(room, false)
+            server.roomChanged(room, in: name, exists: false)
         }
     }
 

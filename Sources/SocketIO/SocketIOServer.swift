@@ -18,6 +18,11 @@ public final class SocketIOServer {
     public private(set) var droppedVolatilePackets = 0
     /// Clients disconnected because they were over `maxBufferedBytes`.
     public private(set) var slowClientDisconnects = 0
+    /// Set on a node of several shards: told when a room named like a socket id of another
+    /// shard gets its first member here (`true`) or loses its last. An emit to a socket id goes
+    /// to that socket's shard, and to the other shards only where such a room exists (Node
+    /// lets a socket join a room named after another socket); this keeps the list.
+    public var onForeignSocketRoomChange: ((_ namespace: String, _ room: String, _ exists: Bool) -> Void)?
     private let encoder = SocketIOPacketEncoder()
     let metrics = SocketIOMetrics()
 
@@ -33,6 +38,14 @@ public final class SocketIOServer {
         let created = Namespace(name: name, server: self)
         namespaces[name] = created
         return created
+    }
+
+    /// A room of `namespace` got its first member or lost its last.
+    func roomChanged(_ room: String, in namespace: String, exists: Bool) {
+        guard let report = onForeignSocketRoomChange, room.utf8.count == RandomID.socketIDLength,
+            let owner = LoopShard.index(of: room, count: configuration.shard.count), owner != configuration.shard.index
+        else { return }
+        report(namespace, room, exists)
     }
 
     /// The connected socket with this id in namespace `nsp`, if it is on this node.
