@@ -10,7 +10,8 @@ import SocketIO
 ///
 /// Client activity flows to backends as `connect`/`event`/`disconnect` lines, one copy per
 /// group; backend commands flow to clients through the adapter, so they reach every node of a
-/// cluster. Confined to the home shard's event loop.
+/// cluster. Confined to the home shard's event loop; a backend's connection may be on any loop,
+/// which parses its lines and hands them here (``BackendChannelHandler``).
 ///
 /// On a node of several loops, the clients of the other shards reach the bridge through their
 /// shard's ``ShardSink`` (a socket's connect, events and disconnect arrive in the order its
@@ -77,14 +78,15 @@ public final class Bridge {
         }
     }
 
-    /// Adds the NDJSON framing and the backend handler to an accepted Unix-socket channel.
-    /// Call on the event loop, inside the bootstrap's child channel initializer.
-    public func configureBackendChannel(_ channel: Channel) throws {
-        let handlers: [ChannelHandler] = [
-            ByteToMessageHandler(NDJSONFrameDecoder(maxLineLength: configuration.maxLineLength)),
-            BackendChannelHandler(bridge: self),
-        ]
-        try channel.pipeline.syncOperations.addHandlers(handlers)
+    /// Sets up accepted backend connections, on any of the node's loops. Call on the bridge's
+    /// loop; the value may be used on any.
+    public var backendChannels: BackendChannels {
+        BackendChannels(
+            bridge: NIOLoopBound(self, eventLoop: eventLoop),
+            helloTimeout: configuration.helloTimeout,
+            maxLineLength: configuration.maxLineLength,
+            logger: logger
+        )
     }
 
     /// Number of attached backends, over all groups.
@@ -111,9 +113,42 @@ public final class Bridge {
 
     // MARK: Backends attaching and leaving
 
+    /// Carries out what one read from a backend's connection said: its hello attaches it, its
+    /// commands run in the order sent with their replies flushed together, and `closed`
+    /// detaches it. `slot` holds the connection's backend from its hello on.
+    func receive(_ lines: [BackendLine], closed: Bool, backend slot: NIOLoopBoundBox<Backend?>, channel: Channel) {
+        var reading: Backend?
+        for line in lines {
+            if case .hello(let hello) = line {
+                slot.value = attach(hello, channel: channel)
+                continue
+            }
+            guard let backend = slot.value else { continue }
+            if reading == nil {
+                backend.beginReadBatch()
+                reading = backend
+            }
+            switch line {
+            case .hello:
+                break
+            case .request(let request):
+                handle(request, from: backend)
+            case .failed(let error):
+                report(error.error, id: error.id, line: error.line, to: backend)
+            case .tooLong(let bytes):
+                backend.send(BackendMessage.error(.tooLarge(bytes, limit: configuration.maxLineLength), line: ""))
+            }
+        }
+        reading?.endReadBatch()
+        if closed, let backend = slot.value {
+            slot.value = nil
+            detach(backend)
+        }
+    }
+
     func attach(_ hello: BackendCommand.Hello, channel: Channel) -> Backend {
         nextBackendID += 1
-        let backend = Backend(id: nextBackendID, hello: hello, channel: channel)
+        let backend = Backend(id: nextBackendID, hello: hello, channel: channel, eventLoop: eventLoop)
         backend.send(BackendMessage.welcome(node: configuration.nodeID))
         let group: BackendGroup
         if let existing = groups[hello.group] {
