@@ -23,19 +23,21 @@ extension SocketIOSocket: BridgeSocket {
 }
 
 /// What the bridge needs of a socket of another shard, taken on that shard's loop when the
-/// socket connected.
+/// socket connected. The values share their storage with the socket's own (the handshake is
+/// turned into JSON only for a `connect` line): a snapshot costs an idle connection next to
+/// nothing, where a JSON tree of its headers cost about 1.3 KiB.
 public struct RemoteSocketSnapshot: Sendable {
     var id: String
     var namespace: String
     var auth: JSONValue?
-    var handshake: JSONValue
+    var handshake: SocketHandshake
     var data: JSONValue
 
     init(_ socket: SocketIOSocket) {
         id = socket.id
         namespace = socket.namespace.name
         auth = socket.auth
-        handshake = socket.handshake.json
+        handshake = socket.handshake
         data = socket.data
     }
 }
@@ -58,7 +60,7 @@ final class RemoteSocket: BridgeSocket {
     func connectMessage(resumed: Bool) -> JSONValue {
         BackendMessage.connect(
             sid: snapshot.id, namespace: snapshot.namespace, auth: snapshot.auth,
-            handshake: snapshot.handshake, data: snapshot.data, resumed: resumed
+            handshake: snapshot.handshake.json, data: snapshot.data, resumed: resumed
         )
     }
 
