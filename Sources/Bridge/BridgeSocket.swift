@@ -1,3 +1,4 @@
+import EngineIO
 import NIOCore
 import SidecastJSON
 import SocketIO
@@ -23,21 +24,21 @@ extension SocketIOSocket: BridgeSocket {
 }
 
 /// What the bridge needs of a socket of another shard, taken on that shard's loop when the
-/// socket connected. The values share their storage with the socket's own (the handshake is
-/// turned into JSON only for a `connect` line): a snapshot costs an idle connection next to
-/// nothing, where a JSON tree of its headers cost about 1.3 KiB.
+/// socket connected. The values share their storage with the socket's own: the handshake is
+/// kept as the session's one string and taken apart only for a `connect` line (a JSON tree or
+/// a ``SocketHandshake`` of its headers cost about 1.1 KiB per idle connection on the home loop).
 public struct RemoteSocketSnapshot: Sendable {
     var id: String
     var namespace: String
     var auth: JSONValue?
-    var handshake: SocketHandshake
+    var handshake: EngineIOHandshake
     var data: JSONValue
 
     init(_ socket: SocketIOSocket) {
         id = socket.id
         namespace = socket.namespace.name
         auth = socket.auth
-        handshake = socket.handshake
+        handshake = socket.session.handshake
         data = socket.data
     }
 }
@@ -60,7 +61,7 @@ final class RemoteSocket: BridgeSocket {
     func connectMessage(resumed: Bool) -> JSONValue {
         BackendMessage.connect(
             sid: snapshot.id, namespace: snapshot.namespace, auth: snapshot.auth,
-            handshake: snapshot.handshake.json, data: snapshot.data, resumed: resumed
+            handshake: SocketHandshake(snapshot.handshake).json, data: snapshot.data, resumed: resumed
         )
     }
 
