@@ -566,7 +566,11 @@ extension Bridge: SocketEventSink {
     }
 
     public func socketDidConnect(_ socket: SocketIOSocket) {
-        forEachGroup(serving: socket.namespace.name) { $0.deliver(.connect(socket)) }
+        var line: ByteBuffer?
+        forEachGroup(serving: socket.namespace.name) { group in
+            if line == nil { line = Backend.line(socket.connectMessage(resumed: false), allocator: ByteBufferAllocator()) }
+            group.deliver(.connect(socket, line: line))
+        }
     }
 
     public func socket(_ socket: SocketIOSocket, didReceive event: SocketIOEvent) {
@@ -631,10 +635,11 @@ extension Bridge {
         }
     }
 
-    func remoteSocketDidConnect(_ snapshot: RemoteSocketSnapshot, socket: NIOLoopBound<SocketIOSocket>) {
+    /// A socket of another shard connected; `line` is its `connect` line, made on its loop.
+    func remoteSocketDidConnect(_ snapshot: RemoteSocketSnapshot, socket: NIOLoopBound<SocketIOSocket>, line: ByteBuffer) {
         let remote = RemoteSocket(snapshot: snapshot, socket: socket)
         remoteSockets[snapshot.id] = remote
-        forEachGroup(serving: snapshot.namespace) { $0.deliver(.connect(remote)) }
+        forEachGroup(serving: snapshot.namespace) { $0.deliver(.connect(remote, line: line)) }
     }
 
     func remoteSocket(_ id: String, namespace nsp: String, didReceiveEvent event: String, line: ByteBuffer) {
