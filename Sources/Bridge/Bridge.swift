@@ -118,25 +118,25 @@ public final class Bridge {
     /// detaches it. `slot` holds the connection's backend from its hello on.
     func receive(_ lines: [BackendLine], closed: Bool, backend slot: NIOLoopBoundBox<Backend?>, channel: Channel) {
         var reading: Backend?
-        for line in lines {
-            if case .hello(let hello) = line {
-                slot.value = attach(hello, channel: channel)
-                continue
-            }
-            guard let backend = slot.value else { continue }
+        /// The attached backend, its read batch begun at its first command.
+        func attached() -> Backend? {
+            guard let backend = slot.value else { return nil }
             if reading == nil {
                 backend.beginReadBatch()
                 reading = backend
             }
+            return backend
+        }
+        for line in lines {
             switch line {
-            case .hello:
-                break
+            case .hello(let hello):
+                slot.value = attach(hello, channel: channel)
             case .request(let request):
-                handle(request, from: backend)
+                if let backend = attached() { handle(request, from: backend) }
             case .failed(let error):
-                report(error.error, id: error.id, line: error.line, to: backend)
+                if let backend = attached() { report(error.error, id: error.id, line: error.line, to: backend) }
             case .tooLong(let bytes):
-                backend.send(BackendMessage.error(.tooLarge(bytes, limit: configuration.maxLineLength), line: ""))
+                attached()?.send(BackendMessage.error(.tooLarge(bytes, limit: configuration.maxLineLength), line: ""))
             }
         }
         reading?.endReadBatch()
