@@ -39,7 +39,8 @@ public struct BackendChannels: Sendable {
 /// buffer rather than in a queue of the bridge's loop.
 final class BackendChannelHandler: ChannelDuplexHandler {
     typealias InboundIn = NDJSONFrame
-    typealias OutboundIn = Never
+    /// The lines written to the backend pass through untouched.
+    typealias OutboundIn = ByteBuffer
 
     private enum State {
         case awaitingHello(Scheduled<Void>?)
