@@ -78,6 +78,7 @@ let package = Package(
         .target(
             name: "Adapter",
             dependencies: [
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 "EngineIO",
                 "SocketIO",
                 "SidecastJSON",

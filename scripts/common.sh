@@ -3,9 +3,10 @@
 
 # System packages: the C libraries the build links, and the tools the tests use (redis-server for
 # the cluster tests; socat, jq and Go for the example backends in examples/; Chromium and its
-# driver for the browser test of examples/web; openssl for the TLS test's certificates).
+# driver for the browser test of examples/web; openssl for the TLS test's certificates; nginx as
+# the round-robin load balancer of the relay test).
 SIDECAST_APT_PACKAGES=(libhiredis-dev libjansson-dev libmsgpack-dev redis-server socat jq)
-SIDECAST_TEST_APT_PACKAGES=(golang-go chromium chromium-driver openssl)
+SIDECAST_TEST_APT_PACKAGES=(golang-go chromium chromium-driver openssl nginx-light)
 
 step() { printf '==> %s\n' "$*" >&2; }
 

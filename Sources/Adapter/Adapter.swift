@@ -39,6 +39,17 @@ public protocol Adapter: AnyObject {
         ackTimeout: TimeAmount?,
         completion: @escaping (Result<ServerSideEmitResult, AdapterError>) -> Void
     )
+    /// Runs `work` once everything this node asked of its own sockets so far has reached them:
+    /// at once, unless the adapter applies its own requests later than it takes them (see
+    /// ``ClusterTransport/appliesOwnRequestsOnReadBack``). The bridge runs commands that act
+    /// on sockets directly through it, so that they keep their order after earlier emits.
+    func afterOwnRequests(_ work: @escaping () -> Void)
+}
+
+extension Adapter {
+    public func afterOwnRequests(_ work: @escaping () -> Void) {
+        work()
+    }
 }
 
 /// The layer above an adapter (the bridge) implements this to hear from other nodes.

@@ -15,7 +15,10 @@ import SocketIO
 /// (``RedisPubSubTransport``) and sharded pub/sub (``ShardedRedisTransport``) are transports.
 ///
 /// Local work never waits for the medium: a broadcast is delivered to this node's clients at
-/// once and published for the others (queued while Redis is away). Requests that need answers
+/// once and published for the others (queued while Redis is away). The exception is a
+/// transport that orders this node's own requests with everyone else's (recovery on a Redis
+/// stream, ``ClusterTransport/appliesOwnRequestsOnReadBack``): those wait for the read-back,
+/// as Node's streams adapter waits for `XADD` before it applies them locally. Requests that need answers
 /// from other nodes fail with a clear error when the transport can't count the nodes.
 ///
 /// A node on several event loops is still one node of the cluster (one uid, counted once by
@@ -32,6 +35,12 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     private let logger: Logger
     private var served: Set<String> = []
     private let requests: PendingRequests
+    /// This node's requests the transport applies on read-back: how many were published, how
+    /// many applied, and the work waiting for some of them (``afterOwnRequests(_:)``).
+    private var ownPublished: UInt64 = 0
+    private var ownApplied: UInt64 = 0
+    private var waitingForOwn = CircularBuffer<(after: UInt64, work: () -> Void)>()
+    private var ownWaitTimeout: Scheduled<Void>?
 
     public init(shards: NodeShards, transport: ClusterTransport, uid: String, requestsTimeout: TimeAmount, logger: Logger) {
         self.shards = shards
@@ -74,6 +83,7 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     public func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
         if !options.local {
             transport.publish(.broadcast(packet: packet, options: ClusterOptions(options), requestId: nil), namespace: options.namespace)
+            if transport.appliesOwnRequestsOnReadBack { return ownPublished += 1 }
         }
         shards.broadcast(packet, options: options)
     }
@@ -99,21 +109,30 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
     }
 
     public func addSockets(_ options: BroadcastOptions, rooms: [String]) {
-        shards.addSockets(options, rooms: rooms)
+        if options.local || !transport.appliesOwnRequestsOnReadBack {
+            shards.addSockets(options, rooms: rooms)
+        }
         guard !options.local else { return }
         transport.publish(.socketsJoin(options: ClusterOptions(options), rooms: rooms), namespace: options.namespace)
+        if transport.appliesOwnRequestsOnReadBack { ownPublished += 1 }
     }
 
     public func removeSockets(_ options: BroadcastOptions, rooms: [String]) {
-        shards.removeSockets(options, rooms: rooms)
+        if options.local || !transport.appliesOwnRequestsOnReadBack {
+            shards.removeSockets(options, rooms: rooms)
+        }
         guard !options.local else { return }
         transport.publish(.socketsLeave(options: ClusterOptions(options), rooms: rooms), namespace: options.namespace)
+        if transport.appliesOwnRequestsOnReadBack { ownPublished += 1 }
     }
 
     public func disconnectSockets(_ options: BroadcastOptions, close: Bool) {
-        shards.disconnectSockets(options, close: close)
+        if options.local || !transport.appliesOwnRequestsOnReadBack {
+            shards.disconnectSockets(options, close: close)
+        }
         guard !options.local else { return }
         transport.publish(.disconnectSockets(options: ClusterOptions(options), close: close), namespace: options.namespace)
+        if transport.appliesOwnRequestsOnReadBack { ownPublished += 1 }
     }
 
     public func fetchSockets(_ options: BroadcastOptions, completion: @escaping (Result<[SocketDetails], AdapterError>) -> Void) {
@@ -191,6 +210,59 @@ public final class ClusterAdapter: Adapter, ClusterTransportDelegate {
 
     public func transport(didReceive response: ClusterResponse) {
         requests.received(response)
+    }
+
+    public func transport(didReadBack request: ClusterRequest, namespace: String) {
+        switch request {
+        case .broadcast(let packet, let options, nil):
+            shards.broadcast(packet, options: options.local(namespace))
+        case .socketsJoin(let options, let rooms):
+            shards.addSockets(options.local(namespace), rooms: rooms)
+        case .socketsLeave(let options, let rooms):
+            shards.removeSockets(options.local(namespace), rooms: rooms)
+        case .disconnectSockets(let options, let close):
+            shards.disconnectSockets(options.local(namespace), close: close)
+        case .broadcast, .fetchSockets, .allRooms, .serverSideEmit:
+            // Applied (or answered) here when sent: nothing waits for the read-back.
+            return
+        }
+        // An entry Redis took twice (appended again after a lost connection) counts once.
+        ownApplied = min(ownApplied + 1, ownPublished)
+        runWorkWaitingForOwn()
+    }
+
+    public func afterOwnRequests(_ work: @escaping () -> Void) {
+        guard ownApplied < ownPublished || !waitingForOwn.isEmpty else { return work() }
+        waitingForOwn.append((ownPublished, work))
+        guard ownWaitTimeout == nil else { return }
+        scheduleOwnWaitTimeout()
+    }
+
+    private func runWorkWaitingForOwn() {
+        while let first = waitingForOwn.first, first.after <= ownApplied {
+            waitingForOwn.removeFirst()
+            first.work()
+        }
+        if waitingForOwn.isEmpty {
+            ownWaitTimeout?.cancel()
+            ownWaitTimeout = nil
+        }
+    }
+
+    /// What an append the stream never got (dropped from a full outbox while Redis was away)
+    /// would hold up forever: past the requests timeout, the work waits no longer.
+    private func scheduleOwnWaitTimeout() {
+        ownWaitTimeout = shards.eventLoop.assumeIsolated().scheduleTask(in: requestsTimeout) { [weak self] in
+            guard let self else { return }
+            self.ownWaitTimeout = nil
+            guard let first = self.waitingForOwn.first else { return }
+            self.logger.warning("own requests not read back from the stream in time; carrying on without them", metadata: [
+                "missing": "\(first.after - self.ownApplied)",
+            ])
+            self.ownApplied = first.after
+            self.runWorkWaitingForOwn()
+            if !self.waitingForOwn.isEmpty { self.scheduleOwnWaitTimeout() }
+        }
     }
 
     public func transport(didReceive request: ClusterRequest, from sender: String?, namespace: String) {

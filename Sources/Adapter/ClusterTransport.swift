@@ -79,12 +79,23 @@ public protocol ClusterTransport: AnyObject {
     func serverCount(namespace: String, completion: @escaping (Result<Int, AdapterError>) -> Void)
     /// Stops listening, so the other nodes stop counting this one at once.
     func close()
+    /// Whether this node applies its own broadcasts, joins, leaves and disconnects (those not
+    /// `local`, without acks) when it reads them back from the medium rather than at once, so
+    /// its sockets get them in the medium's order: what recovery on a Redis stream needs.
+    var appliesOwnRequestsOnReadBack: Bool { get }
+}
+
+extension ClusterTransport {
+    public var appliesOwnRequestsOnReadBack: Bool { false }
 }
 
 /// The cluster adapter, as its transport's listener.
 public protocol ClusterTransportDelegate: AnyObject {
     /// Another node's request or notice for `namespace`; `sender` is nil for an emitter.
     func transport(didReceive request: ClusterRequest, from sender: String?, namespace: String)
+    /// One of this node's own requests read back from the medium, to apply to its sockets
+    /// now (see ``ClusterTransport/appliesOwnRequestsOnReadBack``).
+    func transport(didReadBack request: ClusterRequest, namespace: String)
     /// An answer to one of this node's requests.
     func transport(didReceive response: ClusterResponse)
     /// Whether this node has a member of `room`: a transport that learns the target room from

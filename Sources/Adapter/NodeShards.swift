@@ -21,13 +21,19 @@ public final class NodeShards {
     /// Per namespace, how many shards hold each room, for the rooms a transport follows; kept
     /// only on a node of several shards, where no single server knows.
     private var roomHolders: [String: [String: Int]] = [:]
-    /// Per shard, the rooms named like a socket id of another shard that have members there,
-    /// by namespace, as the shards report them: an emit to a socket id also goes to these.
-    private var foreignSocketRooms: [[String: Set<String>]]
+    /// Per shard, the rooms named like a socket id that have members there (other than the
+    /// sockets' own-id rooms), by namespace, as the shards report them: an emit to a socket id
+    /// also goes to these.
+    private var socketNamedRooms: [[String: Set<String>]]
     /// Per shard, the operations handed to it that may add sockets to rooms and have not
     /// come back: the rooms they make are not reported yet, so an emit to a socket id goes
     /// to that shard too while any is out.
     private var operationsOut: [Int]
+    /// Dropped sockets' sessions and the packets they may miss, with recovery on.
+    private var store: SessionStore?
+    /// Restored sockets living on another shard than their id names (their client came back
+    /// through a connection another loop accepted): socket id → the shard that has it.
+    private var relocated: [String: Int] = [:]
 
     /// `servers`, each bound to its own loop; the first is on the home loop. Call on the home
     /// loop.
@@ -35,7 +41,7 @@ public final class NodeShards {
         precondition(!servers.isEmpty, "a node has at least one shard")
         self.servers = servers
         self.eventLoop = servers[0].eventLoop
-        self.foreignSocketRooms = Array(repeating: [:], count: servers.count)
+        self.socketNamedRooms = Array(repeating: [:], count: servers.count)
         self.operationsOut = Array(repeating: 0, count: servers.count)
         guard servers.count > 1 else { return }
         let shards = NIOLoopBound(self, eventLoop: eventLoop)
@@ -43,11 +49,11 @@ public final class NodeShards {
         for (index, server) in servers.enumerated() {
             let onHome = server.eventLoop === home
             let follow: @Sendable () -> Void = {
-                server.value.onForeignSocketRoomChange = { namespace, room, exists in
+                server.value.onSocketNamedRoomChange = { namespace, room, exists in
                     if onHome {
-                        shards.value.foreignSocketRoomChanged(room, namespace: namespace, exists: exists, shard: index)
+                        shards.value.socketNamedRoomChanged(room, namespace: namespace, exists: exists, shard: index)
                     } else {
-                        home.execute { shards.value.foreignSocketRoomChanged(room, namespace: namespace, exists: exists, shard: index) }
+                        home.execute { shards.value.socketNamedRoomChanged(room, namespace: namespace, exists: exists, shard: index) }
                     }
                 }
             }
@@ -74,7 +80,7 @@ public final class NodeShards {
         _ work: @escaping @Sendable (SocketIOServer) -> Value,
         completion: @escaping (Value) -> Void
     ) {
-        let index = servers.count == 1 ? 0 : LoopShard.index(of: socketID, count: servers.count) ?? 0
+        let index = servers.count == 1 ? 0 : shardIndex(owning: socketID)
         let server = servers[index]
         guard server.eventLoop !== eventLoop else { return completion(work(server.value)) }
         // The work may join the socket to rooms: counted out until its answer is back.
@@ -88,6 +94,12 @@ public final class NodeShards {
             let result = work(server.value)
             home.execute { done.value(result) }
         }
+    }
+
+    /// The shard that has the socket `socketID`: the one its id names, unless it was restored
+    /// on another. An id that is not one of ours goes to the home shard.
+    public func shardIndex(owning socketID: String) -> Int {
+        relocated[socketID] ?? LoopShard.index(of: socketID, count: servers.count) ?? 0
     }
 
     /// Runs `work` on every shard's loop.
@@ -126,12 +138,18 @@ public final class NodeShards {
 
     // MARK: Operations over every shard
 
-    /// An emit whose every room is a socket id (`to` one socket, or a few) goes to those
-    /// sockets' shards, and to the others only where a room of such a name exists or may just
-    /// have been made; any other broadcast goes to every shard. Whatever shards an emit goes
-    /// to, it is handed to each in the order issued, after every earlier one: two emits to one
-    /// socket arrive in order, however each was routed.
+    /// Every broadcast without acks for this node's sockets passes here, on the home loop,
+    /// whoever sent it (a backend, another node): the one place where the session store
+    /// numbers the packets it keeps, in the order every shard then receives them. A new way
+    /// to deliver such a packet (to one shard only, say) must keep it here first.
+    ///
+    /// An emit whose every room is a socket id (`to` one socket, or a few) goes to the shards
+    /// that have those sockets, and to the others only where a room of such a name exists or
+    /// may just have been made; any other broadcast goes to every shard. Whatever shards an
+    /// emit goes to, it is handed to each in the order issued, after every earlier one: two
+    /// emits to one socket arrive in order, however each was routed.
     func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
+        let packet = store?.keep(packet, options: options) ?? packet
         guard servers.count > 1, let targets = shards(reaching: options) else {
             return forEach { $0.broadcast(packet, options: options) }
         }
@@ -150,21 +168,22 @@ public final class NodeShards {
         guard !options.rooms.isEmpty else { return nil }
         var targets = operationsOut.map { $0 > 0 }
         for room in options.rooms {
-            guard room.utf8.count == RandomID.socketIDLength, let owner = LoopShard.index(of: room, count: servers.count) else { return nil }
-            targets[owner] = true
+            guard room.utf8.count == RandomID.socketIDLength, LoopShard.index(of: room, count: servers.count) != nil else { return nil }
+            // The shard its id names, or the one a recovered socket was restored on.
+            targets[shardIndex(owning: room)] = true
         }
-        for (index, rooms) in foreignSocketRooms.enumerated() where !targets[index] {
+        for (index, rooms) in socketNamedRooms.enumerated() where !targets[index] {
             if let named = rooms[options.namespace], !named.isDisjoint(with: options.rooms) { targets[index] = true }
         }
         return targets
     }
 
-    fileprivate func foreignSocketRoomChanged(_ room: String, namespace: String, exists: Bool, shard: Int) {
+    fileprivate func socketNamedRoomChanged(_ room: String, namespace: String, exists: Bool, shard: Int) {
         if exists {
-            foreignSocketRooms[shard][namespace, default: []].insert(room)
+            socketNamedRooms[shard][namespace, default: []].insert(room)
         } else {
-            foreignSocketRooms[shard][namespace]?.remove(room)
-            if foreignSocketRooms[shard][namespace]?.isEmpty == true { foreignSocketRooms[shard][namespace] = nil }
+            socketNamedRooms[shard][namespace]?.remove(room)
+            if socketNamedRooms[shard][namespace]?.isEmpty == true { socketNamedRooms[shard][namespace] = nil }
         }
     }
 
@@ -240,6 +259,50 @@ public final class NodeShards {
             collector.value.allCounted(shards.reduce(0) { $0 + $1.count }, cancels: shards.map(\.cancel))
         })
         return { collector.value.cancel() }
+    }
+
+    // MARK: Connection state recovery
+
+    /// Turns recovery on with `store`: every shard's server persists and restores sessions
+    /// through it. Call on the home loop, before clients connect. The servers then hold this
+    /// object (through their `recovery`) as it holds them: both live as long as the node.
+    public func enableRecovery(store: SessionStore) {
+        self.store = store
+        let shards = NIOLoopBound(self, eventLoop: eventLoop)
+        for (index, server) in servers.enumerated() {
+            let install: @Sendable () -> Void = {
+                server.value.recovery = ShardSessionRecovery(shard: index, loop: server.eventLoop, shards: shards)
+            }
+            if server.eventLoop === eventLoop { install() } else { server.eventLoop.execute(install) }
+        }
+    }
+
+    fileprivate func persist(_ session: PersistedSession) {
+        store?.persist(session)
+    }
+
+    fileprivate func lookUp(pid: String, offset: String, namespace: String, completion: @escaping (String?) -> Void) {
+        guard let store else { return completion(nil) }
+        store.lookUp(pid: pid, offset: offset, namespace: namespace, completion: completion)
+    }
+
+    /// Restores a session for shard `shard`, which will hold the socket; a socket whose id names
+    /// another shard is routed there from now on, before the shard (and so any backend) hears
+    /// of it.
+    fileprivate func restore(
+        pid: String, offset: String, namespace: String, for shard: Int, completion: @escaping (RestoredSession?) -> Void
+    ) {
+        guard let store else { return completion(nil) }
+        store.restore(pid: pid, offset: offset, namespace: namespace) { [self] restored in
+            if let sid = restored?.session.sid, servers.count > 1 {
+                relocated[sid] = LoopShard.index(of: sid, count: servers.count) == shard ? nil : shard
+            }
+            completion(restored)
+        }
+    }
+
+    fileprivate func restoredSocketLeft(sid: String, shard: Int) {
+        if relocated[sid] == shard { relocated[sid] = nil }
     }
 
     // MARK: Rooms of the whole node
@@ -386,5 +449,63 @@ private final class AckCollector {
             cancel.eventLoop.execute { cancel.value() }
         }
         cancels = []
+    }
+}
+
+/// A shard's way to the node's session store, on the shard's loop: each call is handed to the
+/// home loop, each answer back. The home loop answers a restore before it hands the shard any
+/// broadcast it keeps afterwards, so the shard sees the missed packets, then the new ones.
+private final class ShardSessionRecovery: SessionRecovery {
+    private let shard: Int
+    private let loop: EventLoop
+    private let shards: NIOLoopBound<NodeShards>
+
+    init(shard: Int, loop: EventLoop, shards: NIOLoopBound<NodeShards>) {
+        self.shard = shard
+        self.loop = loop
+        self.shards = shards
+    }
+
+    func persist(_ session: PersistedSession) {
+        onHome { $0.persist(session) }
+    }
+
+    func lookUp(pid: String, offset: String, namespace: String, completion: @escaping (String?) -> Void) {
+        let answer = answering(completion)
+        onHome { $0.lookUp(pid: pid, offset: offset, namespace: namespace, completion: answer) }
+    }
+
+    func restore(pid: String, offset: String, namespace: String, completion: @escaping (RestoredSession?) -> Void) {
+        let answer = answering(completion)
+        let shard = self.shard
+        onHome { $0.restore(pid: pid, offset: offset, namespace: namespace, for: shard, completion: answer) }
+    }
+
+    func restoredSocketLeft(sid: String) {
+        let shard = self.shard
+        onHome { $0.restoredSocketLeft(sid: sid, shard: shard) }
+    }
+
+    private func onHome(_ work: @escaping @Sendable (NodeShards) -> Void) {
+        let shards = self.shards
+        if shards.eventLoop === loop {
+            work(shards.value)
+        } else {
+            shards.eventLoop.execute { work(shards.value) }
+        }
+    }
+
+    /// `completion`, callable on the home loop, run on this shard's loop.
+    private func answering<Value: Sendable>(_ completion: @escaping (Value) -> Void) -> @Sendable (Value) -> Void {
+        let bound = NIOLoopBound(completion, eventLoop: loop)
+        let loop = self.loop
+        let onHome = shards.eventLoop === loop
+        return { value in
+            if onHome {
+                bound.value(value)
+            } else {
+                loop.execute { bound.value(value) }
+            }
+        }
     }
 }

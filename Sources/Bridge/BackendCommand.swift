@@ -129,6 +129,22 @@ public enum BackendCommand: Hashable, Sendable {
 }
 
 /// A decoded line: the command, and the `id` to answer with, if any.
+extension BackendCommand {
+    /// Whether the command reaches this node's sockets without going through the cluster
+    /// first: anything but an emit without ack and a room-wide `join`, `leave` or
+    /// `disconnect` for every node.
+    var actsOnSocketsDirectly: Bool {
+        switch self {
+        case .emit(let emit):
+            emit.local || emit.ackTimeout != nil
+        case .join(let selector, _, _), .leave(let selector, _, _), .disconnect(let selector, _, _):
+            if case .rooms(_, _, local: false) = selector { false } else { true }
+        case .hello, .ack, .fetch, .count, .rooms, .accept, .reject, .data, .serverEmit, .serverAck:
+            true
+        }
+    }
+}
+
 public struct BackendRequest: Hashable, Sendable {
     public var id: JSONValue?
     public var command: BackendCommand

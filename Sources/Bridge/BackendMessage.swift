@@ -16,7 +16,9 @@ enum BackendMessage {
         handshake: JSONValue,
         data: JSONValue,
         req: Int? = nil,
-        resumed: Bool = false
+        resumed: Bool = false,
+        recovered: Bool = false,
+        rooms: [String]? = nil
     ) -> JSONValue {
         JSONValue.object([
             "type": "connect",
@@ -28,6 +30,8 @@ enum BackendMessage {
         ]).adding([
             ("req", req.map { .int(Int64($0)) }),
             ("resumed", resumed ? true : nil),
+            ("recovered", recovered ? true : nil),
+            ("rooms", rooms.map { .array($0.map { .string($0) }) }),
         ])
     }
 
@@ -38,7 +42,9 @@ enum BackendMessage {
             auth: socket.auth,
             handshake: socket.handshake.json,
             data: socket.data,
-            resumed: resumed
+            resumed: resumed,
+            recovered: socket.recovered,
+            rooms: socket.recovered ? socket.roomsOwnFirst : nil
         )
     }
 

@@ -209,7 +209,16 @@ public final class Bridge {
 
     // MARK: Commands from backends
 
+    /// Carries out a backend's command. One that acts on this node's sockets directly (rather
+    /// than through the cluster, where it keeps its place in the stream) waits until the
+    /// adapter has applied this node's earlier requests, so every command keeps the order of
+    /// the lines (§9) when the adapter applies its own requests late (recovery on a stream).
     func handle(_ request: BackendRequest, from backend: Backend) {
+        guard request.command.actsOnSocketsDirectly else { return perform(request, from: backend) }
+        adapter.afterOwnRequests { [weak self] in self?.perform(request, from: backend) }
+    }
+
+    private func perform(_ request: BackendRequest, from backend: Backend) {
         let id = request.id
         do {
             switch request.command {
@@ -479,7 +488,7 @@ public final class Bridge {
             let request = pending.request
             backend.send(BackendMessage.connect(
                 sid: request.socketID, namespace: nsp, auth: request.auth,
-                handshake: request.handshake.json, data: .null, req: req
+                handshake: request.handshake.json, data: .null, req: req, recovered: request.recovering
             ))
         } else if let waiting = groups.values.first(where: { $0.isInGrace && $0.authorizingNamespaces.contains(nsp) }) {
             waiting.pendingAuthorizations.append(req)

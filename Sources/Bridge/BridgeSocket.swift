@@ -33,6 +33,8 @@ public struct RemoteSocketSnapshot: Sendable {
     var auth: JSONValue?
     var handshake: EngineIOHandshake
     var data: JSONValue
+    /// The rooms a recovered socket got back; nil for any other.
+    var recoveredRooms: [String]?
 
     init(_ socket: SocketIOSocket) {
         id = socket.id
@@ -40,6 +42,7 @@ public struct RemoteSocketSnapshot: Sendable {
         auth = socket.auth
         handshake = socket.session.handshake
         data = socket.data
+        recoveredRooms = socket.recovered ? socket.roomsOwnFirst : nil
     }
 }
 
@@ -61,7 +64,8 @@ final class RemoteSocket: BridgeSocket {
     func connectMessage(resumed: Bool) -> JSONValue {
         BackendMessage.connect(
             sid: snapshot.id, namespace: snapshot.namespace, auth: snapshot.auth,
-            handshake: SocketHandshake(snapshot.handshake).json, data: snapshot.data, resumed: resumed
+            handshake: SocketHandshake(snapshot.handshake).json, data: snapshot.data, resumed: resumed,
+            recovered: snapshot.recoveredRooms != nil, rooms: snapshot.recoveredRooms
         )
     }
 

@@ -30,6 +30,10 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         case relaying(RelayLink, RelayedRequest)
         /// The request went to its session's shard, whose answer comes back here.
         case awaitingRelay(RelayLink)
+        /// A request for another node's session, being read to its end.
+        case relayingToNode(RelayNode, RelayedRequest)
+        /// The request went to its session's node, whose answer comes back here (`relayAnswered`).
+        case awaitingNode(id: UInt64)
     }
 
     private enum Answer {
@@ -80,7 +84,11 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         case .awaitingRelay(let link):
             self.state = .idle
             link.connectionClosed()
-        case .idle, .answerAtEnd, .handshake, .poll, .discardingBody, .relaying:
+        case .awaitingNode(let id):
+            self.state = .idle
+            let relay = self.server.relayBound
+            relay.eventLoop.execute { relay.value.cancel(id) }
+        case .idle, .answerAtEnd, .handshake, .poll, .discardingBody, .relaying, .relayingToNode:
             break
         }
         context.fireChannelInactive()
@@ -143,6 +151,22 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
             } else {
                 self.state = .handshake(head, version)
             }
+        case .success(.otherNode(let owner)):
+            // As for another shard's session: an upgrade here is not the first request of its
+            // connection.
+            if isUpgrade {
+                self.state = .answerAtEnd(.error(.badRequest))
+                return
+            }
+            let kind: RelayedRequest.Kind = switch head.method {
+            case .GET: .poll
+            case .POST: .post(ByteBuffer())
+            default: .other
+            }
+            self.state = .relayingToNode(owner, RelayedRequest(
+                sid: query["sid"] ?? "", transport: query["transport"] ?? "", method: head.method, kind: kind,
+                binary: head.headers.first(name: "content-type") == "application/octet-stream"
+            ))
         case .success(.otherShard(let owner)):
             // An upgrade reaches this handler only when it is not the first request of its
             // connection, which NIO's decoder cannot carry on after.
@@ -196,6 +220,9 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         if case .relaying(let link, var request) = self.state {
             return self.relayBody(chunk, link: link, request: &request)
         }
+        if case .relayingToNode(let owner, var request) = self.state {
+            return self.relayBody(chunk, to: owner, request: &request)
+        }
         guard case .post(let session, var body, let binary) = self.state else { return }
         // Leave the state while appending so the buffer is not shared and copied.
         self.state = .discardingBody
@@ -236,10 +263,79 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         self.state = .relaying(link, request)
     }
 
+    /// Adds a chunk to the body of a POST for another node's session; past maxPayload the POST
+    /// is refused here, and the owner told, as it would have refused it.
+    private func relayBody(_ chunk: ByteBuffer, to owner: RelayNode, request: inout RelayedRequest) {
+        guard case .post(var body) = request.kind else { return }
+        self.state = .discardingBody
+        guard body.readableBytes + chunk.readableBytes <= self.server.configuration.maxPayload else {
+            self.server.logger.info("polling payload over maxPayload", metadata: ["sid": "\(request.sid)"])
+            self.keepAlive = false
+            self.respond(status: .payloadTooLarge, headers: self.corsHeaders)
+            let message = SessionRelayMessage.request(
+                id: self.server.makeRelayID(), sid: request.sid, transport: request.transport, method: request.method.rawValue,
+                kind: .refusedPost, binary: request.binary, body: ByteBuffer()
+            )
+            let relay = self.server.relayBound
+            relay.eventLoop.execute { relay.value.notify(message, to: owner) }
+            return
+        }
+        if body.readableBytes == 0 {
+            body = chunk
+        } else {
+            body.writeImmutableBuffer(chunk)
+        }
+        request.kind = .post(body)
+        self.state = .relayingToNode(owner, request)
+    }
+
+    /// Hands a request read to its end to the node owning its session.
+    private func relay(_ request: RelayedRequest, to owner: RelayNode) {
+        let id = self.server.makeRelayID()
+        self.state = .awaitingNode(id: id)
+        var body = ByteBuffer()
+        let kind: RelayedRequestKind
+        switch request.kind {
+        case .poll: kind = .poll
+        case .post(let posted): kind = .post; body = posted
+        case .refusedPost: kind = .refusedPost
+        case .other: kind = .other
+        }
+        let message = SessionRelayMessage.request(
+            id: id, sid: request.sid, transport: request.transport, method: request.method.rawValue, kind: kind,
+            binary: request.binary, body: body
+        )
+        let relay = self.server.relayBound
+        let handler = NIOLoopBound(self, eventLoop: self.server.eventLoop)
+        relay.eventLoop.execute {
+            relay.value.relay(message, id: id, sid: request.sid, kind: kind, to: owner, answeringTo: handler)
+        }
+    }
+
+    /// The owner's answer to a request relayed to another node.
+    func relayAnswered(_ message: SessionRelayMessage) {
+        guard case .awaitingNode = self.state else { return }
+        switch message {
+        case .pollAnswer(_, let body, let binary):
+            self.state = .idle
+            self.respondWithPayload([body], length: body.readableBytes,
+                                    contentType: binary ? "application/octet-stream" : "text/plain; charset=UTF-8")
+        case .postAnswer(_, let code):
+            self.respondToPost(code.map { EngineIOError(rawValue: $0) ?? .badRequest })
+        case .refused(_, let code):
+            self.state = .idle
+            self.respond(EngineIOError(rawValue: code) ?? .unknownSid)
+        default:
+            break
+        }
+    }
+
     private func requestEnd() {
         let state = self.state
         self.state = .idle
         switch state {
+        case .relayingToNode(let owner, let request):
+            self.relay(request, to: owner)
         case .relaying(let link, let request):
             self.state = .awaitingRelay(link)
             if case .post(let body) = request.kind {
@@ -263,7 +359,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         case .post(let session, let body, let binary):
             self.state = .awaitingPostAnswer(session)
             session.finishPost(self, body: body, binary: binary)
-        case .idle, .discardingBody, .awaitingPoll, .awaitingPostAnswer, .awaitingRelay:
+        case .idle, .discardingBody, .awaitingPoll, .awaitingPostAnswer, .awaitingRelay, .awaitingNode:
             break
         }
     }
@@ -304,6 +400,12 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
         } else {
             payload = EngineIOMessage.pollingPayload(messages)
         }
+        self.respondWithPayload(payload.parts, length: payload.length, contentType: contentType)
+    }
+
+    /// Sends a long-poll's encoded payload, compressed when the request accepts it.
+    private func respondWithPayload(_ parts: [ByteBuffer], length: Int, contentType: String) {
+        let payload = (parts: parts, length: length)
         var headers = self.corsHeaders
         headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Cache-Control", value: "no-store")
@@ -319,7 +421,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
     /// Answers the POST handed to the session with "ok", or with `error`.
     func respondToPost(_ error: EngineIOError?) {
         switch self.state {
-        case .awaitingPostAnswer, .awaitingRelay: break
+        case .awaitingPostAnswer, .awaitingRelay, .awaitingNode: break
         default: return
         }
         self.state = .idle

@@ -49,6 +49,9 @@ public final class EngineIOServer {
     var shards: [NIOLoopBound<EngineIOServer>] = []
     /// Frames for WebSockets relayed to other loops, waiting for the end of this loop's round.
     var relayedWrites: [RelayedWrite] = []
+    /// With `--relay-sessions`: this node's tag and the requests and WebSockets relayed to and
+    /// from other nodes.
+    var nodeRelay: NodeRelayState?
     /// Clients cause the origin warnings at will: one line a minute for each kind, at most.
     private var warnings = WarningThrottle(interval: .seconds(60))
 
@@ -205,6 +208,8 @@ public final class EngineIOServer {
         case session(EngineIOSession)
         /// A session of another shard of this node: the request is relayed to it.
         case otherShard(NIOLoopBound<EngineIOServer>)
+        /// A session of another node: the request is relayed to it over the cluster's bus.
+        case otherNode(RelayNode)
     }
 
     /// Validates a request like the Node server's `verify` followed by its handshake's
@@ -219,6 +224,7 @@ public final class EngineIOServer {
         // An empty sid counts as absent, as in Node.
         if let sid = query["sid"], !sid.isEmpty {
             guard let session = self.sessions[sid] else {
+                if let node = self.otherNode(owning: sid) { return .success(.otherNode(node)) }
                 return self.otherShard(owning: sid).map { .success(.otherShard($0)) } ?? .failure(.unknownSid)
             }
             if !isUpgrade && session.transport != transport { return .failure(.badRequest) }
@@ -277,6 +283,14 @@ public final class EngineIOServer {
         try pipeline.addHandler(webSocket)
         let uri = EngineIORequestURI(head.uri)
         if let sid = uri.query["sid"], !sid.isEmpty {
+            if self.sessions[sid] == nil, let node = self.otherNode(owning: sid) {
+                // The WebSocket stays here and its frames are relayed (`RemoteWebSocket` says why).
+                let link = NodeSessionLink(id: self.makeRelayID(), sid: sid, owner: node, relay: self.relayBound,
+                                           version: self.protocolVersion(of: uri.query) ?? .v4)
+                webSocket.relay = link
+                link.open(handler: NIOLoopBound(webSocket, eventLoop: self.eventLoop))
+                return
+            }
             if self.sessions[sid] == nil, let owner = self.otherShard(owning: sid) {
                 // The upgrade request names the session's protocol, as its handshake did.
                 let link = RelayedSessionLink(owner: owner, version: self.protocolVersion(of: uri.query) ?? .v4)
@@ -338,7 +352,7 @@ public final class EngineIOServer {
 
     private func makeSessionID() -> String {
         while true {
-            let id = RandomID.make(shard: self.configuration.shard)
+            let id = RandomID.make(shard: self.configuration.shard, node: self.nodeRelay?.node)
             if self.sessions[id] == nil { return id }
         }
     }

@@ -13,6 +13,9 @@
 /// On a node with several event loops, ids also say which loop's shard owns the session or
 /// socket (``LoopShard``), so a request or a backend command can be handed to that shard
 /// without a table shared by the loops.
+///
+/// With `--relay-sessions`, characters 2 to 5 of a session id also say which node made it
+/// (``RelayNode``, 24 bits), so any node relays a request of that session to it.
 public enum RandomID {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
     /// Engine.IO session ids.
@@ -21,8 +24,9 @@ public enum RandomID {
     public static let socketIDLength = 20
 
     /// A random id of `length` characters whose first two say `shard`; with the only shard of
-    /// a one-loop node they are as random as the rest.
-    public static func make(length: Int = RandomID.length, shard: LoopShard = .only) -> String {
+    /// a one-loop node they are as random as the rest. With `node`, the next four say the node
+    /// (``RelayNode``).
+    public static func make(length: Int = RandomID.length, shard: LoopShard = .only, node: RelayNode? = nil) -> String {
         precondition(length <= 20, "two random words give 20 characters of 6 bits")
         precondition(length >= 2, "the shard takes the first two characters")
         var generator = SystemRandomNumberGenerator()
@@ -30,13 +34,18 @@ public enum RandomID {
         var first: UInt64 = generator.next()
         let second: UInt64 = generator.next()
         first = first & ~LoopShard.valueMask | shard.encode(random: first & LoopShard.valueMask)
-        return String(unsafeUninitializedCapacity: length) { characters in
+        let id = String(unsafeUninitializedCapacity: length) { characters in
             for index in 0..<length {
                 let bits = index < 10 ? first >> (6 * UInt64(index)) : second >> (6 * UInt64(index - 10))
                 characters[index] = alphabet[Int(bits & 63)]
             }
             return length
         }
+        guard let node else { return id }
+        precondition(length == RandomID.length, "only session ids name their node")
+        var characters = Array(id.utf8)
+        characters.replaceSubrange(RelayNode.offset..<RelayNode.offset + RelayNode.length, with: node.tag.utf8)
+        return String(decoding: characters, as: UTF8.self)
     }
 }
 

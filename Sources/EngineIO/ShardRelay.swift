@@ -9,6 +9,15 @@ protocol PollingExchange: AnyObject {
     func respondToPost(_ error: EngineIOError?)
 }
 
+/// A polling request served for a connection elsewhere: of another loop (`RelayedExchange`) or
+/// of another node (`RemoteExchange`).
+protocol RelayExchange: PollingExchange {
+    /// The session the request went to, told if the connection closes while it waits.
+    var session: EngineIOSession? { get set }
+    /// An answer decided before the session took the request: an error status.
+    func respond(_ error: EngineIOError)
+}
+
 /// A polling request of a session owned by another shard, read to its end on the connection's
 /// loop and handed to the session's.
 ///
@@ -42,9 +51,8 @@ struct RelayedRequest: Sendable {
 
 /// The owning shard's side of a relayed request: the session answers it like a connection of
 /// its own, and the answer is handed back to the connection's loop.
-final class RelayedExchange: PollingExchange {
+final class RelayedExchange: RelayExchange {
     private let handler: NIOLoopBound<EngineIOHTTPHandler>
-    /// The session the request went to, told if the connection closes while it waits.
     var session: EngineIOSession?
 
     init(handler: NIOLoopBound<EngineIOHTTPHandler>) {
@@ -64,7 +72,6 @@ final class RelayedExchange: PollingExchange {
         handler.eventLoop.execute { handler.value.respondToPost(error) }
     }
 
-    /// An answer decided before the session took the request: an error status.
     func respond(_ error: EngineIOError) {
         session = nil
         let handler = self.handler
@@ -138,12 +145,12 @@ extension EngineIOServer {
     }
 
     /// A request relayed from another loop, validated again here, where the session table is.
-    func serveRelayed(_ request: RelayedRequest, through exchange: RelayedExchange) {
+    func serveRelayed(_ request: RelayedRequest, through exchange: some RelayExchange) {
         let query = ["transport": request.transport, "sid": request.sid]
         switch route(method: request.method, query: query, isUpgrade: false) {
         case .failure(let error):
             exchange.respond(error)
-        case .success(.handshake), .success(.otherShard):
+        case .success(.handshake), .success(.otherShard), .success(.otherNode):
             // A sid that says this shard and is not in its table.
             exchange.respond(.unknownSid)
         case .success(.session(let session)):
@@ -249,8 +256,19 @@ final class RelayedWebSocket: WebSocketTransport {
     }
 }
 
+/// On the connection's loop: the session elsewhere that a WebSocket serves, the
+/// `WebSocketTransportHandler`'s way to it.
+protocol SessionLink: AnyObject {
+    /// The session's protocol, for reading and writing its frames here.
+    var version: EngineIOProtocolVersion { get }
+    func received(_ packet: EngineIOPacket?)
+    func closed()
+    func failed()
+    func report(isWritable: Bool, bufferedBytes: Int)
+}
+
 /// On the connection's loop: the session of another shard that a WebSocket serves.
-final class RelayedSessionLink {
+final class RelayedSessionLink: SessionLink {
     /// The session's protocol, for reading and writing its frames here.
     let version: EngineIOProtocolVersion
     private let owner: NIOLoopBound<EngineIOServer>

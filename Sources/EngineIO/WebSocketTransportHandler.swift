@@ -19,8 +19,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
             if let session { self.speaksV3 = session.version != .v4 }
         }
     }
-    /// Instead of `session`: the session of another shard this WebSocket serves, through its loop.
-    var relay: RelayedSessionLink? {
+    /// Instead of `session`: the session of another shard or node this WebSocket serves.
+    var relay: (any SessionLink)? {
         didSet {
             if let relay { self.speaksV3 = relay.version != .v4 }
         }

@@ -32,6 +32,8 @@ final class RedisLink {
         case subscriptions
         /// Sentinel mode: subscribed to a sentinel's `+switch-master` events.
         case sentinel
+        /// Blocked in `XREAD` on a stream (``RedisStreamClient``).
+        case streamReader = "stream-reader"
     }
 
     enum State {

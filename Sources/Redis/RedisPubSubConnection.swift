@@ -413,7 +413,7 @@ extension RedisPubSubConnection: RedisLinkDelegate {
         switch link.role {
         case .subscriptions:
             return self.prepareSubscriptions(on: channel)
-        case .commands, .sentinel:
+        case .commands, .sentinel, .streamReader:
             return channel.eventLoop.makeSucceededVoidFuture()
         }
     }
@@ -432,7 +432,7 @@ extension RedisPubSubConnection: RedisLinkDelegate {
         case .subscriptions:
             self.subscriptionChannel = channel
             self.subscriptionsReady = true
-        case .sentinel:
+        case .sentinel, .streamReader:
             return
         }
         self.connectivityChanged(lostLink: false)
@@ -445,7 +445,7 @@ extension RedisPubSubConnection: RedisLinkDelegate {
         case .subscriptions:
             self.subscriptionChannel = nil
             self.subscriptionsReady = false
-        case .sentinel:
+        case .sentinel, .streamReader:
             return
         }
         self.connectivityChanged(lostLink: true)

@@ -29,6 +29,19 @@ public struct JSONText: Sendable, Hashable {
         }
     }
 
+    /// The text of a non-empty array with `element` added at its end; jansson prints the
+    /// element, and the array's own text is kept byte for byte.
+    public func appendingToArray(_ element: JSONValue) -> JSONText {
+        let view = bytes.readableBytesView
+        precondition(view.first == UInt8(ascii: "[") && view.last == UInt8(ascii: "]"), "JSONText.appendingToArray needs an array")
+        var text = bytes
+        text.moveWriterIndex(to: text.writerIndex - 1)
+        if view.count > 2 { text.writeInteger(UInt8(ascii: ",")) }
+        element.write(to: &text)
+        text.writeInteger(UInt8(ascii: "]"))
+        return JSONText(printed: text)
+    }
+
     /// Whether the text is `null`, which Socket.IO leaves out of a packet.
     public var isNull: Bool {
         bytes.readableBytesView.elementsEqual("null".utf8)

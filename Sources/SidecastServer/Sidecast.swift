@@ -105,6 +105,8 @@ public struct Sidecast: Service {
                 )
             }.get()
             try await Self.connect(shards, bridge: parts.runtime)
+            let engines = shards.map(\.engineIO)
+            try await loop.flatSubmit { parts.runtime.value.relay?.join(shards: engines) ?? loop.makeSucceededVoidFuture() }.get()
         } catch {
             signals.cancel()
             sockets.discard(socketPath: configuration.socketPath)
@@ -186,6 +188,7 @@ public struct Sidecast: Service {
             throw SidecastStartError(description: "cannot listen for \(starting.description): \(error)")
         }
         let stopped = try await loop.submit { runtime.value.didStartListening() }.get()
+        let relayNode = try await loop.submit { runtime.value.relay?.node.tag }.get()
         logger.info("sidecast listening", metadata: [
             "version": "\(Self.version)",
             "node": "\(nodeID)",
@@ -195,6 +198,7 @@ public struct Sidecast: Service {
             "redis": "\(configuration.redisMode)",
             "max_connections": "\(capacity.maxConnections)",
             "threads": "\(configuration.threads)",
+            "relay_node": "\(relayNode ?? "off")",
         ])
         if capacity.isAboveLimit {
             logger.warning("--max-connections leaves too few descriptors for backends, Redis and the admin listener", metadata: [

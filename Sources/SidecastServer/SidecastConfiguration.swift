@@ -58,6 +58,12 @@ public struct SidecastConfiguration: Sendable {
     /// like `namespaces`, and their clients are refused while no authorizing backend is attached.
     public var authorizedNamespaces: Set<String> = []
     public var backendGrace: TimeAmount = .seconds(10)
+    /// Connection state recovery (Node's `maxDisconnectionDuration`); zero keeps it off.
+    public var recoveryWindow: TimeAmount = .zero
+    /// A recovered socket skips the authorizing backend (Node's `skipMiddlewares`).
+    public var recoverySkipAuthorization = false
+    /// Events kept for recovering clients at most, on top of the window.
+    public var recoveryMaxPackets = 100_000
     /// The Redis server shared by the cluster; `nil` runs a standalone node.
     public var redisURL: String?
     /// Sentinel mode: the sentinels, `host:port` each, asked for the master named `redisMasterName`.
@@ -71,6 +77,16 @@ public struct SidecastConfiguration: Sendable {
     /// With `redisSharded`: which channels a node subscribes, as the Node adapter's
     /// `subscriptionMode`.
     public var redisSubscriptionMode = RedisSubscriptionMode.dynamic
+    /// One Redis stream in the format of `@socket.io/redis-streams-adapter`, on `redisURL`,
+    /// instead of pub/sub.
+    public var redisStreams = false
+    /// With `redisStreams`: the Node adapter's `streamName`, `maxLen` and `readCount`.
+    public var redisStreamName = "socket.io"
+    public var redisStreamMaxLen = 10_000
+    public var redisStreamReadCount = 100
+    /// With `--redis-streams` and recovery: the key of a dropped socket's session is this
+    /// prefix and its pid, as the Node adapter's `sessionKeyPrefix`.
+    public var redisSessionKeyPrefix = RedisStreamSessionStore.defaultKeyPrefix
     /// The data nodes' password in Sentinel and Cluster modes.
     public var redisPassword: String?
     /// Sentinel mode: the credentials of the sentinels themselves, if they require any.
@@ -80,7 +96,7 @@ public struct SidecastConfiguration: Sendable {
     public var redisPrefix = "socket.io"
     /// How this node reaches Redis, for logs: never shows a password.
     public var redisMode: String {
-        if redisURL != nil { return redisSharded ? "single, sharded pub/sub" : "single" }
+        if redisURL != nil { return redisSharded ? "single, sharded pub/sub" : redisStreams ? "single, stream" : "single" }
         if !redisSentinels.isEmpty { return "sentinel" }
         if !redisClusterNodes.isEmpty { return redisSharded ? "cluster, sharded pub/sub" : "cluster" }
         return "off (standalone)"
@@ -88,6 +104,9 @@ public struct SidecastConfiguration: Sendable {
 
     /// How long cluster requests (fetch, count, acks across nodes) wait for other nodes.
     public var requestsTimeout: TimeAmount = .milliseconds(5_000)
+    /// Relays polling requests and upgrades of other nodes' sessions to their owner over Redis,
+    /// and writes this node into its session ids (`--relay-sessions`).
+    public var relaySessions = false
     /// Where the admin HTTP listener serves /metrics, /healthz and /readyz; kept apart from the
     /// client port so it can stay private. Port 0 picks a free port.
     public var adminHost = "127.0.0.1"

@@ -49,6 +49,11 @@ struct Shard: Sendable {
         socketConfiguration.maxBufferedBytes = configuration.maxBuffered
         socketConfiguration.parser = configuration.parser
         socketConfiguration.shard = shard
+        if configuration.recoveryWindow > .zero {
+            socketConfiguration.recovery = RecoveryConfiguration(
+                window: configuration.recoveryWindow, skipAuthorization: configuration.recoverySkipAuthorization
+            )
+        }
         let socketIO = SocketIOServer(configuration: socketConfiguration, eventLoop: loop, logger: logger)
         engineIO.delegate = socketIO
         self.engineIO = NIOLoopBound(engineIO, eventLoop: loop)
@@ -72,6 +77,9 @@ final class SidecastRuntime {
     let bridge: Bridge
     /// The cluster link; `nil` on a standalone node.
     let redis: RedisLifecycle?
+    /// With `--relay-sessions`: relays requests of other nodes' sessions, and serves this
+    /// node's that reached others.
+    let relay: NodeRelay?
 
     private let configuration: SidecastConfiguration
     private let logger: Logger
@@ -101,6 +109,8 @@ final class SidecastRuntime {
         engineIO = shards[0].engineIO.value
         socketIO = shards[0].socketIO.value
         let nodeShards = NodeShards(servers: shards.map(\.socketIO))
+        var store: SessionStore?
+        var relayLink: RedisSessionRelayBus.Link?
 
         if let redisConfiguration = try Self.redisClientConfiguration(configuration), configuration.redisSharded {
             let redis: RedisShardedClient
@@ -110,6 +120,7 @@ final class SidecastRuntime {
                 throw SidecastStartError(description: "--redis-sharded: \(error)")
             }
             self.redis = redis
+            relayLink = .sharded(redis)
             let transport = ShardedRedisTransport(
                 redis: redis,
                 uid: nodeID,
@@ -120,9 +131,33 @@ final class SidecastRuntime {
             adapter = ClusterAdapter(
                 shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )
+        } else if let redisConfiguration = try Self.redisClientConfiguration(configuration), configuration.redisStreams {
+            let stream = RedisStreamConfiguration(
+                name: configuration.redisStreamName, maxLength: configuration.redisStreamMaxLen, readCount: configuration.redisStreamReadCount
+            )
+            let redis: RedisStreamClient
+            do {
+                redis = try RedisStreamClient(configuration: redisConfiguration, stream: stream, eventLoop: eventLoop, logger: logger)
+            } catch {
+                throw SidecastStartError(description: "--redis-streams: \(error)")
+            }
+            self.redis = redis
+            let transport = RedisStreamsTransport(redis: redis, uid: nodeID, logger: logger)
+            if configuration.recoveryWindow > .zero {
+                // On the stream, which every node reads: a session comes back on any node.
+                let streamStore = RedisStreamSessionStore(
+                    redis: redis, window: configuration.recoveryWindow, keyPrefix: configuration.redisSessionKeyPrefix, logger: logger
+                )
+                transport.keepOffsets(in: streamStore)
+                store = streamStore
+            }
+            adapter = ClusterAdapter(
+                shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
+            )
         } else if let redisConfiguration = try Self.redisClientConfiguration(configuration) {
             let redis = RedisClient(configuration: redisConfiguration, eventLoop: eventLoop, logger: logger)
             self.redis = redis
+            relayLink = .classic(redis)
             let transport = RedisPubSubTransport(redis: redis, uid: nodeID, prefix: configuration.redisPrefix, logger: logger)
             adapter = ClusterAdapter(
                 shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
@@ -132,12 +167,33 @@ final class SidecastRuntime {
             adapter = LocalAdapter(shards: nodeShards)
         }
 
+        if configuration.recoveryWindow > .zero {
+            // In memory on a standalone node and on classic and sharded Redis nodes alike: each
+            // node numbers and keeps what its own clients were sent (PROTOCOL.md §13).
+            nodeShards.enableRecovery(store: store ?? MemorySessionStore(
+                window: configuration.recoveryWindow, maxPackets: configuration.recoveryMaxPackets, eventLoop: eventLoop
+            ))
+        }
+
         var bridgeConfiguration = BridgeConfiguration(nodeID: nodeID)
         bridgeConfiguration.namespaces = configuration.namespaces
         bridgeConfiguration.authorizedNamespaces = configuration.authorizedNamespaces
         bridgeConfiguration.backendGrace = configuration.backendGrace
         bridgeConfiguration.requestsTimeout = configuration.requestsTimeout
         bridge = Bridge(configuration: bridgeConfiguration, shards: nodeShards, adapter: adapter, logger: logger)
+        if configuration.relaySessions, let relayLink {
+            let node = RelayNode.random()
+            let relay = NodeRelay(
+                node: node, eventLoop: eventLoop, timeout: configuration.requestsTimeout,
+                holdLimit: configuration.pingInterval + configuration.pingTimeout, logger: logger
+            )
+            let bus = RedisSessionRelayBus(link: relayLink, prefix: configuration.redisPrefix, node: node, logger: logger)
+            relay.bus = bus
+            bus.start(relay: relay)
+            self.relay = relay
+        } else {
+            relay = nil
+        }
         redis?.start()
     }
 

@@ -8,6 +8,9 @@ public struct ConnectRequest: Sendable {
     /// The CONNECT packet's payload exactly as the client sent it, `nil` when absent.
     public let auth: JSONValue?
     public let handshake: SocketHandshake
+    /// The client recovers the socket `socketID` (connection state recovery): accepted, it
+    /// gets that socket's rooms and data back.
+    public var recovering: Bool = false
 }
 
 /// The answer to a `ConnectRequest`.

@@ -179,43 +179,186 @@ final class SocketIOConnection {
             sendConnectError(namespace: name, message: "too many pending connects", data: nil)
             return
         }
-        let socketID = RandomID.make(length: RandomID.socketIDLength, shard: server.configuration.shard)
         if connecting == nil {
             connecting = Connecting(timeout: nil)
         }
-        connecting?.pending.append((namespace: name, socketID: socketID))
-        let request = ConnectRequest(socketID: socketID, namespace: name, auth: auth, handshake: handshake)
+        guard let recovery = server.recovery, let settings = server.configuration.recovery, session.version == .v4,
+              let claim = RecoveryClaim(auth)
+        else {
+            let socketID = makeSocketID()
+            connecting?.pending.append(PendingConnect(namespace: name, socketID: socketID))
+            authorize(namespace: name, auth: auth, socketID: socketID, claim: nil)
+            return
+        }
+        // As Node's `_createSocket`: a CONNECT whose auth carries a string `pid` and `offset`
+        // asks for its session back. The namespace waits without an id until the store answers.
+        connecting?.pending.append(PendingConnect(namespace: name, socketID: nil))
+        if settings.skipAuthorization {
+            recovery.restore(pid: claim.pid, offset: claim.offset, namespace: name) { [self] restored in
+                guard let index = pendingIndex(name, socketID: nil) else {
+                    if let restored { putBack(restored) }
+                    return
+                }
+                guard let restored else {
+                    let socketID = makeSocketID()
+                    connecting?.pending[index].socketID = socketID
+                    return authorize(namespace: name, auth: auth, socketID: socketID, claim: nil)
+                }
+                finishPending(at: index)
+                open(restored, auth: auth, acceptedData: nil)
+            }
+        } else {
+            recovery.lookUp(pid: claim.pid, offset: claim.offset, namespace: name) { [self] sid in
+                guard let index = pendingIndex(name, socketID: nil) else { return }
+                let socketID = sid ?? makeSocketID()
+                connecting?.pending[index].socketID = socketID
+                authorize(namespace: name, auth: auth, socketID: socketID, claim: sid == nil ? nil : claim)
+            }
+        }
+    }
+
+    /// A session restored for a connection that closed before it could take it: kept again
+    /// for the client's next try, and routed nowhere meanwhile.
+    private func putBack(_ restored: RestoredSession) {
+        server.recovery?.restoredSocketLeft(sid: restored.session.sid)
+        server.recovery?.persist(restored.session)
+    }
+
+    private func makeSocketID() -> String {
+        RandomID.make(length: RandomID.socketIDLength, shard: server.configuration.shard)
+    }
+
+    /// Where the CONNECT for `namespace` waits, if it still does with this id: a connection
+    /// that closed meanwhile has none.
+    private func pendingIndex(_ namespace: String, socketID: String?) -> Int? {
+        guard !isClosed else { return nil }
+        return connecting?.pending.firstIndex { $0.namespace == namespace && $0.socketID == socketID }
+    }
+
+    private func finishPending(at index: Int) {
+        connecting?.pending.remove(at: index)
+        if connecting?.isIdle == true {
+            connecting = nil
+        }
+    }
+
+    /// Asks the sink whether the client may join; `claim` is set when the client recovers the
+    /// socket `socketID`, which it then gets back once accepted.
+    private func authorize(namespace name: String, auth: JSONValue?, socketID: String, claim: RecoveryClaim?) {
+        guard let sink = server.sink else {
+            if let index = pendingIndex(name, socketID: socketID) { finishPending(at: index) }
+            return sendConnectError(namespace: name, message: "Invalid namespace", data: nil, alwaysObject: true)
+        }
+        let request = ConnectRequest(
+            socketID: socketID, namespace: name, auth: auth, handshake: handshake, recovering: claim != nil
+        )
         // Not weak, like the connect timeout: the sink holds the callback only until it decides.
         sink.authorize(request) { [self] decision in
-            guard !isClosed, let connecting, let index = connecting.pending.firstIndex(where: { $0.socketID == socketID }) else { return }
-            connecting.pending.remove(at: index)
+            guard let index = pendingIndex(name, socketID: socketID) else { return }
             switch decision {
             case .accept(let data):
-                self.open(socketID: socketID, namespace: name, auth: auth, data: data ?? .null)
+                guard let claim, let recovery = server.recovery else {
+                    finishPending(at: index)
+                    return open(socketID: socketID, namespace: name, auth: auth, data: data ?? .null)
+                }
+                // Restored only now, in the loop turn that inserts the socket: what was sent
+                // while the backend decided is among the missed packets.
+                recovery.restore(pid: claim.pid, offset: claim.offset, namespace: name) { [self] restored in
+                    guard let index = pendingIndex(name, socketID: socketID) else {
+                        if let restored { putBack(restored) }
+                        return
+                    }
+                    finishPending(at: index)
+                    if let restored {
+                        // A `null` from the backend sets nothing: the session's data stays.
+                        let accepted: JSONValue? = if let data, !data.isNull { data } else { nil }
+                        open(restored, auth: auth, acceptedData: accepted)
+                    } else {
+                        // Expired or overtaken while the backend decided: a fresh socket.
+                        open(socketID: makeSocketID(), namespace: name, auth: auth, data: data ?? .null)
+                    }
+                }
             case .reject(let message, let data):
-                self.sendConnectError(namespace: name, message: message, data: data)
-            }
-            if self.connecting?.isIdle == true {
-                self.connecting = nil
+                finishPending(at: index)
+                sendConnectError(namespace: name, message: message, data: data)
             }
         }
     }
 
     private func open(socketID: String, namespace name: String, auth: JSONValue?, data: JSONValue) {
+        let pid = server.configuration.recovery != nil && session.version == .v4 ? makeSocketID() : nil
+        let socket = insert(SocketIOSocket(
+            id: socketID, namespace: server.namespace(named: name), connection: self, auth: auth, data: data, pid: pid
+        ))
+        socket.join(socketID)
+        sendConnect(socket)
+    }
+
+    /// Opens a recovered socket as Node's `Socket` constructor does: its rooms joined again,
+    /// the packets it missed sent in order ahead of the CONNECT (the client delivers them
+    /// before its `connect` event), and every packet sent after the store answered reaching it
+    /// live. A backend's `accept` data wins over the session's, as a middleware's does in Node.
+    ///
+    /// Unlike Node, which buffers without bound, the missed packets must fit in
+    /// `maxBufferedBytes`: they are all queued in this loop turn, and more would disconnect the
+    /// client as too slow, again at each try. A client that missed more connects fresh.
+    private func open(_ restored: RestoredSession, auth: JSONValue?, acceptedData: JSONValue?) {
+        let persisted = restored.session
+        let namespace = server.namespace(named: persisted.namespace)
+        guard namespace.sockets[persisted.sid] == nil else {
+            // Cannot happen while the store hands a session out once; a fresh socket is safe.
+            server.recovery?.restoredSocketLeft(sid: persisted.sid)
+            return open(socketID: makeSocketID(), namespace: persisted.namespace, auth: auth, data: acceptedData ?? .null)
+        }
+        let missed = restored.missedPackets.map { server.encodeMessages($0) }
+        let bytes = missed.reduce(0) { total, messages in messages.reduce(total) { $0 + $1.byteCount } }
+        guard bytes <= server.configuration.maxBufferedBytes else {
+            server.metrics.replayTooLarge.increment()
+            server.logger.info("not recovering a client: it missed more than the client buffer holds", metadata: [
+                "socket": "\(persisted.sid)", "missed": "\(missed.count)", "bytes": "\(bytes)",
+                "limit": "\(server.configuration.maxBufferedBytes)",
+            ])
+            server.recovery?.restoredSocketLeft(sid: persisted.sid)
+            return open(socketID: makeSocketID(), namespace: persisted.namespace, auth: auth, data: acceptedData ?? .null)
+        }
+        let socket = insert(SocketIOSocket(
+            id: persisted.sid, namespace: namespace, connection: self, auth: auth,
+            data: acceptedData ?? persisted.data, pid: persisted.pid, recovered: true
+        ))
+        for room in persisted.rooms { socket.join(room) }
+        for messages in missed {
+            session.send(messages)
+            server.metrics.sent(messages, recipients: 1)
+        }
+        sendConnect(socket)
+    }
+
+    private func insert(_ socket: SocketIOSocket) -> SocketIOSocket {
         connecting?.timeout?.cancel()
         connecting?.timeout = nil
-        let namespace = server.namespace(named: name)
-        let socket = SocketIOSocket(id: socketID, namespace: namespace, connection: self, auth: auth, data: data)
         if firstSocket == nil {
             firstSocket = socket
         } else {
             moreSockets.append(socket)
         }
-        namespace.insert(socket)
-        socket.join(socketID)
+        socket.namespace.insert(socket)
+        return socket
+    }
+
+    private func sendConnect(_ socket: SocketIOSocket) {
+        let name = socket.namespace.name
+        var reply: JSONValue?
+        if session.version == .v4 {
+            // Node's `{sid, pid}`: `pid` is left out when recovery is off (undefined there).
+            var fields: OrderedDictionary<String, JSONValue> = ["sid": .string(socket.id)]
+            if let pid = socket.pid { fields["pid"] = .string(pid) }
+            reply = .object(fields)
+        }
         // Socket.IO v4 protocol (a v3 client): the CONNECT carries no data.
-        socket.send(SocketIOPacket(type: .connect, namespace: name, data: session.version == .v4 ? ["sid": .string(socketID)] : nil))
-        server.logger.debug("socket connected", metadata: ["nsp": "\(name)", "socket": "\(socketID)"])
+        socket.send(SocketIOPacket(type: .connect, namespace: name, data: reply))
+        server.logger.debug("socket connected", metadata: [
+            "nsp": "\(name)", "socket": "\(socket.id)", "recovered": "\(socket.recovered)",
+        ])
         server.sink?.socketDidConnect(socket)
     }
 
@@ -246,8 +389,11 @@ final class SocketIOConnection {
         if moreSockets.isEmpty {
             moreSockets = []
         }
+        let persisted = RecoveryConfiguration.isRecoverable(reason) ? socket.sessionToPersist : nil
         socket.closed()
         socket.namespace.removeSocket(socket)
+        if socket.recovered { server.recovery?.restoredSocketLeft(sid: socket.id) }
+        if let persisted { server.recovery?.persist(persisted) }
         server.logger.debug("socket disconnected", metadata: [
             "nsp": "\(socket.namespace.name)", "socket": "\(socket.id)", "reason": "\(reason.rawValue)",
         ])
@@ -284,8 +430,9 @@ final class SocketIOConnection {
         connecting?.timeout?.cancel()
         let abandoned = connecting?.pending ?? []
         connecting = nil
-        for (namespace, socketID) in abandoned {
-            server.sink?.authorizationAbandoned(socketID: socketID, namespace: namespace)
+        for pending in abandoned {
+            guard let socketID = pending.socketID else { continue }
+            server.sink?.authorizationAbandoned(socketID: socketID, namespace: pending.namespace)
         }
         for socket in sockets {
             remove(socket, reason: reason)
@@ -306,12 +453,35 @@ private final class PendingBinaryPacket {
 private final class Connecting {
     /// Closes the connection if it joins no namespace in time; cancelled once it joins one.
     var timeout: Scheduled<Void>?
-    /// Namespaces whose CONNECT waits for an authorization decision, with the id promised.
-    var pending: [(namespace: String, socketID: String)] = []
+    /// Namespaces whose CONNECT waits for a decision, with the id promised.
+    var pending: [PendingConnect] = []
 
     init(timeout: Scheduled<Void>?) {
         self.timeout = timeout
     }
 
     var isIdle: Bool { timeout == nil && pending.isEmpty }
+}
+
+/// A CONNECT waiting for the session store or for an authorization decision.
+private struct PendingConnect {
+    var namespace: String
+    /// The id the socket will have; nil while the session store is asked whether the client
+    /// gets its old one back.
+    var socketID: String?
+}
+
+/// What a recovering client's CONNECT carries in its auth: Node's client sends its last
+/// `pid` and the offset of the last event it got, both strings (`Socket._sendConnectPacket`).
+private struct RecoveryClaim {
+    var pid: String
+    var offset: String
+
+    init?(_ auth: JSONValue?) {
+        guard case .object(let fields)? = auth, case .string(let pid)? = fields["pid"],
+              case .string(let offset)? = fields["offset"]
+        else { return nil }
+        self.pid = pid
+        self.offset = offset
+    }
 }

@@ -21,6 +21,9 @@ struct SocketIOMetrics {
         label: "sidecast_client_limit_exceeded_total", dimensions: [("limit", "pending_connects")]
     )
 
+    /// Recoveries refused because the missed packets would not fit in `maxBufferedBytes`.
+    let replayTooLarge = Counter(label: "sidecast_recoveries_total", dimensions: [("result", "replay_too_large")])
+
     func received(bytes: Int) {
         self.packetsIn.increment()
         self.bytesIn.increment(by: bytes)

@@ -13,16 +13,20 @@ public final class SocketIOServer {
     public let logger: Logger
     /// Learns about connects, events and disconnects. Held weakly: the bridge owns the server.
     public weak var sink: SocketEventSink?
+    /// The node's session store, set when `configuration.recovery` is: where dropped sockets'
+    /// sessions go and recovering clients get them back from.
+    public var recovery: SessionRecovery?
     public private(set) var namespaces: [String: Namespace] = [:]
     /// Volatile packets not sent because their client was over `maxBufferedBytes`.
     public private(set) var droppedVolatilePackets = 0
     /// Clients disconnected because they were over `maxBufferedBytes`.
     public private(set) var slowClientDisconnects = 0
-    /// Set on a node of several shards: told when a room named like a socket id of another
-    /// shard gets its first member here (`true`) or loses its last. An emit to a socket id goes
-    /// to that socket's shard, and to the other shards only where such a room exists (Node
-    /// lets a socket join a room named after another socket); this keeps the list.
-    public var onForeignSocketRoomChange: ((_ namespace: String, _ room: String, _ exists: Bool) -> Void)?
+    /// Set on a node of several shards: told when a room named like a socket id gets its first
+    /// member here besides the socket itself (`true`) or loses its last such member. An emit
+    /// to a socket id goes to the shard that has that socket, and to the other shards only
+    /// where such a room exists (Node lets a socket join a room named after another socket);
+    /// this keeps the list.
+    public var onSocketNamedRoomChange: ((_ namespace: String, _ room: String, _ exists: Bool) -> Void)?
     private let encoder = SocketIOPacketEncoder()
     let metrics = SocketIOMetrics()
 
@@ -40,10 +44,10 @@ public final class SocketIOServer {
         return created
     }
 
-    /// A room of `namespace` got its first member or lost its last.
+    /// A room of `namespace` got its first member besides its owner, or lost its last.
     func roomChanged(_ room: String, in namespace: String, exists: Bool) {
-        guard let report = onForeignSocketRoomChange, room.utf8.count == RandomID.socketIDLength,
-            let owner = LoopShard.index(of: room, count: configuration.shard.count), owner != configuration.shard.index
+        guard let report = onSocketNamedRoomChange, room.utf8.count == RandomID.socketIDLength,
+            LoopShard.index(of: room, count: configuration.shard.count) != nil
         else { return }
         report(namespace, room, exists)
     }

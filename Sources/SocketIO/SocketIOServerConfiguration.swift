@@ -31,6 +31,9 @@ public struct SocketIOServerConfiguration: Sendable {
     public var shard: LoopShard = .only
     /// The packet format of every client, chosen server-wide as Node's `parser` option.
     public var parser: SocketIOParserKind = .default
+    /// Connection state recovery (`--recovery-window`); nil keeps it off, as in Node, so
+    /// clients that do not expect an offset after an event's arguments never get one.
+    public var recovery: RecoveryConfiguration?
 
     public init() {}
 }

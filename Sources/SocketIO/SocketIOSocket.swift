@@ -35,6 +35,11 @@ public final class SocketIOSocket {
     /// leaves that room explicitly.
     private(set) var isInOwnRoom = false
     public private(set) var isConnected = true
+    /// The private session id its client recovers it with, when recovery is on.
+    public let pid: String?
+    /// Whether the socket came back from a dropped connection with its id, rooms and data
+    /// (Node's `socket.recovered`).
+    public let recovered: Bool
 
     /// Strong: a socket may outlive its client's connection (the bridge keeps it queued for a
     /// backend in grace, and reads its handshake from it later). The cycle with the
@@ -60,10 +65,20 @@ public final class SocketIOSocket {
         var timeout: Scheduled<Void>?
     }
 
-    init(id: String, namespace: Namespace, connection: SocketIOConnection, auth: JSONValue?, data: JSONValue) {
+    init(
+        id: String,
+        namespace: Namespace,
+        connection: SocketIOConnection,
+        auth: JSONValue?,
+        data: JSONValue,
+        pid: String? = nil,
+        recovered: Bool = false
+    ) {
         self.id = id
         self.namespace = namespace
         self.connection = connection
+        self.pid = pid
+        self.recovered = recovered
         if auth != nil {
             makeExtras().auth = auth
         }
@@ -145,6 +160,18 @@ public final class SocketIOSocket {
             ])
         }
         extras.ackIDsOwedToClient.append(ackID)
+    }
+
+    /// Every room, its own id first when it is in that room, the others sorted: the order
+    /// `fetch` shows and a persisted session keeps.
+    public var roomsOwnFirst: [String] {
+        let others = joinedRooms.sorted()
+        return isInOwnRoom ? [id] + others : others
+    }
+
+    /// What the session store keeps of this socket when its client may come back for it.
+    var sessionToPersist: PersistedSession? {
+        pid.map { PersistedSession(pid: $0, sid: id, namespace: namespace.name, rooms: roomsOwnFirst, data: data) }
     }
 
     public func join(_ room: String) {

@@ -87,7 +87,7 @@ final class Bench {
     }
 
     /// Starts a sidecast node on the sidecar core and waits until it listens.
-    func startSidecast(name: String = "sidecast", redisPort: Int? = nil) throws -> Sidecar {
+    func startSidecast(name: String = "sidecast", redisPort: Int? = nil, extraArguments: [String] = []) throws -> Sidecar {
         let host = options.targetHost
         let port = try Network.freePort(host: host)
         let socketPath = folder.appendingPathComponent("\(name).sock").path
@@ -97,7 +97,11 @@ final class Bench {
             "--log-level", "warning",
         ]
         if options.deflate { arguments.append("--per-message-deflate") }
-        if let redisPort { arguments += ["--redis", "redis://127.0.0.1:\(redisPort)"] }
+        arguments += extraArguments
+        if let redisPort {
+            arguments += ["--redis", "redis://127.0.0.1:\(redisPort)"]
+            if options.redisStreams { arguments.append("--redis-streams") }
+        }
         // Builds with an admin (metrics) listener default it to a fixed port, which a second
         // node on this machine could not bind.
         var adminPort: Int?
@@ -159,8 +163,15 @@ final class Bench {
     /// waits until all are connected; returns their indices. Fails if any client failed.
     func connectClients(_ count: Int, node: Int = 0, to sidecar: Sidecar) throws -> Range<Int> {
         let first = clientsOpened
-        let indices = first..<(first + count)
         clientsOpened += count
+        return try connectClients(first..<(first + count), node: node, to: sidecar)
+    }
+
+    /// Opens clients `indices` again (clients that were open before and closed), as
+    /// `connectClients(_:node:to:)` opens new ones.
+    func connectClients(_ indices: Range<Int>, node: Int = 0, to sidecar: Sidecar) throws -> Range<Int> {
+        let (first, count) = (indices.lowerBound, indices.count)
+        let before = try load.run { $0.connected + $0.failed }
         let (host, port, addresses, bound) = (sidecar.host, sidecar.port, options.addresses, load.bound)
         let ramp = options.ramp
         try load.run { load in
@@ -177,7 +188,7 @@ final class Bench {
                 )
             }
         }
-        let target = indices.upperBound
+        let target = before + count
         let settled = try load.wait(timeout: Double(count) / ramp + 30) { $0.connected + $0.failed >= target }
         let (connected, failed, failures) = try load.run { ($0.connected, $0.failed, $0.failures) }
         guard settled, connected >= target else {

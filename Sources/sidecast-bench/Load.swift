@@ -25,6 +25,29 @@ final class Load: ClientDelegate {
     /// Bytes of text frame payloads received, compressed or not, since the last `resetCounters()`.
     private(set) var bytesReceived = 0
     var backends: [BackendHandler] = []
+    /// Connection state recovery: each client's first sid, its pid and the offset of the last
+    /// event it got; with `recovering`, a client reconnects with `{pid, offset}` in its auth.
+    private(set) var recovery: RecoveryTracking?
+
+    struct RecoveryTracking {
+        var firstSids: [String?]
+        var pids: [String?]
+        var offsets: [String?]
+        var recovering = false
+        /// Clients that came back with their first sid.
+        var recovered = 0
+    }
+
+    func trackRecovery() {
+        recovery = RecoveryTracking(firstSids: sids, pids: sids, offsets: sids)
+    }
+
+    /// Every client reconnects with its pid and offset from now on; the closes that came
+    /// before were the scenario's own, not drops.
+    func startRecovering() {
+        recovery?.recovering = true
+        dropped = 0
+    }
 
     init(loop: EventLoop, clientCapacity: Int, offersDeflate: Bool = false) {
         self.loop = loop
@@ -56,13 +79,31 @@ final class Load: ClientDelegate {
         for client in clients { client?.close() }
     }
 
-    func clientConnected(_ client: SocketIOClientHandler, sid: String) {
+    func clientConnected(_ client: SocketIOClientHandler, sid: String, pid: String?) {
         clients[client.index] = client
         connected += 1
+        guard var tracking = recovery else { return }
+        if tracking.recovering {
+            if tracking.firstSids[client.index] == sid { tracking.recovered += 1 }
+        } else {
+            tracking.firstSids[client.index] = sid
+        }
+        tracking.pids[client.index] = pid
+        recovery = tracking
+    }
+
+    func connectPacket(for index: Int) -> String {
+        guard let tracking = recovery, tracking.recovering, let pid = tracking.pids[index],
+              let offset = tracking.offsets[index]
+        else { return "40" }
+        return "40{\"pid\":\"\(pid)\",\"offset\":\"\(offset)\"}"
     }
 
     func clientReceivedEvent(_ client: SocketIOClientHandler, packet: ByteBuffer) {
         received[client.index] += 1
+        if recovery != nil, let offset = JSONScan.lastString(in: packet) {
+            recovery?.offsets[client.index] = offset
+        }
         if recordsLatency, let (sent, _) = Payload.read(packet) {
             let now = NIODeadline.now().uptimeNanoseconds
             latencies[client.node].record(now > sent ? now - sent : 0)

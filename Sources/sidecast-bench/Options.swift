@@ -2,7 +2,7 @@ import Foundation
 
 /// The benchmark to run; each prints one table row.
 enum Scenario: String, CaseIterable, Sendable {
-    case idle, fanout, chat, bridge, cluster
+    case idle, fanout, chat, bridge, cluster, recovery, relay
 
     var summary: String {
         switch self {
@@ -11,6 +11,8 @@ enum Scenario: String, CaseIterable, Sendable {
         case .chat: "clients emit, the backend re-emits to their room: latency and CPU per delivery"
         case .bridge: "emits/s backend connections push, to single sockets and to a room"
         case .cluster: "two sidecars and redis-server: cross-node latency next to local latency"
+        case .recovery: "N clients drop at once and recover (--recovery-window): memory of the kept sessions and events"
+        case .relay: "two sidecars with --relay-sessions: a polling POST to its session's node, then relayed from the other"
         }
     }
 
@@ -22,15 +24,18 @@ enum Scenario: String, CaseIterable, Sendable {
         case .chat: 1000
         case .bridge: 4
         case .cluster: 4
+        case .recovery: 2000
+        case .relay: 4
         }
     }
 
     var defaultRate: Double {
         switch self {
-        case .idle, .bridge: 0
+        case .idle, .bridge, .relay: 0
         case .fanout: 25
         case .chat: 500
         case .cluster: 1000
+        case .recovery: 100
         }
     }
 
@@ -38,8 +43,9 @@ enum Scenario: String, CaseIterable, Sendable {
     var defaultDuration: Double {
         switch self {
         case .idle: 30
-        case .bridge: 5
+        case .bridge, .relay: 5
         case .fanout, .chat, .cluster: 10
+        case .recovery: 5
         }
     }
 }
@@ -73,6 +79,8 @@ struct Options: Sendable {
     var backends = 1
     /// sidecast runs with --per-message-deflate and every client offers the extension.
     var deflate = false
+    /// cluster: the nodes share one Redis stream (sidecast's --redis-streams) instead of pub/sub.
+    var redisStreams = false
 
     static let maxDuration = 600.0
     static let maxClients = 1_000_000
@@ -88,10 +96,10 @@ struct Options: Sendable {
         Scenarios:
         \(Scenario.allCases.map { "  \($0.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n"))
 
-        Options (defaults depend on the scenario: idle/fanout/chat/bridge/cluster):
-          --clients N         clients (1000/2000/1000/4/4)
-          --rate R            events or messages per second (-/25/500/-/1000)
-          --duration S        seconds of measurement (30/10/10/5 per phase/10)
+        Options (defaults depend on the scenario: idle/fanout/chat/bridge/cluster/recovery/relay):
+          --clients N         clients (1000/2000/1000/4/4/2000/4)
+          --rate R            events or messages per second (-/25/500/-/1000/100 while away/-)
+          --duration S        seconds of measurement (30/10/10/5 per phase/10/5 away/5 per phase)
           --payload-bytes B   approximate size of each event's payload (100)
           --first-message B   idle: each client first sends one event of about B bytes, to
                               see what a connection keeps after a large message (0: none)
@@ -102,7 +110,7 @@ struct Options: Sendable {
           --ping-timeout MS   passed to sidecast (20000)
           --sidecast PATH     sidecast binary (the release build next to this one, else
                               .build/release/sidecast)
-          --redis-server PATH redis-server binary for cluster (redis-server)
+          --redis-server PATH redis-server binary for cluster and relay (redis-server)
           --host ADDR         loopback address sidecast listens on (127.0.0.1); anything
                               outside 127.0.0.0/8 is refused
           --threads N         sidecast's event loops, all on the sidecar core (1)
@@ -111,6 +119,8 @@ struct Options: Sendable {
           --load-core N       core this process runs on (1)
           --deflate           run sidecast with --per-message-deflate; clients offer it as
                               browsers do and inflate what they get (no value)
+          --redis-streams     cluster: the nodes share one Redis stream (sidecast's
+                              --redis-streams) instead of pub/sub (no value)
           --json FILE         also write the result as JSON
           -h, --help          this text
 
@@ -130,7 +140,7 @@ struct Options: Sendable {
                 continue
             }
             var name = String(argument.dropFirst(2))
-            if name == "deflate" {
+            if name == "deflate" || name == "redis-streams" {
                 values[name] = "true"
                 continue
             }
@@ -197,6 +207,7 @@ struct Options: Sendable {
         case "backends": backends = try int()
         case "json": json = value
         case "deflate": deflate = true
+        case "redis-streams": redisStreams = true
         default: throw .invalid("unknown option --\(name)")
         }
     }

@@ -37,6 +37,18 @@ enum JSONScan {
         }
     }
 
+    /// The last element of a packet's array when it is a string without escapes (the offset
+    /// recovery appends): the characters between the last two quotes before the final "]".
+    static func lastString(in buffer: ByteBuffer) -> String? {
+        buffer.withUnsafeReadableBytes { bytes in
+            guard bytes.count >= 3, bytes[bytes.count - 1] == UInt8(ascii: "]"), bytes[bytes.count - 2] == UInt8(ascii: "\"")
+            else { return nil }
+            let end = bytes.count - 2
+            guard let start = bytes[..<end].lastIndex(of: UInt8(ascii: "\"")) else { return nil }
+            return String(decoding: bytes[(start + 1)..<end], as: UTF8.self)
+        }
+    }
+
     static func string(named name: String, in buffer: ByteBuffer) -> String? {
         buffer.withUnsafeReadableBytes { bytes in
             guard let start = valueStart(of: name, in: bytes), start < bytes.count,

@@ -54,6 +54,8 @@ extension Scenario {
         case .chat: try ChatScenario.run(bench)
         case .bridge: try BridgeScenario.run(bench)
         case .cluster: try ClusterScenario.run(bench)
+        case .recovery: try RecoveryScenario.run(bench)
+        case .relay: try RelayScenario.run(bench)
         }
     }
 }

@@ -6,7 +6,9 @@ import NIOWebSocket
 
 /// What a client tells the load generator. Implemented by `Load`, on the load event loop.
 protocol ClientDelegate: AnyObject {
-    func clientConnected(_ client: SocketIOClientHandler, sid: String)
+    func clientConnected(_ client: SocketIOClientHandler, sid: String, pid: String?)
+    /// The CONNECT packet client `index` sends: "40", or with an auth object.
+    func connectPacket(for index: Int) -> String
     func clientReceivedEvent(_ client: SocketIOClientHandler, packet: ByteBuffer)
     /// Bytes of a text frame's payload as they came over the wire.
     func clientReceivedBytes(_ count: Int)
@@ -212,7 +214,7 @@ final class SocketIOClientHandler: ChannelInboundHandler {
         switch (type, state) {
         case (UInt8(ascii: "0"), .awaitingOpen):
             state = .awaitingConnect
-            send("40", context: context)
+            send(delegate.connectPacket(for: index), context: context)
         case (UInt8(ascii: "2"), _):
             send("3", context: context)
         case (UInt8(ascii: "4"), _):
@@ -228,11 +230,14 @@ final class SocketIOClientHandler: ChannelInboundHandler {
         let bytes = packet.readableBytesView
         guard bytes.count >= 2 else { return }
         switch (bytes[bytes.startIndex + 1], state) {
-        case (UInt8(ascii: "2"), .connected):
+        case (UInt8(ascii: "2"), .connected), (UInt8(ascii: "2"), .awaitingConnect):
+            // Before the CONNECT reply: the events a recovering client missed, replayed.
             delegate.clientReceivedEvent(self, packet: packet)
         case (UInt8(ascii: "0"), .awaitingConnect):
             state = .connected
-            delegate.clientConnected(self, sid: JSONScan.string(named: "sid", in: packet) ?? "")
+            delegate.clientConnected(
+                self, sid: JSONScan.string(named: "sid", in: packet) ?? "", pid: JSONScan.string(named: "pid", in: packet)
+            )
         case (UInt8(ascii: "4"), _):
             state = .closed
             delegate.clientFailed(index, reason: "CONNECT_ERROR \(String(buffer: packet))")

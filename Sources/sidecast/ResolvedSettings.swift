@@ -104,6 +104,13 @@ struct ResolvedSettings: Sendable {
         }
         configuration.authorizedNamespaces = Set(authorized)
         configuration.backendGrace = try seconds(.backendGrace, allowingZero: true)
+        let recoveryWindow = try integer(.recoveryWindow)
+        guard recoveryWindow >= 0 else {
+            throw invalid(.recoveryWindow, "must be 0 (recovery off) or more milliseconds", String(recoveryWindow))
+        }
+        configuration.recoveryWindow = .milliseconds(Int64(recoveryWindow))
+        configuration.recoverySkipAuthorization = try boolean(.recoverySkipAuthorization)
+        configuration.recoveryMaxPackets = try positiveInteger(.recoveryMaxPackets)
         let redis = try string(.redis)
         configuration.redisURL = redis.isEmpty ? nil : redis
         configuration.redisPrefix = try nonEmptyString(.redisPrefix)
@@ -132,6 +139,21 @@ struct ResolvedSettings: Sendable {
             throw invalid(.redisSubscriptionMode, "applies only with redis-sharded", subscriptionMode)
         }
         configuration.redisSubscriptionMode = mode
+        configuration.redisStreams = try boolean(.redisStreams)
+        if configuration.redisStreams && configuration.redisURL == nil {
+            throw invalid(.redisStreams, "needs redis, the one Redis server holding the stream", "true")
+        }
+        if configuration.redisStreams && configuration.redisSharded {
+            throw invalid(.redisStreams, "cannot be combined with redis-sharded", "true")
+        }
+        configuration.redisStreamName = try nonEmptyString(.redisStreamName)
+        configuration.redisStreamMaxLen = try positiveInteger(.redisStreamMaxLen)
+        configuration.redisStreamReadCount = try positiveInteger(.redisStreamReadCount)
+        configuration.redisSessionKeyPrefix = try nonEmptyString(.redisSessionKeyPrefix)
+        for setting in [Setting.redisStreamName, .redisStreamMaxLen, .redisStreamReadCount, .redisSessionKeyPrefix]
+        where !configuration.redisStreams && self[setting].value != setting.defaultValue {
+            throw invalid(setting, "applies only with redis-streams", self[setting].value.helpDescription)
+        }
         if !configuration.redisSentinels.isEmpty && configuration.redisMasterName.isEmpty {
             throw invalid(.redisMaster, "must name the master Sentinel monitors when redis-sentinel is set", "\"\"")
         }
@@ -143,6 +165,14 @@ struct ResolvedSettings: Sendable {
             throw invalid(.redisSentinelUsername, "needs redis-sentinel-password", self[.redisSentinelUsername].value.helpDescription)
         }
         configuration.requestsTimeout = .milliseconds(Int64(try positiveInteger(.requestsTimeout)))
+        configuration.relaySessions = try boolean(.relaySessions)
+        if configuration.relaySessions && configuration.redisURL == nil && configuration.redisSentinels.isEmpty
+            && configuration.redisClusterNodes.isEmpty {
+            throw invalid(.relaySessions, "needs redis, redis-sentinel or redis-cluster: the nodes relay over Redis", "true")
+        }
+        if configuration.relaySessions && configuration.redisStreams {
+            throw invalid(.relaySessions, "relays over pub/sub channels, not yet with redis-streams", "true")
+        }
         configuration.adminHost = try nonEmptyString(.adminHost)
         configuration.adminPort = try port(.adminPort)
         configuration.drainDelay = try seconds(.drainDelay, allowingZero: true)

@@ -29,6 +29,9 @@ enum Setting: String, CaseIterable, Sendable {
     case namespace
     case authorize
     case backendGrace = "backend-grace"
+    case recoveryWindow = "recovery-window"
+    case recoverySkipAuthorization = "recovery-skip-authorization"
+    case recoveryMaxPackets = "recovery-max-packets"
     case redis
     case redisPrefix = "redis-prefix"
     case redisSentinel = "redis-sentinel"
@@ -36,10 +39,16 @@ enum Setting: String, CaseIterable, Sendable {
     case redisCluster = "redis-cluster"
     case redisSharded = "redis-sharded"
     case redisSubscriptionMode = "redis-subscription-mode"
+    case redisStreams = "redis-streams"
+    case redisStreamName = "redis-stream-name"
+    case redisStreamMaxLen = "redis-stream-max-len"
+    case redisStreamReadCount = "redis-stream-read-count"
+    case redisSessionKeyPrefix = "redis-session-key-prefix"
     case redisPassword = "redis-password"
     case redisSentinelUsername = "redis-sentinel-username"
     case redisSentinelPassword = "redis-sentinel-password"
     case requestsTimeout = "requests-timeout"
+    case relaySessions = "relay-sessions"
     case adminHost = "admin-host"
     case adminPort = "admin-port"
     case drainDelay = "drain-delay"
@@ -68,14 +77,17 @@ enum Setting: String, CaseIterable, Sendable {
     var kind: Kind {
         switch self {
         case .host, .path, .tlsCert, .tlsKey, .tlsCA, .socket, .socketMode, .redis, .redisPrefix, .redisMaster, .redisPassword,
-            .redisSentinelUsername, .redisSentinelPassword, .redisSubscriptionMode, .adminHost, .logLevel, .logFormat, .parser:
+            .redisSentinelUsername, .redisSentinelPassword, .redisSubscriptionMode, .redisStreamName, .redisSessionKeyPrefix, .adminHost, .logLevel, .logFormat,
+            .parser:
             return .string
         case .port, .pingInterval, .pingTimeout, .connectTimeout, .maxPayload, .maxBuffered, .maxConnections,
-            .threads, .requestsTimeout, .adminPort:
+            .threads, .requestsTimeout, .adminPort, .redisStreamMaxLen, .redisStreamReadCount, .recoveryWindow,
+            .recoveryMaxPackets:
             return .integer
         case .backendGrace, .drainDelay, .drainTimeout:
             return .number
-        case .requireBackend, .redisSharded, .allowEIO3, .perMessageDeflate, .httpCompression:
+        case .requireBackend, .redisSharded, .redisStreams, .allowEIO3, .perMessageDeflate, .httpCompression,
+            .recoverySkipAuthorization, .relaySessions:
             return .boolean
         case .corsOrigin, .namespace, .authorize, .redisSentinel, .redisCluster:
             return .list
@@ -104,13 +116,21 @@ enum Setting: String, CaseIterable, Sendable {
         case .namespace: return .list(["/"])
         case .authorize: return .list([])
         case .backendGrace: return .number(10)
+        case .recoveryWindow: return .integer(0)
+        case .recoverySkipAuthorization: return .boolean(false)
+        case .recoveryMaxPackets: return .integer(100_000)
         case .redis: return .string("")
         case .redisPrefix: return .string("socket.io")
         case .redisSentinel: return .list([])
         case .redisMaster: return .string("")
         case .redisCluster: return .list([])
-        case .redisSharded: return .boolean(false)
+        case .redisSharded, .relaySessions: return .boolean(false)
         case .redisSubscriptionMode: return .string("dynamic")
+        case .redisStreams: return .boolean(false)
+        case .redisStreamName: return .string("socket.io")
+        case .redisStreamMaxLen: return .integer(10_000)
+        case .redisStreamReadCount: return .integer(100)
+        case .redisSessionKeyPrefix: return .string("sio:session:")
         case .redisPassword: return .string("")
         case .redisSentinelUsername: return .string("")
         case .redisSentinelPassword: return .string("")
@@ -162,6 +182,12 @@ enum Setting: String, CaseIterable, Sendable {
         case .authorize:
             return "Namespace whose clients always need a backend's authorization, refused while no authorizing backend is attached; repeatable."
         case .backendGrace: return "Seconds a backend group's messages wait for a backend to (re)attach."
+        case .recoveryWindow:
+            return "Milliseconds a dropped client may take to come back with its socket id, rooms and data and get the events it missed (connection state recovery, Node's maxDisconnectionDuration); 0 turns recovery off."
+        case .recoverySkipAuthorization:
+            return "A recovered client is not sent to the authorizing backend again (Node's skipMiddlewares)."
+        case .recoveryMaxPackets:
+            return "Events the node keeps for recovering clients, besides the recovery window; past it the oldest is dropped."
         case .redis:
             return "Redis URL shared by the cluster: redis://[user:password@]host:port[/db] or unix:///path. Empty runs a standalone node."
         case .redisPrefix: return "Prefix of the Redis channels, as the Socket.IO Redis adapter's key option."
@@ -174,13 +200,23 @@ enum Setting: String, CaseIterable, Sendable {
             return "Use Redis 7 sharded pub/sub (SPUBLISH/SSUBSCRIBE, the wire format of createShardedAdapter) with --redis-cluster or --redis."
         case .redisSubscriptionMode:
             return "With --redis-sharded: static (one channel per namespace), dynamic (plus one per public room) or dynamic-private (plus one per socket), as the Node adapter's subscriptionMode."
+        case .redisStreams:
+            return "Carry the cluster's messages through one Redis stream (XADD/XREAD, the wire format of @socket.io/redis-streams-adapter) on the --redis server, so a Redis outage loses nothing still in the stream."
+        case .redisStreamName: return "With --redis-streams: the stream's key, as the Node adapter's streamName."
+        case .redisStreamMaxLen:
+            return "With --redis-streams: about how many entries the stream keeps (XADD MAXLEN ~), as the Node adapter's maxLen."
+        case .redisStreamReadCount: return "With --redis-streams: entries fetched per XREAD, as the Node adapter's readCount."
+        case .redisSessionKeyPrefix:
+            return "With --redis-streams and --recovery-window: where dropped sockets' sessions are kept (<prefix><pid>), as the Node adapter's sessionKeyPrefix."
         case .redisPassword: return "Password of the Redis data nodes with --redis-sentinel or --redis-cluster."
         case .redisSentinelUsername:
             return "ACL user to log in to the sentinels as (with --redis-sentinel-password); empty uses the default user."
         case .redisSentinelPassword:
             return "Password of the sentinels themselves (their requirepass), with --redis-sentinel; the data nodes use --redis-password."
         case .requestsTimeout:
-            return "Milliseconds cluster requests (fetch, count, acks across nodes) wait for other nodes."
+            return "Milliseconds cluster requests (fetch, count, acks across nodes, and with --relay-sessions the owner's first answer to a relayed request) wait for other nodes."
+        case .relaySessions:
+            return "Relay each polling request and WebSocket upgrade of a session made by another sidecast node to that node over Redis, so the load balancer needs no sticky sessions; every node of the cluster must be a sidecast with it on. Needs a Redis setting (not yet --redis-streams)."
         case .adminHost: return "Address of the admin listener (/metrics, /healthz, /readyz)."
         case .adminPort: return "TCP port of the admin listener; 0 picks a free port."
         case .drainDelay:
@@ -201,18 +237,22 @@ enum Setting: String, CaseIterable, Sendable {
         case .path, .socket, .tlsCert, .tlsKey, .tlsCA: return "path"
         case .socketMode, .redisSubscriptionMode: return "mode"
         case .corsOrigin: return "origin"
-        case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout: return "ms"
+        case .pingInterval, .pingTimeout, .connectTimeout, .requestsTimeout, .recoveryWindow: return "ms"
         case .maxPayload, .maxBuffered: return "bytes"
-        case .maxConnections, .threads: return "count"
+        case .maxConnections, .threads, .recoveryMaxPackets: return "count"
         case .namespace, .authorize: return "namespace"
         case .backendGrace, .drainDelay, .drainTimeout: return "seconds"
         case .redis: return "url"
-        case .redisPrefix: return "prefix"
+        case .redisPrefix, .redisSessionKeyPrefix: return "prefix"
+        case .redisStreamName: return "key"
+        case .redisStreamMaxLen, .redisStreamReadCount: return "count"
         case .redisSentinel, .redisCluster: return "host:port"
         case .redisMaster: return "name"
         case .redisPassword, .redisSentinelPassword: return "password"
         case .redisSentinelUsername: return "user"
-        case .requireBackend, .redisSharded, .allowEIO3, .perMessageDeflate, .httpCompression: return "bool"
+        case .requireBackend, .redisSharded, .redisStreams, .allowEIO3, .perMessageDeflate, .httpCompression,
+            .recoverySkipAuthorization, .relaySessions:
+            return "bool"
         case .parser: return "parser"
         case .logLevel: return "level"
         case .logFormat: return "format"

@@ -55,13 +55,22 @@ struct SidecastCommand: AsyncParsableCommand {
     @Option(name: .customLong(Setting.namespace.rawValue), help: Setting.namespace.help) var namespaces: [String] = []
     @Option(name: .customLong(Setting.authorize.rawValue), help: Setting.authorize.help) var authorizedNamespaces: [String] = []
     @Option(parsing: .unconditional, help: Setting.backendGrace.help) var backendGrace: Double?
+    @Option(parsing: .unconditional, help: Setting.recoveryWindow.help) var recoveryWindow: Int?
+    @Flag(inversion: .prefixedNo, help: Setting.recoverySkipAuthorization.help) var recoverySkipAuthorization: Bool?
+    @Option(parsing: .unconditional, help: Setting.recoveryMaxPackets.help) var recoveryMaxPackets: Int?
     @Option(help: Setting.redis.help) var redis: String?
     @Option(help: Setting.redisPrefix.help) var redisPrefix: String?
     @Option(name: .customLong(Setting.redisSentinel.rawValue), help: Setting.redisSentinel.help) var redisSentinels: [String] = []
     @Option(help: Setting.redisMaster.help) var redisMaster: String?
     @Option(name: .customLong(Setting.redisCluster.rawValue), help: Setting.redisCluster.help) var redisClusterNodes: [String] = []
     @Flag(inversion: .prefixedNo, help: Setting.redisSharded.help) var redisSharded: Bool?
+    @Flag(inversion: .prefixedNo, help: Setting.relaySessions.help) var relaySessions: Bool?
     @Option(help: Setting.redisSubscriptionMode.help) var redisSubscriptionMode: String?
+    @Flag(inversion: .prefixedNo, help: Setting.redisStreams.help) var redisStreams: Bool?
+    @Option(help: Setting.redisStreamName.help) var redisStreamName: String?
+    @Option(parsing: .unconditional, help: Setting.redisStreamMaxLen.help) var redisStreamMaxLen: Int?
+    @Option(parsing: .unconditional, help: Setting.redisStreamReadCount.help) var redisStreamReadCount: Int?
+    @Option(help: Setting.redisSessionKeyPrefix.help) var redisSessionKeyPrefix: String?
     @Option(help: Setting.redisPassword.help) var redisPassword: String?
     @Option(help: Setting.redisSentinelUsername.help) var redisSentinelUsername: String?
     @Option(help: Setting.redisSentinelPassword.help) var redisSentinelPassword: String?
@@ -100,6 +109,9 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.namespace] = namespaces.isEmpty ? nil : .list(namespaces)
         values[.authorize] = authorizedNamespaces.isEmpty ? nil : .list(authorizedNamespaces)
         values[.backendGrace] = backendGrace.map(SettingValue.number)
+        values[.recoveryWindow] = recoveryWindow.map(SettingValue.integer)
+        values[.recoverySkipAuthorization] = recoverySkipAuthorization.map(SettingValue.boolean)
+        values[.recoveryMaxPackets] = recoveryMaxPackets.map(SettingValue.integer)
         values[.redis] = redis.map(SettingValue.string)
         values[.redisPrefix] = redisPrefix.map(SettingValue.string)
         values[.redisSentinel] = redisSentinels.isEmpty ? nil : .list(redisSentinels)
@@ -116,6 +128,12 @@ struct SidecastCommand: AsyncParsableCommand {
         values[.drainTimeout] = drainTimeout.map(SettingValue.number)
         values[.requireBackend] = requireBackend.map(SettingValue.boolean)
         values[.redisSharded] = redisSharded.map(SettingValue.boolean)
+        values[.relaySessions] = relaySessions.map(SettingValue.boolean)
+        values[.redisStreams] = redisStreams.map(SettingValue.boolean)
+        values[.redisStreamName] = redisStreamName.map(SettingValue.string)
+        values[.redisStreamMaxLen] = redisStreamMaxLen.map(SettingValue.integer)
+        values[.redisStreamReadCount] = redisStreamReadCount.map(SettingValue.integer)
+        values[.redisSessionKeyPrefix] = redisSessionKeyPrefix.map(SettingValue.string)
         values[.logLevel] = logLevel.map(SettingValue.string)
         values[.logFormat] = logFormat.map(SettingValue.string)
         return SettingLayer(source: .flag, values: values)

@@ -358,14 +358,56 @@ final class ClusterAdapterTests: XCTestCase {
         XCTAssertEqual(plain.transport.roomEvents, [])
     }
 
+    // MARK: Own requests applied on read-back (recovery on a Redis stream)
+
+    func testOwnRequestsReachLocalSocketsOnReadBackAndWorkWaitsForThoseBeforeIt() throws {
+        let a = try node("A", readsBack: true)
+        let id = try a.connect()
+        var ran: [String] = []
+        func note(_ what: String) { ran.append("\(what) after \((try? a.clients[id]?.events().count) ?? -1)") }
+        a.adapter.afterOwnRequests { note("idle") }
+        XCTAssertEqual(ran, ["idle after 0"], "nothing in flight: at once")
+        a.adapter.addSockets(BroadcastOptions(namespace: "/", rooms: [id]), rooms: ["r"])
+        a.adapter.broadcast(event("one"), options: BroadcastOptions(namespace: "/", rooms: ["r"]))
+        a.adapter.afterOwnRequests { note("first") }
+        a.adapter.broadcast(event("two"), options: BroadcastOptions(namespace: "/", rooms: ["r"]))
+        a.adapter.afterOwnRequests { note("second") }
+        XCTAssertEqual(a.server.socket(id: id, namespace: "/")?.rooms.contains("r"), false, "the join waits for its read-back")
+        XCTAssertEqual(try a.clients[id]?.events(), [])
+        XCTAssertEqual(ran.count, 1)
+        bus.deliverAll()
+        XCTAssertEqual(try a.clients[id]?.events(), ["42[\"one\"]", "42[\"two\"]"])
+        XCTAssertEqual(ran, ["idle after 0", "first after 1", "second after 2"])
+        // A local broadcast is never published: applied at once.
+        a.adapter.broadcast(event("here"), options: BroadcastOptions(namespace: "/", local: true))
+        XCTAssertEqual(try a.clients[id]?.events().last, "42[\"here\"]")
+    }
+
+    func testWorkWaitsNoLongerThanTheRequestsTimeoutForAReadBackThatNeverComes() throws {
+        let a = try node("A", readsBack: true)
+        _ = try a.connect()
+        bus.silence("A")
+        a.adapter.broadcast(event("lost"), options: BroadcastOptions(namespace: "/"))
+        var ran = false
+        a.adapter.afterOwnRequests { ran = true }
+        bus.deliverAll()
+        a.advance(by: .milliseconds(4_999))
+        XCTAssertFalse(ran)
+        a.advance(by: .milliseconds(1))
+        XCTAssertTrue(ran)
+        var next = false
+        a.adapter.afterOwnRequests { next = true }
+        XCTAssertTrue(next, "what never came back holds nothing up afterwards")
+    }
+
     // MARK: Helpers
 
     private func event(_ name: String) -> SocketIOPacket {
         SocketIOPacket(type: .event, namespace: "/", data: [.string(name)])
     }
 
-    private func node(_ uid: String, carriesAllRooms: Bool = false, followsRooms: Bool = false) throws -> FakeNode {
-        FakeNode(uid: uid, bus: bus, carriesAllRooms: carriesAllRooms, followsRooms: followsRooms)
+    private func node(_ uid: String, carriesAllRooms: Bool = false, followsRooms: Bool = false, readsBack: Bool = false) throws -> FakeNode {
+        FakeNode(uid: uid, bus: bus, carriesAllRooms: carriesAllRooms, followsRooms: followsRooms, readsBack: readsBack)
     }
 }
 
@@ -433,6 +475,9 @@ final class FakeTransport: ClusterTransport {
     let uid: String
     private let bus: FakeBus
     private(set) var roomEvents: [String] = []
+    /// As the streams transport with recovery on: this node's own broadcasts, joins, leaves
+    /// and disconnects come back to it over the bus, after what was sent before them.
+    var appliesOwnRequestsOnReadBack = false
 
     init(uid: String, bus: FakeBus, carriesAllRooms: Bool, followsRooms: Bool) {
         self.uid = uid
@@ -445,6 +490,16 @@ final class FakeTransport: ClusterTransport {
     func serve(namespace: String) {}
 
     func publish(_ request: ClusterRequest, namespace: String) {
+        if appliesOwnRequestsOnReadBack {
+            switch request {
+            case .broadcast(_, _, nil), .socketsJoin, .socketsLeave, .disconnectSockets:
+                bus.send(from: uid, to: uid, kind: "read-back") { [weak self] in
+                    self?.delegate?.transport(didReadBack: request, namespace: namespace)
+                }
+            case .broadcast, .fetchSockets, .allRooms, .serverSideEmit:
+                break
+            }
+        }
         for other in bus.transports.keys.sorted() where other != uid {
             bus.send(from: uid, to: other, kind: Self.kind(request)) { [bus, uid] in
                 bus.transports[other]?.delegate?.transport(didReceive: request, from: uid, namespace: namespace)
@@ -561,7 +616,7 @@ final class FakeNode {
     private(set) var clients: [String: FakeClient] = [:]
     private var answered: Set<String> = []
 
-    init(uid: String, bus: FakeBus, carriesAllRooms: Bool, followsRooms: Bool) {
+    init(uid: String, bus: FakeBus, carriesAllRooms: Bool, followsRooms: Bool, readsBack: Bool = false) {
         // Pings would close the silent test clients while a test moves time forward.
         engine = TestServer {
             $0.pingInterval = .seconds(3600)
@@ -573,6 +628,7 @@ final class FakeNode {
         server.sink = sink
         engine.server.delegate = server
         transport = FakeTransport(uid: uid, bus: bus, carriesAllRooms: carriesAllRooms, followsRooms: followsRooms)
+        transport.appliesOwnRequestsOnReadBack = readsBack
         adapter = ClusterAdapter(server: server, transport: transport, uid: uid, requestsTimeout: .seconds(5), logger: logger)
         adapter.delegate = delegate
         adapter.serve(namespace: "/")

@@ -36,9 +36,13 @@ final class IntegrationTests: XCTestCase {
         "test_origins",
         "test_ping_timeout",
         "test_protocol_doc",
+        "test_recovery",
         "test_redis_outage",
+        "test_relay",
         "test_rooms",
         "test_sharded",
+        "test_streams",
+        "test_streams_recovery",
         "test_threads",
         "test_tls",
         "test_transports",
@@ -64,6 +68,8 @@ final class IntegrationTests: XCTestCase {
     func testEmitter() async throws { try await check("test_emitter") }
     func testHA() async throws { try await check("test_ha") }
     func testSharded() async throws { try await check("test_sharded") }
+    func testStreams() async throws { try await check("test_streams") }
+    func testStreamsRecovery() async throws { try await check("test_streams_recovery") }
     func testLimits() async throws { try await check("test_limits") }
     func testMsgpackParser() async throws { try await check("test_msgpack_parser") }
     func testNamespaces() async throws { try await check("test_namespaces") }
@@ -72,7 +78,9 @@ final class IntegrationTests: XCTestCase {
     func testOrigins() async throws { try await check("test_origins") }
     func testPingTimeout() async throws { try await check("test_ping_timeout") }
     func testProtocolDocument() async throws { try await check("test_protocol_doc") }
+    func testRecovery() async throws { try await check("test_recovery") }
     func testRedisOutage() async throws { try await check("test_redis_outage") }
+    func testRelay() async throws { try await check("test_relay") }
     func testRooms() async throws { try await check("test_rooms") }
     func testThreads() async throws { try await check("test_threads") }
     func testTLS() async throws { try await check("test_tls") }

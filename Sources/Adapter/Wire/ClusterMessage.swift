@@ -125,7 +125,7 @@ public struct ClusterMessage: Sendable, Hashable {
     }
 
     /// `data` as Node builds it, members in Node's order; nil for messages without data.
-    private var data: JSONValue? {
+    var data: JSONValue? {
         var members: OrderedDictionary<String, JSONValue> = [:]
         switch body {
         case .initialHeartbeat, .heartbeat, .adapterClose:
@@ -172,7 +172,7 @@ public struct ClusterMessage: Sendable, Hashable {
     }
 
     /// The kinds Node checks for binary before choosing msgpack over JSON.
-    private var mayContainBinary: Bool {
+    var mayContainBinary: Bool {
         switch type {
         case .broadcast, .broadcastAck, .fetchSocketsResponse, .serverSideEmit, .serverSideEmitResponse: return true
         default: return false
@@ -191,6 +191,11 @@ public struct ClusterMessage: Sendable, Hashable {
         case nil, .null?: data = [:]
         default: throw .malformed("\"data\" is not an object")
         }
+        return ClusterMessage(uid: uid, namespace: namespace, body: try body(type, data: data))
+    }
+
+    /// The body of a message of `type` from its `data` members (empty for messages without).
+    static func body(_ type: ClusterMessageType, data: OrderedDictionary<String, JSONValue>) throws(RedisWireError) -> Body {
         let body: Body
         switch type {
         case .initialHeartbeat: body = .initialHeartbeat
@@ -232,7 +237,7 @@ public struct ClusterMessage: Sendable, Hashable {
         case .broadcastAck:
             body = .broadcastAck(requestId: try RedisWire.string(data, "requestId"), packet: data["packet"])
         }
-        return ClusterMessage(uid: uid, namespace: namespace, body: body)
+        return body
     }
 }
 

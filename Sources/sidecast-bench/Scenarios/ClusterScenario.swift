@@ -41,6 +41,7 @@ enum ClusterScenario {
             parameters: [
                 "clients": String(options.clients), "rate_per_s": describe(options.rate),
                 "duration_s": describe(options.duration), "payload_bytes": String(options.payloadBytes),
+                "redis": options.redisStreams ? "stream" : "pub/sub",
             ],
             figures: [
                 Figure("clients A+B", Double(options.clients)),

@@ -112,6 +112,23 @@ class BenchTests(unittest.TestCase):
         self.assertEqual(figures["missing remote"], 0)
         self.assertGreater(figures["remote p50"], 0)
 
+    def test_relay(self):
+        if not REDIS_SERVER:
+            raise unittest.SkipTest("redis-server is not installed")
+        figures, _ = self.scenario("relay", "--clients", "2", "--redis-server", REDIS_SERVER)
+        for phase in ("direct", "relayed"):
+            self.assertGreater(figures[f"{phase} requests/s"], 0)
+            self.assertGreater(figures[f"{phase} p50"], 0)
+        # Relayed requests are node B's work.
+        self.assertGreater(figures["relayed CPU B/request"], 0)
+
+    def test_recovery(self):
+        figures, _ = self.scenario("recovery", "--clients", "20", "--rate", "20")
+        self.assertEqual(figures["recovered"], 20, "every client got its sid back")
+        self.assertEqual(figures["events replayed"], 20 * 20, "each missed the 20 events sent while away")
+        self.assertEqual(figures["events missing"], 0)
+        self.assertGreater(figures["RSS away"], 0)
+
     def test_refuses_a_target_outside_loopback(self):
         done = self.run_bench("idle", "--host", "10.1.2.3")
         self.assertEqual(done.returncode, 2)

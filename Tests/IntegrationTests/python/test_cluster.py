@@ -17,9 +17,14 @@ REQUESTS_TIMEOUT_MS = 2000
 
 
 class ClusterTests(ClusterAssertions, unittest.TestCase):
+    def start_cluster_nodes(self):
+        """Three nodes on `self.redis`, once they hear one another: test_streams.py runs these
+        tests again over a Redis stream by overriding this."""
+        return start_nodes(self, self.redis, 3, "--requests-timeout", REQUESTS_TIMEOUT_MS)
+
     def setUp(self):
         self.redis = start_redis(self)
-        self.a, self.b, self.c = start_nodes(self, self.redis, 3, "--requests-timeout", REQUESTS_TIMEOUT_MS)
+        self.a, self.b, self.c = self.start_cluster_nodes()
         self.ba = self.a.backend(self)
         self.bb = self.b.backend(self)
         self.bc = self.c.backend(self)

@@ -202,6 +202,30 @@ class PrintConfigTests(ConfigTestCase):
         self.assert_rejected("--redis-sentinel", "10.0.0.5:26379", "--redis-master", "m", "--redis-sentinel-username", "u",
                              mentions=("--redis-sentinel-username", "needs redis-sentinel-password"))
 
+    def test_redis_streams_needs_one_redis_server_and_sane_bounds(self):
+        config = self.print_config("--redis", "redis://127.0.0.1", "--redis-streams", "--redis-stream-name", "chat",
+                                   "--redis-stream-max-len", 500, "--redis-stream-read-count", 10,
+                                   "--redis-session-key-prefix", "chat:session:")
+        self.assertEqual((config["redis-streams"], config["redis-stream-name"], config["redis-stream-max-len"],
+                          config["redis-stream-read-count"], config["redis-session-key-prefix"]),
+                         (True, "chat", 500, 10, "chat:session:"))
+        self.assertEqual(self.print_config()["redis-session-key-prefix"], "sio:session:")
+        self.assert_rejected("--redis", "redis://127.0.0.1", "--redis-session-key-prefix", "s:",
+                             mentions=("--redis-session-key-prefix", "only with redis-streams"))
+        self.assert_rejected("--redis-streams", mentions=("--redis-streams", "needs redis"))
+        self.assert_rejected("--redis-cluster", "10.0.0.5:6379", "--redis-streams", mentions=("--redis-streams", "needs redis"))
+        self.assert_rejected("--redis", "redis://127.0.0.1", "--redis-streams", "--redis-sharded",
+                             mentions=("--redis-streams", "cannot be combined with redis-sharded"))
+        self.assert_rejected("--redis", "redis://127.0.0.1", "--redis-stream-name", "chat",
+                             mentions=("--redis-stream-name", "only with redis-streams"))
+        self.assert_rejected("--redis", "redis://127.0.0.1", "--redis-streams", "--redis-stream-max-len", 0,
+                             mentions=("--redis-stream-max-len", "must be positive"))
+        self.assert_rejected(env={"SIDECAST_REDIS": "redis://127.0.0.1", "SIDECAST_REDIS_STREAMS": "true",
+                                  "SIDECAST_REDIS_STREAM_READ_COUNT": "-1"},
+                             mentions=("SIDECAST_REDIS_STREAM_READ_COUNT", "must be positive"))
+        self.assert_rejected("--redis", "redis://127.0.0.1", "--redis-streams", "--redis-stream-name", "",
+                             mentions=("--redis-stream-name",))
+
     def test_example_config_documents_every_key_and_is_valid(self):
         """examples/systemd/sidecast.toml stays in step with the flags: every key appears in
         it, set or commented out, and uncommenting all of them still gives a valid file."""

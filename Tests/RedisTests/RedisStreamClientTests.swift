@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import XCTest
+
+@testable import Redis
+
+/// ``RedisStreamClient`` against a real redis-server: where the reader starts, the order of
+/// appends, and how a lost connection or a restarted Redis is ridden out.
+final class RedisStreamClientTests: RedisIntegrationTestCase {
+    private var streamClients: [NIOLoopBound<RedisStreamClient>] = []
+
+    override func tearDownWithError() throws {
+        for client in self.streamClients {
+            try? self.loop.flatSubmit { client.value.shutdown() }.wait()
+        }
+        self.streamClients = []
+        try super.tearDownWithError()
+    }
+
+    /// A started client whose every entry read lands in the returned list, as "field=value".
+    private func makeStreamClient(
+        port: Int,
+        minBackoff: TimeAmount = .milliseconds(10)
+    ) throws -> (NIOLoopBound<RedisStreamClient>, NIOLoopBound<Entries>) {
+        let configuration = RedisClientConfiguration(
+            url: try RedisURL("redis://127.0.0.1:\(port)"), minBackoff: minBackoff, maxBackoff: minBackoff * 2,
+            connectTimeout: .seconds(2)
+        )
+        let loop = self.loop!
+        let logger = self.logs.logger
+        let (client, entries) = try loop.submit {
+            let client = try RedisStreamClient(
+                configuration: configuration, stream: RedisStreamConfiguration(name: "s", maxLength: 1000, readCount: 2),
+                eventLoop: loop, logger: logger
+            )
+            let entries = NIOLoopBound(Entries(), eventLoop: loop)
+            client.onEntry = { entry in
+                entries.value.read += entry.fields.sorted { $0.key < $1.key }.map { "\($0.key)=\(String(buffer: $0.value))" }
+            }
+            client.start()
+            return (NIOLoopBound(client, eventLoop: loop), entries)
+        }.wait()
+        self.streamClients.append(client)
+        return (client, entries)
+    }
+
+    final class Entries {
+        var read: [String] = []
+    }
+
+    private func append(_ client: NIOLoopBound<RedisStreamClient>, _ values: String...) throws {
+        try self.loop.submit {
+            for value in values { client.value.append([("v", ByteBuffer(string: value))]) }
+        }.wait()
+    }
+
+    private func read(_ entries: NIOLoopBound<Entries>) throws -> [String] {
+        try self.loop.submit { entries.value.read }.wait()
+    }
+
+    private func connected(_ client: NIOLoopBound<RedisStreamClient>) throws -> Bool {
+        try self.loop.submit { client.value.isConnected }.wait()
+    }
+
+    func testReadsWhatIsAppendedAfterItStartsInOrder() throws {
+        let server = try self.makeServer()
+        try server.cli("XADD", "s", "*", "v", "before")
+        let (client, entries) = try self.makeStreamClient(port: server.port)
+        // Appended before the links are up: they wait for the reader's start, then go in order.
+        try self.append(client, "1", "2", "3", "4", "5")
+        try eventually { try self.read(entries).count == 5 }
+        XCTAssertEqual(try self.read(entries), ["v=1", "v=2", "v=3", "v=4", "v=5"], "read in batches of readCount, after the start")
+        XCTAssertEqual(try server.cli("XLEN", "s"), "6")
+        XCTAssertTrue(try self.connected(client))
+        try server.cli("XADD", "s", "*", "v", "from-cli")
+        try eventually { try self.read(entries).last == "v=from-cli" }
+    }
+
+    func testTheReaderResumesAfterTheLastIDItRead() throws {
+        let server = try self.makeServer(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"])
+        // A backoff long enough that entries appended right after the restart precede the reconnect.
+        let (client, entries) = try self.makeStreamClient(port: server.port, minBackoff: .milliseconds(800))
+        try self.append(client, "1")
+        try eventually { try self.read(entries) == ["v=1"] }
+
+        server.kill()
+        try eventually { try !self.connected(client) }
+        try self.append(client, "a", "b")  // kept while Redis is away
+        try server.start()
+        // Redis kept the stream on disk: a reader starting over, or from "$", would differ.
+        try server.cli("XADD", "s", "*", "v", "2")
+        try server.cli("XADD", "s", "*", "v", "3")
+        try eventually { try self.read(entries).count == 5 }
+        XCTAssertEqual(try self.read(entries), ["v=1", "v=2", "v=3", "v=a", "v=b"], "nothing twice, nothing lost, in stream order")
+        XCTAssertEqual(try server.cli("XLEN", "s"), "5")
+    }
+
+    func testAKeyOfAnotherTypeIsReportedAndLeftAlone() throws {
+        let server = try self.makeServer()
+        try server.cli("SET", "s", "not a stream")
+        let (client, _) = try self.makeStreamClient(port: server.port)
+        eventually { self.logs.lines.contains { "\($0.metadata["error"] ?? "")".contains("WRONGTYPE") } }
+        XCTAssertFalse(try self.connected(client), "not usable while the key is no stream")
+        XCTAssertEqual(try server.cli("GET", "s"), "not a stream")
+        // Once the key is gone, the client comes up on its own.
+        try server.cli("DEL", "s")
+        try eventually { try self.connected(client) }
+    }
+}
