@@ -17,6 +17,7 @@ import websocket
 
 from harness import TIMEOUT, RawSocketIO, SidecastTestCase, eio_url, wait_until
 from test_ops import metric, scrape, start_node
+from test_recovery import WINDOW, RawClient
 
 THREADS = 4
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -198,6 +199,37 @@ class BackendsOverLoopsTests(ThreadsTestCase):
         self.assertTrue(backends[1].request({"type": "join", "sid": sids[0], "nsp": "/", "rooms": ["r"]})["ok"])
         backends[2].emit("in-r", 1, to=["r"])
         self.assertEqual(clients[0].recv_skipping_pings(), '42["in-r",1]')
+
+
+class RecoveredSocketOnAnotherShardTests(unittest.TestCase):
+    def test_emits_to_a_recovered_socket_reach_it_on_the_shard_that_restored_it(self):
+        # A recovering client comes back on a new connection, which the acceptor gives the
+        # next loop: restored there, its socket lives on another shard than its id names, and
+        # an emit to its id must go to that shard. Two reconnects in a row land on two loops,
+        # so at least one is not the id's own.
+        node = start_node(self, "--threads", THREADS, "--recovery-window", WINDOW)
+        backend = node.backend(self)
+        client = RawClient(node)
+        self.addCleanup(client.ws.close)
+        client.connect()
+        sid = client.sid
+        backend.expect_connect(sid=sid)
+        backend.emit("e", 0, to=[sid])
+        self.assertEqual(client.read_event()[:2], ["e", 0])
+        for round in range(1, 3):
+            client.drop()
+            backend.expect("disconnect", sid=sid)
+            old, client = client, RawClient(node)
+            self.addCleanup(client.ws.close)
+            client.pid, client.offset = old.pid, old.offset
+            client.recover()
+            _, reply = client.read_until_connect()
+            self.assertEqual(reply["sid"], sid)
+            backend.expect_connect(sid=sid, recovered=True)
+            for n in range(10):
+                backend.emit("e", round * 100 + n, **({"to": [sid]} if n % 2 else {}))
+            received = [client.read_event()[1] for _ in range(10)]
+            self.assertEqual(received, [round * 100 + n for n in range(10)], f"round {round}")
 
 class BroadcastOverShardsTests(unittest.TestCase):
     def test_clients_spread_over_every_shard_and_a_broadcast_reaches_each_once(self):
