@@ -21,17 +21,44 @@ public final class NodeShards {
     /// Per namespace, how many shards hold each room, for the rooms a transport follows; kept
     /// only on a node of several shards, where no single server knows.
     private var roomHolders: [String: [String: Int]] = [:]
+    /// Per shard, the rooms named like a socket id that have members there (other than the
+    /// sockets' own-id rooms), by namespace, as the shards report them: an emit to a socket id
+    /// also goes to these.
+    private var socketNamedRooms: [[String: Set<String>]]
+    /// Per shard, the operations handed to it that may add sockets to rooms and have not
+    /// come back: the rooms they make are not reported yet, so an emit to a socket id goes
+    /// to that shard too while any is out.
+    private var operationsOut: [Int]
     /// Dropped sockets' sessions and the packets they may miss, with recovery on.
     private var store: SessionStore?
     /// Restored sockets living on another shard than their id names (their client came back
     /// through a connection another loop accepted): socket id → the shard that has it.
     private var relocated: [String: Int] = [:]
 
-    /// `servers`, each bound to its own loop; the first is on the home loop.
+    /// `servers`, each bound to its own loop; the first is on the home loop. Call on the home
+    /// loop.
     public init(servers: [NIOLoopBound<SocketIOServer>]) {
         precondition(!servers.isEmpty, "a node has at least one shard")
         self.servers = servers
         self.eventLoop = servers[0].eventLoop
+        self.socketNamedRooms = Array(repeating: [:], count: servers.count)
+        self.operationsOut = Array(repeating: 0, count: servers.count)
+        guard servers.count > 1 else { return }
+        let shards = NIOLoopBound(self, eventLoop: eventLoop)
+        let home = eventLoop
+        for (index, server) in servers.enumerated() {
+            let onHome = server.eventLoop === home
+            let follow: @Sendable () -> Void = {
+                server.value.onSocketNamedRoomChange = { namespace, room, exists in
+                    if onHome {
+                        shards.value.socketNamedRoomChanged(room, namespace: namespace, exists: exists, shard: index)
+                    } else {
+                        home.execute { shards.value.socketNamedRoomChanged(room, namespace: namespace, exists: exists, shard: index) }
+                    }
+                }
+            }
+            if onHome { follow() } else { server.eventLoop.execute(follow) }
+        }
     }
 
     /// A node of one shard. Call on the server's loop.
@@ -56,7 +83,12 @@ public final class NodeShards {
         let index = servers.count == 1 ? 0 : shardIndex(owning: socketID)
         let server = servers[index]
         guard server.eventLoop !== eventLoop else { return completion(work(server.value)) }
-        let done = NIOLoopBound(completion, eventLoop: eventLoop)
+        // The work may join the socket to rooms: counted out until its answer is back.
+        operationsOut[index] += 1
+        let done = NIOLoopBound({ [self] (result: Value) in
+            operationsOut[index] -= 1
+            completion(result)
+        }, eventLoop: eventLoop)
         let home = eventLoop
         server.eventLoop.execute {
             let result = work(server.value)
@@ -110,13 +142,68 @@ public final class NodeShards {
     /// whoever sent it (a backend, another node): the one place where the session store
     /// numbers the packets it keeps, in the order every shard then receives them. A new way
     /// to deliver such a packet (to one shard only, say) must keep it here first.
+    ///
+    /// An emit whose every room is a socket id (`to` one socket, or a few) goes to the shards
+    /// that have those sockets, and to the others only where a room of such a name exists or
+    /// may just have been made; any other broadcast goes to every shard. Whatever shards an
+    /// emit goes to, it is handed to each in the order issued, after every earlier one: two
+    /// emits to one socket arrive in order, however each was routed.
     func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
         let packet = store?.keep(packet, options: options) ?? packet
-        forEach { $0.broadcast(packet, options: options) }
+        guard servers.count > 1, let targets = shards(reaching: options) else {
+            return forEach { $0.broadcast(packet, options: options) }
+        }
+        for (index, server) in servers.enumerated() where targets[index] {
+            if server.eventLoop === eventLoop {
+                server.value.broadcast(packet, options: options)
+            } else {
+                server.eventLoop.execute { server.value.broadcast(packet, options: options) }
+            }
+        }
     }
 
+    /// The shards a broadcast whose every room names a socket may reach, or nil when a room
+    /// does not look like a socket id of this node.
+    private func shards(reaching options: BroadcastOptions) -> [Bool]? {
+        guard !options.rooms.isEmpty else { return nil }
+        var targets = operationsOut.map { $0 > 0 }
+        for room in options.rooms {
+            guard room.utf8.count == RandomID.socketIDLength, LoopShard.index(of: room, count: servers.count) != nil else { return nil }
+            // The shard its id names, or the one a recovered socket was restored on.
+            targets[shardIndex(owning: room)] = true
+        }
+        for (index, rooms) in socketNamedRooms.enumerated() where !targets[index] {
+            if let named = rooms[options.namespace], !named.isDisjoint(with: options.rooms) { targets[index] = true }
+        }
+        return targets
+    }
+
+    fileprivate func socketNamedRoomChanged(_ room: String, namespace: String, exists: Bool, shard: Int) {
+        if exists {
+            socketNamedRooms[shard][namespace, default: []].insert(room)
+        } else {
+            socketNamedRooms[shard][namespace]?.remove(room)
+            if socketNamedRooms[shard][namespace]?.isEmpty == true { socketNamedRooms[shard][namespace] = nil }
+        }
+    }
+
+    /// Joins matching sockets to `rooms` on every shard; each shard's part counts as out until
+    /// it has run (see `operationsOut`).
     func addSockets(_ options: BroadcastOptions, rooms: [String]) {
-        forEach { $0.addSockets(options, rooms: rooms) }
+        guard servers.count > 1 else { return home.addSockets(options, rooms: rooms) }
+        let shards = NIOLoopBound(self, eventLoop: eventLoop)
+        let home = eventLoop
+        for (index, server) in servers.enumerated() {
+            if server.eventLoop === home {
+                server.value.addSockets(options, rooms: rooms)
+            } else {
+                operationsOut[index] += 1
+                server.eventLoop.execute {
+                    server.value.addSockets(options, rooms: rooms)
+                    home.execute { shards.value.operationsOut[index] -= 1 }
+                }
+            }
+        }
     }
 
     func removeSockets(_ options: BroadcastOptions, rooms: [String]) {

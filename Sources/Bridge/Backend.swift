@@ -2,13 +2,20 @@ import NIOCore
 import SidecastJSON
 import SocketIO
 
-/// One attached backend connection, after its `hello`. Confined to the bridge's event loop.
+/// One attached backend connection, after its `hello`. Confined to the bridge's event loop;
+/// its connection may be on another of the node's loops (``BackendChannelHandler``).
 final class Backend {
     let id: Int
     let group: String
     let namespaces: Set<String>
     let authorizes: Bool
     private let channel: Channel
+    /// The bridge's loop, where this object lives.
+    private let eventLoop: EventLoop
+    /// Whether the connection is on another loop than the bridge's: its lines then wait in
+    /// `outbox` and cross to its loop together, once per round of the bridge's loop.
+    private let isElsewhere: Bool
+    private var outbox: [ByteBuffer] = []
     /// Authorization requests (by `req`) this backend was asked and has not answered.
     var pendingAuthorizations: Set<Int> = []
     /// Sockets whose clients stopped being read because this backend fell behind, by id.
@@ -21,12 +28,15 @@ final class Backend {
     /// A flush is queued for the end of the event loop's current round.
     private var isFlushScheduled = false
 
-    init(id: Int, hello: BackendCommand.Hello, channel: Channel) {
+    /// A backend on `channel`, for a bridge on `eventLoop` (by default the channel's).
+    init(id: Int, hello: BackendCommand.Hello, channel: Channel, eventLoop: EventLoop? = nil) {
         self.id = id
         self.group = hello.group
         self.namespaces = Set(hello.namespaces)
         self.authorizes = hello.authorize
         self.channel = channel
+        self.eventLoop = eventLoop ?? channel.eventLoop
+        self.isElsewhere = self.eventLoop !== channel.eventLoop
     }
 
     /// Writes one message as an NDJSON line.
@@ -41,11 +51,15 @@ final class Backend {
     /// round's reads are handled, without waiting for anything.
     func send(line: ByteBuffer) {
         guard isAttached else { return }
-        channel.write(line, promise: nil)
+        if isElsewhere {
+            outbox.append(line)
+        } else {
+            channel.write(line, promise: nil)
+        }
         hasUnflushedLines = true
         guard !isReadingBatch, !isFlushScheduled else { return }
         isFlushScheduled = true
-        channel.eventLoop.assumeIsolated().execute { [self] in
+        eventLoop.assumeIsolated().execute { [self] in
             isFlushScheduled = false
             flushLines()
         }
@@ -54,7 +68,13 @@ final class Backend {
     private func flushLines() {
         guard hasUnflushedLines else { return }
         hasUnflushedLines = false
-        channel.flush()
+        guard isElsewhere else { return channel.flush() }
+        let (lines, channel) = (outbox, self.channel)
+        outbox.removeAll(keepingCapacity: true)
+        channel.eventLoop.execute {
+            for line in lines { channel.write(line, promise: nil) }
+            channel.flush()
+        }
     }
 
     /// The handler starts carrying out lines of one read; replies wait for `endReadBatch()`.
@@ -72,9 +92,19 @@ final class Backend {
     func sendAndClose(_ message: JSONValue) {
         guard isAttached else { return }
         isAttached = false
+        hasUnflushedLines = false
         let channel = self.channel
-        channel.writeAndFlush(Self.line(message, allocator: channel.allocator)).whenComplete { _ in
-            channel.close(promise: nil)
+        let (queued, last) = (outbox, Self.line(message, allocator: channel.allocator))
+        outbox.removeAll()
+        // On the connection's loop, what is queued goes first, in the same hand-off.
+        let writeAndClose: @Sendable () -> Void = {
+            for line in queued { channel.write(line, promise: nil) }
+            channel.writeAndFlush(last).whenComplete { _ in channel.close(promise: nil) }
+        }
+        if isElsewhere {
+            channel.eventLoop.execute(writeAndClose)
+        } else {
+            writeAndClose()
         }
     }
 

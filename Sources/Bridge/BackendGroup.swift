@@ -7,7 +7,10 @@ import SocketIO
 
 /// A message a group owes its backends, queued in order while the group has none.
 enum GroupItem {
-    case connect(BridgeSocket)
+    /// A socket connected; `line` is its `connect` line, made once for every group (on the
+    /// socket's own loop for a socket of another shard). A group in grace queues the item
+    /// without it and makes the line when it sends it: the socket's `data` may change meanwhile.
+    case connect(BridgeSocket, line: ByteBuffer?)
     /// An `event` line, encoded once for every group.
     case event(BridgeSocket, ByteBuffer)
     case disconnect(BridgeSocket, ByteBuffer)
@@ -88,7 +91,11 @@ final class BackendGroup {
             drop(1, because: "grace queue full", counting: overflowDrops)
             return
         }
-        queue.append(item)
+        if case .connect(let socket, _) = item {
+            queue.append(.connect(socket, line: nil))
+        } else {
+            queue.append(item)
+        }
         queueGauge.record(queue.count)
     }
 
@@ -109,10 +116,14 @@ final class BackendGroup {
 
     private func route(_ item: GroupItem) {
         switch item {
-        case .connect(let socket):
+        case .connect(let socket, let line):
             guard let backend = pick(socket.namespaceName) else { return drop(1, because: "no backend serves the namespace", counting: unservedDrops) }
             members[socket.id] = backend
-            backend.send(socket.connectMessage(resumed: false))
+            if let line {
+                backend.send(line: line)
+            } else {
+                backend.send(socket.connectMessage(resumed: false))
+            }
         case .event(let socket, let line):
             guard let backend = backend(for: socket) else { return drop(1, because: "no backend serves the namespace", counting: unservedDrops) }
             backend.send(line: line, from: socket)

@@ -10,7 +10,8 @@ import SocketIO
 ///
 /// Client activity flows to backends as `connect`/`event`/`disconnect` lines, one copy per
 /// group; backend commands flow to clients through the adapter, so they reach every node of a
-/// cluster. Confined to the home shard's event loop.
+/// cluster. Confined to the home shard's event loop; a backend's connection may be on any loop,
+/// which parses its lines and hands them here (``BackendChannelHandler``).
 ///
 /// On a node of several loops, the clients of the other shards reach the bridge through their
 /// shard's ``ShardSink`` (a socket's connect, events and disconnect arrive in the order its
@@ -77,14 +78,15 @@ public final class Bridge {
         }
     }
 
-    /// Adds the NDJSON framing and the backend handler to an accepted Unix-socket channel.
-    /// Call on the event loop, inside the bootstrap's child channel initializer.
-    public func configureBackendChannel(_ channel: Channel) throws {
-        let handlers: [ChannelHandler] = [
-            ByteToMessageHandler(NDJSONFrameDecoder(maxLineLength: configuration.maxLineLength)),
-            BackendChannelHandler(bridge: self),
-        ]
-        try channel.pipeline.syncOperations.addHandlers(handlers)
+    /// Sets up accepted backend connections, on any of the node's loops. Call on the bridge's
+    /// loop; the value may be used on any.
+    public var backendChannels: BackendChannels {
+        BackendChannels(
+            bridge: NIOLoopBound(self, eventLoop: eventLoop),
+            helloTimeout: configuration.helloTimeout,
+            maxLineLength: configuration.maxLineLength,
+            logger: logger
+        )
     }
 
     /// Number of attached backends, over all groups.
@@ -111,9 +113,42 @@ public final class Bridge {
 
     // MARK: Backends attaching and leaving
 
+    /// Carries out what one read from a backend's connection said: its hello attaches it, its
+    /// commands run in the order sent with their replies flushed together, and `closed`
+    /// detaches it. `slot` holds the connection's backend from its hello on.
+    func receive(_ lines: [BackendLine], closed: Bool, backend slot: NIOLoopBoundBox<Backend?>, channel: Channel) {
+        var reading: Backend?
+        /// The attached backend, its read batch begun at its first command.
+        func attached() -> Backend? {
+            guard let backend = slot.value else { return nil }
+            if reading == nil {
+                backend.beginReadBatch()
+                reading = backend
+            }
+            return backend
+        }
+        for line in lines {
+            switch line {
+            case .hello(let hello):
+                slot.value = attach(hello, channel: channel)
+            case .request(let request):
+                if let backend = attached() { handle(request, from: backend) }
+            case .failed(let error):
+                if let backend = attached() { report(error.error, id: error.id, line: error.line, to: backend) }
+            case .tooLong(let bytes):
+                attached()?.send(BackendMessage.error(.tooLarge(bytes, limit: configuration.maxLineLength), line: ""))
+            }
+        }
+        reading?.endReadBatch()
+        if closed, let backend = slot.value {
+            slot.value = nil
+            detach(backend)
+        }
+    }
+
     func attach(_ hello: BackendCommand.Hello, channel: Channel) -> Backend {
         nextBackendID += 1
-        let backend = Backend(id: nextBackendID, hello: hello, channel: channel)
+        let backend = Backend(id: nextBackendID, hello: hello, channel: channel, eventLoop: eventLoop)
         backend.send(BackendMessage.welcome(node: configuration.nodeID))
         let group: BackendGroup
         if let existing = groups[hello.group] {
@@ -540,7 +575,11 @@ extension Bridge: SocketEventSink {
     }
 
     public func socketDidConnect(_ socket: SocketIOSocket) {
-        forEachGroup(serving: socket.namespace.name) { $0.deliver(.connect(socket)) }
+        var line: ByteBuffer?
+        forEachGroup(serving: socket.namespace.name) { group in
+            if line == nil { line = Backend.line(socket.connectMessage(resumed: false), allocator: ByteBufferAllocator()) }
+            group.deliver(.connect(socket, line: line))
+        }
     }
 
     public func socket(_ socket: SocketIOSocket, didReceive event: SocketIOEvent) {
@@ -605,10 +644,11 @@ extension Bridge {
         }
     }
 
-    func remoteSocketDidConnect(_ snapshot: RemoteSocketSnapshot, socket: NIOLoopBound<SocketIOSocket>) {
+    /// A socket of another shard connected; `line` is its `connect` line, made on its loop.
+    func remoteSocketDidConnect(_ snapshot: RemoteSocketSnapshot, socket: NIOLoopBound<SocketIOSocket>, line: ByteBuffer) {
         let remote = RemoteSocket(snapshot: snapshot, socket: socket)
         remoteSockets[snapshot.id] = remote
-        forEachGroup(serving: snapshot.namespace) { $0.deliver(.connect(remote)) }
+        forEachGroup(serving: snapshot.namespace) { $0.deliver(.connect(remote, line: line)) }
     }
 
     func remoteSocket(_ id: String, namespace nsp: String, didReceiveEvent event: String, line: ByteBuffer) {

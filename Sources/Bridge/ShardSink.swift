@@ -38,11 +38,14 @@ public final class ShardSink: SocketEventSink {
         bridge.eventLoop.execute { bridge.value.authorizationAbandoned(socketID: socketID, namespace: namespace) }
     }
 
+    /// The `connect` line is made here, on the shard's loop: taking the handshake apart is most
+    /// of what a new client costs the bridge's loop.
     public func socketDidConnect(_ socket: SocketIOSocket) {
         let bridge = self.bridge
         let snapshot = RemoteSocketSnapshot(socket)
         let handle = NIOLoopBound(socket, eventLoop: loop)
-        bridge.eventLoop.execute { bridge.value.remoteSocketDidConnect(snapshot, socket: handle) }
+        let line = Backend.line(socket.connectMessage(resumed: false), allocator: ByteBufferAllocator())
+        bridge.eventLoop.execute { bridge.value.remoteSocketDidConnect(snapshot, socket: handle, line: line) }
     }
 
     /// The event's line is written here, on the shard's loop, from the tree it was parsed

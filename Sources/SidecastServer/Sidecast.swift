@@ -133,9 +133,12 @@ public struct Sidecast: Service {
         // Which listener is being registered, for the error.
         var starting = sockets.backends
         do {
-            // Backends are served on the home loop, where the bridge is.
-            backends = try await parts.register(sockets.backends, group: loop, logger: logger) { channel in
-                try runtime.value.bridge.configureBackendChannel(channel)
+            // Backend connections go to the loops in turn, as clients do (NIO's group hands out
+            // its loops round-robin; `ServerBootstrap` takes no other kind of group): each parses
+            // its lines on its own loop and hands them to the bridge on the home loop.
+            let backendChannels = try await loop.submit { runtime.value.bridge.backendChannels }.get()
+            backends = try await parts.register(sockets.backends, group: loop, childGroup: group, logger: logger) { channel in
+                try backendChannels.configure(channel)
             }
             starting = sockets.clients
             // NIO keeps each connection's receive buffer between reads, for good, at the largest

@@ -50,19 +50,23 @@ public final class Namespace {
 
     /// Adds a socket to a room other than its own-id room.
     func add(_ socketID: String, to room: String) {
-        let created = sharedRooms[room] == nil && owner(of: room) == nil
+        let isNew = sharedRooms[room] == nil
+        let created = isNew && owner(of: room) == nil
         sharedRooms[room, default: []].insert(socketID)
         if created { onRoomChange?(room, true) }
+        // Members besides its owner, whether the owner is here or not.
+        if isNew { server.roomChanged(room, in: name, exists: true) }
     }
 
     func remove(_ socketID: String, from room: String) {
         guard var members = sharedRooms.removeValue(forKey: room) else { return }
         members.remove(socketID)
-        if !members.isEmpty {
+        guard members.isEmpty else {
             sharedRooms[room] = members
-        } else if owner(of: room) == nil {
-            onRoomChange?(room, false)
+            return
         }
+        if owner(of: room) == nil { onRoomChange?(room, false) }
+        server.roomChanged(room, in: name, exists: false)
     }
 
     /// `socket` entered or left its own-id room (its flag already says which).

@@ -12,7 +12,7 @@ public struct SocketHandshake: Sendable {
     public var issued: Int64
     public var secure: Bool
 
-    init(_ handshake: EngineIOHandshake) {
+    public init(_ handshake: EngineIOHandshake) {
         var headers: [String: String] = [:]
         for (name, value) in handshake.headers {
             let key = name.lowercased()

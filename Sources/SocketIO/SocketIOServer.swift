@@ -21,6 +21,12 @@ public final class SocketIOServer {
     public private(set) var droppedVolatilePackets = 0
     /// Clients disconnected because they were over `maxBufferedBytes`.
     public private(set) var slowClientDisconnects = 0
+    /// Set on a node of several shards: told when a room named like a socket id gets its first
+    /// member here besides the socket itself (`true`) or loses its last such member. An emit
+    /// to a socket id goes to the shard that has that socket, and to the other shards only
+    /// where such a room exists (Node lets a socket join a room named after another socket);
+    /// this keeps the list.
+    public var onSocketNamedRoomChange: ((_ namespace: String, _ room: String, _ exists: Bool) -> Void)?
     private let encoder = SocketIOPacketEncoder()
     let metrics = SocketIOMetrics()
 
@@ -36,6 +42,14 @@ public final class SocketIOServer {
         let created = Namespace(name: name, server: self)
         namespaces[name] = created
         return created
+    }
+
+    /// A room of `namespace` got its first member besides its owner, or lost its last.
+    func roomChanged(_ room: String, in namespace: String, exists: Bool) {
+        guard let report = onSocketNamedRoomChange, room.utf8.count == RandomID.socketIDLength,
+            LoopShard.index(of: room, count: configuration.shard.count) != nil
+        else { return }
+        report(namespace, room, exists)
     }
 
     /// The connected socket with this id in namespace `nsp`, if it is on this node.

@@ -8,9 +8,32 @@ struct Sidecar {
     let host: String
     let port: Int
     let socketPath: String
+    /// The admin listener's port, on 127.0.0.1, for builds that have one.
+    let adminPort: Int?
 
     func sample() throws -> ProcessSample {
         try ProcessSampler.sample(pid: process.pid)
+    }
+
+    /// Connected clients per shard as sidecast's /metrics counts them
+    /// (`sidecast_connected_clients{shard=...}`, summed over transports), in shard order; nil for a
+    /// build without an admin listener or a shard label (one loop).
+    func clientsPerShard() throws -> [Double]? {
+        guard let adminPort else { return nil }
+        let text = try Network.get(host: "127.0.0.1", port: adminPort, path: "/metrics")
+        var shards: [Int: Double] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix("sidecast_connected_clients{") {
+            guard let open = line.firstIndex(of: "{"), let close = line.lastIndex(of: "}"),
+                let value = Double(line[line.index(after: close)...].trimmingCharacters(in: .whitespaces))
+            else { continue }
+            let labels = line[line.index(after: open)..<close].split(separator: ",")
+            guard let shard = labels.first(where: { $0.hasPrefix("shard=") }),
+                let index = Int(shard.dropFirst("shard=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\"")))
+            else { continue }
+            shards[index, default: 0] += value
+        }
+        guard !shards.isEmpty else { return nil }
+        return (0...(shards.keys.max() ?? 0)).map { shards[$0] ?? 0 }
     }
 }
 
@@ -81,7 +104,11 @@ final class Bench {
         }
         // Builds with an admin (metrics) listener default it to a fixed port, which a second
         // node on this machine could not bind.
-        if try sidecastAccepts("--admin-port") { arguments += ["--admin-port", "0"] }
+        var adminPort: Int?
+        if try sidecastAccepts("--admin-port") {
+            adminPort = try Network.freePort(host: "127.0.0.1")
+            arguments += ["--admin-port", String(adminPort!)]
+        }
         // Builds with several event loops default to one per CPU: ask for the number measured.
         if try sidecastAccepts("--threads") {
             arguments += ["--threads", String(options.threads)]
@@ -103,7 +130,7 @@ final class Bench {
         )
         children.append(process)
         try process.waitUntilListening(host: host, port: port, socketFile: socketPath)
-        return Sidecar(process: process, host: host, port: port, socketPath: socketPath)
+        return Sidecar(process: process, host: host, port: port, socketPath: socketPath, adminPort: adminPort)
     }
 
     /// Starts a throwaway redis-server (no persistence) on the sidecar core.

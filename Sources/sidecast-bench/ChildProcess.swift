@@ -93,6 +93,36 @@ enum Network {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
+    /// The body of an HTTP/1.0 GET of `path`, read to the end of the connection.
+    static func get(host: String, port: Int, path: String) throws -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw BenchError("socket() failed: errno \(errno)") }
+        defer { close(fd) }
+        var address = inetAddress(host: host, port: port)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+        guard connected else { throw BenchError("cannot connect to \(host):\(port): errno \(errno)") }
+        let request = Array("GET \(path) HTTP/1.0\r\nHost: \(host)\r\n\r\n".utf8)
+        guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == request.count else {
+            throw BenchError("cannot send to \(host):\(port): errno \(errno)")
+        }
+        var response: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { break }
+            response += chunk[..<count]
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        guard text.hasPrefix("HTTP/1."), text.split(separator: " ", maxSplits: 2).dropFirst().first == "200",
+            let body = text.range(of: "\r\n\r\n")
+        else { throw BenchError("GET \(path) from \(host):\(port) failed: \(text.prefix(80))") }
+        return String(text[body.upperBound...])
+    }
+
     private static func inetAddress(host: String, port: Int) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)

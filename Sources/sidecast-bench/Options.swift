@@ -9,7 +9,7 @@ enum Scenario: String, CaseIterable, Sendable {
         case .idle: "N idle WebSocket connections: sidecar RSS per connection and CPU while idle"
         case .fanout: "C clients in one room, the backend emits R events/s: CPU per delivery, latency, losses"
         case .chat: "clients emit, the backend re-emits to their room: latency and CPU per delivery"
-        case .bridge: "emits/s one backend connection pushes, to single sockets and to a room"
+        case .bridge: "emits/s backend connections push, to single sockets and to a room"
         case .cluster: "two sidecars and redis-server: cross-node latency next to local latency"
         case .recovery: "N clients drop at once and recover (--recovery-window): memory of the kept sessions and events"
         case .relay: "two sidecars with --relay-sessions: a polling POST to its session's node, then relayed from the other"
@@ -75,6 +75,8 @@ struct Options: Sendable {
     var loadCore = 1
     /// sidecast's event loops (`--threads`); they all run on the sidecar core.
     var threads = 1
+    /// bridge: backend connections attached, each flooding emits at once.
+    var backends = 1
     /// sidecast runs with --per-message-deflate and every client offers the extension.
     var deflate = false
     /// cluster: the nodes share one Redis stream (sidecast's --redis-streams) instead of pub/sub.
@@ -112,6 +114,7 @@ struct Options: Sendable {
           --host ADDR         loopback address sidecast listens on (127.0.0.1); anything
                               outside 127.0.0.0/8 is refused
           --threads N         sidecast's event loops, all on the sidecar core (1)
+          --backends N        bridge: backend connections, each pushing emits at once (1)
           --sidecar-core N    core sidecast (and redis-server) run on (0)
           --load-core N       core this process runs on (1)
           --deflate           run sidecast with --per-message-deflate; clients offer it as
@@ -201,6 +204,7 @@ struct Options: Sendable {
         case "sidecar-core": sidecarCore = try int()
         case "load-core": loadCore = try int()
         case "threads": threads = try int()
+        case "backends": backends = try int()
         case "json": json = value
         case "deflate": deflate = true
         case "redis-streams": redisStreams = true
@@ -219,6 +223,7 @@ struct Options: Sendable {
         }
         guard ramp > 0 else { throw .invalid("--ramp must be positive") }
         guard (1...4096).contains(threads) else { throw .invalid("--threads must be 1...4096") }
+        guard (1...64).contains(backends) else { throw .invalid("--backends must be 1...64") }
         guard (1...250).contains(addresses) else { throw .invalid("--addresses must be 1...250 (127.0.0.2 ... 127.0.0.251)") }
         guard (40...1_000_000).contains(payloadBytes) else { throw .invalid("--payload-bytes must be 40...1000000") }
         guard firstMessageBytes == 0 || (40...900_000).contains(firstMessageBytes) else {

@@ -52,4 +52,29 @@ final class BackendTests: XCTestCase {
         backend.endReadBatch()
         XCTAssertEqual(try outboundLines(channel), [])
     }
+
+    func testABackendOnAnotherLoopGetsTheRoundsLinesInOneHandOffInOrder() throws {
+        let connectionLoop = EmbeddedEventLoop()
+        let bridgeLoop = EmbeddedEventLoop()
+        let channel = EmbeddedChannel(loop: connectionLoop)
+        let backend = Backend(
+            id: 1, hello: .init(version: 1, namespaces: ["/"], group: "default", authorize: false),
+            channel: channel, eventLoop: bridgeLoop
+        )
+        backend.send(line: ByteBuffer(string: "a\n"))
+        backend.send(line: ByteBuffer(string: "b\n"))
+        connectionLoop.run()
+        XCTAssertEqual(try outboundLines(channel), [], "nothing crosses before the bridge's round ends")
+        bridgeLoop.run()
+        XCTAssertEqual(try outboundLines(channel), [], "the lines wait for the connection's loop")
+        backend.beginReadBatch()
+        backend.send(line: ByteBuffer(string: "c\n"))
+        backend.endReadBatch()
+        connectionLoop.run()
+        XCTAssertEqual(try outboundLines(channel), ["a\n", "b\n", "c\n"])
+        backend.send(line: ByteBuffer(string: "d\n"))
+        backend.sendAndClose(["type": "shutdown"])
+        connectionLoop.run()
+        XCTAssertEqual(try outboundLines(channel), ["d\n", #"{"type":"shutdown"}"# + "\n"], "queued lines go before the last one")
+    }
 }

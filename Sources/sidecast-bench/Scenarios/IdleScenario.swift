@@ -14,6 +14,8 @@ enum IdleScenario {
         let rampStart = ContinuousClock.now
         _ = try bench.connectClients(options.clients, to: sidecar)
         let rampSeconds = ContinuousClock.now.seconds(since: rampStart)
+        // How the ramp spread over sidecast's loops, as its /metrics counts them.
+        let perShard = try sidecar.clientsPerShard()
         if options.firstMessageBytes > 0 {
             let payload = Payload.make(sequence: 0, size: options.firstMessageBytes)
             try bench.load.run { load in
@@ -48,8 +50,20 @@ enum IdleScenario {
                 Figure("RSS/conn", perConnection / 1024, "KiB"),
                 Figure("idle CPU", idleCPU * 100, "%"),
                 Figure("idle CPU/conn", idleCPU / n * 1e6, "µs/s"),
-            ],
-            notes: try bench.healthNotes()
+            ] + shardBalance(perShard),
+            notes: try bench.healthNotes() + (perShard.map { ["clients per shard: " + $0.map { String(Int($0)) }.joined(separator: " ")] } ?? [])
         )
+    }
+
+    /// The busiest and the idlest shard's clients over the mean (1.00 both: even).
+    private static func shardBalance(_ perShard: [Double]?) -> [Figure] {
+        guard let perShard, !perShard.isEmpty else { return [] }
+        let mean = perShard.reduce(0, +) / Double(perShard.count)
+        guard mean > 0 else { return [] }
+        return [
+            Figure("shards", Double(perShard.count)),
+            Figure("shard max/mean", (perShard.max() ?? 0) / mean),
+            Figure("shard min/mean", (perShard.min() ?? 0) / mean),
+        ]
     }
 }

@@ -48,6 +48,15 @@ class BenchTests(unittest.TestCase):
         self.assertGreater(figures["RSS/conn"], 0)
         self.assertEqual(notes, [], "no client was dropped")
 
+    def test_idle_reports_how_the_ramp_spread_over_the_shards(self):
+        # Read from sidecast's /metrics (`sidecast_connected_clients{shard=...}`): the acceptor
+        # hands connections to the loops in turn, so 20 clients make 5 on each of 4.
+        figures, notes = self.scenario("idle", "--clients", "20", "--threads", "4")
+        self.assertEqual(figures["shards"], 4)
+        self.assertEqual(figures["shard max/mean"], 1.0)
+        self.assertEqual(figures["shard min/mean"], 1.0)
+        self.assertIn("clients per shard: 5 5 5 5", notes)
+
     def test_idle_after_a_large_first_message(self):
         figures, notes = self.scenario("idle", "--clients", "20", "--first-message", "50000")
         self.assertGreater(figures["RSS/conn"], 0)
@@ -84,6 +93,14 @@ class BenchTests(unittest.TestCase):
         self.assertGreater(figures["to-socket emits/s"], 0)
         self.assertGreater(figures["to-room deliveries/s"], figures["to-room emits/s"], "a room emit reaches both clients")
         self.assertEqual(figures["missing"], 0)
+
+    def test_bridge_with_two_backends(self):
+        figures, _ = self.scenario("bridge", "--clients", "2", "--backends", "2")
+        self.assertGreater(figures["to-socket emits/s"], 0)
+        self.assertEqual(figures["missing"], 0, "every emit of both backends reached its clients")
+        done = self.run_bench("bridge", "--backends", "0")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--backends must be 1...64", done.stderr)
 
     def test_cluster(self):
         if not REDIS_SERVER:

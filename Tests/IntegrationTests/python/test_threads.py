@@ -17,6 +17,7 @@ import websocket
 
 from harness import TIMEOUT, RawSocketIO, SidecastTestCase, eio_url, wait_until
 from test_ops import metric, scrape, start_node
+from test_recovery import WINDOW, RawClient
 
 THREADS = 4
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -42,6 +43,21 @@ class ThreadsTestCase(SidecastTestCase):
         self.assertEqual({shard_of(sid) for sid in sids}, set(range(THREADS)), sids)
         return [client for client, _ in clients], sids
 
+    def raw_clients_on_every_shard(self, count=8, backends=None):
+        """`count` raw WebSocket clients (they read frames in arrival order; python-socketio
+        hands each event to a thread of its own, which may reorder them) and their socket ids,
+        at least one on each shard; each of `backends` (the test's one by default) has seen
+        their connects."""
+        clients = [RawSocketIO(self.sidecast) for _ in range(count)]
+        for client in clients:
+            self.addCleanup(client.close)
+        sids = [client.connect() for client in clients]
+        for backend in backends or [self.backend]:
+            for sid in sids:
+                backend.expect_connect(sid=sid)
+        self.assertEqual({shard_of(sid) for sid in sids}, set(range(THREADS)), sids)
+        return clients, sids
+
 
 class ShardTests(ThreadsTestCase):
     def test_fetch_count_and_rooms_see_every_shard(self):
@@ -66,15 +82,7 @@ class ShardTests(ThreadsTestCase):
         self.assertEqual(sorted(s["sid"] for s in self.query("fetch")["sockets"]), sorted(sids[1::2]))
 
     def test_ten_thousand_numbered_emits_arrive_in_order_on_every_shard(self):
-        # Raw WebSocket clients read frames in the order they arrive; python-socketio hands each
-        # event to a thread of its own, which may reorder them.
-        clients = [RawSocketIO(self.sidecast) for _ in range(8)]
-        for client in clients:
-            self.addCleanup(client.close)
-        sids = [client.connect() for client in clients]
-        for sid in sids:
-            self.backend.expect_connect(sid=sid)
-        self.assertEqual({shard_of(sid) for sid in sids}, set(range(THREADS)), sids)
+        clients, sids = self.raw_clients_on_every_shard()
         total = 10_000
         for n in range(total):
             self.backend.emit("n", n, to=[sids[n % len(sids)]])
@@ -82,6 +90,54 @@ class ShardTests(ThreadsTestCase):
             expected = [f'42["n",{n}]' for n in range(index, total, len(sids))]
             received = [client.recv_skipping_pings() for _ in expected]
             self.assertEqual(received, expected, f"socket {sids[index]} of shard {shard_of(sids[index])}")
+
+    def test_emits_to_socket_ids_between_room_broadcasts_arrive_in_order(self):
+        # An emit to one socket goes to its shard only, a broadcast to every shard: whichever
+        # way each went, a socket gets them in the order the backend sent them (PROTOCOL.md §9).
+        clients, sids = self.raw_clients_on_every_shard()
+        for sid in sids:
+            self.backend.join(sid, "all")
+        expected = {sid: [] for sid in sids}
+        for n in range(3_000):
+            if n % 3 == 0:
+                self.backend.emit("n", n, to=["all"])
+                for sid in sids:
+                    expected[sid].append(n)
+            elif n % 3 == 1:
+                self.backend.emit("n", n)
+                for sid in sids:
+                    expected[sid].append(n)
+            else:
+                sid = sids[n % len(sids)]
+                self.backend.emit("n", n, to=[sid])
+                expected[sid].append(n)
+        for client, sid in zip(clients, sids):
+            received = [client.recv_skipping_pings() for _ in expected[sid]]
+            self.assertEqual(received, [f'42["n",{n}]' for n in expected[sid]], f"socket {sid} of shard {shard_of(sid)}")
+
+    def test_a_room_named_after_a_socket_of_another_shard_gets_the_emits_to_that_id(self):
+        # Node lets a socket join a room named after another socket; an emit to that id then
+        # reaches both, though the member is on another shard than the id says.
+        clients, sids = self.raw_clients_on_every_shard()
+        a = next(i for i, sid in enumerate(sids) if shard_of(sid) == 1)
+        b = next(i for i, sid in enumerate(sids) if shard_of(sid) == 2)
+        # The emit follows the join at once: the join may not have been carried out, nor
+        # reported, when the emit is routed.
+        self.backend.join(sids[a], sids[b])
+        self.backend.emit("to-b", 1, to=[sids[b]])
+        self.assertEqual(clients[b].recv_skipping_pings(), '42["to-b",1]')
+        self.assertEqual(clients[a].recv_skipping_pings(), '42["to-b",1]')
+        # Once the room is reported, emits keep reaching it.
+        self.assertEqual(self.query("rooms")["rooms"], [sids[b]])
+        self.backend.emit("to-b", 2, to=[sids[b]])
+        self.assertEqual(clients[b].recv_skipping_pings(), '42["to-b",2]')
+        self.assertEqual(clients[a].recv_skipping_pings(), '42["to-b",2]')
+        # After the leave, only b: a's next frame is the emit to a itself.
+        self.assertTrue(self.backend.request({"type": "leave", "sid": sids[a], "nsp": "/", "rooms": [sids[b]]})["ok"])
+        self.backend.emit("to-b", 3, to=[sids[b]])
+        self.backend.emit("to-a", 4, to=[sids[a]])
+        self.assertEqual(clients[b].recv_skipping_pings(), '42["to-b",3]')
+        self.assertEqual(clients[a].recv_skipping_pings(), '42["to-a",4]')
 
     def test_a_clients_events_reach_the_backend_in_order_and_acks_come_back(self):
         clients, sids = self.clients_on_every_shard()
@@ -101,6 +157,79 @@ class ShardTests(ThreadsTestCase):
         reply = self.backend.request({"type": "emit", "nsp": "/", "event": "ping", "args": [], "to": [sids[5]], "ack": {"timeout": 2000}})
         self.assertEqual(reply["args"], ["pong"], reply)
 
+
+
+class BackendsOverLoopsTests(ThreadsTestCase):
+    """Backend connections are handed to the loops in turn (the first to loop 1, the home loop
+    last): with four loops, the four backends here parse their lines on four loops, and each
+    hands its commands to the bridge, which carries them out in the order each backend sent."""
+
+    def test_backends_on_different_loops_each_see_every_sockets_events_in_order(self):
+        # Groups get a copy of every event each: every backend sees every socket's events.
+        others = [self.sidecast.backend(self, group=f"g{n}") for n in range(3)]
+        backends = [self.backend] + others
+        clients, sids = self.raw_clients_on_every_shard(backends=backends)
+        for client in clients:
+            for n in range(50):
+                client.ws.send(f'42["seq",{n}]')
+        for backend in backends:
+            for sid in sids:
+                for n in range(50):
+                    self.assertEqual(backend.expect_event("seq", sid=sid)["args"], [n])
+
+    def test_commands_from_backends_on_different_loops_each_take_effect_in_order(self):
+        others = [self.sidecast.backend(self, group=f"g{n}") for n in range(3)]
+        backends = [self.backend] + others
+        clients, sids = self.raw_clients_on_every_shard(backends=backends)
+        per_backend = 1_000
+        # Each backend's emits interleave on the wire with the others'; each backend's own
+        # reach every socket in the order it sent them.
+        for n in range(per_backend):
+            for index, backend in enumerate(backends):
+                backend.emit(f"b{index}", n, to=[sids[n % len(sids)]])
+        for index, (client, sid) in enumerate(zip(clients, sids)):
+            received = {f"b{b}": [] for b in range(len(backends))}
+            total = len(backends) * len(range(index, per_backend, len(sids)))
+            for _ in range(total):
+                event, n = json.loads(client.recv_skipping_pings()[2:])
+                received[event].append(n)
+            for event, numbers in received.items():
+                self.assertEqual(numbers, list(range(index, per_backend, len(sids))), f"{event} to {sid}")
+        # A join, then an emit to the room from another backend once the join's reply came.
+        self.assertTrue(backends[1].request({"type": "join", "sid": sids[0], "nsp": "/", "rooms": ["r"]})["ok"])
+        backends[2].emit("in-r", 1, to=["r"])
+        self.assertEqual(clients[0].recv_skipping_pings(), '42["in-r",1]')
+
+
+class RecoveredSocketOnAnotherShardTests(unittest.TestCase):
+    def test_emits_to_a_recovered_socket_reach_it_on_the_shard_that_restored_it(self):
+        # A recovering client comes back on a new connection, which the acceptor gives the
+        # next loop: restored there, its socket lives on another shard than its id names, and
+        # an emit to its id must go to that shard. Two reconnects in a row land on two loops,
+        # so at least one is not the id's own.
+        node = start_node(self, "--threads", THREADS, "--recovery-window", WINDOW)
+        backend = node.backend(self)
+        client = RawClient(node)
+        self.addCleanup(client.ws.close)
+        client.connect()
+        sid = client.sid
+        backend.expect_connect(sid=sid)
+        backend.emit("e", 0, to=[sid])
+        self.assertEqual(client.read_event()[:2], ["e", 0])
+        for round in range(1, 3):
+            client.drop()
+            backend.expect("disconnect", sid=sid)
+            old, client = client, RawClient(node)
+            self.addCleanup(client.ws.close)
+            client.pid, client.offset = old.pid, old.offset
+            client.recover()
+            _, reply = client.read_until_connect()
+            self.assertEqual(reply["sid"], sid)
+            backend.expect_connect(sid=sid, recovered=True)
+            for n in range(10):
+                backend.emit("e", round * 100 + n, **({"to": [sid]} if n % 2 else {}))
+            received = [client.read_event()[1] for _ in range(10)]
+            self.assertEqual(received, [round * 100 + n for n in range(10)], f"round {round}")
 
 class BroadcastOverShardsTests(unittest.TestCase):
     def test_clients_spread_over_every_shard_and_a_broadcast_reaches_each_once(self):
