@@ -362,7 +362,13 @@ class RollingRestartTests(StreamsRecoveryCase):
         done.set()
         feeder.join(timeout=TIMEOUT)
         backend_a2.emit("tick", "end", to=["feed"])
-        expected = [(entry, n) for entry, n in broadcast_ids(self.redis, "tick")]
+
+        def ticks_through_the_end():
+            # The backend's emit reaches the stream after its line is read: wait for it there.
+            ticks = [(entry, n) for entry, n in broadcast_ids(self.redis, "tick")]
+            return ticks if ticks and ticks[-1][1] == "end" else None
+
+        expected = wait_until(ticks_through_the_end, message="the last tick in the stream")
         self.assertGreater(len(expected), 40)
         for client in clients:
             while client.events[-1][1] != "end":
