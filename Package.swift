@@ -213,6 +213,7 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "SidecastServerTests", dependencies: ["SidecastServer"]),
         // Runs the real `sidecast` binary against python-socketio clients and backend processes
         // (Tests/IntegrationTests/python), with the tools scripts/test.sh installs.
         .testTarget(name: "IntegrationTests", dependencies: [], exclude: ["python"]),

@@ -117,14 +117,11 @@ final class UncleanShutdownFilter: ChannelInboundHandler, RemovableChannelHandle
 ///
 /// `@unchecked Sendable`: `source` is set once, in `init`, and only cancelled after.
 final class CertificateReloader: @unchecked Sendable {
-    private let queue = DispatchQueue(label: "sidecast.tls-reload")
     private let source: DispatchSourceSignal
 
-    init(files: ClientTLSFiles, logger: Logger, install: @escaping @Sendable (NIOSSLContext) -> Void) {
-        // Dispatch sees the signal only once its default action (exit) is off.
-        signal(SIGHUP, SIG_IGN)
-        source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: queue)
-        source.setEventHandler {
+    /// Returns once SIGHUP is trapped (`SignalTrap` says why that takes a wait).
+    init(files: ClientTLSFiles, logger: Logger, install: @escaping @Sendable (NIOSSLContext) -> Void) async {
+        source = await SignalTrap.trap(SIGHUP, on: DispatchQueue(label: "sidecast.tls-reload")) {
             do throws(SidecastStartError) {
                 let context = try files.makeContext()
                 install(context)
@@ -133,7 +130,6 @@ final class CertificateReloader: @unchecked Sendable {
                 logger.error("TLS certificate not reloaded, the old one stays in use: \(error.description)")
             }
         }
-        source.resume()
     }
 
     /// Stops trapping SIGHUP.

@@ -61,13 +61,24 @@ public struct Sidecast: Service {
         let configuration = self.configuration
         let logger = self.logger
         let nodeID = self.nodeID
-        let signals = StopSignals()
+        let signals = await StopSignals()
         let tlsContext: NIOSSLContext?
         do {
             tlsContext = try configuration.tls?.makeContext()
         } catch {
             signals.cancel()
             throw error
+        }
+        // Read by each accepted connection, on whichever loop accepts it, and replaced on SIGHUP,
+        // which is trapped before the port accepts, like SIGTERM.
+        let tls = tlsContext.map { NIOLockedValueBox($0) }
+        let reloader: CertificateReloader?
+        if let files = configuration.tls, let tls {
+            reloader = await CertificateReloader(files: files, logger: logger) { context in
+                tls.withLockedValue { $0 = context }
+            }
+        } else {
+            reloader = nil
         }
         // Every socket is bound before anything else exists, so a port in use or a bad address
         // stops the start while nothing runs that would need stopping.
@@ -76,6 +87,7 @@ public struct Sidecast: Service {
             sockets = try ListeningSockets(configuration)
         } catch {
             signals.cancel()
+            reloader?.cancel()
             throw error
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: min(max(configuration.threads, 1), Self.maximumThreads))
@@ -109,21 +121,13 @@ public struct Sidecast: Service {
             try await loop.flatSubmit { parts.runtime.value.relay?.join(shards: engines) ?? loop.makeSucceededVoidFuture() }.get()
         } catch {
             signals.cancel()
+            reloader?.cancel()
             sockets.discard(socketPath: configuration.socketPath)
             try? await group.shutdownGracefully()
             throw error
         }
         let runtime = parts.runtime
         let limit = parts.limit
-        // Read by each accepted connection, on whichever loop accepts it, and replaced on SIGHUP.
-        let tls = tlsContext.map { NIOLockedValueBox($0) }
-        let reloader = configuration.tls.flatMap { files in
-            tls.map { box in
-                CertificateReloader(files: files, logger: logger) { context in
-                    box.withLockedValue { $0 = context }
-                }
-            }
-        }
         signals.forward { request in
             loop.execute { runtime.value.requestStop(request) }
         }

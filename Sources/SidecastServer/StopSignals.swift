@@ -20,16 +20,14 @@ final class StopSignals: @unchecked Sendable {
     private var handler: (@Sendable (StopRequest) -> Void)?
     private var pending: [StopRequest] = []
 
-    init() {
+    /// Returns once both signals are trapped (`SignalTrap` says why that takes a wait).
+    init() async {
         let trapped: [(Int32, StopRequest)] = [(SIGTERM, .terminate), (SIGINT, .interrupt)]
-        sources = trapped.map { number, request in
-            // Dispatch sees the signal only once its default action (exit) is off.
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { [weak self] in self?.deliver(request) }
-            source.resume()
-            return source
+        var sources: [DispatchSourceSignal] = []
+        for (number, request) in trapped {
+            sources.append(await SignalTrap.trap(number, on: queue) { [weak self] in self?.deliver(request) })
         }
+        self.sources = sources
     }
 
     /// Hands the signals to `handler` from now on, and any that came before at once.

@@ -159,6 +159,13 @@ class CommandLineTests(unittest.TestCase):
         self.assertEqual(sidecast.proc.wait(timeout=10), 0)
         sidecast.stop()
 
+    def test_sigterm_as_soon_as_it_accepts_stops_it(self):
+        # A supervisor may stop a node the moment its port accepts. Dispatch used to be still
+        # registering the signal source then, under load, and the ignored SIGTERM was dropped:
+        # the node never stopped. `stop` sends SIGTERM and asserts exit 0 within 10 s.
+        for _ in range(8):
+            Sidecast().stop()
+
 
 class FailedStartTests(unittest.TestCase):
     """A start that cannot listen exits 1 with one line naming the address and the flag to
