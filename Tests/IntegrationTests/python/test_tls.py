@@ -168,6 +168,14 @@ class TLSClient:
 
     async def _close(self):
         if self.sio is not None:
+            # As harness.Client.close: python-engineio's polling writer stops as soon as
+            # disconnect() changes its state, so what is queued behind a POST in flight (the
+            # CLOSE among it) would never be sent, and the close would wait for the next ping.
+            eio, loop = self.sio.eio, asyncio.get_running_loop()
+            deadline = loop.time() + 1
+            while (eio.state == "connected" and getattr(eio, "queue", None) is not None
+                   and eio.queue._unfinished_tasks and loop.time() < deadline):
+                await asyncio.sleep(0.01)
             await self.sio.disconnect()
         if self._http is not None:
             await self._http.close()
