@@ -105,22 +105,7 @@ public final class RedisStreamsTransport: ClusterTransport {
 
     public func publish(_ request: ClusterRequest, namespace: String) {
         guard let state = namespaces[namespace] else { return }
-        let body: ClusterMessage.Body
-        switch request {
-        case .broadcast(let packet, let options, let requestID):
-            body = .broadcast(packet: packet, options: options, requestId: requestID)
-        case .socketsJoin(let options, let rooms):
-            body = .socketsJoin(options: options, rooms: rooms)
-        case .socketsLeave(let options, let rooms):
-            body = .socketsLeave(options: options, rooms: rooms)
-        case .disconnectSockets(let options, let close):
-            body = .disconnectSockets(options: options, close: close)
-        case .fetchSockets(let options, let requestID):
-            body = .fetchSockets(options: options, requestId: requestID)
-        case .serverSideEmit(let requestID, let packet):
-            body = .serverSideEmit(requestId: requestID, packet: packet)
-        case .allRooms:
-            // The adapter asks `carriesAllRoomsRequests` first; the format has no such message.
+        guard let body = ClusterMessage.Body(request) else {
             return logger.debug("the streams format has no allRooms request", metadata: ["namespace": "\(namespace)"])
         }
         publish(body, namespace: namespace, state)
@@ -129,15 +114,7 @@ public final class RedisStreamsTransport: ClusterTransport {
     /// Node's `doPublishResponse` appends answers to the stream like anything else; the
     /// requester picks its own by request id.
     public func publishResponse(_ response: ClusterResponse, to requester: String?, namespace: String) {
-        guard let state = namespaces[namespace], requester != nil else { return }
-        let body: ClusterMessage.Body
-        switch response {
-        case .fetchSockets(let id, let sockets): body = .fetchSocketsResponse(requestId: id, sockets: sockets)
-        case .serverSideEmit(let id, let packet): body = .serverSideEmitResponse(requestId: id, packet: packet)
-        case .broadcastClientCount(let id, let count): body = .broadcastClientCount(requestId: id, clientCount: count)
-        case .broadcastAck(let id, let packet): body = .broadcastAck(requestId: id, packet: packet)
-        case .allRooms: return
-        }
+        guard let state = namespaces[namespace], requester != nil, let body = ClusterMessage.Body(response) else { return }
         publish(body, namespace: namespace, state)
     }
 
@@ -193,7 +170,7 @@ public final class RedisStreamsTransport: ClusterTransport {
             state.nodes[sender] = .now()
         }
         let request: ClusterRequest
-        switch message.body {
+        switch message.body.inbound {
         case .initialHeartbeat:
             return publish(.heartbeat, namespace: namespace, state)
         case .heartbeat:
@@ -201,26 +178,10 @@ public final class RedisStreamsTransport: ClusterTransport {
         case .adapterClose:
             state.nodes[sender] = nil
             return
-        case .broadcast(let packet, let options, let requestID):
-            request = .broadcast(packet: packet, options: options, requestId: requestID)
-        case .socketsJoin(let options, let rooms):
-            request = .socketsJoin(options: options, rooms: rooms)
-        case .socketsLeave(let options, let rooms):
-            request = .socketsLeave(options: options, rooms: rooms)
-        case .disconnectSockets(let options, let close):
-            request = .disconnectSockets(options: options, close: close)
-        case .fetchSockets(let options, let requestID):
-            request = .fetchSockets(options: options, requestId: requestID)
-        case .serverSideEmit(let requestID, let packet):
-            request = .serverSideEmit(requestId: requestID, packet: packet)
-        case .fetchSocketsResponse(let id, let sockets):
-            return delegate?.transport(didReceive: .fetchSockets(requestId: id, sockets: sockets)) ?? ()
-        case .serverSideEmitResponse(let id, let packet):
-            return delegate?.transport(didReceive: .serverSideEmit(requestId: id, packet: packet)) ?? ()
-        case .broadcastClientCount(let id, let count):
-            return delegate?.transport(didReceive: .broadcastClientCount(requestId: id, clientCount: count)) ?? ()
-        case .broadcastAck(let id, let packet):
-            return delegate?.transport(didReceive: .broadcastAck(requestId: id, packet: packet)) ?? ()
+        case .response(let response):
+            return delegate?.transport(didReceive: response) ?? ()
+        case .request(let received):
+            request = received
         }
         delivering(entry.id) {
             delegate?.transport(didReceive: request, from: sender == Self.emitterUID ? nil : sender, namespace: namespace)
@@ -229,16 +190,11 @@ public final class RedisStreamsTransport: ClusterTransport {
 
     /// This node's own entry, applied now with recovery on (``keepOffsets(in:)``).
     private func readBack(_ body: ClusterMessage.Body, entryID: String, namespace: String) {
-        let request: ClusterRequest
-        switch body {
-        case .broadcast(let packet, let options, nil):
-            request = .broadcast(packet: packet, options: options, requestId: nil)
-        case .socketsJoin(let options, let rooms):
-            request = .socketsJoin(options: options, rooms: rooms)
-        case .socketsLeave(let options, let rooms):
-            request = .socketsLeave(options: options, rooms: rooms)
-        case .disconnectSockets(let options, let close):
-            request = .disconnectSockets(options: options, close: close)
+        // Only the kinds ``keepOffsets(in:)`` leaves to the read back; the others were applied when sent.
+        guard case .request(let request) = body.inbound else { return }
+        switch request {
+        case .broadcast(_, _, nil), .socketsJoin, .socketsLeave, .disconnectSockets:
+            break
         default:
             return
         }

@@ -112,21 +112,7 @@ public final class ShardedRedisTransport: ClusterTransport {
 
     public func publish(_ request: ClusterRequest, namespace: String) {
         guard let state = namespaces[namespace] else { return }
-        let body: ClusterMessage.Body
-        switch request {
-        case .broadcast(let packet, let options, let requestID):
-            body = .broadcast(packet: packet, options: options, requestId: requestID)
-        case .socketsJoin(let options, let rooms):
-            body = .socketsJoin(options: options, rooms: rooms)
-        case .socketsLeave(let options, let rooms):
-            body = .socketsLeave(options: options, rooms: rooms)
-        case .disconnectSockets(let options, let close):
-            body = .disconnectSockets(options: options, close: close)
-        case .fetchSockets(let options, let requestID):
-            body = .fetchSockets(options: options, requestId: requestID)
-        case .serverSideEmit(let requestID, let packet):
-            body = .serverSideEmit(requestId: requestID, packet: packet)
-        case .allRooms:
+        guard let body = ClusterMessage.Body(request) else {
             // The adapter asks `carriesAllRoomsRequests` first; the format has no such message.
             return logger.debug("the sharded format has no allRooms request", metadata: ["namespace": "\(namespace)"])
         }
@@ -135,15 +121,7 @@ public final class ShardedRedisTransport: ClusterTransport {
     }
 
     public func publishResponse(_ response: ClusterResponse, to requester: String?, namespace: String) {
-        guard let state = namespaces[namespace], let requester else { return }
-        let body: ClusterMessage.Body
-        switch response {
-        case .fetchSockets(let id, let sockets): body = .fetchSocketsResponse(requestId: id, sockets: sockets)
-        case .serverSideEmit(let id, let packet): body = .serverSideEmitResponse(requestId: id, packet: packet)
-        case .broadcastClientCount(let id, let count): body = .broadcastClientCount(requestId: id, clientCount: count)
-        case .broadcastAck(let id, let packet): body = .broadcastAck(requestId: id, packet: packet)
-        case .allRooms: return
-        }
+        guard let state = namespaces[namespace], let requester, let body = ClusterMessage.Body(response) else { return }
         let message = ClusterMessage(uid: uid, namespace: namespace, body: body)
         redis.spublish("\(state.channels.broadcast)\(requester)#", message.encode())
     }
@@ -185,30 +163,14 @@ public final class ShardedRedisTransport: ClusterTransport {
         let namespace = state.channels.namespace
         let isResponseChannel = channel == state.responseChannel
         let request: ClusterRequest
-        switch message.body {
+        switch message.body.inbound {
         case .initialHeartbeat, .heartbeat, .adapterClose:
             // Node's plain `ClusterAdapter` ignores these, and so does its sharded adapter.
             return
-        case .broadcast(let packet, let options, let requestID):
-            request = .broadcast(packet: packet, options: options, requestId: requestID)
-        case .socketsJoin(let options, let rooms):
-            request = .socketsJoin(options: options, rooms: rooms)
-        case .socketsLeave(let options, let rooms):
-            request = .socketsLeave(options: options, rooms: rooms)
-        case .disconnectSockets(let options, let close):
-            request = .disconnectSockets(options: options, close: close)
-        case .fetchSockets(let options, let requestID):
-            request = .fetchSockets(options: options, requestId: requestID)
-        case .serverSideEmit(let requestID, let packet):
-            request = .serverSideEmit(requestId: requestID, packet: packet)
-        case .fetchSocketsResponse(let id, let sockets):
-            return delegate?.transport(didReceive: .fetchSockets(requestId: id, sockets: sockets)) ?? ()
-        case .serverSideEmitResponse(let id, let packet):
-            return delegate?.transport(didReceive: .serverSideEmit(requestId: id, packet: packet)) ?? ()
-        case .broadcastClientCount(let id, let count):
-            return delegate?.transport(didReceive: .broadcastClientCount(requestId: id, clientCount: count)) ?? ()
-        case .broadcastAck(let id, let packet):
-            return delegate?.transport(didReceive: .broadcastAck(requestId: id, packet: packet)) ?? ()
+        case .response(let response):
+            return delegate?.transport(didReceive: response) ?? ()
+        case .request(let received):
+            request = received
         }
         // Node's `onResponse` ignores requests; its `onMessage`, another namespace's messages.
         guard !isResponseChannel, message.namespace == namespace else { return }
