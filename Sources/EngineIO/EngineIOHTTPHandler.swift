@@ -158,15 +158,7 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
                 self.state = .answerAtEnd(.error(.badRequest))
                 return
             }
-            let kind: RelayedRequest.Kind = switch head.method {
-            case .GET: .poll
-            case .POST: .post(ByteBuffer())
-            default: .other
-            }
-            self.state = .relayingToNode(owner, RelayedRequest(
-                sid: query["sid"] ?? "", transport: query["transport"] ?? "", method: head.method, kind: kind,
-                binary: head.headers.first(name: "content-type") == "application/octet-stream"
-            ))
+            self.state = .relayingToNode(owner, RelayedRequest(head, query: query))
         case .success(.otherShard(let owner)):
             // An upgrade reaches this handler only when it is not the first request of its
             // connection, which NIO's decoder cannot carry on after.
@@ -174,20 +166,12 @@ final class EngineIOHTTPHandler: ChannelInboundHandler, RemovableChannelHandler,
                 self.state = .answerAtEnd(.error(.badRequest))
                 return
             }
-            let kind: RelayedRequest.Kind = switch head.method {
-            case .GET: .poll
-            case .POST: .post(ByteBuffer())
-            default: .other
-            }
-            let request = RelayedRequest(
-                sid: query["sid"] ?? "", transport: query["transport"] ?? "", method: head.method, kind: kind,
-                binary: head.headers.first(name: "content-type") == "application/octet-stream"
-            )
+            let request = RelayedRequest(head, query: query)
             let link = RelayLink(owner: owner)
             self.state = .relaying(link, request)
             // The session learns of a POST at its start, as for one of its own connections, so
             // a second POST while this one's body is still coming is refused.
-            if case .post = kind {
+            if case .post = request.kind {
                 link.beginPost(request, answeringTo: NIOLoopBound(self, eventLoop: self.server.eventLoop))
             }
         case .success(.session(let session)):

@@ -49,6 +49,20 @@ struct RelayedRequest: Sendable {
     var binary = false
 }
 
+extension RelayedRequest {
+    /// A polling request for a session served elsewhere (another shard or node), read from its
+    /// head; a POST's body is added at its end.
+    init(_ head: HTTPRequestHead, query: [String: String]) {
+        let kind: Kind = switch head.method {
+        case .GET: .poll
+        case .POST: .post(ByteBuffer())
+        default: .other
+        }
+        self.init(sid: query["sid"] ?? "", transport: query["transport"] ?? "", method: head.method, kind: kind,
+                  binary: head.headers.first(name: "content-type") == "application/octet-stream")
+    }
+}
+
 /// The owning shard's side of a relayed request: the session answers it like a connection of
 /// its own, and the answer is handed back to the connection's loop.
 final class RelayedExchange: RelayExchange {
