@@ -2,7 +2,8 @@
 round-robin and no affinity. Every polling request and upgrade of a session made by the other
 node is relayed to it over Redis, so clients never hear "Session ID unknown"; with relaying off
 (the control) they do. Also: a relayed GET and POST by hand, the answer when the owner is gone
-or does not answer in time, and (RelayRecoveryTests) with --recovery-window on --redis-streams
+or does not answer in time, the close of a WebSocket relayed for an owner that was SIGKILLed
+(RelayOwnerKilledTests), and (RelayRecoveryTests) with --recovery-window on --redis-streams
 the client's recovery on the node it reaches when its owner was drained.
 
 How long the clients chat through nginx: the classic pub/sub round-robin run (RelayTests)
