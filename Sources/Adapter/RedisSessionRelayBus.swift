@@ -50,4 +50,14 @@ public final class RedisSessionRelayBus: SessionRelayBus {
         case .sharded(let redis): redis.spublish(channel, bytes)
         }
     }
+
+    /// `PUBSUB NUMSUB` (`SHARDNUMSUB` under `--redis-sharded`) of `node`'s channel: only that
+    /// node subscribes it. Fails while Redis does not answer.
+    public func isListening(_ node: RelayNode) -> EventLoopFuture<Bool> {
+        let channel = SessionRelayWire.channel(prefix: prefix, node: node)
+        switch link {
+        case .classic(let redis): return redis.subscriberCount(of: channel).map { $0 > 0 }
+        case .sharded(let redis): return redis.shardSubscriberCount(of: channel).map { $0 > 0 }
+        }
+    }
 }

@@ -147,6 +147,9 @@ public struct RelayedFrames: Sendable, Hashable {
 public protocol SessionRelayBus: AnyObject {
     /// Publishes to `node`'s channel; `from` is this node.
     func publish(_ message: SessionRelayMessage, to node: RelayNode)
+    /// Whether `node` still listens on its channel; fails when the bus cannot tell (Redis is
+    /// unreachable), which must not count as "gone".
+    func isListening(_ node: RelayNode) -> EventLoopFuture<Bool>
 }
 
 /// The relay's metrics, node-wide.
@@ -154,6 +157,7 @@ struct NodeRelayMetrics {
     private let requests: [RelayedRequestKind: Counter]
     private let upgrades = Counter(label: "sidecast_relay_requests_total", dimensions: [("kind", "upgrade")])
     private let timeouts = Counter(label: "sidecast_relay_failures_total", dimensions: [("reason", "timeout")])
+    private let ownersGone = Counter(label: "sidecast_relay_failures_total", dimensions: [("reason", "owner_gone")])
     /// From publishing a request to the owner's first answer (its answer or its "held").
     private let latency = Metrics.Timer(label: "sidecast_relay_latency_seconds")
 
@@ -168,6 +172,7 @@ struct NodeRelayMetrics {
     func relayed(_ kind: RelayedRequestKind) { requests[kind]?.increment() }
     func relayedUpgrade() { upgrades.increment() }
     func timedOut() { timeouts.increment() }
+    func closedForGoneOwner(_ count: Int) { ownersGone.increment(by: Int64(count)) }
     func answered(after start: NIODeadline) { latency.recordNanoseconds((NIODeadline.now() - start).nanoseconds) }
 }
 
@@ -184,7 +189,13 @@ struct NodeRelayMetrics {
 /// the client reconnects.
 ///
 /// A WebSocket upgrade of a session owned elsewhere stays on the node that took the
-/// connection, and its frames are relayed (see `RemoteWebSocket`).
+/// connection, and its frames are relayed (see `RemoteWebSocket`). An owner that dies without
+/// draining sends no close for them: while this node relays WebSockets for an owner, it asks
+/// the bus every `ownerCheckInterval` whether the owner still listens on its channel (one
+/// question per owner, however many WebSockets), and closes them once the bus answers "no"
+/// twice in a row, so their clients reconnect at once rather than at their ping timeout. Two
+/// answers, because an owner whose Redis link just dropped is unsubscribed until it is back;
+/// no answer (Redis unreachable) closes nothing.
 ///
 /// Where a relayed request differs from one the owner reads itself: a POST reaches the owner
 /// whole, once read, so a second POST sent while the first's body is still arriving is refused
@@ -205,8 +216,12 @@ public final class NodeRelay {
     var shards: [NIOLoopBound<EngineIOServer>] = []
     /// Requests this node relayed, by id.
     private var pending: [UInt64: Pending] = [:]
+    /// How often an owner of WebSockets this node relays is checked for.
+    let ownerCheckInterval: TimeAmount
     /// WebSockets this node serves for sessions of others, by id.
-    private var webSockets: [UInt64: NIOLoopBound<WebSocketTransportHandler>] = [:]
+    private var webSockets: [UInt64: RelayedWebSocket] = [:]
+    /// The owners of those WebSockets, each watched while it has one here.
+    private var owners: [RelayNode: OwnerWatch] = [:]
     /// Frames for other nodes' WebSockets, sent once per round of this loop, one message per node.
     private var outgoingFrames: [RelayNode: [RelayedFrames]] = [:]
 
@@ -219,11 +234,26 @@ public final class NodeRelay {
         var timer: Scheduled<Void>
     }
 
-    public init(node: RelayNode, eventLoop: EventLoop, timeout: TimeAmount, holdLimit: TimeAmount, logger: Logger) {
+    private struct RelayedWebSocket {
+        let owner: RelayNode
+        let handler: NIOLoopBound<WebSocketTransportHandler>
+    }
+
+    private struct OwnerWatch {
+        var webSockets = 0
+        /// "Not listening" answers in a row.
+        var misses = 0
+        var isChecking = false
+        var timer: Scheduled<Void>?
+    }
+
+    public init(node: RelayNode, eventLoop: EventLoop, timeout: TimeAmount, holdLimit: TimeAmount,
+                ownerCheckInterval: TimeAmount = .seconds(2), logger: Logger) {
         self.node = node
         self.eventLoop = eventLoop
         self.timeout = timeout
         self.holdLimit = holdLimit
+        self.ownerCheckInterval = ownerCheckInterval
         self.logger = logger
     }
 
@@ -294,17 +324,73 @@ public final class NodeRelay {
             return
         }
         metrics.relayedUpgrade()
-        webSockets[id] = handler
+        webSockets[id] = RelayedWebSocket(owner: owner, handler: handler)
+        watch(owner)
         bus.publish(.upgrade(id: id, sid: sid), to: owner)
     }
 
     /// What the client sent on a relayed WebSocket, or that it closed.
     func forward(_ message: SessionRelayMessage, to owner: RelayNode) {
         switch message {
-        case .webSocketClosed(let id, _, _): webSockets[id] = nil
+        case .webSocketClosed(let id, _, _): _ = removeWebSocket(id)
         default: break
         }
         bus?.publish(message, to: owner)
+    }
+
+    private func removeWebSocket(_ id: UInt64) -> NIOLoopBound<WebSocketTransportHandler>? {
+        guard let webSocket = webSockets.removeValue(forKey: id) else { return nil }
+        owners[webSocket.owner]?.webSockets -= 1
+        if owners[webSocket.owner]?.webSockets == 0 {
+            owners.removeValue(forKey: webSocket.owner)?.timer?.cancel()
+        }
+        return webSocket.handler
+    }
+
+    /// Counts a WebSocket relayed for `owner`, and starts checking for the owner with its first.
+    private func watch(_ owner: RelayNode) {
+        if owners[owner] == nil {
+            owners[owner] = OwnerWatch()
+            scheduleCheck(of: owner)
+        }
+        owners[owner]!.webSockets += 1
+    }
+
+    private func scheduleCheck(of owner: RelayNode) {
+        guard owners[owner] != nil else { return }
+        owners[owner]!.timer = eventLoop.assumeIsolated().scheduleTask(in: ownerCheckInterval) { [self] in
+            scheduleCheck(of: owner)
+            checkOwner(owner)
+        }
+    }
+
+    /// Asks the bus about `owner`, unless the last question is still unanswered.
+    private func checkOwner(_ owner: RelayNode) {
+        guard let bus, owners[owner]?.isChecking == false else { return }
+        owners[owner]!.isChecking = true
+        bus.isListening(owner).assumeIsolated().whenComplete { [self] result in
+            guard owners[owner] != nil else { return }
+            owners[owner]!.isChecking = false
+            switch result {
+            case .success(true): owners[owner]!.misses = 0
+            case .success(false):
+                owners[owner]!.misses += 1
+                if owners[owner]!.misses >= 2 { ownerGone(owner) }
+            case .failure(let error):
+                logger.debug("could not check a relayed WebSockets' owner", metadata: ["node": "\(owner)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Closes the WebSockets relayed for `owner`, which stopped listening: it died.
+    private func ownerGone(_ owner: RelayNode) {
+        let ids = webSockets.compactMap { $0.value.owner == owner ? $0.key : nil }
+        logger.info("closing WebSockets relayed for a node that is gone", metadata: ["node": "\(owner)", "count": "\(ids.count)"])
+        metrics.closedForGoneOwner(ids.count)
+        for id in ids {
+            guard let handler = removeWebSocket(id) else { continue }
+            handler.eventLoop.execute { handler.value.close() }
+        }
     }
 
     private static func answer(_ handler: NIOLoopBound<EngineIOHTTPHandler>, _ message: SessionRelayMessage) {
@@ -357,7 +443,7 @@ public final class NodeRelay {
         case .frames(let batches):
             var byLoop: [ObjectIdentifier: [(NIOLoopBound<WebSocketTransportHandler>, [RelayedFrame])]] = [:]
             for batch in batches {
-                guard let handler = webSockets[batch.id] else { continue }
+                guard let handler = webSockets[batch.id]?.handler else { continue }
                 byLoop[ObjectIdentifier(handler.eventLoop), default: []].append((handler, batch.frames))
             }
             for writes in byLoop.values {
@@ -366,10 +452,10 @@ public final class NodeRelay {
                 }
             }
         case .closeWebSocket(let id):
-            guard let handler = webSockets.removeValue(forKey: id) else { return }
+            guard let handler = removeWebSocket(id) else { return }
             handler.eventLoop.execute { handler.value.close() }
         case .readWebSocket(let id, let paused):
-            guard let handler = webSockets[id] else { return }
+            guard let handler = webSockets[id]?.handler else { return }
             handler.eventLoop.execute { paused ? handler.value.pauseReading() : handler.value.resumeReading() }
         }
     }

@@ -26,6 +26,17 @@ final class NodeRelayTests: XCTestCase {
             let bound = NIOLoopBound(relay, eventLoop: relay.eventLoop)
             relay.eventLoop.execute { bound.value.received(message, from: sender) }
         }
+
+        /// Nodes that left their channel, as Redis would count them.
+        var gone: Set<RelayNode> = []
+        /// Redis does not answer: the question fails.
+        var cannotTell = false
+
+        func isListening(_ node: RelayNode) -> EventLoopFuture<Bool> {
+            let asker = relays[self.node]!.eventLoop
+            if cannotTell { return asker.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+            return asker.makeSucceededFuture(relays[node] != nil && !gone.contains(node))
+        }
     }
 
     private var owner: TestServer!
@@ -199,6 +210,31 @@ final class NodeRelayTests: XCTestCase {
                        "the probe's pong, then both messages of one round in one message")
         session.close()
         pump()
+        XCTAssertEqual(try webSocket.readFrames().last?.opcode, TestFrame.closeOpcode)
+    }
+
+    /// An owner that died without draining sends no close: the relaying node closes the
+    /// WebSocket once the bus says twice in a row that the owner left its channel, and not
+    /// while the bus cannot tell.
+    func testARelayedWebSocketClosesOnceItsOwnerIsGone() throws {
+        let (sid, _) = try ownersSession()
+        let webSocket = try other.connect()
+        XCTAssertEqual(try webSocket.upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)")?.status, 101)
+        pump()
+        try webSocket.sendText("2probe")
+        pump()
+        XCTAssertEqual(try webSocket.readTexts(), ["3probe"])
+        let check = TimeAmount.seconds(2)
+        other.advance(by: check * 3)
+        XCTAssertEqual(try webSocket.readFrames(), [], "its owner listens")
+        buses[1].cannotTell = true
+        buses[1].gone = [RelayNode(tag: "AAAA")!]
+        other.advance(by: check * 3)
+        XCTAssertEqual(try webSocket.readFrames(), [], "Redis did not answer")
+        buses[1].cannotTell = false
+        other.advance(by: check)
+        XCTAssertEqual(try webSocket.readFrames(), [], "one answer may be the owner between two Redis links")
+        other.advance(by: check)
         XCTAssertEqual(try webSocket.readFrames().last?.opcode, TestFrame.closeOpcode)
     }
 }

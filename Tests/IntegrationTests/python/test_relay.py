@@ -2,7 +2,8 @@
 round-robin and no affinity. Every polling request and upgrade of a session made by the other
 node is relayed to it over Redis, so clients never hear "Session ID unknown"; with relaying off
 (the control) they do. Also: a relayed GET and POST by hand, the answer when the owner is gone
-or does not answer in time, and (RelayRecoveryTests) with --recovery-window on --redis-streams
+or does not answer in time, the close of a WebSocket relayed for an owner that was SIGKILLed
+(RelayOwnerKilledTests), and (RelayRecoveryTests) with --recovery-window on --redis-streams
 the client's recovery on the node it reaches when its owner was drained.
 
 How long the clients chat through nginx: the classic pub/sub round-robin run (RelayTests)
@@ -43,6 +44,10 @@ CHAT_SECONDS = float(os.environ.get("SIDECAST_RELAY_TEST_SECONDS", "60"))
 STREAMS_CHAT_SECONDS = CHAT_SECONDS / 4
 # The owner's first answer must come within this (--requests-timeout); short, for the timeout test.
 RELAY_TIMEOUT_MS = 1000
+# How soon a WebSocket relayed for a killed owner must close: the relay checks the owner every
+# 2 s and closes after two "not listening" answers (NodeRelay.swift), so within about 4-6 s;
+# far under the client's own ping timeout (25 s + 20 s by default).
+OWNER_GONE_CLOSE_SECONDS = 10
 UNKNOWN_SID = {"code": 1, "message": "Session ID unknown"}
 
 NGINX_CONF = """
@@ -253,11 +258,50 @@ class RelayBase(unittest.TestCase):
         relayed = sum(metric(scrape(node), "sidecast_relay_requests_total", kind=kind)
                       for node in (self.a, self.b) for kind in ("poll", "post"))
         self.assertGreater(relayed, 100, "many polling requests were relayed")
-        failures = sum(metric(scrape(node), "sidecast_relay_failures_total", reason="timeout") for node in (self.a, self.b))
-        self.assertEqual(failures, 0)
+        failures = sum(metric(scrape(node), "sidecast_relay_failures_total", reason=reason)
+                       for node in (self.a, self.b) for reason in ("timeout", "owner_gone"))
+        self.assertEqual(failures, 0, "no request timed out, no relayed WebSocket was closed for its owner")
         upgrades = sum(metric(scrape(node), "sidecast_relay_requests_total", kind="upgrade") for node in (self.a, self.b))
         print(f"[test_relay] {len(log)} requests through nginx, {relayed:.0f} polling requests and "
               f"{upgrades:.0f} upgrades relayed, {sum(sent.values())} chats sent in {seconds:.0f} s")
+
+
+    def relayed_websocket_closes_when_owner_killed(self):
+        """A session made on A, upgraded to a WebSocket on B (its frames relayed to A); A is
+        SIGKILLed, so no close comes from it: B sees A off its relay channel and closes the
+        WebSocket within seconds, the close engine.io-client answers by reconnecting, rather
+        than at the client's ping timeout."""
+        sid = self.handshake(self.a.url)
+        ws = websocket.create_connection(f"ws://127.0.0.1:{self.b.port}/socket.io/?EIO=4&transport=websocket&sid={sid}",
+                                         timeout=TIMEOUT)
+        self.addCleanup(ws.close)
+        ws.send("2probe")
+        self.assertEqual(ws.recv(), "3probe")
+        ws.send("5")
+        # The Socket.IO CONNECT, answered by the owner through the relayed WebSocket.
+        ws.send("40")
+        frame = ws.recv()
+        while frame == "6":
+            frame = ws.recv()
+        self.assertTrue(frame.startswith('40{"sid":'), frame)
+        self.a.kill()
+        killed = time.monotonic()
+        ws.settimeout(OWNER_GONE_CLOSE_SECONDS)
+        closed = False
+        while not closed:
+            try:
+                frame = ws.recv()
+            except websocket.WebSocketConnectionClosedException:
+                closed = True
+            except websocket.WebSocketTimeoutException:
+                self.fail(f"the relayed WebSocket still open {OWNER_GONE_CLOSE_SECONDS} s after its owner was killed")
+            else:
+                closed = frame == ""
+                self.assertIn(frame, ("", "2"), "nothing but a close or a ping after the owner is gone")
+        elapsed = time.monotonic() - killed
+        self.assertLess(elapsed, OWNER_GONE_CLOSE_SECONDS)
+        self.assertEqual(metric(scrape(self.b), "sidecast_relay_failures_total", reason="owner_gone"), 1)
+        print(f"[test_relay] relayed WebSocket closed {elapsed:.1f} s after its owner was killed")
 
 
 class RelayTests(RelayBase):
@@ -326,6 +370,37 @@ class RelayTests(RelayBase):
 
     def test_round_robin_without_sticky_sessions(self):
         self.round_robin(CHAT_SECONDS)
+
+
+class RelayOwnerKilledTests(RelayBase):
+    """Issue 15 item 4: a WebSocket relayed for an owner that dies without draining, at
+    --threads 1 (and 4 below)."""
+
+    threads = 1
+
+    def test_relayed_websocket_closes_soon_after_owner_killed(self):
+        self.relayed_websocket_closes_when_owner_killed()
+
+    def test_owner_alive_keeps_relayed_websocket_open(self):
+        # The control: with its owner alive, the relayed WebSocket outlives several checks.
+        sid = self.handshake(self.a.url)
+        ws = websocket.create_connection(f"ws://127.0.0.1:{self.b.port}/socket.io/?EIO=4&transport=websocket&sid={sid}",
+                                         timeout=TIMEOUT)
+        self.addCleanup(ws.close)
+        ws.send("2probe")
+        self.assertEqual(ws.recv(), "3probe")
+        ws.send("5")
+        time.sleep(OWNER_GONE_CLOSE_SECONDS / 2 + 2)
+        ws.send("40")
+        frame = ws.recv()
+        while frame == "6":
+            frame = ws.recv()
+        self.assertTrue(frame.startswith('40{"sid":'), frame)
+        self.assertEqual(metric(scrape(self.b), "sidecast_relay_failures_total", reason="owner_gone"), 0)
+
+
+class RelayOwnerKilledFourThreadsTests(RelayOwnerKilledTests):
+    threads = 4
 
 
 class RelayStreamsTests(RelayBase):
@@ -572,6 +647,10 @@ class RelayShardedTests(RelayBase):
 
     def test_owner_gone_answers_session_id_unknown(self):
         RelayTests.test_owner_gone_answers_session_id_unknown(self)
+
+    def test_relayed_websocket_closes_soon_after_owner_killed(self):
+        # The owner's shard channel, counted by PUBSUB SHARDNUMSUB.
+        self.relayed_websocket_closes_when_owner_killed()
 
 
 class RelaySettingTests(ConfigTestCase):
