@@ -140,7 +140,7 @@ actor PythonModuleRunner {
     init() {
         let environment = ProcessInfo.processInfo.environment
         width = environment["SIDECAST_TEST_JOBS"].flatMap { Int($0) } ?? 3
-        timeout = .seconds(environment["SIDECAST_TEST_TIMEOUT"].flatMap { Int($0) } ?? 150)
+        timeout = .seconds(environment["SIDECAST_TEST_TIMEOUT"].flatMap { Int($0) } ?? 300)
     }
 
     /// The result of `module`; the first call starts every module in `all`.
