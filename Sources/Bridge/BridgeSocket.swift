@@ -57,16 +57,16 @@ enum BridgeSocket {
 }
 
 /// A socket of another shard, described by its shard's loop with each connect, event and
-/// disconnect it hands to the bridge's loop. The bridge keeps no table of these: an idle socket
-/// of another shard would cost the bridge's loop about 0.25 KiB (the description, a handle on
-/// its loop, a table entry), and what a description says is the socket's own when it is taken.
-/// The values share their storage with the socket's: the handshake is the session's one string,
-/// taken apart only for a `connect` line.
+/// disconnect it hands to the bridge's loop. The bridge keeps no table of these: a table of
+/// descriptions, each with a handle on its loop, cost the bridge's loop about 0.25 KiB per idle
+/// socket of another shard, for what the socket itself holds. A description shares its values'
+/// storage with the socket: the handshake is the session's one string, taken apart only for a
+/// `connect` line.
 ///
-/// Two things the shard cannot tell in order, the bridge adds on its own loop
-/// (``Bridge/described(_:)``): data a backend's `data` command set and the shard has not yet
-/// (the command passes through the bridge first), and a recovered socket's rooms as it got
-/// them back, which its connect alone carries.
+/// The bridge adds, on its own loop, two things the shard cannot say in order: the data of a
+/// backend's `data` command that the shard has not carried out yet (the command passes through
+/// the bridge first), and a recovered socket's rooms as it got them back, which only its
+/// connect carries.
 struct RemoteSocket: Sendable {
     var id: String
     var namespace: String
