@@ -20,36 +20,47 @@ public final class EngineIOSession {
     /// Whether `pauseReading()` is in force. Stored here, after `state`, where it fills the
     /// state's padding: stored properties are laid out in the order written.
     public private(set) var isReadingPaused = false
-    /// Packets waiting for the next long-poll; always empty on WebSocket.
-    private var outbox: [EngineIOMessage] = []
-    /// The polling size of the outbox's packets, separators left out; kept as packets come and
-    /// go so `bufferedBytes` costs nothing per send.
-    private var outboxPacketBytes = 0
     /// A POST whose packets or "ok" wait for `resumeReading()`. Outside `State` because it
     /// outlives an upgrade completed meanwhile.
     private var heldPost: HeldPost?
     /// This session's entry in the server's heartbeat queues, if it has one.
     var heartbeatSlot = EngineIOHeartbeat.Slot.none
 
-    /// As large as its largest case, in every session: the polling exchanges live behind a
+    /// As large as its largest case, in every session: what polling needs lives behind a
     /// reference and the rare closing timer in a box, so a WebSocket session keeps 17 bytes
-    /// here rather than 41 (and takes 136 bytes, a 144-byte block of malloc's, not 176).
+    /// here rather than 41 plus an outbox (and takes 120 bytes, a 128-byte block of malloc's,
+    /// not 161, a 176-byte one).
     private enum State {
         case polling(Polling)
         case websocket(WebSocketTransport)
         /// Closed by the server while no long-poll was pending: the next poll carries the
         /// rest of the outbox and the close packet, or the timer gives up.
-        indirect case closing(timeout: Scheduled<Void>)
+        indirect case closing(timeout: Scheduled<Void>, polling: Polling)
         case closed
     }
 
-    /// A class, so that the exchanges are changed in place rather than stored back.
+    /// A class, so that the exchanges and the outbox are changed in place rather than stored
+    /// back.
     private final class Polling {
         /// The GET waiting for packets.
         var pendingPoll: PollingExchange?
         /// The POST whose body is being received.
         var activePost: PollingExchange?
         var upgrade: Upgrade?
+        /// Packets waiting for the next long-poll.
+        var outbox: [EngineIOMessage] = []
+        /// The polling size of the outbox's packets, separators left out; kept as packets come
+        /// and go so `bufferedBytes` costs nothing per send.
+        var outboxPacketBytes = 0
+
+        var bufferedBytes: Int { self.outboxPacketBytes + max(self.outbox.count - 1, 0) }
+
+        func takeOutbox() -> [EngineIOMessage] {
+            let messages = self.outbox
+            self.outbox = []
+            self.outboxPacketBytes = 0
+            return messages
+        }
     }
 
     /// A POST body decoded but not fully delivered, or delivered while reading was paused.
@@ -155,8 +166,8 @@ public final class EngineIOSession {
     /// on WebSocket.
     public var bufferedBytes: Int {
         switch self.state {
-        case .polling, .closing:
-            self.outboxPacketBytes + max(self.outbox.count - 1, 0)
+        case .polling(let polling), .closing(_, let polling):
+            polling.bufferedBytes
         case .websocket(let webSocket):
             webSocket.bufferedBytes
         case .closed:
@@ -189,13 +200,13 @@ public final class EngineIOSession {
     private func send(_ messages: some Collection<EngineIOMessage>) {
         switch self.state {
         case .polling(let polling):
-            self.outbox.append(contentsOf: messages)
+            polling.outbox.append(contentsOf: messages)
             for message in messages {
-                self.outboxPacketBytes += message.pollingLength
+                polling.outboxPacketBytes += message.pollingLength
             }
             if let poll = polling.pendingPoll {
                 polling.pendingPoll = nil
-                self.flushOutbox(to: poll)
+                self.flushOutbox(of: polling, to: poll)
             }
         case .websocket(let webSocket):
             // The cast is decided at compile time once this is specialized for its callers.
@@ -213,27 +224,20 @@ public final class EngineIOSession {
     /// more than 16 packets; the rest simply waits for the client's next poll, which comes at once.
     static let maxPacketsPerPoll = 16
 
-    private func flushOutbox(to poll: PollingExchange, appending last: EngineIOMessage? = nil) {
+    private func flushOutbox(of polling: Polling, to poll: PollingExchange, appending last: EngineIOMessage? = nil) {
         var messages: [EngineIOMessage]
-        if last == nil, self.outbox.count > Self.maxPacketsPerPoll {
-            messages = Array(self.outbox.prefix(Self.maxPacketsPerPoll))
-            self.outbox.removeFirst(Self.maxPacketsPerPoll)
+        if last == nil, polling.outbox.count > Self.maxPacketsPerPoll {
+            messages = Array(polling.outbox.prefix(Self.maxPacketsPerPoll))
+            polling.outbox.removeFirst(Self.maxPacketsPerPoll)
             for message in messages {
-                self.outboxPacketBytes -= message.pollingLength
+                polling.outboxPacketBytes -= message.pollingLength
             }
         } else {
-            messages = self.takeOutbox()
+            messages = polling.takeOutbox()
         }
         if let last { messages.append(last) }
         self.log("flushing \(messages.count) packet(s) to polling")
         poll.respondToPoll(with: messages)
-    }
-
-    private func takeOutbox() -> [EngineIOMessage] {
-        let messages = self.outbox
-        self.outbox = []
-        self.outboxPacketBytes = 0
-        return messages
     }
 
     // MARK: - Lifecycle
@@ -265,7 +269,7 @@ public final class EngineIOSession {
             guard let self else { return }
             self.finishClosing()
         }
-        self.state = .closing(timeout: timeout)
+        self.state = .closing(timeout: timeout, polling: polling)
         self.answerHeldPost()
         self.log("closing; waiting for a poll to deliver the close packet")
         self.server.metrics.closed(self.transport, reason: reason)
@@ -274,10 +278,10 @@ public final class EngineIOSession {
 
     /// Ends the closing phase without a poll to deliver the close packet.
     func finishClosing() {
-        guard case .closing(let timeout) = self.state else { return }
+        guard case .closing(let timeout, let polling) = self.state else { return }
         timeout.cancel()
         self.state = .closed
-        _ = self.takeOutbox()
+        _ = polling.takeOutbox()
         self.server.remove(self)
     }
 
@@ -290,7 +294,7 @@ public final class EngineIOSession {
         case .polling(let polling):
             self.state = .closed
             self.cancelTimers(of: polling)
-            _ = self.takeOutbox()
+            _ = polling.takeOutbox()
             polling.pendingPoll?.respondToPoll(with: [clientClosed ? .noop : .close])
         case .websocket(let webSocket):
             self.state = .closed
@@ -381,19 +385,19 @@ public final class EngineIOSession {
                 self.terminate(.transportError, clientClosed: false)
                 return .badRequest
             }
-            if !self.outbox.isEmpty {
-                self.flushOutbox(to: poll)
+            if !polling.outbox.isEmpty {
+                self.flushOutbox(of: polling, to: poll)
             } else if polling.upgrade?.probed == true {
                 poll.respondToPoll(with: [.noop])
             } else {
                 polling.pendingPoll = poll
             }
             return nil
-        case .closing(let timeout):
+        case .closing(let timeout, let polling):
             timeout.cancel()
             self.state = .closed
             self.server.remove(self)
-            self.flushOutbox(to: poll, appending: .close)
+            self.flushOutbox(of: polling, to: poll, appending: .close)
             return nil
         case .websocket:
             return .badRequest
@@ -558,8 +562,8 @@ public final class EngineIOSession {
                     webSocket.pauseReading()
                 }
                 polling.pendingPoll?.respondToPoll(with: [.noop])
-                if !self.outbox.isEmpty {
-                    webSocket.write(self.takeOutbox()[...])
+                if !polling.outbox.isEmpty {
+                    webSocket.write(polling.takeOutbox()[...])
                 }
             default:
                 self.abandonUpgrade(of: webSocket)
