@@ -5,7 +5,10 @@ import NIOCore
 // Printing builds a jansson tree and lets `json_dumpb` print it straight into the caller's
 // `ByteBuffer`, so a Socket.IO or Engine.IO frame needs no intermediate C string.
 // The output is compact, keeps member order and escapes every control character, so it never
-// holds a raw newline (safe for NDJSON).
+// holds a raw newline (safe for NDJSON). A lone integer, or a lone string with nothing to
+// escape (a socket id, most names), is written without a tree: its text is then its digits, or
+// its bytes between quotes (RFC 8259 §7), byte for byte what jansson prints, for a fraction of
+// the cost of building and printing a tree.
 
 extension JSONValue {
     /// Compact JSON text for this value.
@@ -31,9 +34,27 @@ extension JSONValue {
     /// to put attachment placeholders in their place. A `.binary` inside a replacement prints as
     /// `{"$binary":"<base64>"}`.
     public func write(to buffer: inout ByteBuffer, binary replacement: (ByteBuffer) -> JSONValue) {
+        switch self {
+        case .int(let value):
+            buffer.writeString(String(value))
+            return
+        case .string(let value) where value.utf8.allSatisfy(Self.printsAsItself):
+            buffer.writeInteger(UInt8(ascii: "\""))
+            buffer.writeString(value)
+            buffer.writeInteger(UInt8(ascii: "\""))
+            return
+        default:
+            break
+        }
         let root = makeJansson(binary: replacement)
         defer { json_decref(root) }
         appendCompactJSON(root, to: &buffer)
+    }
+
+    /// Whether a byte of a string's UTF-8 appears as itself in jansson's output with our flags:
+    /// all but the quote, the backslash and control characters, which it escapes.
+    private static func printsAsItself(_ byte: UInt8) -> Bool {
+        byte >= 0x20 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\")
     }
 
     /// The bridge's spelling of binary data.
