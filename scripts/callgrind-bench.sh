@@ -45,7 +45,8 @@ if [ -z "$sidecast" ]; then
 fi
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+[ -n "${CALLGRIND_KEEP:-}" ] && echo "profiles kept in $work" >&2
+trap '[ -n "${CALLGRIND_KEEP:-}" ] || rm -rf "$work"' EXIT
 "$cc" -O2 -shared -fPIC -o "$work/shim.so" scripts/callgrind/sigsuspend-shim.c
 # valgrind 3.19 cannot read the DWARF 5 the Swift toolchain writes; symbols stay.
 objcopy --strip-debug "$sidecast" "$work/sidecast"

@@ -1,4 +1,9 @@
 internal import CJansson
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Where the elements of a JSON array are in the text it was parsed from: the first element,
 /// when it is a string, and the elements after it.
@@ -50,7 +55,8 @@ public struct JSONArrayText: Sendable, Equatable {
             guard bytes[cursor] == UInt8(ascii: ",") else { return nil }
             rest = (cursor + 1)..<end
         }
-        guard !bytes[start..<end].contains(where: { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }) else { return nil }
+        let elements = base.advanced(by: start)
+        guard memchr(elements, 0x0A, end - start) == nil, memchr(elements, 0x0D, end - start) == nil else { return nil }
         self.first = start..<firstEnd
     }
 

@@ -38,11 +38,15 @@ extension JSONValue {
         case .int(let value):
             buffer.writeString(String(value))
             return
-        case .string(let value) where value.utf8.allSatisfy(Self.printsAsItself):
-            buffer.writeInteger(UInt8(ascii: "\""))
-            buffer.writeString(value)
-            buffer.writeInteger(UInt8(ascii: "\""))
-            return
+        case .string(var value):
+            let written = value.withUTF8 { utf8 in
+                guard utf8.allSatisfy(Self.printsAsItself) else { return false }
+                buffer.writeInteger(UInt8(ascii: "\""))
+                buffer.writeBytes(UnsafeRawBufferPointer(utf8))
+                buffer.writeInteger(UInt8(ascii: "\""))
+                return true
+            }
+            if written { return }
         default:
             break
         }
