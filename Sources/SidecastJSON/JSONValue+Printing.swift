@@ -57,7 +57,7 @@ extension JSONValue {
 
     /// Whether a byte of a string's UTF-8 appears as itself in jansson's output with our flags:
     /// all but the quote, the backslash and control characters, which it escapes.
-    private static func printsAsItself(_ byte: UInt8) -> Bool {
+    static func printsAsItself(_ byte: UInt8) -> Bool {
         byte >= 0x20 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\")
     }
 
@@ -126,12 +126,28 @@ private func withUTF8Pointer<Result>(_ string: String, _ body: (UnsafePointer<CC
     }
 }
 
-/// Prints `json` compactly at the end of `buffer`. `json_dumpb` fills the memory it is given in
+/// Prints `json` compactly at the end of `buffer`. A lone integer or a lone string with nothing
+/// to escape is written directly, as `JSONValue.write` does. `json_dumpb` fills the memory it is given in
 /// one call, where a dump callback would cost a `ByteBuffer` write per token. When the space
 /// tried first is too small, the exact size jansson reported is reserved and the value printed
 /// again. A buffer with some room left is tried as it is, so a caller that reserved room for a
 /// whole message (printing several values into it) makes it grow at most once.
 func appendCompactJSON(_ json: UnsafeMutablePointer<json_t>, to buffer: inout ByteBuffer) {
+    switch json.pointee.type {
+    case JSON_INTEGER:
+        buffer.writeString(String(json_integer_value(json)))
+        return
+    case JSON_STRING:
+        let utf8 = UnsafeRawBufferPointer(start: json_string_value(json), count: json_string_length(json))
+        if utf8.allSatisfy(JSONValue.printsAsItself) {
+            buffer.writeInteger(UInt8(ascii: "\""))
+            buffer.writeBytes(utf8)
+            buffer.writeInteger(UInt8(ascii: "\""))
+            return
+        }
+    default:
+        break
+    }
     let flags = Int(JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
     var needed = 0
     let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: buffer.writableBytes >= 64 ? 0 : 256) { space in
