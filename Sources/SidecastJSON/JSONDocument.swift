@@ -69,7 +69,8 @@ public final class JSONDocument {
             default: return nil
             }
         }
-        var bytes = ByteBuffer()
+        // Room for a typical message, so that printing the arguments grows nothing.
+        var bytes = ByteBufferAllocator().buffer(capacity: 256)
         bytes.writeInteger(UInt8(ascii: "["))
         if let integer = Self.integer(replacing: first) {
             appendCompactJSON(integer, to: &bytes)
@@ -81,9 +82,9 @@ public final class JSONDocument {
         if let rest, json_array_size(rest) > 0 {
             Self.replaceWholeReals(in: rest)
             // The array prints as `[a,b]`: its bracket becomes the comma after the first element.
-            let bracket = bytes.writerIndex
+            let bracket = bytes.readableBytes
             appendCompactJSON(rest, to: &bytes)
-            bytes.setInteger(UInt8(ascii: ","), at: bracket)
+            bytes.withUnsafeMutableReadableBytes { $0[bracket] = UInt8(ascii: ",") }
         } else {
             bytes.writeInteger(UInt8(ascii: "]"))
         }
