@@ -39,26 +39,13 @@ extension JSONValue {
             buffer.writeString(String(value))
             return
         case .string(var value):
-            let written = value.withUTF8 { utf8 in
-                guard utf8.allSatisfy(Self.printsAsItself) else { return false }
-                buffer.writeInteger(UInt8(ascii: "\""))
-                buffer.writeBytes(UnsafeRawBufferPointer(utf8))
-                buffer.writeInteger(UInt8(ascii: "\""))
-                return true
-            }
-            if written { return }
+            if value.withUTF8({ appendUnescapedJSONString(UnsafeRawBufferPointer($0), to: &buffer) }) { return }
         default:
             break
         }
         let root = makeJansson(binary: replacement)
         defer { json_decref(root) }
         appendCompactJSON(root, to: &buffer)
-    }
-
-    /// Whether a byte of a string's UTF-8 appears as itself in jansson's output with our flags:
-    /// all but the quote, the backslash and control characters, which it escapes.
-    static func printsAsItself(_ byte: UInt8) -> Bool {
-        byte >= 0x20 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\")
     }
 
     /// The bridge's spelling of binary data.
@@ -139,12 +126,7 @@ func appendCompactJSON(_ json: UnsafeMutablePointer<json_t>, to buffer: inout By
         return
     case JSON_STRING:
         let utf8 = UnsafeRawBufferPointer(start: json_string_value(json), count: json_string_length(json))
-        if utf8.allSatisfy(JSONValue.printsAsItself) {
-            buffer.writeInteger(UInt8(ascii: "\""))
-            buffer.writeBytes(utf8)
-            buffer.writeInteger(UInt8(ascii: "\""))
-            return
-        }
+        if appendUnescapedJSONString(utf8, to: &buffer) { return }
     default:
         break
     }
@@ -160,4 +142,16 @@ func appendCompactJSON(_ json: UnsafeMutablePointer<json_t>, to buffer: inout By
     buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: needed) { space in
         json_dumpb(json, space.baseAddress?.assumingMemoryBound(to: CChar.self), space.count, flags)
     }
+}
+
+/// Writes the string whose UTF-8 is `utf8` as JSON when it has nothing to escape, and says
+/// whether it did. jansson, with our flags, escapes the quote, the backslash and control
+/// characters and writes every other byte as it is, so such a string prints as its bytes
+/// between quotes.
+private func appendUnescapedJSONString(_ utf8: UnsafeRawBufferPointer, to buffer: inout ByteBuffer) -> Bool {
+    guard utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) else { return false }
+    buffer.writeInteger(UInt8(ascii: "\""))
+    buffer.writeBytes(utf8)
+    buffer.writeInteger(UInt8(ascii: "\""))
+    return true
 }
