@@ -60,7 +60,7 @@ enum BackendMessage {
         line.writeStaticString(#","nsp":"#)
         JSONValue.string(namespace).write(to: &line)
         line.writeStaticString(#","event":"#)
-        JSONValue.string(event.name).write(to: &line)
+        event.writeName(to: &line)
         line.writeStaticString(#","args":"#)
         event.writeArguments(to: &line)
         if let ack = event.ackID {

@@ -61,17 +61,33 @@ public final class JSONDocument {
     /// this document's tree, so read no member after printing it.
     public func printedArray(first firstKey: String, elementsOf restKey: String) -> JSONText? {
         guard let first = member(firstKey) else { return nil }
-        guard let array = json_array() else { preconditionFailure("jansson could not allocate an array") }
-        defer { json_decref(array) }
-        // `json_array_append` and `json_array_extend` add references: the members stay shared.
-        guard json_array_append(array, first) == 0 else { preconditionFailure("jansson failed to grow an array") }
-        if let rest = member(restKey), rest.pointee.type != JSON_NULL {
-            guard rest.pointee.type == JSON_ARRAY else { return nil }
-            guard json_array_extend(array, rest) == 0 else { preconditionFailure("jansson failed to grow an array") }
+        var rest = member(restKey)
+        if let array = rest {
+            switch array.pointee.type {
+            case JSON_NULL: rest = nil
+            case JSON_ARRAY: break
+            default: return nil
+            }
         }
-        Self.replaceWholeReals(in: array)
-        var bytes = ByteBuffer()
-        appendCompactJSON(array, to: &bytes)
+        // Room for a typical message, so that printing the arguments grows nothing.
+        var bytes = ByteBufferAllocator().buffer(capacity: 256)
+        bytes.writeInteger(UInt8(ascii: "["))
+        if let integer = Self.integer(replacing: first) {
+            appendCompactJSON(integer, to: &bytes)
+            json_decref(integer)
+        } else {
+            Self.replaceWholeReals(in: first)
+            appendCompactJSON(first, to: &bytes)
+        }
+        if let rest, json_array_size(rest) > 0 {
+            Self.replaceWholeReals(in: rest)
+            // The array prints as `[a,b]`: its bracket becomes the comma after the first element.
+            let bracket = bytes.readableBytes
+            appendCompactJSON(rest, to: &bytes)
+            bytes.withUnsafeMutableReadableBytes { $0[bracket] = UInt8(ascii: ",") }
+        } else {
+            bytes.writeInteger(UInt8(ascii: "]"))
+        }
         return JSONText(printed: bytes)
     }
 

@@ -5,7 +5,10 @@ import NIOCore
 // Printing builds a jansson tree and lets `json_dumpb` print it straight into the caller's
 // `ByteBuffer`, so a Socket.IO or Engine.IO frame needs no intermediate C string.
 // The output is compact, keeps member order and escapes every control character, so it never
-// holds a raw newline (safe for NDJSON).
+// holds a raw newline (safe for NDJSON). A lone integer, or a lone string with nothing to
+// escape (a socket id, most names), is written without a tree: its text is then its digits, or
+// its bytes between quotes (RFC 8259 §7), byte for byte what jansson prints, for a fraction of
+// the cost of building and printing a tree.
 
 extension JSONValue {
     /// Compact JSON text for this value.
@@ -31,6 +34,15 @@ extension JSONValue {
     /// to put attachment placeholders in their place. A `.binary` inside a replacement prints as
     /// `{"$binary":"<base64>"}`.
     public func write(to buffer: inout ByteBuffer, binary replacement: (ByteBuffer) -> JSONValue) {
+        switch self {
+        case .int(let value):
+            buffer.writeString(String(value))
+            return
+        case .string(var value):
+            if value.withUTF8({ appendUnescapedJSONString(UnsafeRawBufferPointer($0), to: &buffer) }) { return }
+        default:
+            break
+        }
         let root = makeJansson(binary: replacement)
         defer { json_decref(root) }
         appendCompactJSON(root, to: &buffer)
@@ -101,12 +113,23 @@ private func withUTF8Pointer<Result>(_ string: String, _ body: (UnsafePointer<CC
     }
 }
 
-/// Prints `json` compactly at the end of `buffer`. `json_dumpb` fills the memory it is given in
+/// Prints `json` compactly at the end of `buffer`. A lone integer or a lone string with nothing
+/// to escape is written directly, as `JSONValue.write` does. `json_dumpb` fills the memory it is given in
 /// one call, where a dump callback would cost a `ByteBuffer` write per token. When the space
 /// tried first is too small, the exact size jansson reported is reserved and the value printed
 /// again. A buffer with some room left is tried as it is, so a caller that reserved room for a
 /// whole message (printing several values into it) makes it grow at most once.
 func appendCompactJSON(_ json: UnsafeMutablePointer<json_t>, to buffer: inout ByteBuffer) {
+    switch json.pointee.type {
+    case JSON_INTEGER:
+        buffer.writeString(String(json_integer_value(json)))
+        return
+    case JSON_STRING:
+        let utf8 = UnsafeRawBufferPointer(start: json_string_value(json), count: json_string_length(json))
+        if appendUnescapedJSONString(utf8, to: &buffer) { return }
+    default:
+        break
+    }
     let flags = Int(JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
     var needed = 0
     let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: buffer.writableBytes >= 64 ? 0 : 256) { space in
@@ -119,4 +142,16 @@ func appendCompactJSON(_ json: UnsafeMutablePointer<json_t>, to buffer: inout By
     buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: needed) { space in
         json_dumpb(json, space.baseAddress?.assumingMemoryBound(to: CChar.self), space.count, flags)
     }
+}
+
+/// Writes the string whose UTF-8 is `utf8` as JSON when it has nothing to escape, and says
+/// whether it did. jansson, with our flags, escapes the quote, the backslash and control
+/// characters and writes every other byte as it is, so such a string prints as its bytes
+/// between quotes.
+private func appendUnescapedJSONString(_ utf8: UnsafeRawBufferPointer, to buffer: inout ByteBuffer) -> Bool {
+    guard utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) else { return false }
+    buffer.writeInteger(UInt8(ascii: "\""))
+    buffer.writeBytes(utf8)
+    buffer.writeInteger(UInt8(ascii: "\""))
+    return true
 }

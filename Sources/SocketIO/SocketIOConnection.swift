@@ -64,14 +64,14 @@ final class SocketIOConnection {
             switch try decoder.decodeKeepingEventData(text: text) {
             case .packet(let packet)?:
                 route(packet)
-            case .event(var namespace, let id, let data)?:
+            case .event(var namespace, let id, let data, let text)?:
                 if session.version != .v4, let mark = namespace.firstIndex(of: "?") {
                     // As `normalizedV4Protocol` reads a v4-protocol packet's namespace.
                     namespace = String(namespace[..<mark])
                 }
                 server.logger.trace("event in", metadata: ["sid": "\(session.id)", "nsp": "\(namespace)", "id": "\(id.map(String.init) ?? "-")"])
                 if let socket = socket(in: namespace) {
-                    socket.receivedEvent(data: data, id: id)
+                    socket.receivedEvent(data: data, text: text, id: id)
                 } else {
                     server.logger.debug("no socket for namespace", metadata: ["nsp": "\(namespace)"])
                 }

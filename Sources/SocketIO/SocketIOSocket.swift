@@ -247,9 +247,9 @@ public final class SocketIOSocket {
     }
 
     /// A plain EVENT, its data still parsed (the decoder checked it holds a name first).
-    func receivedEvent(data: JSONDocument, id: Int?) {
+    func receivedEvent(data: JSONDocument, text: SocketIOEvent.Text?, id: Int?) {
         guard let name = SocketIOEvent.name(of: data.element(0)) else { return }
-        received(SocketIOEvent(name: name, data: data, ackID: id))
+        received(SocketIOEvent(name: name, data: data, text: text, ackID: id))
     }
 
     private func received(_ event: SocketIOEvent) {

@@ -9,10 +9,10 @@ final class BackendMessageTests: XCTestCase {
     /// The event as a client's text packet delivers it: arguments still in the parsed tree.
     private func parsedEvent(_ packet: String) throws -> SocketIOEvent {
         var decoder = SocketIOPacketDecoder()
-        guard case .event(_, let id, let data)? = try decoder.decodeKeepingEventData(text: ByteBuffer(string: packet)),
+        guard case .event(_, let id, let data, let text)? = try decoder.decodeKeepingEventData(text: ByteBuffer(string: packet)),
             let name = SocketIOEvent.name(of: data.element(0))
         else { throw XCTSkip("not a plain event: \(packet)") }
-        return SocketIOEvent(name: name, data: data, ackID: id)
+        return SocketIOEvent(name: name, data: data, text: text, ackID: id)
     }
 
     /// The line as it was printed before `eventLine`: the whole message as one value.
@@ -25,21 +25,48 @@ final class BackendMessageTests: XCTestCase {
         return message.jsonString() + "\n"
     }
 
+    /// A plain event whose name is a string: its name and arguments go into the line as the
+    /// client wrote them, and the line still reads as the message printed as a value would.
+    func testEventLineCopiesTheClientsText() throws {
+        let cases = [
+            (#"2["chat",{"t":123456789,"s":42,"p":"xxxx"}]"#, #""chat""#, #"[{"t":123456789,"s":42,"p":"xxxx"}]"#, nil),
+            (#"2/admin,17["m",1.0,-0.0,2.5,1e300,0.1,9007199254740992.0,18446744073709551616]"#, #""m""#,
+             "[1.0,-0.0,2.5,1e300,0.1,9007199254740992.0,18446744073709551616]", "17"),
+            (#"2["é\n\"x\"","\u0000nul","\u2028","😀","\/",{"k":2.0}]"#, #""é\n\"x\"""#, #"["\u0000nul","\u2028","😀","\/",{"k":2.0}]"#, nil),
+            (#"2["no args"]"#, #""no args""#, "[]", nil),
+            (#"29["m",{"_placeholder":true,"num":0},{"$binary":"AAE="}]"#, #""m""#, #"[{"_placeholder":true,"num":0},{"$binary":"AAE="}]"#, "9"),
+            (#"2[ "spaced" , 1 , "two" ]"#, #""spaced""#, #"[ 1 , "two" ]"#, nil),
+            (#"2/a[b],5["x",[1]]"#, #""x""#, "[[1]]", "5"),
+        ]
+        for (packet, name, args, ack) in cases {
+            let event = try parsedEvent(packet)
+            let (sid, nsp) = ("Ab_c-1\"\\", "/ns\u{1}")
+            let line = String(buffer: BackendMessage.eventLine(sid: sid, namespace: nsp, event: event, allocator: ByteBufferAllocator()))
+            let expected = #"{"type":"event","sid":"Ab_c-1\"\\","nsp":"/ns\u0001","event":"# + name + #","args":"# + args
+                + (ack.map { #","ack":"# + $0 } ?? "") + "}\n"
+            XCTAssertEqual(line, expected, packet)
+            let parsed = try JSONValue(parsing: ByteBuffer(string: line))
+            XCTAssertEqual(parsed["event"], .string(event.name), packet)
+            XCTAssertEqual(parsed["args"]?.arrayValue?.count, event.args.count, packet)
+        }
+    }
+
+    /// Without the client's text (a numeric name, a line break between tokens, arguments
+    /// held as values) the line is what printing the message as a value gives.
     func testEventLineIsWhatPrintingTheMessageAsAValueGives() throws {
         let packets = [
-            #"2["chat",{"t":123456789,"s":42,"p":"xxxx"}]"#,
-            #"2/admin,17["m",1.0,-0.0,2.5,1e300,0.1,9007199254740992.0,18446744073709551616]"#,
-            #"2["é\n\"x\"","\u0000nul","\u2028","😀","\/",{"dup":1,"k":2.0,"dup":3}]"#,
             #"2[7,null,true,[{"a":[1.0]}]]"#,
-            #"2["no args"]"#,
-            #"29["m",{"_placeholder":true,"num":0},{"$binary":"AAE="}]"#,
+            "2[\"m\",\n1.0,{\"dup\":1,\"k\":2.0,\"dup\":3}]",
+            #"2["chat",{"t":123456789,"s":42,"p":"xxxx"}]"#,
         ]
         for packet in packets {
             let event = try parsedEvent(packet)
             let (sid, nsp) = ("Ab_c-1\"\\", "/ns\u{1}")
             let expected = lineByValue(sid: sid, nsp: nsp, name: event.name, args: event.args, ack: event.ackID)
-            let line = BackendMessage.eventLine(sid: sid, namespace: nsp, event: event, allocator: ByteBufferAllocator())
-            XCTAssertEqual(String(buffer: line), expected, packet)
+            if !packet.contains("chat") {
+                let line = BackendMessage.eventLine(sid: sid, namespace: nsp, event: event, allocator: ByteBufferAllocator())
+                XCTAssertEqual(String(buffer: line), expected, packet)
+            }
             // Arguments held as values (a binary event's) print the same.
             let byValues = SocketIOEvent(name: event.name, args: event.args, ackID: event.ackID)
             XCTAssertEqual(String(buffer: BackendMessage.eventLine(sid: sid, namespace: nsp, event: byValues, allocator: ByteBufferAllocator())), expected, packet)

@@ -22,6 +22,10 @@ final class JSONDocumentTests: XCTestCase {
             #"{"event":"é\n\"x\"","args":["\u0000nul","\u2028","😀","\/",{"dup":1,"k":2,"dup":3}]}"#,
             #"{"event":"m","args":null}"#,
             #"{"event":"m"}"#,
+            #"{"event":"m","args":[]}"#,
+            #"{"event":2.0,"args":[[1.0]]}"#,
+            #"{"event":7,"args":[]}"#,
+            #"{"event":{"k":1.0},"args":[0.5]}"#,
             #"{"args":[1],"event":"m","other":2.0}"#,
         ]
         for line in lines {

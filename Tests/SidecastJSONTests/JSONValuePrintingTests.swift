@@ -12,6 +12,20 @@ final class JSONValuePrintingTests: XCTestCase {
         XCTAssertEqual(JSONValue.string("hi").jsonString(), #""hi""#)
     }
 
+    /// Lone strings with nothing to escape and lone integers skip jansson's tree; what they
+    /// print must be what jansson prints for them inside an array.
+    func testLoneStringsAndIntegersPrintAsJanssonPrintsThem() {
+        var strings = (0..<128).map { String(UnicodeScalar(UInt8($0))) }
+        strings += ["", "Ab_c-1", "/ns", "é", "😀", "\u{2028}", "\u{7f}", "a/b", "x\"y", "back\\slash", "tab\tend", String(repeating: "z", count: 300)]
+        for string in strings {
+            let viaTree = JSONValue.array([.string(string)]).jsonString()
+            XCTAssertEqual("[" + JSONValue.string(string).jsonString() + "]", viaTree, string.debugDescription)
+        }
+        for integer: Int64 in [0, 1, -1, 42, .max, .min, 9_007_199_254_740_993] {
+            XCTAssertEqual("[" + JSONValue.int(integer).jsonString() + "]", JSONValue.array([.int(integer)]).jsonString())
+        }
+    }
+
     func testContainersAreCompactAndKeepOrder() {
         let value: JSONValue = ["z": [1, "two", nil, [:]], "a": ["nested": []], "m": true]
         XCTAssertEqual(value.jsonString(), #"{"z":[1,"two",null,{}],"a":{"nested":[]},"m":true}"#)

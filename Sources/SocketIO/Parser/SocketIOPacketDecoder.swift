@@ -29,8 +29,9 @@ public struct SocketIOPacketDecoder: Sendable {
     enum Decoded {
         case packet(SocketIOPacket)
         /// An EVENT without attachments. Its data is a checked array `[name, ...args]`, kept
-        /// parsed so that the layer above can print the arguments without converting them.
-        case event(namespace: String, id: Int?, data: JSONDocument)
+        /// parsed so that the layer above can read it without converting it all, and the text
+        /// of its name and arguments as the client sent them, when that can be passed on.
+        case event(namespace: String, id: Int?, data: JSONDocument, text: SocketIOEvent.Text?)
     }
 
     /// Decodes the payload of a text Engine.IO message (without its "4" prefix). Returns nil
@@ -55,14 +56,14 @@ public struct SocketIOPacketDecoder: Sendable {
     /// As `decode(text:)`, but a plain EVENT keeps its data as parsed: what the server does
     /// with every event a client emits, which it only passes on.
     mutating func decodeKeepingEventData(text: ByteBuffer) throws(SocketIOParseError) -> Decoded? {
-        try accept(text.withUnsafeReadableBytes { [maxAttachments] in Self.parse($0, maxAttachments: maxAttachments) })
+        try accept(text.withUnsafeReadableBytes { [maxAttachments] in Self.parse($0, maxAttachments: maxAttachments, keepingTextOf: text) })
     }
 
     private static func packet(_ decoded: Decoded) -> SocketIOPacket {
         switch decoded {
         case .packet(let packet):
             return packet
-        case .event(let namespace, let id, let data):
+        case .event(let namespace, let id, let data, _):
             do {
                 return SocketIOPacket(type: .event, namespace: namespace, id: id, data: try data.value(binaryObjects: .keep))
             } catch {
@@ -101,7 +102,12 @@ public struct SocketIOPacketDecoder: Sendable {
 
     /// Parses one text packet; a binary packet comes back as EVENT / ACK with its
     /// placeholders still in place and the number of attachments to wait for.
-    private static func parse(_ bytes: UnsafeRawBufferPointer, maxAttachments: Int) -> Result<(Decoded, attachments: Int), SocketIOParseError> {
+    ///
+    /// With `source`, the buffer `bytes` are the readable bytes of, a plain EVENT also keeps
+    /// slices of it holding the text of its name and arguments (see `SocketIOEvent.Text`).
+    private static func parse(
+        _ bytes: UnsafeRawBufferPointer, maxAttachments: Int, keepingTextOf source: ByteBuffer? = nil
+    ) -> Result<(Decoded, attachments: Int), SocketIOParseError> {
         guard let first = bytes.first, isDigit(first), let type = SocketIOPacketType(rawValue: first - UInt8(ascii: "0")) else {
             return .failure(.unknownPacketType)
         }
@@ -148,7 +154,15 @@ public struct SocketIOPacketDecoder: Sendable {
         }
         if type == .event {
             guard isEventDataValid(document) else { return .failure(.invalidPayload) }
-            return .success((.event(namespace: packet.namespace, id: packet.id, data: document), 0))
+            let text = source.flatMap { source in
+                JSONArrayText(array: UnsafeRawBufferPointer(rebasing: bytes[cursor...])).map { spans in
+                    SocketIOEvent.Text(
+                        name: source.getSlice(at: source.readerIndex + cursor + spans.first.lowerBound, length: spans.first.count)!,
+                        arguments: source.getSlice(at: source.readerIndex + cursor + spans.rest.lowerBound, length: spans.rest.count)!
+                    )
+                }
+            }
+            return .success((.event(namespace: packet.namespace, id: packet.id, data: document, text: text), 0))
         }
         let payload: JSONValue
         do {

@@ -65,12 +65,18 @@ final class SocketIOPacketDecoderTests: XCTestCase {
 
     func testAPlainEventKeepsItsDataParsedAndEveryOtherPacketIsAValue() throws {
         var decoder = SocketIOPacketDecoder()
-        guard case .event(let namespace, let id, let data)? = try decoder.decodeKeepingEventData(text: ByteBuffer(string: #"2/chat,7["m",{"a":1},2]"#)) else {
+        // The frame's buffer has bytes before the packet, as a frame read from a connection does.
+        var frame = ByteBuffer(string: #"42/chat,7["m",{"a":1},2]"#)
+        frame.moveReaderIndex(forwardBy: 1)
+        guard case .event(let namespace, let id, let data, let text)? = try decoder.decodeKeepingEventData(text: frame) else {
             return XCTFail("a plain EVENT keeps its data parsed")
         }
         XCTAssertEqual(namespace, "/chat")
         XCTAssertEqual(id, 7)
         XCTAssertEqual(try data.value(binaryObjects: .keep), ["m", ["a": 1], 2])
+        // ... and the text of its name and arguments, as slices of the frame.
+        XCTAssertEqual(text.map { String(buffer: $0.name) }, #""m""#)
+        XCTAssertEqual(text.map { String(buffer: $0.arguments) }, #"{"a":1},2"#)
         guard case .packet(let ack)? = try decoder.decodeKeepingEventData(text: ByteBuffer(string: #"3/chat,7["ok"]"#)) else {
             return XCTFail("an ACK is a packet")
         }
