@@ -3,6 +3,7 @@ import EngineIO
 import Logging
 import Metrics
 import NIOCore
+import SidecastJSON
 import SocketIO
 
 /// A message a group owes its backends, queued in order while the group has none.
@@ -105,6 +106,23 @@ final class BackendGroup {
         queue.removeAll()
         queueGauge.record(0)
         members.removeAll()
+    }
+
+    /// A `data` command replaced the data of the socket `id` of another shard: its messages
+    /// waiting here carry the new data, for the `connect` lines they will make.
+    func replaceQueuedData(of id: String, with data: JSONValue) {
+        for index in queue.indices {
+            switch queue[index] {
+            case .connect(let socket, let line):
+                if let socket = socket.replacingRemoteData(of: id, with: data) { queue[index] = .connect(socket, line: line) }
+            case .event(let socket, let line):
+                if let socket = socket.replacingRemoteData(of: id, with: data) { queue[index] = .event(socket, line) }
+            case .disconnect(let socket, let line):
+                if let socket = socket.replacingRemoteData(of: id, with: data) { queue[index] = .disconnect(socket, line) }
+            case .line:
+                break
+            }
+        }
     }
 
     /// An attached backend of the group that authorizes `namespace`, chosen stably by socket id.

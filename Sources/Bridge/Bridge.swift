@@ -23,8 +23,12 @@ public final class Bridge {
     private let shards: NodeShards
     private let adapter: Adapter
     private let eventLoop: EventLoop
-    /// The sockets of other shards that connected, by id.
-    private var remoteSockets: [String: RemoteSocket] = [:]
+    /// The rooms the recovered sockets of other shards got back, by id, from their connect to
+    /// their disconnect: their later messages carry them (``RemoteSocket``).
+    private var recoveredRemoteRooms: [String: [String]] = [:]
+    /// `data` commands about sockets of other shards that their shard has not carried out yet,
+    /// by socket id: what the shard says of such a socket's data until then is older.
+    private var dataUpdates: [String: DataUpdate] = [:]
     /// The sinks of the other shards, told which namespaces exist.
     private var shardSinks: [NIOLoopBound<ShardSink>] = []
 
@@ -45,6 +49,13 @@ public final class Bridge {
     private let emits = Counter(label: "sidecast_backend_emits_total")
     private let unservedDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "no_backend")])
     private let authorizationsUnavailable = Counter(label: "sidecast_authorizations_unavailable_total")
+
+    /// The newest data `data` commands set for a socket of another shard, and how many of
+    /// them its shard has yet to carry out.
+    private struct DataUpdate {
+        var data: JSONValue
+        var pending: Int
+    }
 
     /// A connection waiting for an authorizing backend's `accept` or `reject`.
     private struct PendingAuthorization {
@@ -281,10 +292,13 @@ public final class Bridge {
                 succeed(id, backend)
             case .data(let sid, let nsp, let data):
                 try requireNamespace(nsp)
-                // A socket of another shard has its `connect` line made here, for a backend
-                // that takes it over: it must carry the new data too.
-                remoteSockets[sid]?.snapshot.data = data
-                onSocket(sid, nsp, id: id, line: request.command.type, backend: backend) { $0.data = data }
+                // A socket of another shard may have its `connect` line made here, for a
+                // backend that takes it over: it carries the new data from now on.
+                let isRemote = shards.shardIndex(owning: sid) != 0
+                if isRemote { beginDataUpdate(of: sid, to: data) }
+                onSocket(sid, nsp, id: id, line: request.command.type, backend: backend, work: { $0.data = data }) { [self] in
+                    if isRemote { endDataUpdate(of: sid) }
+                }
             case .serverEmit(let nsp, let event, let args):
                 serverEmit(nsp, event, args, id: id, backend: backend)
             case .serverAck(let ack, let args):
@@ -444,21 +458,23 @@ public final class Bridge {
         guard namespaceExists(nsp) else { throw BridgeError.unknownNamespace(nsp) }
     }
 
-    /// Runs `work` on the socket `sid` of `nsp`, on its shard, then answers the command: "ok",
-    /// or an unknown sid.
+    /// Runs `work` on the socket `sid` of `nsp`, on its shard, then `done` back here, and
+    /// answers the command: "ok", or an unknown sid.
     private func onSocket(
         _ sid: String,
         _ nsp: String,
         id: JSONValue?,
         line: String,
         backend: Backend,
-        _ work: @escaping @Sendable (SocketIOSocket) -> Void
+        work: @escaping @Sendable (SocketIOSocket) -> Void,
+        done: (() -> Void)? = nil
     ) {
         shards.withShard(owning: sid, { server in
             guard let socket = server.socket(id: sid, namespace: nsp) else { return false }
             work(socket)
             return true
         }, completion: { [self] (found: Bool) in
+            done?()
             if found {
                 succeed(id, backend)
             } else {
@@ -577,8 +593,8 @@ extension Bridge: SocketEventSink {
     public func socketDidConnect(_ socket: SocketIOSocket) {
         var line: ByteBuffer?
         forEachGroup(serving: socket.namespace.name) { group in
-            if line == nil { line = Backend.line(socket.connectMessage(resumed: false), allocator: ByteBufferAllocator()) }
-            group.deliver(.connect(socket, line: line))
+            if line == nil { line = Backend.line(BackendMessage.connect(socket, resumed: false), allocator: ByteBufferAllocator()) }
+            group.deliver(.connect(.local(socket), line: line))
         }
     }
 
@@ -588,7 +604,7 @@ extension Bridge: SocketEventSink {
             return dropUnserved(event.name, namespace: nsp)
         }
         let line = BackendMessage.eventLine(sid: socket.id, namespace: nsp, event: event, allocator: ByteBufferAllocator())
-        forEachGroup(serving: nsp) { $0.deliver(.event(socket, line)) }
+        forEachGroup(serving: nsp) { $0.deliver(.event(.local(socket), line)) }
     }
 
     /// A client's event that no backend will see: no group serves its namespace, not even one
@@ -605,7 +621,7 @@ extension Bridge: SocketEventSink {
     public func socket(_ socket: SocketIOSocket, didDisconnectWith reason: DisconnectReason) {
         let message = BackendMessage.disconnect(sid: socket.id, namespace: socket.namespace.name, reason: reason)
         let line = Backend.line(message, allocator: ByteBufferAllocator())
-        forEachGroup(serving: socket.namespace.name) { $0.deliver(.disconnect(socket, line)) }
+        forEachGroup(serving: socket.namespace.name) { $0.deliver(.disconnect(.local(socket), line)) }
     }
 
     fileprivate func forEachGroup(serving namespace: String, _ body: (BackendGroup) -> Void) {
@@ -645,24 +661,56 @@ extension Bridge {
     }
 
     /// A socket of another shard connected; `line` is its `connect` line, made on its loop.
-    func remoteSocketDidConnect(_ snapshot: RemoteSocketSnapshot, socket: NIOLoopBound<SocketIOSocket>, line: ByteBuffer) {
-        let remote = RemoteSocket(snapshot: snapshot, socket: socket)
-        remoteSockets[snapshot.id] = remote
-        forEachGroup(serving: snapshot.namespace) { $0.deliver(.connect(remote, line: line)) }
+    func remoteSocketDidConnect(_ remote: RemoteSocket, line: ByteBuffer) {
+        if let rooms = remote.recoveredRooms { recoveredRemoteRooms[remote.id] = rooms }
+        let socket = described(remote)
+        // Data set while the connect was on its way is not in the line: each group makes its own.
+        let line = dataUpdates.isEmpty || dataUpdates[remote.id] == nil ? line : nil
+        forEachGroup(serving: remote.namespace) { $0.deliver(.connect(socket, line: line)) }
     }
 
-    func remoteSocket(_ id: String, namespace nsp: String, didReceiveEvent event: String, line: ByteBuffer) {
-        guard let remote = remoteSockets[id] else { return }
-        guard groups.values.contains(where: { $0.namespaces.contains(nsp) }) else {
-            return dropUnserved(event, namespace: nsp)
+    func remoteSocket(_ remote: RemoteSocket, didReceiveEvent event: String, line: ByteBuffer) {
+        guard groups.values.contains(where: { $0.namespaces.contains(remote.namespace) }) else {
+            return dropUnserved(event, namespace: remote.namespace)
         }
-        forEachGroup(serving: nsp) { $0.deliver(.event(remote, line)) }
+        let socket = described(remote)
+        forEachGroup(serving: remote.namespace) { $0.deliver(.event(socket, line)) }
     }
 
-    func remoteSocket(_ id: String, namespace nsp: String, didDisconnectWith reason: DisconnectReason) {
-        guard let remote = remoteSockets.removeValue(forKey: id) else { return }
-        let message = BackendMessage.disconnect(sid: id, namespace: nsp, reason: reason)
+    func remoteSocket(_ remote: RemoteSocket, didDisconnectWith reason: DisconnectReason) {
+        let socket = described(remote)
+        if remote.recovered { recoveredRemoteRooms.removeValue(forKey: remote.id) }
+        let message = BackendMessage.disconnect(sid: remote.id, namespace: remote.namespace, reason: reason)
         let line = Backend.line(message, allocator: ByteBufferAllocator())
-        forEachGroup(serving: nsp) { $0.deliver(.disconnect(remote, line)) }
+        forEachGroup(serving: remote.namespace) { $0.deliver(.disconnect(socket, line)) }
+    }
+
+    /// A socket of another shard as its shard described it, with what the bridge knows better:
+    /// the data of `data` commands its shard has not carried out yet, and a recovered socket's
+    /// rooms as its connect brought them.
+    private func described(_ remote: RemoteSocket) -> BridgeSocket {
+        var remote = remote
+        if !dataUpdates.isEmpty, let update = dataUpdates[remote.id] { remote.data = update.data }
+        if remote.recovered, remote.recoveredRooms == nil { remote.recoveredRooms = recoveredRemoteRooms[remote.id] }
+        return .remote(remote)
+    }
+
+    /// A `data` command about the socket `id` of another shard is handed to its shard: until it
+    /// is carried out there, what the shard says of the socket's data is older than `data`;
+    /// messages about it that wait in a grace queue take `data` now.
+    private func beginDataUpdate(of id: String, to data: JSONValue) {
+        dataUpdates[id, default: DataUpdate(data: data, pending: 0)].data = data
+        dataUpdates[id]?.pending += 1
+        for group in groups.values { group.replaceQueuedData(of: id, with: data) }
+    }
+
+    /// Its shard carried out a `data` command about the socket `id`: what it says next is new.
+    private func endDataUpdate(of id: String) {
+        guard let update = dataUpdates[id] else { return }
+        if update.pending > 1 {
+            dataUpdates[id]?.pending -= 1
+        } else {
+            dataUpdates.removeValue(forKey: id)
+        }
     }
 }

@@ -5,67 +5,97 @@ import SocketIO
 
 /// A client's socket as the bridge and its backend groups handle it: the socket itself when it
 /// lives on the bridge's loop, or a ``RemoteSocket`` standing for one of another shard.
-protocol BridgeSocket: AnyObject {
-    var id: String { get }
-    var namespaceName: String { get }
+enum BridgeSocket {
+    case local(SocketIOSocket)
+    case remote(RemoteSocket)
+
+    var id: String {
+        switch self {
+        case .local(let socket): socket.id
+        case .remote(let remote): remote.id
+        }
+    }
+
+    var namespaceName: String {
+        switch self {
+        case .local(let socket): socket.namespace.name
+        case .remote(let remote): remote.namespace
+        }
+    }
+
     /// The `connect` line a backend gets for this socket.
-    func connectMessage(resumed: Bool) -> JSONValue
-    /// Stops reading from the socket's client while its backend catches up.
-    func pauseReading()
-    func resumeReading()
-}
-
-extension SocketIOSocket: BridgeSocket {
-    var namespaceName: String { namespace.name }
-
     func connectMessage(resumed: Bool) -> JSONValue {
-        BackendMessage.connect(self, resumed: resumed)
+        switch self {
+        case .local(let socket): BackendMessage.connect(socket, resumed: resumed)
+        case .remote(let remote): remote.connectMessage(resumed: resumed)
+        }
+    }
+
+    /// Stops reading from the socket's client while its backend catches up.
+    func pauseReading() {
+        switch self {
+        case .local(let socket): socket.pauseReading()
+        case .remote(let remote): remote.pauseReading()
+        }
+    }
+
+    func resumeReading() {
+        switch self {
+        case .local(let socket): socket.resumeReading()
+        case .remote(let remote): remote.resumeReading()
+        }
+    }
+
+    /// This socket of another shard with `data` when it is the socket `id`, else nil: a
+    /// `data` command replaced its data, and a message about it waiting in a grace queue must
+    /// say so when it is sent.
+    func replacingRemoteData(of id: String, with data: JSONValue) -> BridgeSocket? {
+        guard case .remote(var remote) = self, remote.id == id else { return nil }
+        remote.data = data
+        return .remote(remote)
     }
 }
 
-/// What the bridge needs of a socket of another shard, taken on that shard's loop when the
-/// socket connected. The values share their storage with the socket's own: the handshake is
-/// kept as the session's one string and taken apart only for a `connect` line (a JSON tree or
-/// a ``SocketHandshake`` of its headers cost about 1.1 KiB per idle connection on the home loop).
-public struct RemoteSocketSnapshot: Sendable {
+/// A socket of another shard, described by its shard's loop with each connect, event and
+/// disconnect it hands to the bridge's loop. The bridge keeps no table of these: a table of
+/// descriptions, each with a handle on its loop, cost the bridge's loop about 0.25 KiB per idle
+/// socket of another shard, for what the socket itself holds. A description shares its values'
+/// storage with the socket: the handshake is the session's one string, taken apart only for a
+/// `connect` line.
+///
+/// The bridge adds, on its own loop, two things the shard cannot say in order: the data of a
+/// backend's `data` command that the shard has not carried out yet (the command passes through
+/// the bridge first), and a recovered socket's rooms as it got them back, which only its
+/// connect carries.
+struct RemoteSocket: Sendable {
     var id: String
     var namespace: String
     var auth: JSONValue?
     var handshake: EngineIOHandshake
     var data: JSONValue
-    /// The rooms a recovered socket got back; nil for any other.
+    var recovered: Bool
+    /// The rooms a recovered socket got back: taken with its connect, added by the bridge to
+    /// its later messages; nil for any other socket.
     var recoveredRooms: [String]?
+    /// Pausing and resuming the client are handed to the socket's loop.
+    private let socket: NIOLoopBound<SocketIOSocket>
 
-    init(_ socket: SocketIOSocket) {
+    /// `socket` as it is now, on its loop `loop`; `connecting` takes a recovered socket's rooms.
+    init(_ socket: SocketIOSocket, loop: EventLoop, connecting: Bool) {
         id = socket.id
         namespace = socket.namespace.name
         auth = socket.auth
         handshake = socket.session.handshake
         data = socket.data
-        recoveredRooms = socket.recovered ? socket.roomsOwnFirst : nil
+        recovered = socket.recovered
+        recoveredRooms = connecting && socket.recovered ? socket.roomsOwnFirst : nil
+        self.socket = NIOLoopBound(socket, eventLoop: loop)
     }
-}
-
-/// On the bridge's loop: a socket of another shard. Its `connect` line comes from the snapshot
-/// (kept up to date with the backends' `data` commands, which pass through the bridge); pausing
-/// and resuming are handed to the socket's loop.
-final class RemoteSocket: BridgeSocket {
-    var snapshot: RemoteSocketSnapshot
-    private let socket: NIOLoopBound<SocketIOSocket>
-
-    init(snapshot: RemoteSocketSnapshot, socket: NIOLoopBound<SocketIOSocket>) {
-        self.snapshot = snapshot
-        self.socket = socket
-    }
-
-    var id: String { snapshot.id }
-    var namespaceName: String { snapshot.namespace }
 
     func connectMessage(resumed: Bool) -> JSONValue {
         BackendMessage.connect(
-            sid: snapshot.id, namespace: snapshot.namespace, auth: snapshot.auth,
-            handshake: SocketHandshake(snapshot.handshake).json, data: snapshot.data, resumed: resumed,
-            recovered: snapshot.recoveredRooms != nil, rooms: snapshot.recoveredRooms
+            sid: id, namespace: namespace, auth: auth, handshake: SocketHandshake(handshake).json, data: data,
+            resumed: resumed, recovered: recovered, rooms: recoveredRooms
         )
     }
 

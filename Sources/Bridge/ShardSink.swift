@@ -42,26 +42,26 @@ public final class ShardSink: SocketEventSink {
     /// of what a new client costs the bridge's loop.
     public func socketDidConnect(_ socket: SocketIOSocket) {
         let bridge = self.bridge
-        let snapshot = RemoteSocketSnapshot(socket)
-        let handle = NIOLoopBound(socket, eventLoop: loop)
-        let line = Backend.line(socket.connectMessage(resumed: false), allocator: ByteBufferAllocator())
-        bridge.eventLoop.execute { bridge.value.remoteSocketDidConnect(snapshot, socket: handle, line: line) }
+        let remote = RemoteSocket(socket, loop: loop, connecting: true)
+        let line = Backend.line(BackendMessage.connect(socket, resumed: false), allocator: ByteBufferAllocator())
+        bridge.eventLoop.execute { bridge.value.remoteSocketDidConnect(remote, line: line) }
     }
 
     /// The event's line is written here, on the shard's loop, from the tree it was parsed
     /// into: the bridge's loop only routes it.
     public func socket(_ socket: SocketIOSocket, didReceive event: SocketIOEvent) {
         let bridge = self.bridge
-        let (id, nsp, name) = (socket.id, socket.namespace.name, event.name)
-        let line = BackendMessage.eventLine(sid: id, namespace: nsp, event: event, allocator: ByteBufferAllocator())
+        let remote = RemoteSocket(socket, loop: loop, connecting: false)
+        let name = event.name
+        let line = BackendMessage.eventLine(sid: remote.id, namespace: remote.namespace, event: event, allocator: ByteBufferAllocator())
         bridge.eventLoop.execute {
-            bridge.value.remoteSocket(id, namespace: nsp, didReceiveEvent: name, line: line)
+            bridge.value.remoteSocket(remote, didReceiveEvent: name, line: line)
         }
     }
 
     public func socket(_ socket: SocketIOSocket, didDisconnectWith reason: DisconnectReason) {
         let bridge = self.bridge
-        let (id, nsp) = (socket.id, socket.namespace.name)
-        bridge.eventLoop.execute { bridge.value.remoteSocket(id, namespace: nsp, didDisconnectWith: reason) }
+        let remote = RemoteSocket(socket, loop: loop, connecting: false)
+        bridge.eventLoop.execute { bridge.value.remoteSocket(remote, didDisconnectWith: reason) }
     }
 }

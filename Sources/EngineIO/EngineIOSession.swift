@@ -17,32 +17,50 @@ public final class EngineIOSession {
     /// cycle ends when the session closes; handlers can still reach a server they outlive.
     let server: EngineIOServer
     private var state: State
-    /// Packets waiting for the next long-poll; always empty on WebSocket.
-    private var outbox: [EngineIOMessage] = []
-    /// The polling size of the outbox's packets, separators left out; kept as packets come and
-    /// go so `bufferedBytes` costs nothing per send.
-    private var outboxPacketBytes = 0
+    /// Whether `pauseReading()` is in force. Stored here, after `state`, where it fills the
+    /// state's padding: stored properties are laid out in the order written.
+    public private(set) var isReadingPaused = false
     /// A POST whose packets or "ok" wait for `resumeReading()`. Outside `State` because it
     /// outlives an upgrade completed meanwhile.
     private var heldPost: HeldPost?
     /// This session's entry in the server's heartbeat queues, if it has one.
     var heartbeatSlot = EngineIOHeartbeat.Slot.none
 
+    /// As large as its largest case, in every session: what polling needs lives behind a
+    /// reference and the rare closing timer in a box, so a WebSocket session keeps 17 bytes
+    /// here rather than 41 plus an outbox (and takes 120 bytes, a 128-byte block of malloc's,
+    /// not 161, a 176-byte one).
     private enum State {
         case polling(Polling)
         case websocket(WebSocketTransport)
         /// Closed by the server while no long-poll was pending: the next poll carries the
         /// rest of the outbox and the close packet, or the timer gives up.
-        case closing(timeout: Scheduled<Void>)
+        indirect case closing(timeout: Scheduled<Void>, polling: Polling)
         case closed
     }
 
-    private struct Polling {
+    /// A class, so that the exchanges and the outbox are changed in place rather than stored
+    /// back.
+    private final class Polling {
         /// The GET waiting for packets.
         var pendingPoll: PollingExchange?
         /// The POST whose body is being received.
         var activePost: PollingExchange?
         var upgrade: Upgrade?
+        /// Packets waiting for the next long-poll.
+        var outbox: [EngineIOMessage] = []
+        /// The polling size of the outbox's packets, separators left out; kept as packets come
+        /// and go so `bufferedBytes` costs nothing per send.
+        var outboxPacketBytes = 0
+
+        var bufferedBytes: Int { self.outboxPacketBytes + max(self.outbox.count - 1, 0) }
+
+        func takeOutbox() -> [EngineIOMessage] {
+            let messages = self.outbox
+            self.outbox = []
+            self.outboxPacketBytes = 0
+            return messages
+        }
     }
 
     /// A POST body decoded but not fully delivered, or delivered while reading was paused.
@@ -106,9 +124,6 @@ public final class EngineIOSession {
 
     // MARK: - Flow control
 
-    /// Whether `pauseReading()` is in force.
-    public private(set) var isReadingPaused = false
-
     /// Stops taking input from this client until `resumeReading()`, so an upper layer that
     /// cannot deliver its events keeps its memory bounded. Idempotent: calls do not nest.
     ///
@@ -151,8 +166,8 @@ public final class EngineIOSession {
     /// on WebSocket.
     public var bufferedBytes: Int {
         switch self.state {
-        case .polling, .closing:
-            self.outboxPacketBytes + max(self.outbox.count - 1, 0)
+        case .polling(let polling), .closing(_, let polling):
+            polling.bufferedBytes
         case .websocket(let webSocket):
             webSocket.bufferedBytes
         case .closed:
@@ -184,15 +199,14 @@ public final class EngineIOSession {
 
     private func send(_ messages: some Collection<EngineIOMessage>) {
         switch self.state {
-        case .polling(var polling):
-            self.outbox.append(contentsOf: messages)
+        case .polling(let polling):
+            polling.outbox.append(contentsOf: messages)
             for message in messages {
-                self.outboxPacketBytes += message.pollingLength
+                polling.outboxPacketBytes += message.pollingLength
             }
             if let poll = polling.pendingPoll {
                 polling.pendingPoll = nil
-                self.state = .polling(polling)
-                self.flushOutbox(to: poll)
+                self.flushOutbox(of: polling, to: poll)
             }
         case .websocket(let webSocket):
             // The cast is decided at compile time once this is specialized for its callers.
@@ -210,27 +224,20 @@ public final class EngineIOSession {
     /// more than 16 packets; the rest simply waits for the client's next poll, which comes at once.
     static let maxPacketsPerPoll = 16
 
-    private func flushOutbox(to poll: PollingExchange, appending last: EngineIOMessage? = nil) {
+    private func flushOutbox(of polling: Polling, to poll: PollingExchange, appending last: EngineIOMessage? = nil) {
         var messages: [EngineIOMessage]
-        if last == nil, self.outbox.count > Self.maxPacketsPerPoll {
-            messages = Array(self.outbox.prefix(Self.maxPacketsPerPoll))
-            self.outbox.removeFirst(Self.maxPacketsPerPoll)
+        if last == nil, polling.outbox.count > Self.maxPacketsPerPoll {
+            messages = Array(polling.outbox.prefix(Self.maxPacketsPerPoll))
+            polling.outbox.removeFirst(Self.maxPacketsPerPoll)
             for message in messages {
-                self.outboxPacketBytes -= message.pollingLength
+                polling.outboxPacketBytes -= message.pollingLength
             }
         } else {
-            messages = self.takeOutbox()
+            messages = polling.takeOutbox()
         }
         if let last { messages.append(last) }
         self.log("flushing \(messages.count) packet(s) to polling")
         poll.respondToPoll(with: messages)
-    }
-
-    private func takeOutbox() -> [EngineIOMessage] {
-        let messages = self.outbox
-        self.outbox = []
-        self.outboxPacketBytes = 0
-        return messages
     }
 
     // MARK: - Lifecycle
@@ -262,7 +269,7 @@ public final class EngineIOSession {
             guard let self else { return }
             self.finishClosing()
         }
-        self.state = .closing(timeout: timeout)
+        self.state = .closing(timeout: timeout, polling: polling)
         self.answerHeldPost()
         self.log("closing; waiting for a poll to deliver the close packet")
         self.server.metrics.closed(self.transport, reason: reason)
@@ -271,10 +278,10 @@ public final class EngineIOSession {
 
     /// Ends the closing phase without a poll to deliver the close packet.
     func finishClosing() {
-        guard case .closing(let timeout) = self.state else { return }
+        guard case .closing(let timeout, let polling) = self.state else { return }
         timeout.cancel()
         self.state = .closed
-        _ = self.takeOutbox()
+        _ = polling.takeOutbox()
         self.server.remove(self)
     }
 
@@ -287,7 +294,7 @@ public final class EngineIOSession {
         case .polling(let polling):
             self.state = .closed
             self.cancelTimers(of: polling)
-            _ = self.takeOutbox()
+            _ = polling.takeOutbox()
             polling.pendingPoll?.respondToPoll(with: [clientClosed ? .noop : .close])
         case .websocket(let webSocket):
             self.state = .closed
@@ -372,26 +379,25 @@ public final class EngineIOSession {
     /// A long-poll GET. Returns the error to answer it with, if any.
     func handlePoll(_ poll: PollingExchange) -> EngineIOError? {
         switch self.state {
-        case .polling(var polling):
+        case .polling(let polling):
             if polling.pendingPoll != nil {
                 self.log("poll overlap from client")
                 self.terminate(.transportError, clientClosed: false)
                 return .badRequest
             }
-            if !self.outbox.isEmpty {
-                self.flushOutbox(to: poll)
+            if !polling.outbox.isEmpty {
+                self.flushOutbox(of: polling, to: poll)
             } else if polling.upgrade?.probed == true {
                 poll.respondToPoll(with: [.noop])
             } else {
                 polling.pendingPoll = poll
-                self.state = .polling(polling)
             }
             return nil
-        case .closing(let timeout):
+        case .closing(let timeout, let polling):
             timeout.cancel()
             self.state = .closed
             self.server.remove(self)
-            self.flushOutbox(to: poll, appending: .close)
+            self.flushOutbox(of: polling, to: poll, appending: .close)
             return nil
         case .websocket:
             return .badRequest
@@ -408,7 +414,7 @@ public final class EngineIOSession {
     /// holds at most one POST body, of at most `maxPayload` bytes.
     func beginPost(_ post: PollingExchange) -> EngineIOError? {
         switch self.state {
-        case .polling(var polling):
+        case .polling(let polling):
             if polling.activePost != nil || self.heldPost != nil {
                 self.server.logger.info("closing a polling client that sent a POST before the last was answered", metadata: [
                     "sid": "\(self.id)"
@@ -418,7 +424,6 @@ public final class EngineIOSession {
                 return .badRequest
             }
             polling.activePost = post
-            self.state = .polling(polling)
             return nil
         case .closing:
             return nil
@@ -434,9 +439,8 @@ public final class EngineIOSession {
     /// packets before a malformed one are still handled.
     func finishPost(_ post: PollingExchange, body: ByteBuffer, binary: Bool) {
         switch self.state {
-        case .polling(var polling) where polling.activePost === post:
+        case .polling(let polling) where polling.activePost === post:
             polling.activePost = nil
-            self.state = .polling(polling)
         case .closing:
             post.respondToPost(nil)
             return
@@ -480,9 +484,8 @@ public final class EngineIOSession {
     /// A POST that cannot be accepted (body over `maxPayload`, binary content type):
     /// "transport error", like the Node polling transport's `onError`.
     func rejectPost(_ post: PollingExchange) {
-        if case .polling(var polling) = self.state, polling.activePost === post {
+        if case .polling(let polling) = self.state, polling.activePost === post {
             polling.activePost = nil
-            self.state = .polling(polling)
         }
         self.terminate(.transportError, clientClosed: false)
     }
@@ -496,7 +499,7 @@ public final class EngineIOSession {
             self.terminate(.transportError, clientClosed: false)
             return
         }
-        guard case .polling(var polling) = self.state else { return }
+        guard case .polling(let polling) = self.state else { return }
         if polling.pendingPoll === handler {
             polling.pendingPoll = nil
         } else if polling.activePost === handler {
@@ -504,7 +507,6 @@ public final class EngineIOSession {
         } else {
             return
         }
-        self.state = .polling(polling)
         self.log("polling connection closed prematurely")
         self.terminate(.transportError, clientClosed: false)
     }
@@ -518,7 +520,7 @@ public final class EngineIOSession {
     }
 
     func beginUpgrade(_ webSocket: WebSocketTransport) {
-        guard case .polling(var polling) = self.state, polling.upgrade == nil else {
+        guard case .polling(let polling) = self.state, polling.upgrade == nil else {
             webSocket.close()
             return
         }
@@ -530,7 +532,6 @@ public final class EngineIOSession {
             self.abandonUpgrade(of: webSocket)
         }
         polling.upgrade = Upgrade(webSocket: webSocket, timeout: timeout)
-        self.state = .polling(polling)
     }
 
     /// A packet from a WebSocket; nil for a malformed one.
@@ -542,7 +543,7 @@ public final class EngineIOSession {
                 return
             }
             self.handle(packet)
-        case .polling(var polling) where polling.upgrade?.webSocket === webSocket:
+        case .polling(let polling) where polling.upgrade?.webSocket === webSocket:
             switch packet {
             case .ping(let payload) where EngineIOPacket.isProbe(payload):
                 self.log("got probe ping, sending pong")
@@ -550,7 +551,6 @@ public final class EngineIOSession {
                 polling.upgrade?.probed = true
                 let poll = polling.pendingPoll
                 polling.pendingPoll = nil
-                self.state = .polling(polling)
                 poll?.respondToPoll(with: [.noop])
             case .upgrade:
                 self.log("got upgrade packet - upgrading")
@@ -562,8 +562,8 @@ public final class EngineIOSession {
                     webSocket.pauseReading()
                 }
                 polling.pendingPoll?.respondToPoll(with: [.noop])
-                if !self.outbox.isEmpty {
-                    webSocket.write(self.takeOutbox()[...])
+                if !polling.outbox.isEmpty {
+                    webSocket.write(polling.takeOutbox()[...])
                 }
             default:
                 self.abandonUpgrade(of: webSocket)
@@ -577,10 +577,9 @@ public final class EngineIOSession {
         switch self.state {
         case .websocket(let current) where current === webSocket:
             self.terminate(.transportClose, clientClosed: true)
-        case .polling(var polling) where polling.upgrade?.webSocket === webSocket:
+        case .polling(let polling) where polling.upgrade?.webSocket === webSocket:
             polling.upgrade?.timeout.cancel()
             polling.upgrade = nil
-            self.state = .polling(polling)
         default:
             break
         }
@@ -595,10 +594,9 @@ public final class EngineIOSession {
     }
 
     private func abandonUpgrade(of webSocket: WebSocketTransport) {
-        if case .polling(var polling) = self.state, let upgrade = polling.upgrade, upgrade.webSocket === webSocket {
+        if case .polling(let polling) = self.state, let upgrade = polling.upgrade, upgrade.webSocket === webSocket {
             upgrade.timeout.cancel()
             polling.upgrade = nil
-            self.state = .polling(polling)
         }
         webSocket.close()
     }

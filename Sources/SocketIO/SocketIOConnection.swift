@@ -336,6 +336,11 @@ final class SocketIOConnection {
     private func insert(_ socket: SocketIOSocket) -> SocketIOSocket {
         connecting?.timeout?.cancel()
         connecting?.timeout = nil
+        // Its CONNECT was taken off `pending` before: with no other waiting, the connection
+        // keeps nothing of its connecting (it kept 0.1 KiB for good when left here).
+        if connecting?.isIdle == true {
+            connecting = nil
+        }
         if firstSocket == nil {
             firstSocket = socket
         } else {

@@ -31,15 +31,8 @@ public final class SocketIOSocket {
     }
     /// The rooms joined besides its own-id room, which is a flag: every socket is in it.
     private var joinedRooms: Set<String> = []
-    /// Whether the socket is in the room named by its id, as it is from connect until it
-    /// leaves that room explicitly.
-    private(set) var isInOwnRoom = false
-    public private(set) var isConnected = true
     /// The private session id its client recovers it with, when recovery is on.
     public let pid: String?
-    /// Whether the socket came back from a dropped connection with its id, rooms and data
-    /// (Node's `socket.recovered`).
-    public let recovered: Bool
 
     /// Strong: a socket may outlive its client's connection (the bridge keeps it queued for a
     /// backend in grace, and reads its handshake from it later). The cycle with the
@@ -48,6 +41,17 @@ public final class SocketIOSocket {
     /// What most sockets never use (auth, data, acks), behind one reference created on first
     /// use: an idle socket keeps one pointer instead of room for all of them.
     private var extras: Extras?
+
+    // The flags last, together: stored properties are laid out in the order written, and a
+    // flag between two pointers takes 8 bytes. So the socket takes 83 bytes, a 96-byte block
+    // of malloc's, rather than 96 bytes, a 112-byte block.
+    /// Whether the socket is in the room named by its id, as it is from connect until it
+    /// leaves that room explicitly.
+    private(set) var isInOwnRoom = false
+    public private(set) var isConnected = true
+    /// Whether the socket came back from a dropped connection with its id, rooms and data
+    /// (Node's `socket.recovered`).
+    public let recovered: Bool
 
     private final class Extras {
         var auth: JSONValue?

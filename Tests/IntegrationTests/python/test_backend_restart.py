@@ -1,5 +1,6 @@
 """Backends going away: restart inside the grace period loses nothing, sockets move within a
-group, the grace period ends, and other groups are never affected.
+group, resumed and queued connects carry the data backends set, the grace period ends, and other
+groups are never affected.
 
 Lines sidecast wrote to a backend before it noticed the backend was gone are lost by design
 (PROTOCOL.md §7), so each test waits for sidecast's "backend detached" log line before it makes
@@ -80,6 +81,43 @@ class RestartTests(SidecastTestCase):
         moved = other.expect_connect(sid=sid)
         self.assertIs(moved.get("resumed"), True)
         self.assertEqual(other.expect_event("after", sid=sid)["args"], [2])
+
+    def test_a_resumed_connect_carries_the_data_a_backend_set(self):
+        # Four clients: with four loops (SIDECAST_TEST_THREADS=4) the loops take them in turn,
+        # so at least three live on a loop other than the bridge's, which keeps nothing of them
+        # between their messages.
+        clients = [self.connected_client() for _ in range(4)]
+        for n, (_, connect) in enumerate(clients):
+            reply = self.backend.request({"type": "data", "sid": connect["sid"], "nsp": "/", "data": {"n": n}})
+            self.assertIs(reply.get("ok"), True)
+        self.backend.close()
+        self.sidecast.wait_for_log("backend detached")
+        for client, _ in clients:
+            client.emit("after", 1)
+        restarted = self.sidecast.backend(self)
+        for n, (_, connect) in enumerate(clients):
+            resumed = restarted.expect_connect(sid=connect["sid"])
+            self.assertIs(resumed.get("resumed"), True)
+            self.assertEqual(resumed["data"], {"n": n})
+            self.assertEqual(resumed["handshake"], connect["handshake"])
+            self.assertEqual(restarted.expect_event("after", sid=connect["sid"])["args"], [1])
+
+    def test_data_set_while_a_group_waits_reaches_its_next_backend(self):
+        # The group's queue keeps the connects of clients that came during its grace period;
+        # another group's backend sets their data meanwhile, and the connects carry it.
+        audit = self.sidecast.backend(self, group="audit")
+        self.backend.close()
+        self.sidecast.wait_for_log("backend detached")
+        sids = [self.client().sid() for _ in range(4)]
+        for n, sid in enumerate(sids):
+            audit.expect_connect(sid=sid)
+            reply = audit.request({"type": "data", "sid": sid, "nsp": "/", "data": {"n": n}})
+            self.assertIs(reply.get("ok"), True)
+        restarted = self.sidecast.backend(self)
+        for n, sid in enumerate(sids):
+            connect = restarted.expect_connect(sid=sid)
+            self.assertNotIn("resumed", connect)
+            self.assertEqual(connect["data"], {"n": n})
 
     def test_other_groups_are_not_affected(self):
         audit = self.sidecast.backend(self, group="audit")
