@@ -345,7 +345,7 @@ public final class NodeShards {
     /// that shard reports back, so the shards decide and find no member where there is none.
     func holdsRoom(_ room: String, namespace: String) -> Bool {
         guard servers.count == 1 else { return true }
-        return home.namespaces[namespace]?.rooms[room] != nil
+        return home.namespaces[namespace]?.hasMembers(room) ?? false
     }
 
     /// A shard's room got its first member there (`exists`) or lost its last; returns whether

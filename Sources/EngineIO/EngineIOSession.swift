@@ -187,6 +187,18 @@ public final class EngineIOSession {
 
     // MARK: - Sending
 
+    /// Sends the messages unless more than `limit` bytes already wait for this client, and
+    /// returns whether it sent them: `isBuffering(moreThan:)` then `send`, in one look at the
+    /// transport, as a broadcast asks of each recipient.
+    public func send(_ messages: [EngineIOMessage], unlessBufferingMoreThan limit: Int) -> Bool {
+        if case .websocket(let webSocket) = self.state {
+            return webSocket.write(messages[...], unlessBufferingMoreThan: limit)
+        }
+        guard self.bufferedBytes <= limit else { return false }
+        self.send(messages[...])
+        return true
+    }
+
     public func send(_ message: EngineIOMessage) {
         self.send(CollectionOfOne(message))
     }

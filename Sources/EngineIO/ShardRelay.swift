@@ -202,6 +202,17 @@ protocol WebSocketTransport: AnyObject {
     func resumeReading()
     var bufferedBytes: Int { get }
     func isBuffering(moreThan limit: Int) -> Bool
+    /// `isBuffering(moreThan:)` and `write` in one call, as a broadcast asks of each recipient:
+    /// writes unless more than `limit` bytes wait, and returns whether it wrote.
+    func write(_ messages: ArraySlice<EngineIOMessage>, unlessBufferingMoreThan limit: Int) -> Bool
+}
+
+extension WebSocketTransport {
+    func write(_ messages: ArraySlice<EngineIOMessage>, unlessBufferingMoreThan limit: Int) -> Bool {
+        guard !self.isBuffering(moreThan: limit) else { return false }
+        self.write(messages)
+        return true
+    }
 }
 
 /// On the session's shard: the WebSocket of a connection that another loop serves, a polling

@@ -276,21 +276,29 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
         self.writeFrames(CollectionOfOne(message))
     }
 
+    func write(_ messages: ArraySlice<EngineIOMessage>, unlessBufferingMoreThan limit: Int) -> Bool {
+        guard !self.isBuffering(moreThan: limit) else { return false }
+        self.writeFrames(messages)
+        return true
+    }
+
     /// Writes each message as its own frame, text or binary.
     func writeFrames(_ messages: some Collection<EngineIOMessage>) {
         guard !self.closeSent, let context = self.context else { return }
-        for message in messages {
-            if self.speaksV3, case .binary(let data) = message.storage {
+        // By index, reading only the parts a message needs: a copy of the whole message
+        // would retain both of its buffers, once per delivery.
+        for index in messages.indices {
+            if self.speaksV3, case .binary(let data) = messages[index].storage {
                 // A v3 binary frame starts with the packet type (and is sent uncompressed).
                 let frame = WebSocketFrame(fin: true, opcode: .binary, data: EngineIOv3Payload.binaryFrame(data))
                 context.write(Self.wrapOutboundOut(frame), promise: nil)
             } else if self.compression != nil, let encoderContext = self.encoderContext,
-               let deflated = self.server.compressors.deflatedFrame(for: message) {
+               let deflated = self.server.compressors.deflatedFrame(for: messages[index]) {
                 encoderContext.write(NIOAny(deflated), promise: nil)
-            } else if let encoded = message.encodedFrame, let encoderContext = self.encoderContext {
+            } else if let encoderContext = self.encoderContext, let encoded = messages[index].encodedFrame {
                 encoderContext.write(NIOAny(encoded), promise: nil)
             } else {
-                context.write(Self.wrapOutboundOut(message.webSocketFrame), promise: nil)
+                context.write(Self.wrapOutboundOut(messages[index].webSocketFrame), promise: nil)
             }
         }
         guard !self.flushPending else { return }

@@ -10,10 +10,11 @@ public final class Namespace {
     public let name: String
     unowned let server: SocketIOServer
     public private(set) var sockets: [String: SocketIOSocket] = [:]
-    /// Room name → ids of member sockets, except the rooms sockets are in as their own id:
-    /// every socket is, and a one-member set per socket cost ~200 bytes per connection.
-    /// Those are a flag on the socket; `rooms` shows both.
-    private var sharedRooms: [String: Set<String>] = [:]
+    /// Room name → member sockets, except the rooms sockets are in as their own id: every
+    /// socket is, and a one-member set per socket cost ~200 bytes per connection. Those are a
+    /// flag on the socket; `rooms` shows both. Members are the sockets themselves rather than
+    /// their ids, so a broadcast reaches them without a lookup per recipient.
+    private var sharedRooms: [String: Set<RoomMember>] = [:]
     /// Called when a room gets its first local member (`true`) and loses its last (`false`),
     /// as Node's adapter emits `create-room` and `delete-room`: the sharded Redis adapter
     /// subscribes a room's channel only while the room exists on this node.
@@ -49,18 +50,18 @@ public final class Namespace {
     }
 
     /// Adds a socket to a room other than its own-id room.
-    func add(_ socketID: String, to room: String) {
+    func add(_ socket: SocketIOSocket, to room: String) {
         let isNew = sharedRooms[room] == nil
         let created = isNew && owner(of: room) == nil
-        sharedRooms[room, default: []].insert(socketID)
+        sharedRooms[room, default: []].insert(RoomMember(socket))
         if created { onRoomChange?(room, true) }
         // Members besides its owner, whether the owner is here or not.
         if isNew { server.roomChanged(room, in: name, exists: true) }
     }
 
-    func remove(_ socketID: String, from room: String) {
+    func remove(_ socket: SocketIOSocket, from room: String) {
         guard var members = sharedRooms.removeValue(forKey: room) else { return }
-        members.remove(socketID)
+        members.remove(RoomMember(socket))
         guard members.isEmpty else {
             sharedRooms[room] = members
             return
@@ -81,55 +82,136 @@ public final class Namespace {
         return socket
     }
 
+    /// Whether anybody is in `room`, its owner in its own-id room included: `rooms[room] != nil`
+    /// without gathering the members' ids.
+    public func hasMembers(_ room: String) -> Bool {
+        sharedRooms[room] != nil || owner(of: room) != nil
+    }
+
     /// The local sockets a broadcast with `options` reaches: members of any of `rooms` (every
     /// socket when empty), minus members of any room in `except`.
     public func sockets(matching options: BroadcastOptions) -> [SocketIOSocket] {
-        // The common case (one room, nobody excluded) needs no set of ids already seen.
+        targets(matching: options).array
+    }
+
+    /// The sockets `sockets(matching:)` returns, without an array in the common cases: the
+    /// members of one room, or every socket.
+    func targets(matching options: BroadcastOptions) -> BroadcastTargets {
+        // The common case (one room, nobody excluded) needs no set of sockets already seen.
         if options.except.isEmpty, options.rooms.count == 1, let room = options.rooms.first {
-            let owner = owner(of: room)
-            guard let members = sharedRooms[room] else { return owner.map { [$0] } ?? [] }
-            var result: [SocketIOSocket] = []
-            result.reserveCapacity(members.count + 1)
             // A room named after a socket holds that socket (in its own room) and any other
             // socket that joined it by name; the shared set never holds the owner itself.
-            if let owner { result.append(owner) }
-            for id in members {
-                if let socket = sockets[id] { result.append(socket) }
-            }
-            return result
+            return BroadcastTargets(.room(owner: owner(of: room), members: sharedRooms[room] ?? []))
         }
-        let excluded = options.except.reduce(into: Set<String>()) { result, room in
-            if let members = sharedRooms[room] { result.formUnion(members) }
-            if let owner = owner(of: room) { result.insert(owner.id) }
+        var excluded = Set<ObjectIdentifier>()
+        for room in options.except {
+            if let members = sharedRooms[room] {
+                for member in members { excluded.insert(ObjectIdentifier(member.socket)) }
+            }
+            if let owner = owner(of: room) { excluded.insert(ObjectIdentifier(owner)) }
         }
         if options.rooms.isEmpty {
-            if excluded.isEmpty { return Array(sockets.values) }
-            return sockets.values.filter { !excluded.contains($0.id) }
+            if excluded.isEmpty { return BroadcastTargets(.everyone(sockets.values)) }
+            return BroadcastTargets(.list(sockets.values.filter { !excluded.contains(ObjectIdentifier($0)) }))
         }
-        var seen = Set<String>()
+        // Excluded sockets count as seen, so they are skipped like a second sight of a socket.
+        var seen = excluded
         var result: [SocketIOSocket] = []
         for room in options.rooms {
-            if let owner = owner(of: room), !excluded.contains(owner.id), seen.insert(owner.id).inserted {
+            if let owner = owner(of: room), seen.insert(ObjectIdentifier(owner)).inserted {
                 result.append(owner)
             }
             guard let members = sharedRooms[room] else { continue }
-            for id in members where !excluded.contains(id) && seen.insert(id).inserted {
-                if let socket = sockets[id] { result.append(socket) }
+            for member in members where seen.insert(ObjectIdentifier(member.socket)).inserted {
+                result.append(member.socket)
             }
         }
-        return result
+        return BroadcastTargets(.list(result))
+    }
+}
+
+/// A socket as a room member: equal and hashed by identity, as the room holds the socket itself.
+struct RoomMember: Hashable {
+    let socket: SocketIOSocket
+
+    init(_ socket: SocketIOSocket) {
+        self.socket = socket
+    }
+
+    static func == (lhs: RoomMember, rhs: RoomMember) -> Bool {
+        lhs.socket === rhs.socket
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(ObjectIdentifier(socket))
+    }
+}
+
+/// The local sockets a broadcast reaches, each once, as the namespace's tables were when they
+/// were chosen: a socket that joins, leaves or disconnects while the broadcast is delivered
+/// (a slow client does) changes neither what is visited nor the tables under it, which copy
+/// themselves on that first change.
+struct BroadcastTargets {
+    enum Selection {
+        case room(owner: SocketIOSocket?, members: Set<RoomMember>)
+        case everyone(Dictionary<String, SocketIOSocket>.Values)
+        case list([SocketIOSocket])
+    }
+
+    let selection: Selection
+
+    init(_ selection: Selection) {
+        self.selection = selection
+    }
+
+    var count: Int {
+        switch selection {
+        case .room(let owner, let members): members.count + (owner == nil ? 0 : 1)
+        case .everyone(let sockets): sockets.count
+        case .list(let sockets): sockets.count
+        }
+    }
+
+    var isEmpty: Bool { count == 0 }
+
+    /// Calls `body` with each socket: one switch, then a plain loop over the table.
+    func forEach(_ body: (SocketIOSocket) -> Void) {
+        switch selection {
+        case .room(let owner, let members):
+            if let owner { body(owner) }
+            for member in members { body(member.socket) }
+        case .everyone(let sockets):
+            for socket in sockets { body(socket) }
+        case .list(let sockets):
+            for socket in sockets { body(socket) }
+        }
+    }
+
+    var array: [SocketIOSocket] {
+        switch selection {
+        case .room(let owner, let members):
+            var result: [SocketIOSocket] = []
+            result.reserveCapacity(count)
+            if let owner { result.append(owner) }
+            for member in members { result.append(member.socket) }
+            return result
+        case .everyone(let sockets):
+            return Array(sockets)
+        case .list(let sockets):
+            return sockets
+        }
     }
 }
 
 /// A namespace's rooms as a read-only map from room name to member socket ids, sockets'
 /// own-id rooms included. Built from the namespace's tables when read.
 public struct NamespaceRooms {
-    fileprivate let shared: [String: Set<String>]
+    fileprivate let shared: [String: Set<RoomMember>]
     fileprivate let sockets: [String: SocketIOSocket]
 
     /// The ids in `room`, nil when nobody is in it.
     public subscript(room: String) -> Set<String>? {
-        var members = self.shared[room]
+        var members = self.shared[room].map { Set($0.lazy.map(\.socket.id)) }
         if let owner = self.sockets[room], owner.isInOwnRoom {
             members = (members ?? []).union(CollectionOfOne(owner.id))
         }

@@ -9,12 +9,13 @@ extension SocketIOServer {
     /// bytes go to every recipient.
     public func broadcast(_ packet: SocketIOPacket, options: BroadcastOptions) {
         guard let namespace = namespaces[options.namespace] else { return }
-        let targets = namespace.sockets(matching: options)
+        let targets = namespace.targets(matching: options)
         guard !targets.isEmpty else { return }
         let messages = broadcastMessages(packet, recipients: targets.count)
+        let volatile = options.volatile
         var delivered = 0
-        for socket in targets where deliver(messages, to: socket, volatile: options.volatile) {
-            delivered += 1
+        targets.forEach { socket in
+            if deliver(messages, to: socket, volatile: volatile) { delivered += 1 }
         }
         metrics.sent(messages, recipients: delivered)
     }

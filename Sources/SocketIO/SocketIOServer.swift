@@ -76,10 +76,7 @@ public final class SocketIOServer {
     @discardableResult
     func deliver(_ messages: [EngineIOMessage], to socket: SocketIOSocket, volatile: Bool) -> Bool {
         let session = socket.session
-        guard session.isBuffering(moreThan: configuration.maxBufferedBytes) else {
-            session.send(messages)
-            return true
-        }
+        if session.send(messages, unlessBufferingMoreThan: configuration.maxBufferedBytes) { return true }
         if volatile {
             droppedVolatilePackets += 1
             metrics.volatileDrops.increment()

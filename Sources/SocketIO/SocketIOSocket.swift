@@ -185,7 +185,7 @@ public final class SocketIOSocket {
             isInOwnRoom = true
             namespace.ownRoomChanged(of: self)
         } else if joinedRooms.insert(room).inserted {
-            namespace.add(id, to: room)
+            namespace.add(self, to: room)
         }
     }
 
@@ -195,7 +195,7 @@ public final class SocketIOSocket {
             isInOwnRoom = false
             namespace.ownRoomChanged(of: self)
         } else if joinedRooms.remove(room) != nil {
-            namespace.remove(id, from: room)
+            namespace.remove(self, from: room)
         }
     }
 
@@ -268,7 +268,7 @@ public final class SocketIOSocket {
         guard isConnected else { return }
         isConnected = false
         leave(id)
-        for room in joinedRooms { namespace.remove(id, from: room) }
+        for room in joinedRooms { namespace.remove(self, from: room) }
         joinedRooms = []
         guard let extras else { return }
         extras.ackIDsOwedToClient.removeAll()

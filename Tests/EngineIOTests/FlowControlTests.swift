@@ -282,6 +282,32 @@ final class FlowControlTests: XCTestCase {
         XCTAssertEqual(try connection.readTexts(), ["4flushed", "4abc"])
     }
 
+    func testSendUnlessBufferingSendsUpToTheLimitOnPolling() throws {
+        let test = TestServer()
+        let connection = try test.connect()
+        let sid = try test.openPollingSession(on: connection)
+        let session = try XCTUnwrap(test.delegate.opened.first)
+        XCTAssertTrue(session.send([.text("abc")], unlessBufferingMoreThan: 4))
+        XCTAssertTrue(session.send([.text("de")], unlessBufferingMoreThan: 4), "4 bytes wait: not more than the limit")
+        XCTAssertFalse(session.send([.text("f")], unlessBufferingMoreThan: 4))
+        XCTAssertEqual(session.bufferedBytes, 8)
+        let poll = try XCTUnwrap(connection.request("GET", self.pollURI(sid)))
+        XCTAssertEqual(poll.body, "4abc\u{1e}4de", "what was refused was not queued")
+    }
+
+    func testSendUnlessBufferingSendsUpToTheLimitOnWebSocket() throws {
+        let test = TestServer()
+        let (connection, _) = try test.openWebSocketSession()
+        let session = try XCTUnwrap(test.delegate.opened.first)
+        XCTAssertTrue(session.send([.text("abc"), .text("de")], unlessBufferingMoreThan: 0))
+        XCTAssertFalse(session.send([.text("f")], unlessBufferingMoreThan: 8), "two frames of 6 and 5 bytes wait")
+        XCTAssertTrue(session.send([.text("g")], unlessBufferingMoreThan: 11))
+        test.loop.run()
+        XCTAssertTrue(session.send([.text("h")], unlessBufferingMoreThan: 0), "the round's flush emptied the channel")
+        test.loop.run()
+        XCTAssertEqual(try connection.readTexts(), ["4abc", "4de", "4g", "4h"])
+    }
+
     func testSendsOfOneLoopRoundShareOneFlush() throws {
         let test = TestServer()
         let (connection, _) = try test.openWebSocketSession()

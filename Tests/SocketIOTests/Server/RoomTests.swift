@@ -147,4 +147,121 @@ final class RoomTests: XCTestCase {
         XCTAssertNil(fixture.test.server.namespace(named: "/").rooms[a.id])
         XCTAssertEqual(fixture.roomChanges, ["+game", "-" + a.id, "-game"])
     }
+
+    func testSocketInSeveralSelectedRoomsGetsOneCopy() throws {
+        let fixture = try Fixture()
+        let (a, b) = (fixture.sockets[0], fixture.sockets[1])
+        a.join("game")
+        b.join("game")
+        b.join(a.id)
+        fixture.test.server.broadcast(
+            SocketIOPacket(type: .event, data: ["once"]),
+            options: BroadcastOptions(namespace: "/", rooms: ["game", a.id])
+        )
+        XCTAssertEqual(try fixture.clients[0].readTexts(), [#"42["once"]"#], "in the room and in its own-id room")
+        XCTAssertEqual(try fixture.clients[1].readTexts(), [#"42["once"]"#], "in the room and in a room named after a")
+        XCTAssertEqual(try fixture.clients[2].readTexts(), [])
+    }
+
+    func testExceptLeavesOutMembersOfAnExcludedRoomAndItsOwner() throws {
+        let fixture = try Fixture()
+        let (a, b, c) = (fixture.sockets[0], fixture.sockets[1], fixture.sockets[2])
+        a.join("game")
+        b.join("game")
+        c.join(a.id)
+        fixture.test.server.broadcast(
+            SocketIOPacket(type: .event, data: ["news"]),
+            options: BroadcastOptions(namespace: "/", rooms: ["game", a.id], except: [a.id])
+        )
+        XCTAssertEqual(try fixture.clients[0].readTexts(), [])
+        XCTAssertEqual(try fixture.clients[1].readTexts(), [#"42["news"]"#])
+        XCTAssertEqual(try fixture.clients[2].readTexts(), [], "it joined the excluded room named after a")
+    }
+
+    func testRoomsKeepMembersBySocketNotByID() throws {
+        let fixture = try Fixture()
+        let a = fixture.sockets[0]
+        a.join("game")
+        try fixture.clients[0].send("1")
+        // The client connects again; its new socket has a new id, and the old one left the room.
+        let id = try fixture.clients[0].connect()
+        let again = try XCTUnwrap(fixture.test.server.socket(id: id, namespace: "/"))
+        XCTAssertFalse(again === a)
+        XCTAssertNil(fixture.test.server.namespace(named: "/").rooms["game"])
+        XCTAssertFalse(fixture.test.server.namespace(named: "/").hasMembers("game"))
+        again.join("game")
+        XCTAssertEqual(fixture.test.server.namespace(named: "/").rooms["game"], [id])
+        XCTAssertTrue(fixture.test.server.namespace(named: "/").hasMembers("game"))
+        XCTAssertTrue(fixture.test.server.namespace(named: "/").hasMembers(id), "its own-id room")
+    }
+}
+
+/// Broadcasts that disconnect slow clients: the clients leave the room and the namespace while
+/// the broadcast still goes through them.
+final class BroadcastWhileLeavingTests: XCTestCase {
+    /// Four clients in "game", the first and third over a 16-byte limit with a big emit not yet
+    /// flushed (writes wait for the loop's round).
+    private func slowAndFastClients(
+        _ test: SocketIOTestServer
+    ) throws -> (clients: [SocketIOTestClient], sockets: [SocketIOSocket]) {
+        var clients: [SocketIOTestClient] = []
+        var sockets: [SocketIOSocket] = []
+        for _ in 0..<4 {
+            let (client, socket) = try test.connectedClient()
+            socket.join("game")
+            clients.append(client)
+            sockets.append(socket)
+        }
+        sockets[0].emit("big", [.string(String(repeating: "x", count: 32))])
+        sockets[2].emit("big", [.string(String(repeating: "x", count: 32))])
+        return (clients, sockets)
+    }
+
+    private func assertFastClientsGotTheEventAndSlowOnesWereDropped(
+        _ test: SocketIOTestServer, _ clients: [SocketIOTestClient], _ sockets: [SocketIOSocket]
+    ) throws {
+        XCTAssertEqual(test.server.slowClientDisconnects, 2)
+        XCTAssertEqual(test.sink.disconnects.map(\.socketID).sorted(), [sockets[0].id, sockets[2].id].sorted())
+        XCTAssertEqual(test.server.namespace(named: "/").rooms["game"], [sockets[1].id, sockets[3].id])
+        XCTAssertEqual(Set(test.server.namespace(named: "/").sockets.keys), [sockets[1].id, sockets[3].id])
+        for index in [1, 3] {
+            XCTAssertEqual(try clients[index].readTexts(), [#"42["tick"]"#])
+        }
+        for index in [0, 2] {
+            let texts = try clients[index].connection.readFrames().filter { $0.opcode == TestFrame.textOpcode }.map(\.text)
+            XCTAssertEqual(texts.last, "41", "a slow client reads why it was dropped, and no tick")
+            XCTAssertFalse(texts.contains(#"42["tick"]"#))
+        }
+    }
+
+    func testSlowClientsLeavingARoomDuringItsBroadcast() throws {
+        let test = SocketIOTestServer { $0.maxBufferedBytes = 16 }
+        let (clients, sockets) = try self.slowAndFastClients(test)
+        test.server.broadcast(SocketIOPacket(type: .event, data: ["tick"]), options: BroadcastOptions(namespace: "/", rooms: ["game"]))
+        try self.assertFastClientsGotTheEventAndSlowOnesWereDropped(test, clients, sockets)
+    }
+
+    func testSlowClientsLeavingTheNamespaceDuringABroadcastToEveryone() throws {
+        let test = SocketIOTestServer { $0.maxBufferedBytes = 16 }
+        let (clients, sockets) = try self.slowAndFastClients(test)
+        test.server.broadcast(SocketIOPacket(type: .event, data: ["tick"]), options: BroadcastOptions(namespace: "/"))
+        try self.assertFastClientsGotTheEventAndSlowOnesWereDropped(test, clients, sockets)
+    }
+
+    func testSlowClientsLeavingDuringABroadcastWithExcept() throws {
+        let test = SocketIOTestServer { $0.maxBufferedBytes = 16 }
+        // Connected first: a connect runs the loop, which would flush the slow clients' backlog.
+        let (stranger, _) = try test.connectedClient()
+        let (clients, sockets) = try self.slowAndFastClients(test)
+        test.server.broadcast(
+            SocketIOPacket(type: .event, data: ["tick"]),
+            options: BroadcastOptions(namespace: "/", except: ["nobody"])
+        )
+        XCTAssertEqual(try stranger.readTexts(), [#"42["tick"]"#])
+        XCTAssertEqual(test.server.slowClientDisconnects, 2)
+        for index in [1, 3] {
+            XCTAssertEqual(try clients[index].readTexts(), [#"42["tick"]"#])
+        }
+        XCTAssertEqual(test.server.namespace(named: "/").rooms["game"], [sockets[1].id, sockets[3].id])
+    }
 }
