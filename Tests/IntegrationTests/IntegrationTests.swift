@@ -12,6 +12,7 @@ final class IntegrationTests: XCTestCase {
         "test_acks",
         "test_authorize",
         "test_backend_restart",
+        "test_backpressure",
         "test_bad_http",
         "test_bad_ndjson",
         "test_bad_packets",
@@ -51,6 +52,7 @@ final class IntegrationTests: XCTestCase {
     func testAcks() async throws { try await check("test_acks") }
     func testAuthorize() async throws { try await check("test_authorize") }
     func testBackendRestart() async throws { try await check("test_backend_restart") }
+    func testBackpressure() async throws { try await check("test_backpressure") }
     func testBadHTTP() async throws { try await check("test_bad_http") }
     func testBadNDJSON() async throws { try await check("test_bad_ndjson") }
     func testBadPackets() async throws { try await check("test_bad_packets") }
