@@ -186,15 +186,21 @@ final class NodeRelayTests: XCTestCase {
         XCTAssertEqual(response.body, String(decoding: [1, 2, 0xFF, 4, 0xAB] as [UInt8], as: UTF8.self))
     }
 
-    /// The WebSocket stays on the node that took it; its frames cross both ways.
-    func testAnUpgradeOnTheOtherNodeRelaysFrames() throws {
-        let (sid, session) = try ownersSession()
+    /// A WebSocket for the owner's session `sid`, opened on the other node and probed.
+    private func probedWebSocketOnTheOtherNode(_ sid: String, file: StaticString = #filePath, line: UInt = #line) throws -> TestConnection {
         let webSocket = try other.connect()
-        XCTAssertEqual(try webSocket.upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)")?.status, 101)
+        XCTAssertEqual(try webSocket.upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)")?.status, 101, file: file, line: line)
         pump()
         try webSocket.sendText("2probe")
         pump()
-        XCTAssertEqual(try webSocket.readTexts(), ["3probe"])
+        XCTAssertEqual(try webSocket.readTexts(), ["3probe"], file: file, line: line)
+        return webSocket
+    }
+
+    /// The WebSocket stays on the node that took it; its frames cross both ways.
+    func testAnUpgradeOnTheOtherNodeRelaysFrames() throws {
+        let (sid, session) = try ownersSession()
+        let webSocket = try probedWebSocketOnTheOtherNode(sid)
         try webSocket.sendText("5")
         pump()
         XCTAssertEqual(session.transport, .websocket)
@@ -218,12 +224,7 @@ final class NodeRelayTests: XCTestCase {
     /// while the bus cannot tell.
     func testARelayedWebSocketClosesOnceItsOwnerIsGone() throws {
         let (sid, _) = try ownersSession()
-        let webSocket = try other.connect()
-        XCTAssertEqual(try webSocket.upgrade("/engine.io/?EIO=4&transport=websocket&sid=\(sid)")?.status, 101)
-        pump()
-        try webSocket.sendText("2probe")
-        pump()
-        XCTAssertEqual(try webSocket.readTexts(), ["3probe"])
+        let webSocket = try probedWebSocketOnTheOtherNode(sid)
         let check = TimeAmount.seconds(2)
         other.advance(by: check * 3)
         XCTAssertEqual(try webSocket.readFrames(), [], "its owner listens")

@@ -266,18 +266,22 @@ class RelayBase(unittest.TestCase):
               f"{upgrades:.0f} upgrades relayed, {sum(sent.values())} chats sent in {seconds:.0f} s")
 
 
-    def relayed_websocket_closes_when_owner_killed(self):
-        """A session made on A, upgraded to a WebSocket on B (its frames relayed to A); A is
-        SIGKILLed, so no close comes from it: B sees A off its relay channel and closes the
-        WebSocket within seconds, the close engine.io-client answers by reconnecting, rather
-        than at the client's ping timeout."""
-        sid = self.handshake(self.a.url)
+    def websocket_on_b(self, sid):
+        """Upgrades session `sid` of A to a WebSocket on B (probe, then upgrade)."""
         ws = websocket.create_connection(f"ws://127.0.0.1:{self.b.port}/socket.io/?EIO=4&transport=websocket&sid={sid}",
                                          timeout=TIMEOUT)
         self.addCleanup(ws.close)
         ws.send("2probe")
         self.assertEqual(ws.recv(), "3probe")
         ws.send("5")
+        return ws
+
+    def relayed_websocket_closes_when_owner_killed(self):
+        """A session made on A, upgraded to a WebSocket on B (its frames relayed to A); A is
+        SIGKILLed, so no close comes from it: B sees A off its relay channel and closes the
+        WebSocket within seconds, the close engine.io-client answers by reconnecting, rather
+        than at the client's ping timeout."""
+        ws = self.websocket_on_b(self.handshake(self.a.url))
         # The Socket.IO CONNECT, answered by the owner through the relayed WebSocket.
         ws.send("40")
         frame = ws.recv()
@@ -383,13 +387,7 @@ class RelayOwnerKilledTests(RelayBase):
 
     def test_owner_alive_keeps_relayed_websocket_open(self):
         # The control: with its owner alive, the relayed WebSocket outlives several checks.
-        sid = self.handshake(self.a.url)
-        ws = websocket.create_connection(f"ws://127.0.0.1:{self.b.port}/socket.io/?EIO=4&transport=websocket&sid={sid}",
-                                         timeout=TIMEOUT)
-        self.addCleanup(ws.close)
-        ws.send("2probe")
-        self.assertEqual(ws.recv(), "3probe")
-        ws.send("5")
+        ws = self.websocket_on_b(self.handshake(self.a.url))
         time.sleep(OWNER_GONE_CLOSE_SECONDS / 2 + 2)
         ws.send("40")
         frame = ws.recv()
