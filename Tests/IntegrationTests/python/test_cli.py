@@ -228,10 +228,10 @@ class ShellBackendTests(unittest.TestCase):
     """examples/shell/chat.sh waits for a socket that is not there yet, and says what is wrong
     and exits when it may not use the one that is."""
 
-    def start_chat(self, path, *prefix):
+    def start_chat(self, path, *prefix, script=CHAT_SH):
         if not (shutil.which("socat") and shutil.which("jq")):
             raise unittest.SkipTest("the shell example needs socat and jq")
-        proc = subprocess.Popen([*prefix, "bash", CHAT_SH, path], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([*prefix, "bash", script, path], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.addCleanup(proc.stdout.close)
         self.addCleanup(proc.wait)
@@ -244,8 +244,12 @@ class ShellBackendTests(unittest.TestCase):
         directory = tempfile.mkdtemp(prefix="sidecast-perm-")
         self.addCleanup(shutil.rmtree, directory)
         os.chmod(directory, 0o755)
+        # The other user runs its own copy: a checkout in a private directory (mktemp -d) is not
+        # readable to it.
+        script = shutil.copy(CHAT_SH, os.path.join(directory, "chat.sh"))
         sidecast = start_sidecast(self, "--socket-mode", "0600", socket_path=os.path.join(directory, "s.sock"))
-        chat = self.start_chat(sidecast.socket_path, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+        chat = self.start_chat(sidecast.socket_path, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               script=script)
         output, _ = chat.communicate(timeout=TIMEOUT * 2)
         self.assertEqual(chat.returncode, 1, output)
         self.assertIn(f"permission denied on {sidecast.socket_path}", output)
