@@ -4,7 +4,8 @@ the fields uid, nsp, type and data; every node reads the stream with `XREAD` fro
 saw). The cross-node tests of test_cluster.py run again over the stream, with the nodes on one
 event loop and on four; the entries are checked field by field; a Node streams-adapter node
 re-created from the adapter's source (node_streams.py) exchanges broadcasts, requests, answers
-and heartbeats with sidecast; and redis-server is SIGKILLed and restarted on the same port while
+and heartbeats with sidecast; a copy of an entry, appended again as a retry after a lost reply
+would, is delivered once; and redis-server is SIGKILLed and restarted on the same port while
 a backend emits: every emit reaches the other node's clients once the stream is back, in order
 and once each."""
 
