@@ -21,10 +21,11 @@ import SocketIO
 ///   its entry id appended (as the adapter does since its fix for socket.io#5419).
 ///
 /// What makes a restore lose and repeat nothing: this node delivers every broadcast of the
-/// stream (its own too, see ``RedisStreamsTransport/keepOffsets(in:)``) in stream order, so at
-/// any moment it has delivered exactly the entries up to its reader's position. The missed
-/// packets are the entries after the client's offset up to that position; those after it
-/// reach the restored socket live. A client whose offset this node has not read yet (it was
+/// stream (its own too, see ``RedisStreamsTransport/keepOffsets(in:)``) in stream order, but
+/// for the copies retries appended, so at any moment it has delivered exactly the entries up
+/// to its reader's position less those copies. The missed packets are the entries after the
+/// client's offset up to that position, less the copies; those after it reach the restored
+/// socket live. A client whose offset this node has not read yet (it was
 /// sent by a node that read further) waits for the reader to get there.
 ///
 /// Confined to the stream client's event loop, the adapter's home loop.
@@ -121,11 +122,14 @@ public final class RedisStreamSessionStore: SessionStore {
                 if case .failure(let failure) = found { metrics.failed(failure) }
                 return completion(nil)
             }
-            guard case .success((_, let afterReply)) = result, let entries = try? RedisStreamEntry.entries(ofRange: afterReply) else {
+            guard case .success(((_, let offsetReply), let afterReply)) = result,
+                  let entries = try? RedisStreamEntry.entries(ofRange: afterReply)
+            else {
                 metrics.failed(.unreachable)
                 return completion(nil)
             }
             var gathering = Gathering(session: session, start: start, deadline: .now() + catchUpTimeout, completion: completion)
+            gathering.offsetEntry = try? RedisStreamEntry.entries(ofRange: offsetReply).first
             gathering.add(entries)
             gather(gathering)
         }
@@ -135,6 +139,8 @@ public final class RedisStreamSessionStore: SessionStore {
     private struct Gathering {
         var session: PersistedSession
         var start: StreamEntryID
+        /// The entry at `start`, which the client had.
+        var offsetEntry: RedisStreamEntry?
         /// Entries after `start`, in stream order, up to `covered`.
         var entries: [RedisStreamEntry] = []
         /// Every entry of the stream up to here is in `entries` (or before `start`).
@@ -195,8 +201,15 @@ public final class RedisStreamSessionStore: SessionStore {
             return
         }
         var missed: [SocketIOPacket] = []
+        // No copy a retry appended, as live (``RedisStreamDuplicateFilter``): none the reader
+        // dropped, and, for entries this node's reader may not have read (the client's offset
+        // can precede this node's start), none of the entry at the offset or of one replayed.
+        var copies = redis.stream.writerField.map { RedisStreamDuplicateFilter(writerField: $0) }
+        if let offsetEntry = gathering.offsetEntry { _ = copies?.judge(offsetEntry.fields) }
         for entry in gathering.entries {
             guard let id = StreamEntryID(entry.id), id <= reader else { break }
+            if case .duplicate = copies?.judge(entry.fields) { continue }
+            if redis.droppedAsDuplicate(entry.id) { continue }
             if let packet = missedPacket(entry, for: gathering.session) { missed.append(packet) }
         }
         metrics.recovered.increment()

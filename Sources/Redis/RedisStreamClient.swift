@@ -1,5 +1,6 @@
 import DequeModule
 import Logging
+import Metrics
 import NIOCore
 
 /// Where a ``RedisStreamClient`` appends and reads, and how much at a time.
@@ -12,12 +13,19 @@ public struct RedisStreamConfiguration: Sendable, Hashable {
     public var readCount: Int
     /// How long one `XREAD` blocks for new entries before it is sent again.
     public var blockTime: TimeAmount
+    /// The field naming each entry's writer (the socket.io adapters' `uid`). With one, the
+    /// client numbers what it appends and its reader drops the copies that retries append
+    /// (see ``RedisStreamDuplicateFilter``); every writer id must then be one client's.
+    public var writerField: String?
 
-    public init(name: String, maxLength: Int = 10_000, readCount: Int = 100, blockTime: TimeAmount = .seconds(2)) {
+    public init(
+        name: String, maxLength: Int = 10_000, readCount: Int = 100, blockTime: TimeAmount = .seconds(2), writerField: String? = nil
+    ) {
         self.name = name
         self.maxLength = max(1, maxLength)
         self.readCount = max(1, readCount)
         self.blockTime = max(.milliseconds(1), blockTime)
+        self.writerField = writerField
     }
 }
 
@@ -31,6 +39,10 @@ public struct RedisStreamConfiguration: Sendable, Hashable {
 /// when it is back, with those a lost connection never confirmed (Redis may have lost them,
 /// and readers skip nothing that a retry adds later). Appends also wait for the reader's first
 /// position: whatever answers them is then read.
+///
+/// A retry can append an entry Redis had taken, and readers read, before the connection was
+/// lost with its reply. With a ``RedisStreamConfiguration/writerField`` the client numbers its
+/// appends and hands on no entry twice (``RedisStreamDuplicateFilter``).
 ///
 /// Standalone topology only. Confined to one event loop (the caller's); call every method on
 /// it.
@@ -55,6 +67,14 @@ public final class RedisStreamClient {
     private var reportedConnected = false
     private var flushScheduled = false
     private var closed = false
+    /// The number of the last entry appended, with a ``RedisStreamConfiguration/writerField``.
+    private var lastSequence: UInt64 = 0
+    private var duplicates: RedisStreamDuplicateFilter?
+    /// The ids of the entries the reader dropped as copies, oldest first, to tell a restore
+    /// what the reader did; as many as the stream keeps, since older ones are trimmed away.
+    private var droppedIDs: Deque<String> = []
+    private var droppedIDSet: Set<String> = []
+    private let duplicateDrops = Counter(label: "sidecast_drops_total", dimensions: [("cause", "stream_duplicate")])
     /// The id of the last entry handed on (during ``onEntry``, that entry's); nil until the
     /// first read position is known.
     public private(set) var lastID: String?
@@ -72,6 +92,7 @@ public final class RedisStreamClient {
         self.readerLink = RedisLink(role: .streamReader, configuration: configuration, eventLoop: eventLoop, logger: logger)
         self.commandLink.delegate = self
         self.readerLink.delegate = self
+        self.duplicates = stream.writerField.map { RedisStreamDuplicateFilter(writerField: $0) }
     }
 
     /// Both links are up.
@@ -84,6 +105,12 @@ public final class RedisStreamClient {
 
     /// Appends dropped because the outbox was full, over the client's lifetime.
     public var droppedAppends: Int { self.metrics.dropped }
+
+    /// Whether the reader dropped the entry `id` as a copy of one it had handed on (among the
+    /// last ``RedisStreamConfiguration/maxLength`` it dropped).
+    public func droppedAsDuplicate(_ id: String) -> Bool {
+        self.droppedIDSet.contains(id)
+    }
 
     /// Starts connecting both links and returns at once; failures are retried in the background.
     public func start() {
@@ -128,20 +155,27 @@ public final class RedisStreamClient {
     // MARK: - Appending and commands
 
     /// `XADD <stream> MAXLEN ~ <maxLength> * field value …`, now if Redis is reachable,
-    /// otherwise queued in the outbox.
+    /// otherwise queued in the outbox. With a ``RedisStreamConfiguration/writerField``, the
+    /// entry's number comes last, in ``RedisStreamDuplicateFilter/sequenceField``.
     public func append(_ fields: [(name: String, value: ByteBuffer)]) {
         self.eventLoop.preconditionInEventLoop()
         guard !self.closed else {
             return self.logger.debug("stream append after shutdown dropped", metadata: ["redis.stream": "\(self.stream.name)"])
         }
         var arguments = [ByteBuffer]()
-        arguments.reserveCapacity(6 + 2 * fields.count)
+        arguments.reserveCapacity(8 + 2 * fields.count)
         for text in ["XADD", self.stream.name, "MAXLEN", "~", String(self.stream.maxLength), "*"] {
             arguments.append(ByteBuffer(string: text))
         }
         for field in fields {
             arguments.append(ByteBuffer(string: field.name))
             arguments.append(field.value)
+        }
+        if self.duplicates != nil {
+            // Numbered once, here: a retry sends these same arguments again.
+            self.lastSequence += 1
+            arguments.append(ByteBuffer(string: RedisStreamDuplicateFilter.sequenceField))
+            arguments.append(ByteBuffer(string: String(self.lastSequence)))
         }
         let command = RedisCommand(arguments)
         // Behind anything queued, so the stream keeps this node's order.
@@ -285,9 +319,25 @@ public final class RedisStreamClient {
         }
         for entry in entries where self.readerChannel === channel {
             self.lastID = entry.id
+            if self.isDuplicate(entry) { continue }
             self.onEntry?(entry)
         }
         self.read(on: channel)
+    }
+
+    /// Judges `entry` and, when it is a copy, counts, logs and remembers it.
+    private func isDuplicate(_ entry: RedisStreamEntry) -> Bool {
+        guard case .duplicate(let sequence, let highest) = self.duplicates?.judge(entry.fields) else { return false }
+        self.duplicateDrops.increment()
+        self.logger.debug("dropping a copy of a stream entry already read", metadata: [
+            "redis.entry": "\(entry.id)", "redis.sequence": "\(sequence)", "redis.highest-sequence": "\(highest)",
+        ])
+        self.droppedIDs.append(entry.id)
+        self.droppedIDSet.insert(entry.id)
+        if self.droppedIDs.count > self.stream.maxLength, let oldest = self.droppedIDs.popFirst() {
+            self.droppedIDSet.remove(oldest)
+        }
+        return true
     }
 }
 

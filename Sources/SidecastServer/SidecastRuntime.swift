@@ -132,8 +132,10 @@ final class SidecastRuntime {
                 shards: nodeShards, transport: transport, uid: nodeID, requestsTimeout: configuration.requestsTimeout, logger: logger
             )
         } else if let redisConfiguration = try Self.redisClientConfiguration(configuration), configuration.redisStreams {
+            // Entries are numbered per uid, which the node id, fresh per process, makes one writer's.
             let stream = RedisStreamConfiguration(
-                name: configuration.redisStreamName, maxLength: configuration.redisStreamMaxLen, readCount: configuration.redisStreamReadCount
+                name: configuration.redisStreamName, maxLength: configuration.redisStreamMaxLen, readCount: configuration.redisStreamReadCount,
+                writerField: "uid"
             )
             let redis: RedisStreamClient
             do {

@@ -22,7 +22,8 @@ final class RedisStreamClientTests: RedisIntegrationTestCase {
     /// A started client whose every entry read lands in the returned list, as "field=value".
     private func makeStreamClient(
         port: Int,
-        minBackoff: TimeAmount = .milliseconds(10)
+        minBackoff: TimeAmount = .milliseconds(10),
+        writerField: String? = nil
     ) throws -> (NIOLoopBound<RedisStreamClient>, NIOLoopBound<Entries>) {
         let configuration = RedisClientConfiguration(
             url: try RedisURL("redis://127.0.0.1:\(port)"), minBackoff: minBackoff, maxBackoff: minBackoff * 2,
@@ -32,7 +33,7 @@ final class RedisStreamClientTests: RedisIntegrationTestCase {
         let logger = self.logs.logger
         let (client, entries) = try loop.submit {
             let client = try RedisStreamClient(
-                configuration: configuration, stream: RedisStreamConfiguration(name: "s", maxLength: 1000, readCount: 2),
+                configuration: configuration, stream: RedisStreamConfiguration(name: "s", maxLength: 1000, readCount: 2, writerField: writerField),
                 eventLoop: loop, logger: logger
             )
             let entries = NIOLoopBound(Entries(), eventLoop: loop)
@@ -53,6 +54,12 @@ final class RedisStreamClientTests: RedisIntegrationTestCase {
     private func append(_ client: NIOLoopBound<RedisStreamClient>, _ values: String...) throws {
         try self.loop.submit {
             for value in values { client.value.append([("v", ByteBuffer(string: value))]) }
+        }.wait()
+    }
+
+    private func append(_ client: NIOLoopBound<RedisStreamClient>, writer: String, _ values: String...) throws {
+        try self.loop.submit {
+            for value in values { client.value.append([("w", ByteBuffer(string: writer)), ("v", ByteBuffer(string: value))]) }
         }.wait()
     }
 
@@ -107,5 +114,35 @@ final class RedisStreamClientTests: RedisIntegrationTestCase {
         // Once the key is gone, the client comes up on its own.
         try server.cli("DEL", "s")
         try eventually { try self.connected(client) }
+    }
+
+    func testANumberedEntryAppendedAgainIsHandedOnOnce() throws {
+        let server = try self.makeServer()
+        let (writer, _) = try self.makeStreamClient(port: server.port, writerField: "w")
+        let (reader, entries) = try self.makeStreamClient(port: server.port, writerField: "w")
+        try eventually { try self.connected(writer) && self.connected(reader) }
+        try self.append(writer, writer: "node-a", "1", "2")
+        let first = self.fields("sidecast-seq=1 v=1 w=node-a", "sidecast-seq=2 v=2 w=node-a")
+        try eventually { try self.read(entries).count == first.count }
+        XCTAssertEqual(try self.read(entries), first, "numbered in the order appended, the number last")
+
+        // What a retry appends after a reply was lost: the same fields again, then the next.
+        let copyID = try server.cli("XADD", "s", "*", "w", "node-a", "v", "2", "sidecast-seq", "2")
+        try self.append(writer, writer: "node-a", "3")
+        // Another writer's numbers are its own; entries without a number pass as they come.
+        try server.cli("XADD", "s", "*", "w", "node-b", "v", "b1", "sidecast-seq", "1")
+        try server.cli("XADD", "s", "*", "w", "node", "v", "plain")
+        try server.cli("XADD", "s", "*", "w", "node", "v", "plain")
+        let all = first + self.fields("sidecast-seq=3 v=3 w=node-a", "sidecast-seq=1 v=b1 w=node-b", "v=plain w=node", "v=plain w=node")
+        try eventually { try self.read(entries).count >= all.count }
+        XCTAssertEqual(try self.read(entries), all, "the copy of entry 2 is dropped, nothing else")
+        XCTAssertTrue(try self.loop.submit { reader.value.droppedAsDuplicate(copyID) }.wait(), "the copy \(copyID) is known as dropped")
+        XCTAssertEqual(try server.cli("XLEN", "s"), "7")
+    }
+
+    /// Entries written as "a=1 b=2" as the entries list reads them: each entry's fields sorted
+    /// by name, one string per field.
+    private func fields(_ entries: String...) -> [String] {
+        entries.flatMap { $0.split(separator: " ").map(String.init).sorted() }
     }
 }

@@ -9,6 +9,10 @@ import SidecastJSON
 /// data, `data`: `JSON.stringify(data)`, or for a kind that may carry binary and does carry
 /// some, the msgpack of `data` in base64. A `data` starting with `{` is read as JSON, anything
 /// else as base64 msgpack, as Node reads it.
+///
+/// Sidecast's stream client adds its entry number after these fields (`sidecast-seq`, see
+/// `RedisStreamDuplicateFilter` in the Redis module); Node's `decode` ignores any other field,
+/// and so does ``init(streamFields:)``.
 extension ClusterMessage {
     /// The entry's fields, in the order Node writes them.
     public var streamFields: [(name: String, value: ByteBuffer)] {

@@ -39,6 +39,12 @@ final class ClusterMessageStreamTests: XCTestCase {
         XCTAssertEqual(try ClusterMessage(streamFields: entry(["uid": uid, "nsp": "/chat", "type": "3", "data": data])), message)
     }
 
+    func testSidecastsEntryNumberIsIgnoredAsNodeIgnoresIt() throws {
+        // Node's `RedisStreamsAdapter.decode` reads uid, nsp, type and data, nothing else.
+        let message = ClusterMessage(uid: uid, namespace: "/", body: .heartbeat)
+        XCTAssertEqual(try ClusterMessage(streamFields: entry(["uid": uid, "nsp": "/", "type": "2", "sidecast-seq": "7"])), message)
+    }
+
     func testRequestsAndResponses() throws {
         let opts = #""opts":{"rooms":["a"],"except":[],"flags":{}}"#
         let vectors: [(ClusterMessage.Body, String, String)] = [

@@ -6,7 +6,8 @@ Its behaviour is taken, branch by branch, from:
   BLOCK 200 COUNT readCount from the last entry's id; entries routed by their `nsp`), `RedisStreamsAdapter.encode` (fields uid, nsp,
   type as text, and data: `JSON.stringify(data)`, or base64 of the msgpack of `data` for a kind
   that may carry binary and does), `decode` (data starting with `{` is JSON, else base64
-  msgpack), `doPublish` (`XADD stream MAXLEN ~ maxLen *`, see `XADD` in `lib/util.ts`) and
+  msgpack; it reads uid, nsp, type and data only, so sidecast's `sidecast-seq` is ignored, and
+  the stand-in, like Node, writes none), `doPublish` (`XADD stream MAXLEN ~ maxLen *`, see `XADD` in `lib/util.ts`) and
   `doPublishResponse` (the same stream);
 - `packages/socket.io-adapter/lib/cluster-adapter.ts` of socketio/socket.io: `ClusterAdapter`'s
   `onMessage` (own uid and other namespaces ignored; BROADCAST with and without `requestId`,

@@ -4,7 +4,8 @@ the fields uid, nsp, type and data; every node reads the stream with `XREAD` fro
 saw). The cross-node tests of test_cluster.py run again over the stream, with the nodes on one
 event loop and on four; the entries are checked field by field; a Node streams-adapter node
 re-created from the adapter's source (node_streams.py) exchanges broadcasts, requests, answers
-and heartbeats with sidecast; and redis-server is SIGKILLed and restarted on the same port while
+and heartbeats with sidecast; a copy of an entry, appended again as a retry after a lost reply
+would, is delivered once; and redis-server is SIGKILLed and restarted on the same port while
 a backend emits: every emit reaches the other node's clients once the stream is back, in order
 and once each."""
 
@@ -21,9 +22,12 @@ import test_cluster
 from cluster import start_redis
 from harness import TIMEOUT, b64, start_sidecast, wait_until
 from node_streams import NodeStreamsPeer
+from test_ops import metric, scrape, start_node
 
 STREAM = "socket.io"
 INITIAL_HEARTBEAT, HEARTBEAT = b"1", b"2"
+# Sidecast's number of each entry it appends; Node's adapter writes no such field.
+SEQUENCE = b"sidecast-seq"
 
 
 def stream_entries(redis_server, stream=STREAM):
@@ -93,7 +97,8 @@ class StreamEntriesTests(unittest.TestCase):
         broadcasts = [fields for _, fields in entries if fields[b"type"] == b"3"]
         self.assertEqual(len(broadcasts), 2, entries)
         text, binary = broadcasts
-        self.assertEqual(list(text), [b"uid", b"nsp", b"type", b"data"], "the Node adapter's field order")
+        # Node's fields in its order, then sidecast's number, which Node's decode ignores.
+        self.assertEqual(list(text), [b"uid", b"nsp", b"type", b"data", SEQUENCE], "the Node adapter's field order")
         self.assertEqual(text[b"uid"], ba.node.encode())
         self.assertEqual(text[b"nsp"], b"/")
         self.assertEqual(json.loads(text[b"data"]), {
@@ -105,7 +110,11 @@ class StreamEntriesTests(unittest.TestCase):
         self.assertEqual(data["packet"]["data"], ["bin", b"\x01\x02"])
         for _, fields in entries:
             if fields[b"type"] in (INITIAL_HEARTBEAT, HEARTBEAT):
-                self.assertEqual(list(fields), [b"uid", b"nsp", b"type"], "heartbeats carry no data")
+                self.assertEqual(list(fields), [b"uid", b"nsp", b"type", SEQUENCE], "heartbeats carry no data")
+        # Each node numbers everything it appends, 1, 2, 3, ... (its uid is fresh per process).
+        for uid in (ba.node.encode(), bb.node.encode()):
+            numbers = [int(fields[SEQUENCE]) for _, fields in entries if fields[b"uid"] == uid]
+            self.assertEqual(numbers, list(range(1, len(numbers) + 1)), uid)
 
         # MAXLEN ~ 20: Redis trims whole macro nodes, so the stream stays near the bound.
         for number in range(300):
@@ -183,6 +192,11 @@ class NodeStreamsPeerTests(unittest.TestCase):
         self.assertEqual(list(self.client.wait_for("from-node")), [{"n": 1}, b"\x02"])
         self.peer.emit("not-you", rooms=["mixed"], except_=[self.sid])
         self.client.assert_no("not-you", within=0.3)
+        # The stand-in writes what Node's encode writes, no number: sidecast delivers it as is.
+        peer_entries = [fields for _, fields in stream_entries(self.redis) if fields[b"uid"] == self.peer.uid.encode()]
+        self.assertTrue(peer_entries)
+        for fields in peer_entries:
+            self.assertNotIn(SEQUENCE, fields)
 
     def test_fetch_and_join_both_ways(self):
         reply = self.backend.request({"type": "fetch", "nsp": "/", "in": ["mixed"]})
@@ -244,6 +258,56 @@ class NodeStreamsPeerTests(unittest.TestCase):
     def test_sidecast_stopping_tells_the_peer(self):
         self.node.stop()
         wait_until(lambda: self.peer.server_count() == 1, timeout=TIMEOUT, message="the peer forgets sidecast")
+
+
+class StreamDuplicateTests(unittest.TestCase):
+    """An `XADD` whose reply a lost connection took may have reached Redis, and the other
+    nodes' readers, already: the stream client sends it again (its requeue), and the entry is
+    in the stream twice. Reproduced without killing Redis: the test appends a copy of an entry
+    node A wrote, field for field as the retry would. Node B's clients get the emit once; what
+    A appends next, numbered higher, still reaches them, and so do entries without a number,
+    as a Node streams-adapter node writes them (`RedisStreamsAdapter.encode` in lib/adapter.ts
+    writes uid, nsp, type and data; its `decode` reads those and ignores any other field)."""
+
+    def test_a_copy_of_an_entry_already_read_is_dropped_and_counted(self):
+        server = start_redis(self)
+        a, b = (start_node(self, "--redis", server.url, "--redis-streams") for _ in range(2))
+        wait_stream_nodes(server, 2)
+        ba, bb = a.backend(self), b.backend(self)
+        client = b.client(self, transports=["websocket"])
+        got = []
+        client.sio.on("n", lambda number: got.append(number))
+        sid = bb.expect_connect(sid=client.sid())["sid"]
+        self.assertTrue(bb.request({"type": "join", "sid": sid, "nsp": "/", "rooms": ["lobby"]})["ok"])
+
+        ba.emit("n", 1, to=["lobby"])
+        wait_until(lambda: got == [1], message="the first emit at B's client")
+        (original,) = [fields for _, fields in stream_entries(server)
+                       if fields[b"uid"] == ba.node.encode() and fields[b"type"] == b"3"]
+        self.assertIn(SEQUENCE, original)
+        with server.client(socket_timeout=2) as r:
+            r.xadd(STREAM, original)  # the retry's copy: same fields, same order, same number
+        ba.emit("n", 2, to=["lobby"])
+        # What a Node node writes: no number.
+        node_entry = {"uid": "0123456789abcdef", "nsp": "/", "type": "3", "data": json.dumps(
+            {"packet": {"type": 2, "data": ["n", 3], "nsp": "/"}, "opts": {"rooms": ["lobby"], "except": [], "flags": {}}})}
+        with server.client(socket_timeout=2) as r:
+            wait_until(lambda: r.xlen(STREAM) and b'"n",2' in r.xrevrange(STREAM, count=1)[0][1].get(b"data", b""),
+                       message="A's second emit in the stream")
+            r.xadd(STREAM, node_entry)
+        # B reads in stream order: once 3 is in, the copy was judged before it.
+        wait_until(lambda: len(got) >= 3, message="the emits after the copy at B's client")
+        self.assertEqual(got, [1, 2, 3], "the copy is not delivered; the next emit and the unnumbered entry are")
+
+        entries = stream_entries(server)
+        copies = [fields for _, fields in entries if fields == original]
+        self.assertEqual(len(copies), 2, "the entry is in the stream twice")
+        second = next(fields for _, fields in entries if fields[b"uid"] == ba.node.encode() and b'"n",2' in fields.get(b"data", b""))
+        self.assertGreater(int(second[SEQUENCE]), int(original[SEQUENCE]))
+        self.assertEqual(metric(scrape(b), "sidecast_drops_total", cause="stream_duplicate"), 1)
+        # A reads the copy of its own entry too (with recovery it applies its own broadcasts).
+        wait_until(lambda: metric(scrape(a), "sidecast_drops_total", cause="stream_duplicate") == 1,
+                   message="A drops the copy of its own entry")
 
 
 class StreamOutageTests(unittest.TestCase):

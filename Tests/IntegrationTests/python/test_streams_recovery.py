@@ -32,7 +32,7 @@ from harness import TIMEOUT, b64, free_port, start_sidecast, wait_until
 from node_streams import NodeStreamsPeer
 from test_ops import metric, scrape, start_node
 from test_recovery import RawClient
-from test_streams import STREAM, stream_entries, start_stream_nodes
+from test_streams import SEQUENCE, STREAM, stream_entries, start_stream_nodes
 
 WINDOW = "60000"
 OFFSET = re.compile(r"^\d+-\d+$")
@@ -238,6 +238,71 @@ class OwnCommandsTests(StreamsRecoveryCase):
         self.assertRegex(offset, OFFSET)
         self.backend_a.emit("v", 1, to=[sid], volatile=True)
         self.assertEqual(client.wait_for("v"), (1,))
+
+
+class DuplicateEntryTests(StreamsRecoveryCase):
+    """The copy a retry appends of an entry already in the stream (see test_streams.py's
+    StreamDuplicateTests) is replayed no more than it is delivered live: a restore skips the
+    copies the node's reader dropped, and, on a node that started after them, the copies of the
+    entry at the client's offset and of entries from its writer before it."""
+
+    def append_copy(self, entry_id):
+        with self.redis.client(socket_timeout=2) as r:
+            ((_, fields),) = r.xrange(STREAM, entry_id, entry_id)
+            self.assertIn(SEQUENCE, fields)
+            r.xadd(STREAM, fields)
+
+    def events_after_connect(self, missed, client, count):
+        """The first `count` events of a restored client: the missed ones, then live ones."""
+        events = [event[:2] for event in missed]
+        while len(events) < count:
+            events.append(client.read_event()[:2])
+        return events
+
+    def test_a_copy_is_replayed_no_more_than_delivered_live(self):
+        client = self.connected(self.a, self.backend_a, "lobby")
+        watcher = self.connected(self.b, self.backend_b, "lobby")
+        self.backend_a.emit("e", 0, to=["lobby"])
+        self.assertEqual(client.read_event()[:2], ["e", 0])
+        self.backend_b.emit("e", 1, to=["lobby"])
+        self.assertEqual(client.read_event()[:2], ["e", 1])
+        self.assertEqual([watcher.read_event()[:2] for _ in range(2)], [["e", 0], ["e", 1]])
+        sid, pid = client.sid, client.pid
+        client.drop()
+        self.backend_a.expect("disconnect", sid=sid, reason="transport close")
+        self.wait_session_stored(pid)
+        # While it is away: e 2, copies of e 2 and of A's e 0 (which it had, before the
+        # offset, from another writer than the offset's entry), then e 3.
+        self.backend_b.emit("e", 2, to=["lobby"])
+        wait_until(lambda: len(broadcast_ids(self.redis, "e")) == 3, message="e 2 in the stream")
+        ids = dict((n, entry) for entry, n in broadcast_ids(self.redis, "e"))
+        self.append_copy(ids[2])
+        self.append_copy(ids[0])
+        self.backend_b.emit("e", 3, to=["lobby"])
+        # Live on B, the copies are dropped; once e 3 is in, B's reader is past them.
+        self.assertEqual([watcher.read_event()[:2] for _ in range(2)], [["e", 2], ["e", 3]])
+        client, missed, connect = self.recover_on(self.b, client)
+        self.assertEqual(connect, {"sid": sid, "pid": pid})
+        self.assertEqual(self.events_after_connect(missed, client, 2), [["e", 2], ["e", 3]], "no copy replayed")
+        self.backend_b.expect_connect(sid=sid)
+
+        # It drops from B at e 3's offset; copies of e 3 and e 2 follow in the stream, then a
+        # node C starts, whose reader never reads them, and e 4 is emitted.
+        client.drop()
+        self.backend_b.expect("disconnect", sid=sid, reason="transport close")
+        self.wait_session_stored(pid)
+        ids = dict((n, entry) for entry, n in broadcast_ids(self.redis, "e"))
+        self.assertEqual(client.offset, ids[3])
+        self.append_copy(ids[3])
+        self.append_copy(ids[2])
+        c = start_sidecast(self, "--redis", self.redis.url, "--redis-streams", "--recovery-window", self.window)
+        backend_c = c.backend(self)
+        self.backend_b.emit("e", 4, to=["lobby"])
+        wait_until(lambda: any(n == 4 for _, n in broadcast_ids(self.redis, "e")), message="e 4 in the stream")
+        client, missed, connect = self.recover_on(c, client)
+        self.assertEqual(connect, {"sid": sid, "pid": pid})
+        self.assertEqual(self.events_after_connect(missed, client, 1), [["e", 4]], "no copy replayed before e 4")
+        backend_c.expect_connect(sid=sid)
 
 
 class KeyPrefixTests(StreamsRecoveryCase):
