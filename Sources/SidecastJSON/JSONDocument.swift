@@ -10,16 +10,30 @@ import NIOCore
 /// twice. One owner on one thread, so not Sendable.
 public final class JSONDocument {
     private let root: UnsafeMutablePointer<json_t>
+    /// The text parsed, when the root is an object whose array members' text is known.
+    private let text: ByteBuffer?
+    private let arraySpans: [(value: UnsafeMutablePointer<json_t>, span: Range<Int>)]
 
     /// Parses one JSON text of any type, as `JSONValue(parsing:)` does (same errors, same
-    /// handling of integers too large for `Int64`).
+    /// handling of integers too large for `Int64`). An object's array members keep their text,
+    /// for ``printedArray(first:elementsOf:)`` to copy.
     public init(parsing buffer: ByteBuffer) throws(JSONError) {
-        root = try buffer.withUnsafeReadableBytes { JSONValue.loadTree($0) }.get()
+        if let members = buffer.withUnsafeReadableBytes({ JSONObjectText(object: $0) }) {
+            root = members.object
+            text = buffer
+            arraySpans = members.arraySpans
+        } else {
+            root = try buffer.withUnsafeReadableBytes { JSONValue.loadTree($0) }.get()
+            text = nil
+            arraySpans = []
+        }
     }
 
     /// Parses bytes borrowed from elsewhere, such as the payload part of a Socket.IO packet.
     public init(parsing bytes: UnsafeRawBufferPointer) throws(JSONError) {
         root = try JSONValue.loadTree(bytes).get()
+        text = nil
+        arraySpans = []
     }
 
     deinit {
@@ -56,9 +70,12 @@ public final class JSONDocument {
     /// an event name and its arguments. A missing or null `rest` adds nothing; returns `nil`
     /// when `first` is missing or `rest` is something other than an array.
     ///
-    /// The text is what `JSONValue.write(to:)` prints for the same value: whole reals of
-    /// magnitude below 2^53 print as integers. To get there they are replaced by integers in
-    /// this document's tree, so read no member after printing it.
+    /// The elements of `rest` are copied from the parsed text when it holds no real number
+    /// (their whitespace and escapes stay as written, which every JSON reader takes as the same
+    /// value). Otherwise the text is what `JSONValue.write(to:)` prints for the same value:
+    /// whole reals of magnitude below 2^53 print as integers, as `JSON.stringify` prints them.
+    /// To get there they are replaced by integers in this document's tree, so read no member
+    /// after printing it.
     public func printedArray(first firstKey: String, elementsOf restKey: String) -> JSONText? {
         guard let first = member(firstKey) else { return nil }
         var rest = member(restKey)
@@ -79,7 +96,11 @@ public final class JSONDocument {
             Self.replaceWholeReals(in: first)
             appendCompactJSON(first, to: &bytes)
         }
-        if let rest, json_array_size(rest) > 0 {
+        if let rest, json_array_size(rest) > 0, let elements = copiableElements(of: rest) {
+            bytes.writeInteger(UInt8(ascii: ","))
+            bytes.writeImmutableBuffer(elements)
+            bytes.writeInteger(UInt8(ascii: "]"))
+        } else if let rest, json_array_size(rest) > 0 {
             Self.replaceWholeReals(in: rest)
             // The array prints as `[a,b]`: its bracket becomes the comma after the first element.
             let bracket = bytes.readableBytes
@@ -135,6 +156,37 @@ public final class JSONDocument {
             }
         }
         appendCompactJSON(array, to: &buffer)
+    }
+
+    /// The text between the brackets of `array`, a member of the parsed object, when it can
+    /// be copied as it is: it holds no real, which printing would change.
+    private func copiableElements(of array: UnsafeMutablePointer<json_t>) -> ByteBuffer? {
+        guard let text, let span = arraySpans.first(where: { $0.value == array })?.span, !Self.containsReal(array) else {
+            return nil
+        }
+        // jansson read the array from its "[" to its "]".
+        return text.getSlice(at: text.readerIndex + span.lowerBound + 1, length: span.count - 2)
+    }
+
+    private static func containsReal(_ json: UnsafeMutablePointer<json_t>) -> Bool {
+        switch json.pointee.type {
+        case JSON_REAL:
+            return true
+        case JSON_ARRAY:
+            for index in 0..<json_array_size(json) where containsReal(json_array_get(json, index)!) {
+                return true
+            }
+            return false
+        case JSON_OBJECT:
+            var iterator = json_object_iter(json)
+            while let current = iterator {
+                if containsReal(json_object_iter_value(current)!) { return true }
+                iterator = json_object_iter_next(json, current)
+            }
+            return false
+        default:
+            return false
+        }
     }
 
     private func member(_ key: String) -> UnsafeMutablePointer<json_t>? {

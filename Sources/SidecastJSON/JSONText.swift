@@ -1,10 +1,10 @@
 import NIOCore
 
-/// Compact JSON text, printed by jansson exactly as `JSONValue.write(to:)` prints, so it can be
-/// copied into a message as it is.
+/// Valid JSON text, copied into messages as it is: printed by jansson exactly as
+/// `JSONValue.write(to:)` prints, or taken from text jansson parsed.
 ///
-/// The bridge prints an emit's arguments once from the line's parsed tree and every client
-/// gets these bytes; code that needs the value parses the text again (`value`).
+/// The bridge makes an emit's arguments once from the backend's line, and every client gets
+/// these bytes; code that needs the value parses the text again (`value`).
 public struct JSONText: Sendable, Hashable {
     /// The text, without a trailing newline.
     public let bytes: ByteBuffer
