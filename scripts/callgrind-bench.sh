@@ -37,10 +37,12 @@ for tool in valgrind objcopy python3; do
 done
 cc=$(command -v cc || command -v clang || command -v gcc) || { echo "error: a C compiler is needed" >&2; exit 1; }
 
-swift build -c release --product sidecast-bench >&2
-bin=$(swift build -c release --show-bin-path)
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
+swift build "${SIDECAST_RELEASE_FLAGS[@]}" --product sidecast-bench >&2
+bin=$(swift build "${SIDECAST_RELEASE_FLAGS[@]}" --show-bin-path)
 if [ -z "$sidecast" ]; then
-    swift build -c release --product sidecast >&2
+    swift build "${SIDECAST_RELEASE_FLAGS[@]}" --product sidecast >&2
     sidecast=$bin/sidecast
 fi
 

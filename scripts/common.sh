@@ -10,6 +10,15 @@ SIDECAST_TEST_APT_PACKAGES=(golang-go chromium chromium-driver openssl nginx-lig
 
 step() { printf '==> %s\n' "$*" >&2; }
 
+# How sidecast is built for use and for measuring: release, without the run-time checks of
+# exclusive access (Swift 5's default keeps them in release builds). They cost a seventh of the
+# instructions of a chat message and a quarter of a fan-out delivery, most of them inside
+# SwiftNIO's write path (BENCHMARKS.md, "Exclusivity checks"); the compiler still enforces
+# what it can prove, and the debug build the test suite runs keeps every run-time check. The
+# flag must reach the dependencies too, hence -Xswiftc rather than Package.swift. Building
+# with and without it in one .build rebuilds everything each time.
+SIDECAST_RELEASE_FLAGS=(-c release -Xswiftc -enforce-exclusivity=unchecked)
+
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
         "$@"

@@ -8,8 +8,8 @@ source scripts/common.sh
 
 ensure_system_packages
 
-step "swift build -c release"
-swift build -c release
+step "swift build ${SIDECAST_RELEASE_FLAGS[*]}"
+swift build "${SIDECAST_RELEASE_FLAGS[@]}"
 
 step "starting sidecast"
-exec .build/release/sidecast "$@"
+exec "$(swift build "${SIDECAST_RELEASE_FLAGS[@]}" --show-bin-path)/sidecast" "$@"
