@@ -228,7 +228,7 @@ if Context.environment["SIDECAST_FUZZ"] != nil {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         ("FuzzEngineIO", ["EngineIO"]),
         ("FuzzSocketIO", ["SocketIO"]),
-        ("FuzzBridge", ["Bridge"]),
+        ("FuzzBridge", ["Bridge", "SidecastJSON"]),
         ("FuzzAdapter", ["Adapter", "SidecastJSON"]),
         ("FuzzRedis", ["Redis"]),
     ]

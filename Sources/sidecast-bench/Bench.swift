@@ -52,7 +52,7 @@ final class Bench {
 
     init(options: Options, fileLimit: Int) throws {
         guard FileManager.default.isExecutableFile(atPath: options.sidecast) else {
-            throw BenchError("no sidecast binary at \(options.sidecast): build it (swift build -c release) or pass --sidecast PATH")
+            throw BenchError("no sidecast binary at \(options.sidecast): build it (swift build -c release -Xswiftc -enforce-exclusivity=unchecked, as scripts/run.sh does) or pass --sidecast PATH")
         }
         let needed = options.clients + Self.spareFiles
         guard needed <= fileLimit else {
