@@ -146,11 +146,40 @@ struct JSONObjectText {
             return nil
         }
         let end = start + Int(error.position)
-        guard end > start, end <= bytes.count else {
+        // Inside the object a value sits one level deeper than read alone: at jansson's limit
+        // it would fail the whole parse. Only a text of 2 × limit bytes can nest that deep.
+        guard end > start, end <= bytes.count,
+              end - start < 2 * maxDepth || depth(json, within: maxDepth) < maxDepth
+        else {
             json_decref(json)
             return nil
         }
         return (json, end)
+    }
+
+    /// jansson's nesting limit (`JSON_PARSER_MAX_DEPTH`, which Swift does not import).
+    private static let maxDepth = 2048
+
+    /// How deeply `json` nests containers, counting itself, up to `limit`.
+    private static func depth(_ json: UnsafeMutablePointer<json_t>, within limit: Int) -> Int {
+        guard limit > 0 else { return 0 }
+        var deepest = 0
+        switch json.pointee.type {
+        case JSON_ARRAY:
+            for index in 0..<json_array_size(json) {
+                deepest = max(deepest, depth(json_array_get(json, index)!, within: limit - 1))
+                if deepest >= limit - 1 { break }
+            }
+        case JSON_OBJECT:
+            var iterator = json_object_iter(json)
+            while let current = iterator, deepest < limit - 1 {
+                deepest = max(deepest, depth(json_object_iter_value(current)!, within: limit - 1))
+                iterator = json_object_iter_next(json, current)
+            }
+        default:
+            return 0
+        }
+        return deepest + 1
     }
 
     /// The end (after the closing quote) of the string at `start` when it holds only printable

@@ -97,10 +97,13 @@ final class JSONDocumentTests: XCTestCase {
             #"{"big":18446744073709551616,"args":[1]}"#,
             #"{"args":[-99999999999999999999]}"#,
         ]
-        for text in valid {
+        // jansson nests at most 2048 containers; the object itself is one of them.
+        let deepest = #"{"a":"# + String(repeating: "[", count: 2047) + String(repeating: "]", count: 2047) + "}"
+        let tooDeep = #"{"a":"# + String(repeating: "[", count: 2048) + String(repeating: "]", count: 2048) + "}"
+        for text in valid + [deepest] {
             XCTAssertEqual(try document(text).value(binaryObjects: .keep), try JSONValue(parsing: text), text)
         }
-        let invalid = [
+        let invalid = [tooDeep,
             #"{"a":1,}"#, #"{"a" 1}"#, #"{"a":1}x"#, #"{"a":1"#, #"{"a":12abc}"#, #"{"a":tru}"#,
             #"{"a":"x"#, #"{"a\u0000b":1}"#, #"{a:1}"#, #"{"a":1 "b":2}"#, #"{"a":[1,]}"#,
             "{\"a\":\"\u{01}\"}", #"{"a":1}}"#, #"{,}"#, #"{"a"}"#, #"{"a":}"#,
