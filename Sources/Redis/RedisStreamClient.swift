@@ -289,8 +289,9 @@ public final class RedisStreamClient {
         return reply.futureResult.assumeIsolated().flatMapThrowing { reply in
             let last = try RedisStreamEntry.entries(ofRange: reply).first
             guard self.lastID == nil else { return }
-            self.lastID = last?.id ?? "0-0"
-            if self.lastConfirmedID == nil, let lastID = self.lastID { self.lastConfirmedID = ByteBuffer(string: lastID) }
+            let start = last?.id ?? "0-0"
+            self.lastID = start
+            if self.lastConfirmedID == nil { self.lastConfirmedID = ByteBuffer(string: start) }
             if let commands = self.commandChannel, commands.isActive { self.writeOutbox(to: commands) }
         }.nonisolated()
     }
