@@ -32,6 +32,9 @@ final class RedisCommandHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Receives a publish Redis answered with an error (a `MOVED` in sharded mode); without
     /// it, the refusal is logged.
     var onRefusedPublish: ((RedisCommand, String) -> Void)?
+    /// Receives the reply of every publish Redis accepted, in order (a stream client learns
+    /// from it the id of the last entry Redis confirmed appending).
+    var onAcceptedPublish: ((RedisReply) -> Void)?
     private let logger: Logger
     /// From writing a publish on this link to Redis's reply; time spent in the outbox while
     /// Redis was away is not included.
@@ -58,6 +61,8 @@ final class RedisCommandHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 } else {
                     self.logger.warning("Redis refused a publish", metadata: ["redis.error": "\(message)"])
                 }
+            } else {
+                self.onAcceptedPublish?(reply)
             }
         }
     }

@@ -42,7 +42,9 @@ public struct RedisStreamConfiguration: Sendable, Hashable {
 ///
 /// A retry can append an entry Redis had taken, and readers read, before the connection was
 /// lost with its reply. With a ``RedisStreamConfiguration/writerField`` the client numbers its
-/// appends and hands on no entry twice (``RedisStreamDuplicateFilter``).
+/// appends and hands on no entry twice (``RedisStreamDuplicateFilter``); and before it sends
+/// such appends again, it looks for them in the stream and leaves out those that landed, so
+/// that readers which do not drop copies (Node's adapter) get them once too.
 ///
 /// Standalone topology only. Confined to one event loop (the caller's); call every method on
 /// it.
@@ -70,6 +72,13 @@ public final class RedisStreamClient {
     /// The number of the last entry appended, with a ``RedisStreamConfiguration/writerField``.
     private var lastSequence: UInt64 = 0
     private var duplicates: RedisStreamDuplicateFilter?
+    /// The id of the last entry Redis confirmed appending for this client (an `XADD` reply),
+    /// or, before any, the stream's last id when the reader started: every append whose reply
+    /// a lost connection took is further on in the stream, if Redis took it.
+    private var lastConfirmedID: ByteBuffer?
+    /// How many of the outbox's first entries went out on a connection lost before Redis
+    /// confirmed them: the command link looks for them in the stream before sending them again.
+    private var unconfirmedCount = 0
     /// The ids of the entries the reader dropped as copies, oldest first, to tell a restore
     /// what the reader did; as many as the stream keeps, since older ones are trimmed away.
     private var droppedIDs: Deque<String> = []
@@ -133,6 +142,7 @@ public final class RedisStreamClient {
                 if !self.outbox.isEmpty {
                     self.logger.warning("Redis stream client shut down with undelivered entries", metadata: ["redis.undelivered": "\(self.outbox.count)"])
                     self.outbox.removeAll()
+                    self.unconfirmedCount = 0
                     self.reportQueued()
                 }
             }
@@ -220,6 +230,7 @@ public final class RedisStreamClient {
         guard !self.outbox.isEmpty else { return }
         let queued = self.outbox
         self.outbox.removeAll()
+        self.unconfirmedCount = 0
         self.reportQueued()
         self.logger.info("appending entries queued while Redis was unreachable", metadata: ["redis.queued": "\(queued.count)"])
         for command in queued {
@@ -239,6 +250,7 @@ public final class RedisStreamClient {
         guard !self.closed else { return }
         self.logger.info("queueing again stream entries Redis never confirmed", metadata: ["redis.requeued": "\(commands.count)"])
         self.outbox.insert(contentsOf: commands, at: 0)
+        self.unconfirmedCount += commands.count
         self.trimOutbox()
     }
 
@@ -246,6 +258,7 @@ public final class RedisStreamClient {
         let excess = self.outbox.count - self.configuration.outboxLimit
         if excess > 0 {
             self.outbox.removeFirst(excess)
+            self.unconfirmedCount = max(0, self.unconfirmedCount - excess)
             self.metrics.didDrop(excess)
         }
         self.reportQueued()
@@ -276,7 +289,9 @@ public final class RedisStreamClient {
         return reply.futureResult.assumeIsolated().flatMapThrowing { reply in
             let last = try RedisStreamEntry.entries(ofRange: reply).first
             guard self.lastID == nil else { return }
-            self.lastID = last?.id ?? "0-0"
+            let start = last?.id ?? "0-0"
+            self.lastID = start
+            if self.lastConfirmedID == nil { self.lastConfirmedID = ByteBuffer(string: start) }
             if let commands = self.commandChannel, commands.isActive { self.writeOutbox(to: commands) }
         }.nonisolated()
     }
@@ -339,6 +354,105 @@ public final class RedisStreamClient {
         }
         return true
     }
+
+    // MARK: - Sending again
+
+    /// Before the command link sends again what a lost connection never confirmed, reads what
+    /// the stream holds after the last entry Redis confirmed. An entry of this client's writer
+    /// numbered at or above a re-sent one means that append landed, and so did every earlier
+    /// one (a connection keeps its order): those leave the outbox rather than reach readers
+    /// that keep copies (Node's adapter) twice. The rest go again, in order, ahead of anything
+    /// queued since. A stream reset by a Redis restart without persistence holds none of them,
+    /// so all go again; so do all when the stream cannot be read (sidecast readers still drop
+    /// the copies). A lost connection fails the link's preparation: the next one looks again.
+    ///
+    /// Not covered: an append Redis takes from a connection the client gave up on only after
+    /// this look (a half-open connection whose data Redis reads late) is still sent twice.
+    private func skipLanded(on channel: Channel) -> EventLoopFuture<Void> {
+        guard self.unconfirmedCount > 0, let start = self.lastConfirmedID.map({ String(buffer: $0) }) else {
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
+        var wanted: [String: UInt64] = [:]
+        for command in self.outbox.prefix(self.unconfirmedCount) {
+            guard let (writer, sequence) = self.numbering(of: command) else { continue }
+            wanted[writer] = max(wanted[writer] ?? 0, sequence)
+        }
+        guard !wanted.isEmpty else { return channel.eventLoop.makeSucceededVoidFuture() }
+        return self.landedSequences(after: start, wanted: wanted, found: [:], on: channel).assumeIsolated().map { found in
+            self.dropLanded(found)
+        }.nonisolated()
+    }
+
+    /// The highest number of each wanted writer in the stream after `start`, read a page of
+    /// ``RedisStreamConfiguration/readCount`` at a time until all the wanted numbers are found
+    /// or the stream ends; nil when Redis refuses the read (a key of another type, or a Redis
+    /// before 6.2, without exclusive ranges).
+    private func landedSequences(
+        after start: String, wanted: [String: UInt64], found: [String: UInt64], on channel: Channel
+    ) -> EventLoopFuture<[String: UInt64]?> {
+        let command = RedisCommand(["XRANGE", self.stream.name, "(" + start, "+", "COUNT", String(self.stream.readCount)])
+        let reply = channel.eventLoop.makePromise(of: RedisReply.self)
+        channel.writeAndFlush(RedisCommandRequest(command: command, reply: reply)).whenFailure { reply.fail($0) }
+        return reply.futureResult.assumeIsolated().flatMap { reply -> EventLoopFuture<[String: UInt64]?> in
+            let entries: [RedisStreamEntry]
+            do {
+                entries = try RedisStreamEntry.entries(ofRange: reply)
+            } catch {
+                self.logger.warning(
+                    "cannot look in the Redis stream for the entries a lost connection never confirmed; sending them all again",
+                    metadata: ["redis.stream": "\(self.stream.name)", "error": "\(error)"]
+                )
+                return channel.eventLoop.makeSucceededFuture(nil)
+            }
+            var found = found
+            if let writerField = self.stream.writerField {
+                for entry in entries {
+                    guard let writer = entry.fields[writerField].map({ String(buffer: $0) }), wanted[writer] != nil,
+                          let number = entry.fields[RedisStreamDuplicateFilter.sequenceField],
+                          let sequence = UInt64(String(buffer: number))
+                    else { continue }
+                    found[writer] = max(found[writer] ?? 0, sequence)
+                }
+            }
+            let all = wanted.allSatisfy { found[$0.key] ?? 0 >= $0.value }
+            guard !all, entries.count == self.stream.readCount, let last = entries.last else {
+                return channel.eventLoop.makeSucceededFuture(found)
+            }
+            return self.landedSequences(after: last.id, wanted: wanted, found: found, on: channel)
+        }.nonisolated()
+    }
+
+    /// Takes out of the outbox's unconfirmed entries those numbered at or below what `found`
+    /// holds for their writer.
+    private func dropLanded(_ found: [String: UInt64]?) {
+        let count = min(self.unconfirmedCount, self.outbox.count)
+        self.unconfirmedCount = 0
+        guard let found, count > 0 else { return }
+        let kept = self.outbox.prefix(count).filter { command in
+            guard let (writer, sequence) = self.numbering(of: command), let highest = found[writer] else { return true }
+            return sequence > highest
+        }
+        guard kept.count < count else { return }
+        self.outbox.replaceSubrange(0..<count, with: kept)
+        self.reportQueued()
+        self.logger.info("stream entries a lost connection never confirmed had reached Redis; not sending them again", metadata: [
+            "redis.stream": "\(self.stream.name)", "redis.landed": "\(count - kept.count)", "redis.requeued": "\(kept.count)",
+        ])
+    }
+
+    /// The writer and number of an append this client numbered: `XADD`'s six arguments, then
+    /// field-value pairs, the number's last (see ``append(_:)``).
+    private func numbering(of command: RedisCommand) -> (writer: String, sequence: UInt64)? {
+        guard let writerField = self.stream.writerField else { return nil }
+        let arguments = command.arguments
+        guard arguments.count >= 10, arguments.count % 2 == 0,
+              let sequence = UInt64(String(buffer: arguments[arguments.count - 1]))
+        else { return nil }
+        for index in stride(from: 6, to: arguments.count - 2, by: 2) where arguments[index].readableBytesView.elementsEqual(writerField.utf8) {
+            return (String(buffer: arguments[index + 1]), sequence)
+        }
+        return nil
+    }
 }
 
 extension RedisStreamClient: RedisLifecycle {}
@@ -351,7 +465,8 @@ extension RedisStreamClient: RedisLinkDelegate {
     func linkPrepare(_ link: RedisLink, channel: Channel) -> EventLoopFuture<Void> {
         switch link.role {
         case .streamReader: return self.findStart(on: channel)
-        case .commands, .subscriptions, .sentinel: return channel.eventLoop.makeSucceededVoidFuture()
+        case .commands: return self.skipLanded(on: channel)
+        case .subscriptions, .sentinel: return channel.eventLoop.makeSucceededVoidFuture()
         }
     }
 
@@ -364,6 +479,11 @@ extension RedisStreamClient: RedisLinkDelegate {
             self.commandChannel = channel
             if let handler = try? channel.pipeline.syncOperations.handler(type: RedisCommandHandler.self) {
                 handler.onUnansweredPublishes = { [weak self] commands in self?.requeue(commands) }
+                if self.duplicates != nil {
+                    handler.onAcceptedPublish = { [weak self] reply in
+                        if case .bulk(let id) = reply { self?.lastConfirmedID = id }
+                    }
+                }
                 handler.onRefusedPublish = { [weak self] _, error in
                     self?.logger.warning("Redis refused a stream entry", metadata: ["redis.error": "\(error)", "redis.stream": "\(self?.stream.name ?? "")"])
                 }

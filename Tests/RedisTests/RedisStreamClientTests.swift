@@ -140,6 +140,72 @@ final class RedisStreamClientTests: RedisIntegrationTestCase {
         XCTAssertEqual(try server.cli("XLEN", "s"), "7")
     }
 
+    /// A reply lost for real: Redis is told to answer nothing more on the writer's command
+    /// connection (`CLIENT REPLY OFF`), so it appends what follows while the client hears of
+    /// none of it; `CLIENT PAUSE WRITE` then holds the next appends unexecuted, and
+    /// `CLIENT KILL` ends the connection. The client takes back all five; 1-3 had landed.
+    func testAppendsALostConnectionNeverConfirmedAreSentAgainOnlyIfTheyHadNotLanded() throws {
+        let server = try self.makeServer()
+        let (writer, _) = try self.makeStreamClient(port: server.port, writerField: "w")
+        // A reader that keeps copies, as Node's adapter does: it numbers and filters nothing.
+        let (plainReader, plainEntries) = try self.makeStreamClient(port: server.port)
+        let (admin, _) = try self.makeClient("redis://127.0.0.1:\(server.port)")
+        try self.waitUntilConnected(admin)
+        try eventually { try self.connected(writer) && self.connected(plainReader) }
+        try self.append(writer, writer: "node-a", "0")
+        // Answered in order: once PING is, Redis has confirmed entry 0 to the client.
+        XCTAssertEqual(try self.send(writer, "PING"), .status("PONG"))
+        guard case .integer(let connection) = try self.send(writer, "CLIENT", "ID") else { return XCTFail("CLIENT ID is a number") }
+
+        try self.loop.submit { _ = writer.value.send(["CLIENT", "REPLY", "OFF"].map { ByteBuffer(string: $0) }) }.wait()
+        try self.append(writer, writer: "node-a", "1", "2", "3")
+        try eventually { try server.cli("XLEN", "s") == "4" }
+        try server.cli("CLIENT", "PAUSE", "60000", "WRITE")
+        try self.append(writer, writer: "node-a", "4", "5")
+        XCTAssertEqual(try server.cli("CLIENT", "KILL", "ID", "\(connection)"), "1")
+        try server.cli("CLIENT", "UNPAUSE")
+        try self.append(writer, writer: "node-a", "6")
+
+        try eventually { try self.stream(admin).last?.value == "6" && self.loop.submit { writer.value.outboxCount == 0 }.wait() }
+        let entries = try self.stream(admin)
+        XCTAssertEqual(entries.map(\.value), ["0", "1", "2", "3", "4", "5", "6"], "each entry once, in the order appended")
+        XCTAssertEqual(entries.map(\.sequence), ["1", "2", "3", "4", "5", "6", "7"])
+        try eventually { try self.read(plainEntries).count >= 7 * 3 }
+        XCTAssertEqual(try self.read(plainEntries).filter { $0.hasPrefix("v=") }, (0...6).map { "v=\($0)" }, "a reader keeping copies gets each once")
+        XCTAssertEqual(self.logs.lines.filter { $0.message.contains("had reached Redis; not sending them again") }.map { $0.metadata["redis.landed"] }, ["3"])
+    }
+
+    /// Redis restarted without persistence: the stream is gone with what had landed, so
+    /// everything the lost connection never confirmed is appended again.
+    func testAfterAResetStreamEverythingUnconfirmedIsSentAgain() throws {
+        let server = try self.makeServer()
+        let (writer, _) = try self.makeStreamClient(port: server.port, writerField: "w")
+        try eventually { try self.connected(writer) }
+        try self.append(writer, writer: "node-a", "0")
+        XCTAssertEqual(try self.send(writer, "PING"), .status("PONG"))
+        try self.loop.submit { _ = writer.value.send(["CLIENT", "REPLY", "OFF"].map { ByteBuffer(string: $0) }) }.wait()
+        try self.append(writer, writer: "node-a", "1", "2")
+        try eventually { try server.cli("XLEN", "s") == "3" }
+        server.kill()
+        try server.start()
+        try self.append(writer, writer: "node-a", "3")
+        let (admin, _) = try self.makeClient("redis://127.0.0.1:\(server.port)")
+        try self.waitUntilConnected(admin)
+        try eventually { try self.stream(admin).last?.value == "3" && self.loop.submit { writer.value.outboxCount == 0 }.wait() }
+        XCTAssertEqual(try self.stream(admin).map(\.value), ["1", "2", "3"], "what Redis lost and was never confirmed comes again, in order")
+    }
+
+    private func send(_ client: NIOLoopBound<RedisStreamClient>, _ arguments: String...) throws -> RedisReply {
+        try self.loop.flatSubmit { client.value.send(arguments.map { ByteBuffer(string: $0) }) }.wait()
+    }
+
+    /// The stream as Redis holds it: each entry's `v` and number.
+    private func stream(_ admin: NIOLoopBound<RedisClient>) throws -> [(value: String?, sequence: String?)] {
+        try RedisStreamEntry.entries(ofRange: try self.send(admin, "XRANGE", "s", "-", "+")).map { entry in
+            (entry.fields["v"].map { String(buffer: $0) }, entry.fields["sidecast-seq"].map { String(buffer: $0) })
+        }
+    }
+
     /// Entries written as "a=1 b=2" as the entries list reads them: each entry's fields sorted
     /// by name, one string per field.
     private func fields(_ entries: String...) -> [String] {

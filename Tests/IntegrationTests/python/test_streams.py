@@ -5,12 +5,14 @@ saw). The cross-node tests of test_cluster.py run again over the stream, with th
 event loop and on four; the entries are checked field by field; a Node streams-adapter node
 re-created from the adapter's source (node_streams.py) exchanges broadcasts, requests, answers
 and heartbeats with sidecast; a copy of an entry, appended again as a retry after a lost reply
-would, is delivered once; and redis-server is SIGKILLed and restarted on the same port while
+would, is delivered once; an emit whose reply a cut connection lost (through a proxy that
+drops Redis's replies) is not appended again, so the Node peer gets it once; and redis-server is SIGKILLed and restarted on the same port while
 a backend emits: every emit reaches the other node's clients once the stream is back, in order
 and once each."""
 
 import base64
 import json
+import socket
 import sys
 import threading
 import time
@@ -308,6 +310,118 @@ class StreamDuplicateTests(unittest.TestCase):
         # A reads the copy of its own entry too (with recovery it applies its own broadcasts).
         wait_until(lambda: metric(scrape(a), "sidecast_drops_total", cause="stream_duplicate") == 1,
                    message="A drops the copy of its own entry")
+
+
+class ReplyDroppingProxy:
+    """A TCP proxy in front of redis-server that, once told (`drop_replies`), still passes on
+    what its clients send but no more of Redis's replies, and then `cut`s every connection it
+    has: Redis ran the commands, the client lost the replies with the connection, as when a
+    network fails. Connections made after the cut are passed through whole."""
+
+    def __init__(self, test, port):
+        self.port = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._connections = []  # (client socket, Redis socket, {"dropping": bool})
+        self._dropping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+        test.addCleanup(self._close)
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.port))
+            with self._lock:
+                state = {"dropping": self._dropping}
+                self._connections.append((client, upstream, state))
+            threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, state), daemon=True).start()
+
+    def _pump(self, source, destination, state):
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            if state is not None and state["dropping"]:
+                continue
+            try:
+                destination.sendall(data)
+            except OSError:
+                break
+        for end in (source, destination):
+            self._shut(end)
+
+    @staticmethod
+    def _shut(end):
+        try:
+            end.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        end.close()
+
+    def drop_replies(self):
+        with self._lock:
+            self._dropping = True
+            for _, _, state in self._connections:
+                state["dropping"] = True
+
+    def cut(self):
+        with self._lock:
+            self._dropping = False
+            connections, self._connections = self._connections, []
+        for client, upstream, _ in connections:
+            self._shut(client)
+            self._shut(upstream)
+
+    def _close(self):
+        self._listener.close()
+        self.cut()
+
+
+class StreamResendTests(unittest.TestCase):
+    """A lost reply for real: node A reaches Redis through a `ReplyDroppingProxy`. Its backend
+    emits; the Node peer (node_streams.py, whose `decode`, like `RedisStreamsAdapter.decode` in
+    lib/adapter.ts, ignores `sidecast-seq`) reads the entry, so Redis appended it, but A never
+    hears the reply: the proxy drops it and cuts A's connections. A takes the append back; before
+    sending it again it reads the stream after the last entry Redis confirmed, finds it there,
+    and leaves it out. The peer's socket gets every emit once, in order. (--threads from
+    SIDECAST_TEST_THREADS.)"""
+
+    def test_an_emit_whose_reply_was_lost_reaches_a_node_peer_once(self):
+        redis = start_redis(self)
+        proxy = ReplyDroppingProxy(self, redis.port)
+        node = start_node(self, "--redis", proxy.url, "--redis-streams")
+        wait_stream_nodes(redis, 1)
+        peer = NodeStreamsPeer(redis)
+        self.addCleanup(peer.close)
+        peer.wait_nodes(2)
+        member = peer.connect()
+        peer.join(member, "lobby")
+        backend = node.backend(self)
+
+        def emits():
+            with member.arrived:
+                return [args for name, args in member.received if name == "n"]
+
+        backend.emit("n", 0, to=["lobby"])
+        wait_until(lambda: emits() == [[0]], message="emit 0 at the peer")
+        proxy.drop_replies()
+        backend.emit("n", 1, to=["lobby"])
+        wait_until(lambda: emits() == [[0], [1]], message="emit 1 in the stream, at the peer")
+        proxy.cut()
+        backend.emit("n", 2, to=["lobby"])
+        # Stream order: a copy of 1 would be appended before 2.
+        wait_until(lambda: len(emits()) >= 3, timeout=TIMEOUT * 2, message="emit 2 at the peer")
+        self.assertEqual(emits(), [[0], [1], [2]], "each emit once, in order")
+        copies = [fields for _, fields in stream_entries(redis) if b'"n",1' in fields.get(b"data", b"")]
+        self.assertEqual(len(copies), 1, "emit 1 is in the stream once")
 
 
 class StreamOutageTests(unittest.TestCase):
