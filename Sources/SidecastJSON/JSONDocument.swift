@@ -169,24 +169,7 @@ public final class JSONDocument {
     }
 
     private static func containsReal(_ json: UnsafeMutablePointer<json_t>) -> Bool {
-        switch json.pointee.type {
-        case JSON_REAL:
-            return true
-        case JSON_ARRAY:
-            for index in 0..<json_array_size(json) where containsReal(json_array_get(json, index)!) {
-                return true
-            }
-            return false
-        case JSON_OBJECT:
-            var iterator = json_object_iter(json)
-            while let current = iterator {
-                if containsReal(json_object_iter_value(current)!) { return true }
-                iterator = json_object_iter_next(json, current)
-            }
-            return false
-        default:
-            return false
-        }
+        contains(json) { $0.pointee.type == JSON_REAL }
     }
 
     private func member(_ key: String) -> UnsafeMutablePointer<json_t>? {
@@ -195,25 +178,34 @@ public final class JSONDocument {
     }
 
     private static func containsBinaryObject(_ json: UnsafeMutablePointer<json_t>) -> Bool {
+        contains(json) { json in
+            guard json.pointee.type == JSON_OBJECT, json_object_size(json) == 1, let member = json_object_get(json, "$binary") else {
+                return false
+            }
+            return member.pointee.type == JSON_STRING
+        }
+    }
+
+    /// Whether `json` or a value anywhere inside it is one `matches` accepts.
+    private static func contains(
+        _ json: UnsafeMutablePointer<json_t>, where matches: (UnsafeMutablePointer<json_t>) -> Bool
+    ) -> Bool {
+        if matches(json) { return true }
         switch json.pointee.type {
         case JSON_ARRAY:
-            for index in 0..<json_array_size(json) where containsBinaryObject(json_array_get(json, index)!) {
+            for index in 0..<json_array_size(json) where contains(json_array_get(json, index)!, where: matches) {
                 return true
             }
-            return false
         case JSON_OBJECT:
-            if json_object_size(json) == 1, let member = json_object_get(json, "$binary"), member.pointee.type == JSON_STRING {
-                return true
-            }
             var iterator = json_object_iter(json)
             while let current = iterator {
-                if containsBinaryObject(json_object_iter_value(current)!) { return true }
+                if contains(json_object_iter_value(current)!, where: matches) { return true }
                 iterator = json_object_iter_next(json, current)
             }
-            return false
         default:
-            return false
+            break
         }
+        return false
     }
 
     /// Replaces every whole real below 2^53 in magnitude inside `json` by the integer, as

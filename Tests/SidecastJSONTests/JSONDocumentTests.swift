@@ -108,21 +108,9 @@ final class JSONDocumentTests: XCTestCase {
             #"{"a":"x"#, #"{"a\u0000b":1}"#, #"{a:1}"#, #"{"a":1 "b":2}"#, #"{"a":[1,]}"#,
             "{\"a\":\"\u{01}\"}", #"{"a":1}}"#, #"{,}"#, #"{"a"}"#, #"{"a":}"#,
         ]
-        let bytes: [UInt8] = Array(#"{"a":""#.utf8) + [0xFF] + Array(#""}"#.utf8)
-        var expectedUTF8Error: JSONError?
-        do { _ = try JSONValue(parsing: ByteBuffer(bytes: bytes)) } catch { expectedUTF8Error = error }
-        XCTAssertNotNil(expectedUTF8Error)
-        XCTAssertThrowsError(try JSONDocument(parsing: ByteBuffer(bytes: bytes))) { XCTAssertEqual($0 as? JSONError, expectedUTF8Error) }
+        assertFailsAsAWhole(ByteBuffer(bytes: Array(#"{"a":""#.utf8) + [0xFF] + Array(#""}"#.utf8)))
         for text in invalid {
-            var expected: JSONError?
-            do { _ = try JSONValue(parsing: text) } catch { expected = error }
-            XCTAssertNotNil(expected, text)
-            do {
-                _ = try document(text)
-                XCTFail("parsed \(text)")
-            } catch {
-                XCTAssertEqual(error as? JSONError, expected, text)
-            }
+            assertFailsAsAWhole(ByteBuffer(string: text))
         }
     }
 
@@ -209,15 +197,17 @@ final class JSONDocumentTests: XCTestCase {
 
     func testParseErrorsAreThoseOfJSONValue() {
         for text in ["{", "", #"{"a":}"#] {
-            var expected: JSONError?
-            do { _ = try JSONValue(parsing: text) } catch { expected = error }
-            XCTAssertNotNil(expected, text)
-            do {
-                _ = try document(text)
-                XCTFail("parsed \(text)")
-            } catch {
-                XCTAssertEqual(error as? JSONError, expected, text)
-            }
+            assertFailsAsAWhole(ByteBuffer(string: text))
+        }
+    }
+
+    /// `text` is not JSON, and the document fails with the error `JSONValue` gives.
+    private func assertFailsAsAWhole(_ text: ByteBuffer, file: StaticString = #filePath, line: UInt = #line) {
+        var expected: JSONError?
+        do { _ = try JSONValue(parsing: text) } catch { expected = error }
+        XCTAssertNotNil(expected, String(buffer: text), file: file, line: line)
+        XCTAssertThrowsError(try JSONDocument(parsing: text), String(buffer: text), file: file, line: line) {
+            XCTAssertEqual($0 as? JSONError, expected, String(buffer: text), file: file, line: line)
         }
     }
 }
