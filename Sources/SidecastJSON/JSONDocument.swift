@@ -1,5 +1,10 @@
 internal import CJansson
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A JSON text parsed by jansson and kept as jansson's tree.
 ///
@@ -70,8 +75,8 @@ public final class JSONDocument {
     /// an event name and its arguments. A missing or null `rest` adds nothing; returns `nil`
     /// when `first` is missing or `rest` is something other than an array.
     ///
-    /// The elements of `rest` are copied from the parsed text when it holds no real number
-    /// (their whitespace and escapes stay as written, which every JSON reader takes as the same
+    /// The elements of `rest` are copied from the parsed text when they hold no real number and
+    /// no escape (their whitespace stays as written, which every JSON reader takes as the same
     /// value). Otherwise the text is what `JSONValue.write(to:)` prints for the same value:
     /// whole reals of magnitude below 2^53 print as integers, as `JSON.stringify` prints them.
     /// To get there they are replaced by integers in this document's tree, so read no member
@@ -165,7 +170,13 @@ public final class JSONDocument {
             return nil
         }
         // jansson read the array from its "[" to its "]".
-        return text.getSlice(at: text.readerIndex + span.lowerBound + 1, length: span.count - 2)
+        guard let elements = text.getSlice(at: text.readerIndex + span.lowerBound + 1, length: span.count - 2) else { return nil }
+        // An escape is printed shorter: many encoders (Python's json, PHP's) write every
+        // non-ASCII character as `\uXXXX`, six bytes where UTF-8 takes two or three.
+        let hasEscape = elements.withUnsafeReadableBytes { bytes in
+            bytes.baseAddress.map { memchr($0, Int32(UInt8(ascii: "\\")), bytes.count) != nil } ?? false
+        }
+        return hasEscape ? nil : elements
     }
 
     private static func containsReal(_ json: UnsafeMutablePointer<json_t>) -> Bool {

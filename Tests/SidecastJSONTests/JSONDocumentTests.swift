@@ -14,7 +14,7 @@ final class JSONDocumentTests: XCTestCase {
     }
 
     /// What printing must give: the arguments' text copied when they hold no real (each
-    /// `.double` in the converted value), else the slow path's print.
+    /// `.double` in the converted value) and no escape, else the slow path's print.
     private func expectedPrint(_ text: String) throws -> String {
         let value = try JSONValue(parsing: text)
         let args = value["args"]?.arrayValue ?? []
@@ -27,7 +27,8 @@ final class JSONDocumentTests: XCTestCase {
             }
         }
         guard !args.isEmpty, !args.contains(where: holdsReal),
-              let open = text.range(of: #""args":["#), let close = text.range(of: "]", options: .backwards)
+              let open = text.range(of: #""args":["#), let close = text.range(of: "]", options: .backwards),
+              !text[open.upperBound..<close.lowerBound].contains("\\")
         else { return try printedByValue(text) }
         return "[" + value["event"]!.jsonString() + "," + text[open.upperBound..<close.lowerBound] + "]"
     }
@@ -55,11 +56,25 @@ final class JSONDocumentTests: XCTestCase {
         }
     }
 
-    func testCopiedArgumentsKeepTheirWhitespaceAndEscapes() throws {
-        let line = #" { "type" : "emit" , "event":"m", "args" : [ 1 , "a b\u00e9" ,{"k" : [true]} ] } "#
+    func testCopiedArgumentsKeepTheirWhitespace() throws {
+        let line = #" { "type" : "emit" , "event":"m", "args" : [ 1 , "a bé" ,{"k" : [true]} ] } "#
         let printed = try XCTUnwrap(try document(line).printedArray(first: "event", elementsOf: "args"))
-        XCTAssertEqual(String(buffer: printed.bytes), #"["m", 1 , "a b\u00e9" ,{"k" : [true]} ]"#)
+        XCTAssertEqual(String(buffer: printed.bytes), #"["m", 1 , "a bé" ,{"k" : [true]} ]"#)
         XCTAssertEqual(printed.value, ["m", 1, "a bé", ["k": [true]]])
+    }
+
+    /// An escape anywhere in the arguments (Python's `json.dumps` writes `é` as `\u00e9`) has
+    /// them printed: clients get the shorter UTF-8.
+    func testArgumentsWithAnEscapeArePrinted() throws {
+        let lines = [
+            (#"{"event":"m","args":["\u00e9t\u00e9", 1]}"#, #"["m","été",1]"#),
+            (#"{"event":"m","args":[{"q":"say \"hi\""}]}"#, #"["m",{"q":"say \"hi\""}]"#),
+            (#"{"event":"m","args":["a\/b"]}"#, #"["m","a/b"]"#),
+        ]
+        for (line, expected) in lines {
+            let printed = try XCTUnwrap(try document(line).printedArray(first: "event", elementsOf: "args"), line)
+            XCTAssertEqual(String(buffer: printed.bytes), expected, line)
+        }
     }
 
     func testARepeatedKeyCopiesItsLastArray() throws {
