@@ -94,7 +94,11 @@ public final class EngineIOServer {
 
     /// Adds the HTTP/WebSocket handlers to a freshly accepted child channel. Call it on
     /// `eventLoop`, synchronously, from the bootstrap's `childChannelInitializer`.
-    public func configureChildChannel(_ channel: Channel) throws {
+    ///
+    /// - Parameter handlersAhead: whether the caller added handlers ahead of these (TLS), which
+    ///   every byte written must pass. Without them, a WebSocket writes frames encoded in
+    ///   advance straight to the channel.
+    public func configureChildChannel(_ channel: Channel, handlersAhead: Bool = false) throws {
         precondition(channel.eventLoop === self.eventLoop, "Engine.IO connections must run on the server's event loop")
         let httpHandler = EngineIOHTTPHandler(server: self)
         var upgrade: NIOHTTPServerUpgradeConfiguration?
@@ -109,7 +113,7 @@ public final class EngineIOServer {
                 },
                 upgradePipelineHandler: { channel, head in
                     channel.eventLoop.makeCompletedFuture {
-                        try server.value.didUpgrade(channel: channel, head: head)
+                        try server.value.didUpgrade(channel: channel, head: head, handlersAhead: handlersAhead)
                     }
                 }
             )
@@ -272,12 +276,12 @@ public final class EngineIOServer {
         }
     }
 
-    private func didUpgrade(channel: Channel, head: HTTPRequestHead) throws {
+    private func didUpgrade(channel: Channel, head: HTTPRequestHead, handlersAhead: Bool) throws {
         let pipeline = channel.pipeline.syncOperations
         let nioReader = try pipeline.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
         try pipeline.addHandler(WebSocketFrameReader(maxFrameSize: self.configuration.maxPayload), position: .after(nioReader.handler))
         pipeline.removeHandler(context: nioReader, promise: nil)
-        let webSocket = WebSocketTransportHandler(server: self)
+        let webSocket = WebSocketTransportHandler(server: self, handlersAhead: handlersAhead)
         // The same offer as `upgradeResponseHeaders` answered.
         webSocket.compression = self.compressors.webSocket == nil ? nil : PerMessageDeflate.negotiate(head.headers)?.clientContext
         try pipeline.addHandler(webSocket)

@@ -32,9 +32,8 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
     /// For its logger: a `Logger` kept here would cost every connection 56 bytes.
     private let server: EngineIOServer
     private var context: ChannelHandlerContext?
-    /// The context of NIO's frame encoder, ahead of this handler: frames encoded in advance
-    /// (`EngineIOMessage.encodedFrame`) are written from there, past the encoder.
-    private var encoderContext: ChannelHandlerContext?
+    /// Where frames encoded in advance (`EngineIOMessage.encodedFrame`) go, past NIO's encoder.
+    private var encodedFrames: EncodedFrameWriter?
     /// Made at the client's first compressed message.
     private var inflater: WebSocketInflater?
     /// Frames the channel had already read when reading was paused, delivered at resume from
@@ -60,20 +59,27 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
     private var isReadingPaused = false
     /// A read request held back while paused, passed on at resume.
     private var readHeldBack = false
+    private let handlersAhead: Bool
 
-    init(server: EngineIOServer) {
+    /// - Parameter handlersAhead: whether handlers (TLS) sit ahead of NIO's frame encoder,
+    ///   which every frame must pass.
+    init(server: EngineIOServer, handlersAhead: Bool) {
         self.server = server
+        self.handlersAhead = handlersAhead
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.encoderContext = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+        if let encoder = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self) {
+            self.encodedFrames = self.handlersAhead ? .encoder(encoder) : .channel(context.channel._channelCore)
+        }
         self.isWritable = context.channel.isWritable
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
-        self.encoderContext = nil
+        // The channel holds the pipeline, which holds this handler.
+        self.encodedFrames = nil
         self.heldFrames = []
         self.nextHeldFrame = 0
     }
@@ -292,11 +298,11 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
                 // A v3 binary frame starts with the packet type (and is sent uncompressed).
                 let frame = WebSocketFrame(fin: true, opcode: .binary, data: EngineIOv3Payload.binaryFrame(data))
                 context.write(Self.wrapOutboundOut(frame), promise: nil)
-            } else if self.compression != nil, let encoderContext = self.encoderContext,
+            } else if self.compression != nil, let encodedFrames = self.encodedFrames,
                let deflated = self.server.compressors.deflatedFrame(for: messages[index]) {
-                encoderContext.write(NIOAny(deflated), promise: nil)
-            } else if let encoderContext = self.encoderContext, let encoded = messages[index].encodedFrame {
-                encoderContext.write(NIOAny(encoded), promise: nil)
+                encodedFrames.write(deflated)
+            } else if let encodedFrames = self.encodedFrames, let encoded = messages[index].encodedFrame {
+                encodedFrames.write(encoded)
             } else {
                 context.write(Self.wrapOutboundOut(messages[index].webSocketFrame), promise: nil)
             }
@@ -310,7 +316,11 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
     /// current round, so the emits of one backend read cost each client one syscall.
     func flushNow() {
         self.flushPending = false
-        (self.encoderContext ?? self.context)?.flush()
+        switch self.encodedFrames {
+        case .channel(let core): core.flush0()
+        case .encoder(let encoder): encoder.flush()
+        case nil: self.context?.flush()
+        }
         // A relayed client that does not keep up: its session's shard follows the backlog.
         if let relay = self.relay, !self.isWritable {
             relay.report(isWritable: false, bufferedBytes: self.bufferedBytes)
@@ -380,6 +390,25 @@ extension EngineIOMessage {
         switch self.storage {
         case .text(let buffer): WebSocketFrame(fin: true, opcode: .text, data: buffer)
         case .binary(let data): WebSocketFrame(fin: true, opcode: .binary, data: data)
+        }
+    }
+}
+
+/// Where a WebSocket writes frames encoded in advance, past NIO's frame encoder.
+private enum EncodedFrameWriter {
+    /// From the encoder's context, through the handlers ahead of it (TLS).
+    case encoder(ChannelHandlerContext)
+    /// Straight to the channel, when nothing sits ahead of the encoder: what NIO's head handler
+    /// would do with the write, without the two contexts a write and a flush pass on the way
+    /// (a fifth of the instructions of a broadcast delivery, BENCHMARKS.md). NIO marks
+    /// `_channelCore` as meant for its own handlers; these are the calls its head handler
+    /// makes, on the channel's loop, with the same data.
+    case channel(ChannelCore)
+
+    func write(_ frame: ByteBuffer) {
+        switch self {
+        case .encoder(let encoder): encoder.write(NIOAny(frame), promise: nil)
+        case .channel(let core): core.write0(NIOAny(frame), promise: nil)
         }
     }
 }

@@ -167,7 +167,7 @@ public struct Sidecast: Service {
                     try channel.pipeline.syncOperations.addHandlers(NIOSSLServerHandler(context: tls.withLockedValue { $0 }), UncleanShutdownFilter())
                 }
                 guard try limit.admit(channel), let engineIO = engines[ObjectIdentifier(channel.eventLoop)] else { return }
-                try engineIO.value.configureChildChannel(channel)
+                try engineIO.value.configureChildChannel(channel, handlersAhead: tls != nil)
             }
             starting = sockets.admin
             admin = try await parts.register(sockets.admin, group: loop, logger: logger) { channel in

@@ -77,10 +77,12 @@ public final class TestConnection {
     public let loop: EmbeddedEventLoop
     private var received = ByteBuffer()
 
-    public init(server: EngineIOServer, loop: EmbeddedEventLoop) throws {
+    /// - Parameter ahead: a handler put ahead of the server's, as TLS would be.
+    public init(server: EngineIOServer, loop: EmbeddedEventLoop, ahead: ChannelHandler? = nil) throws {
         self.loop = loop
         self.channel = EmbeddedChannel(loop: loop)
-        try server.configureChildChannel(self.channel)
+        if let ahead { try self.channel.pipeline.syncOperations.addHandler(ahead) }
+        try server.configureChildChannel(self.channel, handlersAhead: ahead != nil)
         try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
     }
 
@@ -226,8 +228,8 @@ public final class TestServer {
         self.server.delegate = self.delegate
     }
 
-    public func connect() throws -> TestConnection {
-        try TestConnection(server: self.server, loop: self.loop)
+    public func connect(ahead: ChannelHandler? = nil) throws -> TestConnection {
+        try TestConnection(server: self.server, loop: self.loop, ahead: ahead)
     }
 
     public func advance(by amount: TimeAmount) {
@@ -243,8 +245,8 @@ public final class TestServer {
     }
 
     /// Opens a WebSocket-only session; returns the connection after the open packet was read.
-    public func openWebSocketSession() throws -> (TestConnection, String) {
-        let connection = try self.connect()
+    public func openWebSocketSession(ahead: ChannelHandler? = nil) throws -> (TestConnection, String) {
+        let connection = try self.connect(ahead: ahead)
         let response = try XCTUnwrap(connection.upgrade("/engine.io/?EIO=4&transport=websocket"))
         XCTAssertEqual(response.status, 101)
         let frames = try connection.readTexts()
