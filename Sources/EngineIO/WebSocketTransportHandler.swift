@@ -192,15 +192,15 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
         switch frame.opcode {
         case .text:
             let packet = !self.speaksV3
-                ? EngineIOPacket(text: frame.unmaskedData) : EngineIOPacket(v3Text: frame.unmaskedData)
+                ? EngineIOPacket(text: frame.unmaskedPayload) : EngineIOPacket(v3Text: frame.unmaskedPayload)
             self.received(packet)
         case .binary:
             let packet = !self.speaksV3
-                ? .binary(frame.unmaskedData) : EngineIOv3Payload.decodeBinaryFrame(frame.unmaskedData)
+                ? .binary(frame.unmaskedPayload) : EngineIOv3Payload.decodeBinaryFrame(frame.unmaskedPayload)
             self.received(packet)
         case .ping:
             guard !self.closeSent else { return }
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedPayload)
             context.writeAndFlush(Self.wrapOutboundOut(pong), promise: nil)
         case .connectionClose:
             self.answerClose(frame, context: context)
@@ -228,7 +228,7 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
         do {
             let inflater = try self.inflater ?? WebSocketInflater(resetsEachMessage: compression == .resetEachMessage)
             self.inflater = inflater
-            data = try inflater.inflate(frame.unmaskedData, limit: self.server.configuration.maxPayload)
+            data = try inflater.inflate(frame.unmaskedPayload, limit: self.server.configuration.maxPayload)
         } catch {
             self.errorCaught(context: context, error: error)
             return
@@ -351,7 +351,7 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
             return
         }
         self.closeSent = true
-        var data = frame.unmaskedData
+        var data = frame.unmaskedPayload
         let code = data.readSlice(length: 2) ?? ByteBuffer()
         let reply = WebSocketFrame(fin: true, opcode: .connectionClose, data: code)
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
