@@ -29,6 +29,7 @@ let package = Package(
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CMsgpack", pkgConfig: "msgpack", providers: [.apt(["libmsgpack-dev"])]),
+        .systemLibrary(name: "CPrefetch"),
 
         .target(
             name: "SidecastJSON",
@@ -43,6 +44,7 @@ let package = Package(
         .target(
             name: "EngineIO",
             dependencies: [
+                "CPrefetch",
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -55,6 +57,7 @@ let package = Package(
         .target(
             name: "SocketIO",
             dependencies: [
+                "CPrefetch",
                 "EngineIO",
                 "SidecastJSON",
                 .product(name: "NIOCore", package: "swift-nio"),

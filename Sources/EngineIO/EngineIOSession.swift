@@ -1,3 +1,4 @@
+import CPrefetch
 import Logging
 import NIOCore
 
@@ -229,6 +230,20 @@ public final class EngineIOSession {
             }
         case .closing, .closed:
             self.log("dropping packets sent after close")
+        }
+    }
+
+    /// Has the CPU load this session's WebSocket handler while other work runs.
+    public func prefetchTransport() {
+        if case .websocket(let webSocket) = self.state {
+            sidecast_prefetch(Unmanaged<AnyObject>.passUnretained(webSocket).toOpaque())
+        }
+    }
+
+    /// Has the CPU load this session's WebSocket channel while other work runs.
+    public func prefetchChannel() {
+        if case .websocket(let webSocket) = self.state {
+            webSocket.prefetchChannel()
         }
     }
 

@@ -205,9 +205,13 @@ protocol WebSocketTransport: AnyObject {
     /// `isBuffering(moreThan:)` and `write` in one call, as a broadcast asks of each recipient:
     /// writes unless more than `limit` bytes wait, and returns whether it wrote.
     func write(_ messages: ArraySlice<EngineIOMessage>, unlessBufferingMoreThan limit: Int) -> Bool
+    /// Has the CPU load the channel a write goes to, if there is one here.
+    func prefetchChannel()
 }
 
 extension WebSocketTransport {
+    func prefetchChannel() {}
+
     func write(_ messages: ArraySlice<EngineIOMessage>, unlessBufferingMoreThan limit: Int) -> Bool {
         guard !self.isBuffering(moreThan: limit) else { return false }
         self.write(messages)

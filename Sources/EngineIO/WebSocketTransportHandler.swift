@@ -1,3 +1,4 @@
+import CPrefetch
 import Logging
 import NIOCore
 import NIOWebSocket
@@ -310,6 +311,12 @@ final class WebSocketTransportHandler: ChannelDuplexHandler, WebSocketTransport 
         guard !self.flushPending else { return }
         self.flushPending = true
         self.server.flushSoon(self)
+    }
+
+    func prefetchChannel() {
+        if case .channel(let core) = self.encodedFrames {
+            sidecast_prefetch(Unmanaged<AnyObject>.passUnretained(core).toOpaque())
+        }
     }
 
     /// Flushes what `write` left unflushed. Writes wait for the end of the event loop's

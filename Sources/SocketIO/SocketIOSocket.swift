@@ -1,3 +1,4 @@
+import CPrefetch
 import EngineIO
 import NIOCore
 import SidecastJSON
@@ -42,6 +43,11 @@ public final class SocketIOSocket {
     /// broadcast asks every recipient for it, and the way through the connection reads one
     /// more object per delivery, a cache miss when the room is large.
     public let session: EngineIOSession
+    /// Has the CPU load the session's object while other work runs.
+    func prefetchSession() {
+        sidecast_prefetch(Unmanaged.passUnretained(session).toOpaque())
+    }
+
     /// What most sockets never use (auth, data, acks), behind one reference created on first
     /// use: an idle socket keeps one pointer instead of room for all of them.
     private var extras: Extras?

@@ -101,6 +101,35 @@ final class RoomTests: XCTestCase {
         XCTAssertEqual(try fixture.clients[2].readTexts(), [])
     }
 
+    /// A broadcast walks its recipients with a few of them prepared ahead (`BroadcastTargets`):
+    /// rooms shorter and longer than that window, each kind of selection, each client once.
+    func testBroadcastsOfEverySizeReachEachRecipientOnce() throws {
+        for size in 0...6 {
+            let test = SocketIOTestServer()
+            var members: [SocketIOTestClient] = []
+            for _ in 0..<size {
+                let (client, socket) = try test.connectedClient()
+                socket.join("game")
+                members.append(client)
+            }
+            let (outsider, outsiderSocket) = try test.connectedClient()
+            outsiderSocket.join("other")
+            let selections: [(BroadcastOptions, reachesOutsider: Bool)] = [
+                (BroadcastOptions(namespace: "/", rooms: ["game"]), false),
+                (BroadcastOptions(namespace: "/"), true),
+                (BroadcastOptions(namespace: "/", rooms: ["game", "other"]), true),
+                (BroadcastOptions(namespace: "/", except: ["other"]), false),
+            ]
+            for (options, reachesOutsider) in selections {
+                test.server.broadcast(SocketIOPacket(type: .event, data: ["tick", .int(Int64(size))]), options: options)
+                for member in members {
+                    XCTAssertEqual(try member.readTexts(), ["42[\"tick\",\(size)]"], "\(size) members, \(options)")
+                }
+                XCTAssertEqual(try outsider.readTexts(), reachesOutsider ? ["42[\"tick\",\(size)]"] : [], "\(size) members, \(options)")
+            }
+        }
+    }
+
     func testBroadcastToSeveralClientsGivesEachTheSameFrames() throws {
         let fixture = try Fixture()
         let (a, b) = (fixture.sockets[0], fixture.sockets[1])
