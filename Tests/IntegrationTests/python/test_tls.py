@@ -250,6 +250,25 @@ class TLSTests(unittest.TestCase):
         admin = re.search(r"admin=(http://127\.0\.0\.1:\d+)", sidecast.log).group(1)
         self.assertEqual(requests.get(admin + "/healthz", timeout=TIMEOUT).status_code, 200)
 
+    def test_room_broadcasts_and_heartbeats_pass_tls(self):
+        # A broadcast to more than one client, and every heartbeat ping, are frames encoded in
+        # advance, which sidecast writes past NIO's frame encoder: through the TLS handler here.
+        sidecast = self.start(*tls_flags(self.pki), "--ping-interval", "200", "--ping-timeout", "2000")
+        backend = sidecast.backend(self)
+        clients = [self.tls_client(sidecast, ["websocket"]) for _ in range(3)]
+        for client in clients:
+            backend.expect_connect(sid=client.sid())
+            backend.join(client.sid(), "room")
+        for n in range(3):
+            backend.emit("tick", n, to=["room"])
+            for client in clients:
+                self.assertEqual(client.wait_for("tick"), (n,))
+        # Five heartbeats, each of which the clients must read and answer to stay connected.
+        backend.assert_no("disconnect", within=1.0)
+        backend.emit("still-here", to=["room"])
+        for client in clients:
+            self.assertEqual(client.wait_for("still-here"), ())
+
     def test_a_close_without_close_notify_is_a_transport_close(self):
         # Many clients drop the TCP connection without TLS's close_notify; without TLS that is
         # "transport close", and so it is with it. Python's ssl sends close_notify only on unwrap().
