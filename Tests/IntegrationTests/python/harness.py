@@ -414,8 +414,28 @@ class Client:
         # A requests.Session carries TLS settings (its `verify` CA file and client `cert`) to
         # both transports: python-engineio passes them on to websocket-client too.
         self.sio = socketio.Client(reconnection=False, http_session=http_session)
+        self._handle_messages_in_order()
         for nsp in self.namespaces:
             self._register(nsp)
+
+    def _handle_messages_in_order(self):
+        """python-engineio's sync client hands every message to a thread of its own
+        (engineio/client.py, `_receive_packet`: `_trigger_event('message', pkt.data,
+        run_async=True)`), so the binary attachments of an event can be handled before the
+        packet that announces them, and python-socketio then takes one for a packet and fails
+        ("invalid literal for int()", python-socketio issue 436; CI saw it once in
+        test_emitter). The JS client and browsers handle messages in the order they arrive;
+        this client does too, on its read loop. Its handlers only record and compute ack
+        replies, so they never wait on the loop they run on."""
+        eio = self.sio.eio
+        trigger = eio._trigger_event
+
+        def in_order(event, *args, **kwargs):
+            if event == "message":
+                kwargs["run_async"] = False
+            return trigger(event, *args, **kwargs)
+
+        eio._trigger_event = in_order
 
     def _register(self, nsp):
         def on_any(event, *args):
