@@ -16,8 +16,8 @@ import Darwin
 /// ASCII without `"` or `\`, valid JSON as it stands), and reports the bytes it read; between
 /// them there is only whitespace, one colon or one comma, which this type checks. Whatever it
 /// does not take this way (malformed text, an integer too large for `Int64`, a NUL in a key, a
-/// member nested as deep as jansson allows, anything but an object), it declines with `nil`, and the caller parses the text whole, so
-/// errors and edge cases stay jansson's own. The tree it builds is the one `json_loadb` builds
+/// member nested as deep as jansson allows, anything but an object), it declines with `nil`,
+/// and the caller parses the text whole, so errors and edge cases stay jansson's own. The tree it builds is the one `json_loadb` builds
 /// for the same text, a repeated key keeping its last value.
 struct JSONObjectText {
     /// The object, with one reference the caller owns.
