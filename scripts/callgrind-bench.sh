@@ -4,8 +4,11 @@
 # by ±20 %. Runs `sidecast-bench SCENARIO` twice under callgrind, for a short and a long
 # measurement, and divides the difference by the extra messages (chat) or deliveries (fanout).
 #
-#   scripts/callgrind-bench.sh chat   [--clients N] [--rate R] [--top N] [--callees NAME] [--sidecast PATH]
-#   scripts/callgrind-bench.sh fanout [--clients N] [--rate R] [--top N] [--callees NAME] [--sidecast PATH]
+#   scripts/callgrind-bench.sh chat   [--clients N] [--rate R] [--top N] [--callees NAME] [--owners] [--sidecast PATH]
+#   scripts/callgrind-bench.sh fanout [--clients N] [--rate R] [--top N] [--callees NAME] [--owners] [--sidecast PATH]
+#
+# --owners splits the instructions by the library or sidecast module that asked for them
+# (SwiftNIO, jansson, sidecast; scripts/owners.py).
 #
 # Needs valgrind, objcopy (binutils), a C compiler and python3; builds the release products if
 # --sidecast is not given. Under callgrind sidecast runs about 50 times slower, hence the small
@@ -17,10 +20,10 @@ scenario=${1:-}
 case "$scenario" in
     chat) clients=100 rate=50 ramp=20 ;;
     fanout) clients=200 rate=5 ramp=50 ;;
-    *) echo "usage: $0 chat|fanout [--clients N] [--rate R] [--top N] [--callees NAME] [--sidecast PATH]" >&2; exit 2 ;;
+    *) echo "usage: $0 chat|fanout [--clients N] [--rate R] [--top N] [--callees NAME] [--owners] [--sidecast PATH]" >&2; exit 2 ;;
 esac
 shift
-sidecast="" top=0 callees=""
+sidecast="" top=0 callees="" owners=""
 short=2 long=6
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -28,6 +31,7 @@ while [ $# -gt 0 ]; do
         --rate) rate=$2; shift 2 ;;
         --top) top=$2; shift 2 ;;
         --callees) callees=$2; shift 2 ;;
+        --owners) owners=--owners; shift ;;
         --sidecast) sidecast=$2; shift 2 ;;
         *) echo "error: unknown option $1" >&2; exit 2 ;;
     esac
@@ -79,4 +83,5 @@ esac
 echo "$scenario: $clients clients, $rate/s, ${short} s and ${long} s under callgrind; per $unit ($units more in the long run):"
 args=("$long_profile" "$short_profile" "$units" --top "$top")
 [ -n "$callees" ] && args+=(--callees "$callees")
+[ -n "$owners" ] && args+=("$owners")
 python3 scripts/callgrind/diff.py "${args[@]}"

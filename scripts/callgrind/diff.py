@@ -4,16 +4,22 @@ The long run and the short run pay the same start, connects and shutdown; what t
 executed beyond the short one is the work of the extra messages or deliveries, so dividing the
 difference by their number gives instructions per unit without marking a window inside the run.
 
-    diff.py LONG SHORT UNITS [--top N] [--callees SUBSTRING]
+    diff.py LONG SHORT UNITS [--top N] [--callees SUBSTRING] [--owners]
 
 Prints the total, the split by shared object, and with --top the N functions with the most
 self instructions per unit; with --callees, what the functions whose name contains SUBSTRING
-spend in each function they call (inclusive), per unit.
+spend in each function they call (inclusive), per unit; with --owners, the split by the module
+whose code asked for the work (scripts/owners.py).
 """
 
 import argparse
 import collections
+import os
 import re
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from owners import module_of, print_shares  # noqa: E402
 
 NAME = re.compile(r"\((\d+)\)(?:\s+(.*))?")
 
@@ -65,6 +71,44 @@ class Profile:
         return sum(self.self_cost.values())
 
 
+def owner_costs(profile):
+    """Self instructions by owner. A runtime function's (no module of its own) are shared among
+    its callers in proportion to what each call cost, up the call graph until a caller has a
+    module: callgrind keeps caller-callee pairs, not whole stacks, so this is the usual
+    approximation, and exact where a runtime function has one kind of caller."""
+    modules, own = {}, collections.Counter()
+    for (obj, function), value in profile.self_cost.items():
+        modules[function] = module_of(obj, function)
+        own[function] += value
+    callers = collections.defaultdict(list)
+    for (caller, callee), value in profile.call_cost.items():
+        if caller != callee and value > 0:
+            callers[callee].append((caller, value))
+    shares = {}
+
+    def share(function):
+        if modules.get(function):
+            return {modules[function]: 1.0}
+        if function in shares:
+            return shares[function]
+        shares[function] = {"runtime (cycle)": 1.0}
+        total = sum(value for _, value in callers[function])
+        result = collections.Counter()
+        if not total:
+            result["runtime (no caller)"] = 1.0
+        for caller, value in callers[function]:
+            for module, fraction in share(caller).items():
+                result[module] += fraction * value / total
+        shares[function] = result
+        return result
+
+    costs = collections.Counter()
+    for function, value in own.items():
+        for module, fraction in share(function).items():
+            costs[module] += value * fraction
+    return costs
+
+
 def per_unit(long, short, units):
     return {key: (value - short.get(key, 0)) / units for key, value in long.items()}
 
@@ -76,6 +120,7 @@ def main():
     parser.add_argument("units", type=float)
     parser.add_argument("--top", type=int, default=0)
     parser.add_argument("--callees")
+    parser.add_argument("--owners", action="store_true")
     args = parser.parse_args()
     long, short = Profile(args.long), Profile(args.short)
     print(f"instructions per unit: {(long.total - short.total) / args.units:,.0f}")
@@ -89,6 +134,10 @@ def main():
         print(f"functions, self instructions per unit:")
         for (obj, function), value in sorted(costs.items(), key=lambda item: -item[1])[: args.top]:
             print(f"  {value:10,.0f}  {(obj or '?').rsplit('/', 1)[-1][:22]:22}  {function[:150]}")
+    if args.owners:
+        extra = owner_costs(long)
+        extra.subtract(owner_costs(short))
+        print_shares(extra, args.units, "unit", "instructions")
     if args.callees:
         calls = per_unit(long.call_cost, short.call_cost, args.units)
         print(f"callees of *{args.callees}*, inclusive instructions per unit:")

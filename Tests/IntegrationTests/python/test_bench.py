@@ -7,11 +7,16 @@ import json
 import os
 import resource
 import subprocess
+import sys
 import tempfile
 import unittest
 
 from cluster import REDIS_SERVER
 from harness import SIDECAST_BIN
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts"))
+import owners  # noqa: E402  (scripts/owners.py, the split of scripts/perf-bench.sh and callgrind-bench.sh --owners)
+from callgrind.diff import Profile, owner_costs  # noqa: E402
 
 
 class BenchTests(unittest.TestCase):
@@ -153,6 +158,83 @@ class BenchTests(unittest.TestCase):
         done = self.run_bench("idle", "--clients", "1000000")
         self.assertEqual(done.returncode, 1)
         self.assertRegex(done.stderr, r"--clients 1000000 needs about \d+ open files .* use at most \d+ clients")
+
+
+class OwnersTests(unittest.TestCase):
+    """The split BENCHMARKS.md's floor rests on: runtime work charged to the code that asked
+    for it, in perf samples and in callgrind profiles."""
+
+    NIO_WRITE = "$s8NIOPosix17BaseSocketChannelC6flush0yyF"
+    BRIDGE_EMIT = "$s6BridgeAAC4emityyF"
+
+    def test_names_the_module_of_swift_code_and_leaves_the_runtime_to_its_caller(self):
+        self.assertEqual(owners.module_of("/x/sidecast", self.NIO_WRITE), "NIOPosix")
+        self.assertEqual(owners.module_of("/x/sidecast", self.BRIDGE_EMIT), "Bridge")
+        self.assertEqual(owners.module_of("/x/libjansson.so.4.14.0", "0x00000000000056b0"), "libjansson.so.4.14.0")
+        self.assertIsNone(owners.module_of("/x/libswiftCore.so", "swift_retain"))
+        self.assertIsNone(owners.module_of("/x/libc.so.6", "malloc"))
+        self.assertIsNone(owners.module_of("/x/sidecast", "$sSh8containsySbxFSS_Tg5"), "a stdlib specialization")
+        self.assertEqual(owners.group_of("NIOCore"), "SwiftNIO")
+        self.assertEqual(owners.group_of("SocketIO"), "sidecast")
+        self.assertEqual(owners.group_of("libjansson.so.4.14.0"), "jansson")
+
+    def test_charges_each_perf_sample_to_its_innermost_owned_frame(self):
+        script = f"""
+\t    7f01 swift_retain (/x/libswiftCore.so)
+\t    5501 {self.NIO_WRITE} (/x/sidecast)
+\t    5502 {self.BRIDGE_EMIT} (/x/sidecast)
+
+\tffffffff81 tcp_sendmsg ([kernel.kallsyms])
+\t    5501 {self.NIO_WRITE} (/x/sidecast)
+
+\t    6601 malloc (/x/libc.so.6)
+\t    4680 0x0000000000004680 (/x/libjansson.so.4.14.0)
+\t    5503 {self.BRIDGE_EMIT} (/x/sidecast)
+
+\t    5502 {self.BRIDGE_EMIT} (/x/sidecast)
+""".splitlines()
+        counts = owners.perf_owner_counts(script)
+        self.assertEqual(dict(counts), {"NIOPosix": 1, "[kernel]": 1, "libjansson.so.4.14.0": 1, "Bridge": 1})
+
+    def test_shares_a_runtime_functions_instructions_among_its_callers(self):
+        """swift_retain's 40 instructions, called for 30 by Bridge and 10 by NIOPosix, go 30/10."""
+        profile = f"""events: Ir
+ob=(1) /x/sidecast
+fn=(1) {self.BRIDGE_EMIT}
+0 100
+cob=(2) /x/libswiftCore.so
+cfn=(3) swift_retain
+calls=3 0
+0 30
+fn=(2) {self.NIO_WRITE}
+0 50
+cob=(2)
+cfn=(3)
+calls=1 0
+0 10
+ob=(2)
+fn=(3)
+0 40
+"""
+        with tempfile.NamedTemporaryFile("w", suffix=".out") as file:
+            file.write(profile)
+            file.flush()
+            costs = owner_costs(Profile(file.name))
+        self.assertEqual(dict(costs), {"Bridge": 130.0, "NIOPosix": 60.0})
+
+    def test_reads_an_strace_summary(self):
+        summary = """% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 48.83    0.535151          41     12825           epoll_wait
+ 12.57    0.137763           2     65086           write
+  0.05    0.000548           0       718       207 accept4
+------ ----------- ----------- --------- --------- ----------------
+100.00    1.095964          10    100029       209 total
+"""
+        with tempfile.NamedTemporaryFile("w") as file:
+            file.write(summary)
+            file.flush()
+            self.assertEqual(dict(owners.strace_counts(file.name)), {"epoll_wait": 12825, "write": 65086, "accept4": 718})
 
 
 if __name__ == "__main__":
