@@ -71,41 +71,44 @@ class Profile:
         return sum(self.self_cost.values())
 
 
-def owner_costs(profile):
+def owner_costs(profile, rounds=60):
     """Self instructions by owner. A runtime function's (no module of its own) are shared among
     its callers in proportion to what each call cost, up the call graph until a caller has a
     module: callgrind keeps caller-callee pairs, not whole stacks, so this is the usual
-    approximation, and exact where a runtime function has one kind of caller."""
+    approximation, exact where a runtime function has one kind of caller. The shares are the
+    solution of a linear system (runtime functions call each other, in cycles too), found by
+    repeated substitution; what no round reaches stays "runtime (unattributed)"."""
     modules, own = {}, collections.Counter()
     for (obj, function), value in profile.self_cost.items():
         modules[function] = module_of(obj, function)
         own[function] += value
     callers = collections.defaultdict(list)
     for (caller, callee), value in profile.call_cost.items():
-        if caller != callee and value > 0:
+        if caller != callee and value > 0 and not modules.get(callee):
             callers[callee].append((caller, value))
-    shares = {}
-
-    def share(function):
-        if modules.get(function):
-            return {modules[function]: 1.0}
-        if function in shares:
-            return shares[function]
-        shares[function] = {"runtime (cycle)": 1.0}
-        total = sum(value for _, value in callers[function])
-        result = collections.Counter()
-        if not total:
-            result["runtime (no caller)"] = 1.0
-        for caller, value in callers[function]:
-            for module, fraction in share(caller).items():
-                result[module] += fraction * value / total
-        shares[function] = result
-        return result
+    runtime = [function for function in own if not modules.get(function)]
+    shares = {function: {} for function in runtime}
+    for _ in range(rounds):
+        updated = {}
+        for function in runtime:
+            total = sum(value for _, value in callers[function])
+            result = collections.Counter()
+            for caller, value in callers[function]:
+                module = modules.get(caller)
+                for owner, fraction in ({module: 1.0} if module else shares.get(caller, {})).items():
+                    result[owner] += fraction * value / total
+            updated[function] = result
+        shares = updated
 
     costs = collections.Counter()
     for function, value in own.items():
-        for module, fraction in share(function).items():
-            costs[module] += value * fraction
+        if modules.get(function):
+            costs[modules[function]] += value
+            continue
+        share = shares[function]
+        for owner, fraction in share.items():
+            costs[owner] += value * fraction
+        costs["runtime (unattributed)"] += value * (1 - sum(share.values()))
     return costs
 
 
