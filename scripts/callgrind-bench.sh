@@ -43,12 +43,7 @@ cc=$(command -v cc || command -v clang || command -v gcc) || { echo "error: a C 
 
 # shellcheck source=scripts/common.sh
 source scripts/common.sh
-swift build "${SIDECAST_RELEASE_FLAGS[@]}" --product sidecast-bench >&2
-bin=$(swift build "${SIDECAST_RELEASE_FLAGS[@]}" --show-bin-path)
-if [ -z "$sidecast" ]; then
-    swift build "${SIDECAST_RELEASE_FLAGS[@]}" --product sidecast >&2
-    sidecast=$bin/sidecast
-fi
+build_for_measuring
 
 work=$(mktemp -d)
 [ -n "${CALLGRIND_KEEP:-}" ] && echo "profiles kept in $work" >&2

@@ -19,6 +19,17 @@ step() { printf '==> %s\n' "$*" >&2; }
 # with and without it in one .build rebuilds everything each time.
 SIDECAST_RELEASE_FLAGS=(-c release -Xswiftc -enforce-exclusivity=unchecked)
 
+# For the measuring scripts: builds sidecast-bench, and sidecast unless `sidecast` already
+# names a binary; sets `bin` (the build's products) and `sidecast`.
+build_for_measuring() {
+    swift build "${SIDECAST_RELEASE_FLAGS[@]}" --product sidecast-bench >&2
+    bin=$(swift build "${SIDECAST_RELEASE_FLAGS[@]}" --show-bin-path)
+    if [ -z "$sidecast" ]; then
+        swift build "${SIDECAST_RELEASE_FLAGS[@]}" --product sidecast >&2
+        sidecast=$bin/sidecast
+    fi
+}
+
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
         "$@"

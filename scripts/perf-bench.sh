@@ -36,12 +36,7 @@ command -v "$tool" >/dev/null || { echo "error: $tool is needed (Debian: apt-get
 
 # shellcheck source=scripts/common.sh
 source scripts/common.sh
-swift build "${SIDECAST_RELEASE_FLAGS[@]}" --product sidecast-bench >&2
-bin=$(swift build "${SIDECAST_RELEASE_FLAGS[@]}" --show-bin-path)
-if [ -z "$sidecast" ]; then
-    swift build "${SIDECAST_RELEASE_FLAGS[@]}" --product sidecast >&2
-    sidecast=$bin/sidecast
-fi
+build_for_measuring
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
