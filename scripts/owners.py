@@ -84,7 +84,8 @@ def perf_owner_counts(script_output):
             counts[next((m for m in (module_of(o, f) for o, f in frames) if m), "runtime (no caller)")] += 1
         frames.clear()
 
-    frame = re.compile(r"\s*[0-9a-f]+\s+(.*?)\s+\((.*)\)$")
+    # The object is the last parenthesised group: demangled C++ names hold parentheses too.
+    frame = re.compile(r"\s*[0-9a-f]+\s+(.*)\s+\(([^()]*)\)$")
     for line in script_output:
         match = frame.match(line)
         if match:
